@@ -1,0 +1,25 @@
+# The platform's commands. `make up` runs it; `make test` runs every test.
+PY := .venv/bin/python
+CLI := $(PY) -m include.runtime.cli
+
+.PHONY: setup up down status test lint
+
+setup:
+	@bash scripts/setup.sh
+
+up: setup
+	@$(CLI) up
+
+down:
+	@if [ -x $(PY) ]; then $(CLI) down; else echo "[platform] nothing to stop (no .venv yet)"; fi
+
+status:
+	@$(CLI) status
+
+lint: setup
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+
+test: setup
+	@.venv/bin/ruff check .
+	@$(PY) -m pytest

@@ -1,0 +1,40 @@
+"""
+### Provision Kafka topics
+
+Creates the input topic, its dead-letter topic and one output topic per analytic, with the
+partitions, replication and retention from `config/platform.toml`.  Idempotent: existing
+topics are left alone.  **Drift** (a topic with fewer partitions or another replication
+factor than configured) fails the task with a message that says what differs and how to fix it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+
+DEFAULT_ARGS = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=20)}
+
+
+@dag(
+    dag_id="provision_topics",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["ecommerce", "kafka", "setup"],
+)
+def provision_topics():
+    @task
+    def create_or_verify_topics() -> dict[str, str]:
+        from include.kafka_client import bootstrap_from_connection
+        from include.settings import get_settings
+        from include.topics import provision
+
+        return provision(get_settings(), bootstrap_from_connection("kafka_default"))
+
+    create_or_verify_topics()
+
+
+provision_topics()

@@ -1,0 +1,1 @@
+"""Importable code the DAGs, Spark jobs and the platform CLI share."""

@@ -1,0 +1,1 @@
+"""Start, stop and inspect the local platform (Kafka, PostgreSQL, Airflow) without Docker."""

@@ -1,0 +1,122 @@
+"""A small client for Airflow's REST API (/api/v2), used by `make up` and the end-to-end test.
+
+Authentication is the API's own: POST /auth/token with the admin credentials returns a JWT
+(`access_token`) that goes into the Authorization header of every later call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from include.runtime.procs import PlatformError
+
+TERMINAL_STATES = {"success", "failed"}
+
+
+@dataclass
+class AirflowApi:
+    base_url: str
+    username: str
+    password: str
+    timeout: float = 30.0
+    _session: requests.Session = field(default_factory=requests.Session, repr=False)
+
+    def login(self) -> None:
+        response = self._session.post(
+            f"{self.base_url}/auth/token",
+            json={"username": self.username, "password": self.password},
+            timeout=self.timeout,
+        )
+        if response.status_code >= 300:
+            raise PlatformError(
+                f"Airflow refused the login for {self.username!r}: HTTP {response.status_code} "
+                f"{response.text[:200]}"
+            )
+        token = response.json()["access_token"]
+        self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        response = self._session.request(
+            method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs
+        )
+        if response.status_code == 401 and "Authorization" not in self._session.headers:
+            self.login()
+            return self._call(method, path, **kwargs)
+        if response.status_code >= 300:
+            raise PlatformError(
+                f"Airflow API {method} {path} answered HTTP {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        return response.json() if response.content else {}
+
+    def dag(self, dag_id: str) -> dict:
+        return self._call("GET", f"/dags/{dag_id}")
+
+    def dag_exists(self, dag_id: str) -> bool:
+        try:
+            self.dag(dag_id)
+            return True
+        except PlatformError:
+            return False
+
+    def unpause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        run = self._call(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
+        )
+        return run["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def runs(self, dag_id: str, state: str | None = None) -> list[dict]:
+        params = {"state": state} if state else {}
+        return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[
+            "task_instances"
+        ]
+
+    def health(self) -> dict:
+        return self._call("GET", "/monitor/health")
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str, states: set[str], timeout: float
+    ) -> str:
+        """Poll a DAG run until it reaches one of `states` (or any terminal state)."""
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in states or state in TERMINAL_STATES:
+                return state
+            time.sleep(2)
+        raise PlatformError(
+            f"timed out after {timeout:.0f}s waiting for {dag_id} run {run_id} to become "
+            f"{'/'.join(sorted(states))}; it is {state}"
+        )
+
+    def wait_for_task_state(
+        self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float
+    ) -> str:
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            for ti in self.task_instances(dag_id, run_id):
+                if ti["task_id"] == task_id:
+                    state = ti["state"]
+            if state in states:
+                return state
+            if state in {"failed", "upstream_failed"}:
+                raise PlatformError(f"{dag_id}.{task_id} in run {run_id} is {state}")
+            time.sleep(2)
+        raise PlatformError(
+            f"timed out after {timeout:.0f}s waiting for {dag_id}.{task_id} to be "
+            f"{'/'.join(sorted(states))}; it is {state}"
+        )

@@ -1,0 +1,166 @@
+"""`python -m include.runtime.cli up|down|status`: the platform's one entry point.
+
+`make up`, `make down` and `make status` call this after `make setup` has built the virtualenv
+and fetched the jars.  Every step says what it is doing; every failure says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from include.runtime.airflow_api import AirflowApi
+from include.runtime.procs import PlatformError, kill_marked
+from include.runtime.services import (
+    AirflowComponent,
+    Service,
+    all_services,
+    java_binary,
+    jars,
+    migrate_airflow_db,
+    platform_secrets,
+)
+from include.settings import Settings, get_settings
+
+PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality")
+AUTOSTART_ENV = "ECOM_AUTOSTART"
+
+
+def say(message: str) -> None:
+    print(f"[platform] {message}", flush=True)
+
+
+def api_client(settings: Settings) -> AirflowApi:
+    return AirflowApi(
+        f"http://{settings.bind_host}:{settings.airflow.port}",
+        settings.airflow.admin_user,
+        platform_secrets(settings)["airflow_admin_password"],
+    )
+
+
+def up(settings: Settings, start_pipeline: bool) -> None:
+    say(f"state dir: {settings.state}")
+    java_binary()
+    jars(settings, "kafka")
+    jars(settings, "spark")
+    for service in all_services(settings):
+        if isinstance(service, AirflowComponent) and service.component == "api-server":
+            if not service.running():
+                say("preparing Airflow's metadata database (airflow db migrate)")
+                migrate_airflow_db(settings)
+        t0 = time.monotonic()
+        if service.start():
+            say(f"started {service.name} (pid {service.pid()}) in {time.monotonic() - t0:.0f}s")
+        else:
+            say(f"{service.name} already running (pid {service.pid()})")
+    api = api_client(settings)
+    api.login()
+    if start_pipeline:
+        start_pipeline_runs(settings, api)
+    print_summary(settings)
+
+
+def start_pipeline_runs(settings: Settings, api: AirflowApi) -> None:
+    """provision_topics, then the long-running producer and streaming runs (once each)."""
+    deadline = time.monotonic() + 180
+    say("waiting for the DAG processor to load the platform's DAGs")
+    while not all(api.dag_exists(d) for d in PIPELINE_DAGS):
+        if time.monotonic() > deadline:
+            missing = [d for d in PIPELINE_DAGS if not api.dag_exists(d)]
+            raise PlatformError(
+                f"DAGs not loaded after 180s: {', '.join(missing)}. "
+                f"See {settings.log_dir / 'airflow-dag-processor.log'} for import errors."
+            )
+        time.sleep(3)
+    for dag_id in PIPELINE_DAGS:
+        api.unpause(dag_id)
+    say("creating Kafka topics (DAG provision_topics)")
+    run_id = api.trigger("provision_topics")
+    state = api.wait_for_run("provision_topics", run_id, {"success"}, timeout=300)
+    if state != "success":
+        raise PlatformError(
+            f"provision_topics run {run_id} ended {state}; open its task log in the Airflow UI"
+        )
+    for dag_id in ("producer", "streaming"):
+        active = api.runs(dag_id, "running") + api.runs(dag_id, "queued")
+        if active:
+            say(f"{dag_id} already has an active run ({active[0]['dag_run_id']}); not starting another")
+            continue
+        say(f"starting DAG {dag_id}: run {api.trigger(dag_id)}")
+
+
+def print_summary(settings: Settings) -> None:
+    sec = platform_secrets(settings)
+    host = settings.bind_host
+    print(
+        f"""
+The platform is up.
+  Airflow UI       http://{host}:{settings.airflow.port}
+                   user: {settings.airflow.admin_user}   password: {sec['airflow_admin_password']}
+  Kafka            {settings.bootstrap_servers}  (input topic {settings.kafka.input_topic})
+  PostgreSQL       {host}:{settings.postgres.port} (Airflow metadata)
+  Sink tables      {settings.table_root} (Delta Lake)
+  Quality reports  {settings.quality_dir}
+  Streaming stats  {settings.metrics_dir / 'progress.jsonl'}
+  Logs             {settings.log_dir}
+Stop everything with `make down`; see what runs with `make status`.
+""",
+        flush=True,
+    )
+
+
+def down(settings: Settings) -> None:
+    for service in reversed(all_services(settings)):
+        say(f"{service.name}: {service.stop()}")
+    leftovers = kill_marked(str(settings.state))
+    for proc in leftovers:
+        say(f"ended leftover process {proc}")
+    say("all platform processes stopped; data kept in " + str(settings.state))
+
+
+def status(settings: Settings) -> int:
+    rows = [("service", "pid", "port", "url", "answers")]
+    unhealthy = 0
+    for service in all_services(settings):
+        pid = service.pid()
+        running = service.running()
+        answers = running and service.healthy()
+        unhealthy += not answers
+        state = "yes" if answers else ("NO (stale PID file)" if pid and not running else "no")
+        rows.append((service.name, str(pid or "-"), str(service.port or "-"), service.url or "-", state))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    return 0 if unhealthy == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="platform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_cmd = sub.add_parser("up", help="start every service and the pipeline")
+    up_cmd.add_argument(
+        "--no-pipeline", action="store_true",
+        help="start the services only; trigger no DAG (also: ECOM_AUTOSTART=0)",
+    )
+    sub.add_parser("down", help="stop every platform process; keep the data")
+    sub.add_parser("status", help="show each service, its PID, port, URL and health")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    try:
+        if args.command == "up":
+            autostart = os.environ.get(AUTOSTART_ENV, "1") not in ("0", "false", "no")
+            up(settings, start_pipeline=autostart and not args.no_pipeline)
+        elif args.command == "down":
+            down(settings)
+        else:
+            return status(settings)
+    except PlatformError as exc:
+        print(f"[platform] ERROR: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Managed background processes: PID files, process groups, ports, and waiting with a reason.
+
+Each service runs in its own session (process group) with an environment marker, so `down`
+can end the service *and everything it spawned* (Airflow task processes, spark-submit, the
+Spark driver JVM), even when a child re-parented itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+# Every process the platform starts carries this variable; its value is the state dir.
+MARKER_ENV = "ECOM_PLATFORM_STATE"
+
+
+class PlatformError(RuntimeError):
+    """A problem the user can fix; the message says how. The CLI prints it and exits 2."""
+
+
+@dataclass(frozen=True)
+class PidFile:
+    path: Path
+
+    def read(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def write(self, pid: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(f"{pid}\n")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def port_owner(host: str, port: int) -> str | None:
+    """Who listens on host:port, in words, or None when the port is free to bind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            try:
+                proc = psutil.Process(conn.pid) if conn.pid else None
+                return f"pid {conn.pid} ({' '.join(proc.cmdline()[:4])})" if proc else "a process"
+            except psutil.Error:
+                return f"pid {conn.pid}"
+    return "another process"
+
+
+def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float,
+    interval: float = 0.5,
+    failed: Callable[[], str | None] | None = None,
+) -> None:
+    """Poll `condition`; raise PlatformError naming `what` on timeout or when `failed` says so."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if failed and (reason := failed()):
+            raise PlatformError(f"{what}: {reason}")
+        time.sleep(interval)
+    raise PlatformError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def spawn(
+    argv: Sequence[str],
+    log_file: Path,
+    env: dict[str, str],
+    cwd: Path,
+    marker: str,
+) -> subprocess.Popen:
+    """Start argv detached in a new session, stdout+stderr appended to log_file."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**env, MARKER_ENV: marker}
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def stop_tree(pid: int, timeout: float = 30.0) -> bool:
+    """SIGTERM the process group of pid, then SIGKILL after timeout. True if it had to kill."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return False
+    procs = _group_members(pgid)
+    _signal_group(pgid, signal.SIGTERM)
+    _, still = psutil.wait_procs(procs, timeout=timeout)
+    if still:
+        _signal_group(pgid, signal.SIGKILL)
+        psutil.wait_procs(still, timeout=10)
+        return True
+    return False
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Every live process started by the platform whose state dir is `marker`."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(MARKER_ENV) == marker:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def kill_marked(marker: str, timeout: float = 20.0) -> list[str]:
+    """End leftovers (re-parented children); return a description of each one ended."""
+    procs = marked_processes(marker)
+    described = []
+    for proc in procs:
+        try:
+            described.append(f"pid {proc.pid} {' '.join(proc.cmdline()[:3])}")
+            proc.terminate()
+        except psutil.Error:
+            continue
+    _, still = psutil.wait_procs(procs, timeout=timeout)
+    for proc in still:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(still, timeout=5)
+    return described

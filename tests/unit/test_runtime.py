@@ -1,0 +1,102 @@
+"""Start-up refuses clearly: busy ports and stale PID files; stop ends whole process groups."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from include.runtime.procs import (
+    PidFile,
+    PlatformError,
+    kill_marked,
+    port_owner,
+    spawn,
+    stop_tree,
+)
+from include.runtime.services import Kafka, Postgres
+from include.settings import Settings
+
+
+@pytest.fixture
+def settings(monkeypatch, tmp_path) -> Settings:
+    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
+    return Settings()
+
+
+@pytest.fixture
+def busy_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_port_owner_names_the_listener(busy_port):
+    owner = port_owner("127.0.0.1", busy_port)
+    assert owner is not None and "pid" in owner
+
+
+def test_a_busy_port_refuses_start_with_the_fix(monkeypatch, busy_port, settings):
+    monkeypatch.setenv("ECOM_KAFKA__PORT", str(busy_port))
+    with pytest.raises(PlatformError, match=rf"port 127.0.0.1:{busy_port} is already in use"):
+        Kafka(Settings()).check_can_start()
+
+
+def test_a_stale_pid_file_refuses_start_and_says_run_make_down(settings):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    service = Postgres(settings)
+    service.pid_file.write(dead.pid)
+    with pytest.raises(PlatformError, match="stale PID file .* Run `make down`"):
+        service.check_can_start()
+    assert service.stop() .startswith("removed stale PID file")
+    assert service.pid() is None
+
+
+def test_stop_tree_ends_children_too(tmp_path):
+    script = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(300)']); time.sleep(300)"
+    parent = spawn([sys.executable, "-c", script], tmp_path / "log", {}, tmp_path, "m1")
+    deadline = time.monotonic() + 10
+    while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = psutil.Process(parent.pid).children()[0]
+    stop_tree(parent.pid, timeout=5)
+    parent.wait(5)
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_kill_marked_finds_reparented_leftovers(tmp_path):
+    marker = str(tmp_path)
+    # A child that escapes its parent's process group, as a daemonising JVM could.
+    script = (
+        "import os,sys,time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid(); print(os.getpid(), flush=True); time.sleep(300)\n"
+        "time.sleep(300)\n"
+    )
+    log = tmp_path / "log"
+    parent = spawn([sys.executable, "-c", script], log, {}, tmp_path, marker)
+    deadline = time.monotonic() + 10
+    while not log.read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    escaped = int(log.read_text().split()[0])
+    assert os.getpgid(escaped) != os.getpgid(parent.pid)
+    ended = kill_marked(marker, timeout=5)
+    assert any(f"pid {escaped} " in line for line in ended)
+    assert any(f"pid {parent.pid} " in line for line in ended)
+    parent.wait(5)
+    assert not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == "zombie"
+
+
+def test_pid_file_round_trip(tmp_path):
+    pid_file = PidFile(tmp_path / "x.pid")
+    assert pid_file.read() is None
+    pid_file.write(1234)
+    assert pid_file.read() == 1234
