@@ -30,8 +30,9 @@ DEFAULT_ARGS = {"owner": "data-platform", "retries": 1, "retry_delay": timedelta
     tags=["ecommerce", "kafka", "producer"],
     params={
         "rate": Param(50, type="number", exclusiveMinimum=0, description="events per second"),
-        "duration_seconds": Param(0, type="number", minimum=0,
-                                  description="0 = run until the task is stopped"),
+        "duration_seconds": Param(
+            0, type="number", minimum=0, description="0 = run until the task is stopped"
+        ),
         "seed": Param(42, type="integer", description="random seed of the event stream"),
     },
 )

@@ -10,7 +10,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase", "remove_from_cart")
@@ -53,7 +53,7 @@ def money(value: Decimal | float | str) -> Decimal:
 
 def iso_utc(moment: datetime) -> str:
     """ISO-8601 with milliseconds and an explicit UTC offset."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 class EventGenerator:
@@ -112,4 +112,4 @@ class EventGenerator:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -30,9 +30,7 @@ def admin(bootstrap_servers: str, **overrides) -> KafkaAdminClient:
 
 
 def producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **overrides}
-    )
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **overrides})
 
 
 def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer:

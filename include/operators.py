@@ -16,8 +16,9 @@ class StreamingJobOperator(SparkSubmitOperator):
     DAG file is parsed: the DAG processor must not touch the jar cache.
     """
 
-    def __init__(self, *, queries: str, application_args: list[str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, queries: str, application_args: list[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(
             application=str(PROJECT_ROOT / "spark_jobs" / "streaming_app.py"),
             application_args=["--queries", queries, *(application_args or [])],

@@ -33,7 +33,8 @@ class ProducerParams:
             problems.append(f"rate must be a positive number of events per second, got {self.rate}")
         if self.duration_seconds < 0:
             problems.append(
-                f"duration_seconds must be 0 (run until stopped) or positive, got {self.duration_seconds}"
+                "duration_seconds must be 0 (run until stopped) or positive, "
+                f"got {self.duration_seconds}"
             )
         if self.users < 1 or self.products < 1:
             problems.append("users and products must be at least 1")
@@ -82,7 +83,8 @@ def run_producer(
     next_report = started + report_every
     log.info(
         "producing to %s at %.0f events/s (%s), seed %d",
-        topic, params.rate,
+        topic,
+        params.rate,
         f"for {params.duration_seconds:.0f}s" if params.duration_seconds else "until stopped",
         params.seed,
     )
@@ -102,17 +104,24 @@ def run_producer(
             if time.monotonic() >= next_report:
                 log.info(
                     "sent %d events, %d acknowledged, %d failed%s",
-                    stats.sent, stats.acknowledged, stats.failed,
+                    stats.sent,
+                    stats.acknowledged,
+                    stats.failed,
                     f" (last error: {stats.last_error})" if stats.last_error else "",
                 )
                 next_report += report_every
             time.sleep(min(0.05, 1.0 / params.rate))
     finally:
-        log.info("stopping: flushing %d unacknowledged events", stats.sent - stats.acknowledged - stats.failed)
+        log.info(
+            "stopping: flushing %d unacknowledged events",
+            stats.sent - stats.acknowledged - stats.failed,
+        )
         client.flush(timeout=60)
         client.close(timeout=30)
         log.info(
             "producer stopped: sent %d, acknowledged %d, failed %d",
-            stats.sent, stats.acknowledged, stats.failed,
+            stats.sent,
+            stats.acknowledged,
+            stats.failed,
         )
     return stats

@@ -32,6 +32,7 @@ from urllib.request import url2pathname
 import pandas as pd
 
 from include.settings import Settings
+from include.tables import read_table
 
 if TYPE_CHECKING:
     from great_expectations.data_context import FileDataContext
@@ -190,15 +191,14 @@ def revenue_checks(window_seconds: int) -> tuple[CheckSpec, ...]:
 
 def load_revenue_frame(settings: Settings) -> pd.DataFrame:
     """Read the committed state of the Delta table, or raise :class:`NoDataYet`."""
-    from deltalake import DeltaTable
-
     path = settings.table_path(REVENUE_TABLE)
-    if not DeltaTable.is_deltatable(str(path)):
+    frame = read_table(path)
+    if frame is None:
         raise NoDataYet(
             f"Delta table {REVENUE_TABLE} does not exist yet at {path}: "
             "waiting for the Spark streaming job to commit its first window"
         )
-    return DeltaTable(str(path)).to_pandas()
+    return frame
 
 
 def prepare_revenue_frame(frame: pd.DataFrame) -> pd.DataFrame:

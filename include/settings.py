@@ -84,9 +84,7 @@ class QualitySettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="ECOM_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="ECOM_", env_nested_delimiter="__", extra="ignore")
 
     state_dir: Path = Path("state")
     # Downloaded jars (Kafka broker, Spark connectors); shared by every state dir.

@@ -82,16 +82,24 @@ def provision(settings: Settings, bootstrap_servers: str | None = None) -> dict[
                 missing.append(spec)
         if missing:
             try:
-                client.create_topics([
-                    NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.configs)
-                    for s in missing
-                ])
+                client.create_topics(
+                    [
+                        NewTopic(
+                            s.name, s.partitions, s.replication_factor, topic_configs=s.configs
+                        )
+                        for s in missing
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another run: fine, that is the goal
             for spec in missing:
                 actions[spec.name] = "created"
-                log.info("created topic %s (%d partitions, replication %d)",
-                         spec.name, spec.partitions, spec.replication_factor)
+                log.info(
+                    "created topic %s (%d partitions, replication %d)",
+                    spec.name,
+                    spec.partitions,
+                    spec.replication_factor,
+                )
         for name, action in actions.items():
             if action == "exists":
                 log.info("topic %s exists as configured", name)

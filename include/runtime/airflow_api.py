@@ -79,16 +79,12 @@ class AirflowApi:
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[
-            "task_instances"
-        ]
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
     def health(self) -> dict:
         return self._call("GET", "/monitor/health")
 
-    def wait_for_run(
-        self, dag_id: str, run_id: str, states: set[str], timeout: float
-    ) -> str:
+    def wait_for_run(self, dag_id: str, run_id: str, states: set[str], timeout: float) -> str:
         """Poll a DAG run until it reaches one of `states` (or any terminal state)."""
         deadline = time.monotonic() + timeout
         state = "unknown"

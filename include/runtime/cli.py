@@ -15,10 +15,9 @@ from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import PlatformError, kill_marked
 from include.runtime.services import (
     AirflowComponent,
-    Service,
     all_services,
-    java_binary,
     jars,
+    java_binary,
     migrate_airflow_db,
     platform_secrets,
 )
@@ -86,7 +85,8 @@ def start_pipeline_runs(settings: Settings, api: AirflowApi) -> None:
     for dag_id in ("producer", "streaming"):
         active = api.runs(dag_id, "running") + api.runs(dag_id, "queued")
         if active:
-            say(f"{dag_id} already has an active run ({active[0]['dag_run_id']}); not starting another")
+            run_id = active[0]["dag_run_id"]
+            say(f"{dag_id} already has an active run ({run_id}); not starting another")
             continue
         say(f"starting DAG {dag_id}: run {api.trigger(dag_id)}")
 
@@ -98,12 +98,12 @@ def print_summary(settings: Settings) -> None:
         f"""
 The platform is up.
   Airflow UI       http://{host}:{settings.airflow.port}
-                   user: {settings.airflow.admin_user}   password: {sec['airflow_admin_password']}
+                   user: {settings.airflow.admin_user}   password: {sec["airflow_admin_password"]}
   Kafka            {settings.bootstrap_servers}  (input topic {settings.kafka.input_topic})
   PostgreSQL       {host}:{settings.postgres.port} (Airflow metadata)
   Sink tables      {settings.table_root} (Delta Lake)
   Quality reports  {settings.quality_dir}
-  Streaming stats  {settings.metrics_dir / 'progress.jsonl'}
+  Streaming stats  {settings.metrics_dir / "progress.jsonl"}
   Logs             {settings.log_dir}
 Stop everything with `make down`; see what runs with `make status`.
 """,
@@ -129,10 +129,12 @@ def status(settings: Settings) -> int:
         answers = running and service.healthy()
         unhealthy += not answers
         state = "yes" if answers else ("NO (stale PID file)" if pid and not running else "no")
-        rows.append((service.name, str(pid or "-"), str(service.port or "-"), service.url or "-", state))
+        rows.append(
+            (service.name, str(pid or "-"), str(service.port or "-"), service.url or "-", state)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
     return 0 if unhealthy == 0 else 1
 
 
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up_cmd = sub.add_parser("up", help="start every service and the pipeline")
     up_cmd.add_argument(
-        "--no-pipeline", action="store_true",
+        "--no-pipeline",
+        action="store_true",
         help="start the services only; trigger no DAG (also: ECOM_AUTOSTART=0)",
     )
     sub.add_parser("down", help="stop every platform process; keep the data")

@@ -98,6 +98,24 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
+def spark_environment() -> dict[str, str]:
+    """SPARK_HOME and interpreters for spark-submit from the virtualenv.
+
+    pyspark's `spark-submit` script locates SPARK_HOME with whatever `python3` is first on
+    PATH, which need not be the venv's; setting it explicitly makes the launch deterministic.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise PlatformError("pyspark is not installed in this interpreter: run `make setup`")
+    return {
+        "SPARK_HOME": str(Path(spec.origin).parent),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+
+
 # ---------------------------------------------------------------- base
 
 
@@ -171,9 +189,11 @@ class Service:
             f"{self.name} to answer on port {self.port} (log: {self.log_file})",
             timeout=self.start_timeout(),
             interval=1.0,
-            failed=lambda: None
-            if proc.poll() is None
-            else f"exited with code {proc.returncode}; last log lines:\n{self.tail_log()}",
+            failed=lambda: (
+                None
+                if proc.poll() is None
+                else f"exited with code {proc.returncode}; last log lines:\n{self.tail_log()}"
+            ),
         )
         return True
 
@@ -238,9 +258,16 @@ class Postgres(Service):
             pwd.getpwnam(PG_SYSTEM_USER)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 PG_SYSTEM_USER],
-                check=True, capture_output=True,
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    PG_SYSTEM_USER,
+                ],
+                check=True,
+                capture_output=True,
             )
         return PG_SYSTEM_USER
 
@@ -263,10 +290,22 @@ class Postgres(Service):
         self._own(pwfile)
         try:
             subprocess.run(
-                [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U",
-                 self.settings.postgres.user, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
-                 "--auth-local=trust", "--encoding=UTF8", "--no-instructions"],
-                check=True, capture_output=True, text=True, user=self._run_as(),
+                [
+                    str(self.bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.settings.postgres.user,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                user=self._run_as(),
             )
         except subprocess.CalledProcessError as exc:
             raise PlatformError(f"initdb failed: {exc.stderr.strip()}") from exc
@@ -275,9 +314,19 @@ class Postgres(Service):
 
     def command(self) -> list[str]:
         return [
-            str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-            "-h", self.settings.bind_host, "-k", str(self.socket_dir),
-            "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+            str(self.bin_dir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-h",
+            self.settings.bind_host,
+            "-k",
+            str(self.socket_dir),
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
         ]
 
     def _spawn(self) -> subprocess.Popen:
@@ -285,8 +334,14 @@ class Postgres(Service):
         env = {**self.environment(), "ECOM_PLATFORM_STATE": self.marker}
         with open(self.log_file, "ab") as log:
             return subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd="/", start_new_session=True, user=self._run_as(),
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd="/",
+                start_new_session=True,
+                user=self._run_as(),
             )
 
     def healthy(self) -> bool:
@@ -295,16 +350,19 @@ class Postgres(Service):
         try:
             self.connect("postgres").close()
             return True
-        except Exception:  # noqa: BLE001 - not up yet is any error here
+        except Exception:
             return False
 
     def connect(self, database: str | None = None):
         import psycopg2
 
         return psycopg2.connect(
-            host=self.settings.bind_host, port=self.port, user=self.settings.postgres.user,
+            host=self.settings.bind_host,
+            port=self.port,
+            user=self.settings.postgres.user,
             password=platform_secrets(self.settings)["postgres_password"],
-            dbname=database or self.settings.postgres.database, connect_timeout=3,
+            dbname=database or self.settings.postgres.database,
+            connect_timeout=3,
         )
 
     def start(self) -> bool:
@@ -316,8 +374,9 @@ class Postgres(Service):
         conn = self.connect("postgres")
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                        (self.settings.postgres.database,))
+            cur.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.settings.postgres.database,)
+            )
             if cur.fetchone() is None:
                 cur.execute(f'CREATE DATABASE "{self.settings.postgres.database}"')
         conn.close()
@@ -365,28 +424,30 @@ class Kafka(Service):
 
     def server_properties(self) -> str:
         host, k = self.settings.bind_host, self.settings.kafka
-        return "\n".join([
-            "# Generated by the platform from config/platform.toml; edits are overwritten.",
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{host}:{k.controller_port}",
-            f"listeners=PLAINTEXT://{host}:{k.port},CONTROLLER://{host}:{k.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{k.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={self.settings.kafka_data_dir / 'data'}",
-            f"num.partitions={k.partitions}",
-            "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            f"log.retention.ms={k.retention_ms}",
-            "",
-        ])
+        return "\n".join(
+            [
+                "# Generated by the platform from config/platform.toml; edits are overwritten.",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{host}:{k.controller_port}",
+                f"listeners=PLAINTEXT://{host}:{k.port},CONTROLLER://{host}:{k.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{host}:{k.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.settings.kafka_data_dir / 'data'}",
+                f"num.partitions={k.partitions}",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                f"log.retention.ms={k.retention_ms}",
+                "",
+            ]
+        )
 
     def prepare(self) -> None:
         self.settings.kafka_data_dir.mkdir(parents=True, exist_ok=True)
@@ -403,9 +464,18 @@ class Kafka(Service):
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
-            [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(self.config_file)],
-            capture_output=True, text=True, check=False,
+            [
+                *self._java(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise PlatformError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
@@ -417,8 +487,15 @@ class Kafka(Service):
     def command(self) -> list[str]:
         heap = self.settings.kafka.heap
         java, *rest = self._java()
-        return [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", *rest, "kafka.Kafka",
-                str(self.config_file)]
+        return [
+            java,
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            *rest,
+            "kafka.Kafka",
+            str(self.config_file),
+        ]
 
     def healthy(self) -> bool:
         if not self.answers():
@@ -430,7 +507,7 @@ class Kafka(Service):
             client.list_topics()
             client.close()
             return True
-        except Exception:  # noqa: BLE001 - any client error means "not ready yet"
+        except Exception:
             return False
 
     def start_timeout(self) -> float:
@@ -453,6 +530,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     )
     env = {
         **os.environ,
+        **spark_environment(),
         "PATH": path,
         "PYTHONPATH": pythonpath,
         "AIRFLOW_HOME": str(home),
@@ -482,8 +560,11 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             {"conn_type": "kafka", "extra": {"bootstrap.servers": settings.bootstrap_servers}}
         ),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
-            {"conn_type": "spark", "host": settings.spark.master,
-             "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"}}
+            {
+                "conn_type": "spark",
+                "host": settings.spark.master,
+                "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
+            }
         ),
     }
     java = shutil.which("java")
@@ -494,8 +575,12 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
 
 def airflow_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(venv_bin() / "airflow"), *args], env=airflow_environment(settings),
-        capture_output=True, text=True, check=check, cwd=PROJECT_ROOT,
+        [str(venv_bin() / "airflow"), *args],
+        env=airflow_environment(settings),
+        capture_output=True,
+        text=True,
+        check=check,
+        cwd=PROJECT_ROOT,
     )
 
 
@@ -513,10 +598,15 @@ class AirflowComponent(Service):
         passwords = home / "passwords.json"
         if not passwords.exists():
             passwords.touch(mode=0o600)
-            passwords.write_text(json.dumps({
-                self.settings.airflow.admin_user:
-                    platform_secrets(self.settings)["airflow_admin_password"],
-            }))
+            passwords.write_text(
+                json.dumps(
+                    {
+                        self.settings.airflow.admin_user: platform_secrets(self.settings)[
+                            "airflow_admin_password"
+                        ],
+                    }
+                )
+            )
 
     def command(self) -> list[str]:
         return [str(venv_bin() / "airflow"), self.component]
@@ -524,13 +614,34 @@ class AirflowComponent(Service):
     def environment(self) -> dict[str, str]:
         return airflow_environment(self.settings)
 
+    HEALTH_KEYS = {
+        "scheduler": "scheduler",
+        "dag-processor": "dag_processor",
+        "triggerer": "triggerer",
+    }
+
     def healthy(self) -> bool:
         if self.port:
             return self.answers()
-        return self.running()
+        # The other components answer through their heartbeat, which the API server reports.
+        if not self.running():
+            return False
+        return airflow_health(self.settings).get(self.HEALTH_KEYS[self.component]) == "healthy"
 
     def start_timeout(self) -> float:
         return 180.0
+
+
+def airflow_health(settings: Settings) -> dict[str, str]:
+    """Component -> status from /api/v2/monitor/health ({} when the API does not answer)."""
+    import requests
+
+    url = f"http://{settings.bind_host}:{settings.airflow.port}/api/v2/monitor/health"
+    try:
+        body = requests.get(url, timeout=3).json()
+    except (requests.RequestException, ValueError):
+        return {}
+    return {name: (info or {}).get("status", "unknown") for name, info in body.items()}
 
 
 def migrate_airflow_db(settings: Settings) -> None:

@@ -45,13 +45,19 @@ def parse_folder(folder: Path, home: Path) -> dict:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/parse-only.db",
-        "AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:1"}}',
+        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
+            {"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:1"}}
+        ),
         "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "local[*]"}',
         "PYTHONPATH": str(ROOT),
     }
     result = subprocess.run(
         [sys.executable, "-c", PARSE_SCRIPT, str(folder)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
     )
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("@@")), None)
     assert line, f"DAG parsing crashed:\n{result.stderr[-3000:]}"

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from include.events import EVENT_TYPES, REQUIRED_FIELDS, EventGenerator
 from include.producer import encode
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def sample(seed: int, count: int = 2000) -> list[dict]:
-    return list(EventGenerator(seed=seed, users=50, products=20).stream(
-        START, timedelta(milliseconds=100), count))
+    return list(
+        EventGenerator(seed=seed, users=50, products=20).stream(
+            START, timedelta(milliseconds=100), count
+        )
+    )
 
 
 def test_every_event_has_the_contract_fields_with_their_types():

@@ -54,14 +54,18 @@ def test_a_stale_pid_file_refuses_start_and_says_run_make_down(settings):
     dead.wait()
     service = Postgres(settings)
     service.pid_file.write(dead.pid)
-    with pytest.raises(PlatformError, match="stale PID file .* Run `make down`"):
+    with pytest.raises(PlatformError, match=r"stale PID file .* Run `make down`"):
         service.check_can_start()
-    assert service.stop() .startswith("removed stale PID file")
+    assert service.stop().startswith("removed stale PID file")
     assert service.pid() is None
 
 
 def test_stop_tree_ends_children_too(tmp_path):
-    script = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(300)']); time.sleep(300)"
+    script = (
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        "time.sleep(300)\n"
+    )
     parent = spawn([sys.executable, "-c", script], tmp_path / "log", {}, tmp_path, "m1")
     deadline = time.monotonic() + 10
     while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:

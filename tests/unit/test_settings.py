@@ -22,7 +22,7 @@ def test_environment_overrides_the_file(monkeypatch, tmp_path):
 
 def test_another_config_file_can_be_used(monkeypatch, tmp_path):
     other = tmp_path / "other.toml"
-    other.write_text('[producer]\nrate = 7\n')
+    other.write_text("[producer]\nrate = 7\n")
     monkeypatch.setenv("ECOM_CONFIG_FILE", str(other))
     assert Settings().producer.rate == 7
     assert Settings().kafka.port == 9092  # untouched keys keep their defaults

@@ -1,0 +1,45 @@
+"""
+### Streaming analytics
+
+Launches the Spark Structured Streaming application (`spark_jobs/streaming_app.py`) with
+SparkSubmitOperator on the `spark_default` connection.  It parses the input topic, sends
+malformed events to the dead-letter topic with a reason, and keeps `revenue_by_category`
+up to date in its Delta table (exactly once) and its output topic.
+
+The task runs as long as the application does.  One run at a time: two drivers on one
+checkpoint would corrupt it.  Checkpoints live under the state dir, one per query.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag
+
+from include.operators import StreamingJobOperator
+
+DEFAULT_ARGS = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30)}
+
+
+@dag(
+    dag_id="streaming",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ecommerce", "spark", "streaming"],
+)
+def streaming():
+    StreamingJobOperator(
+        task_id="run_streaming_app",
+        conn_id="spark_default",
+        name="ecommerce-streaming",
+        queries="revenue_by_category,dead_letters",
+        execution_timeout=None,
+        max_active_tis_per_dag=1,
+    )
+
+
+streaming()

@@ -1,0 +1,25 @@
+"""Reading the sink tables without Spark: the one reader the DAGs, plugins and tests share.
+
+The tables are Delta Lake; a reader sees only committed versions, never the files of a
+micro-batch still being written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def read_table(path: Path) -> pd.DataFrame | None:
+    """The latest committed version of the Delta table at path, or None if none exists yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    if not DeltaTable.is_deltatable(str(path)):
+        return None
+    try:
+        return DeltaTable(str(path)).to_pandas()
+    except TableNotFoundError:
+        # The first commit is being written right now: no committed version yet.
+        return None

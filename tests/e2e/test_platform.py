@@ -1,0 +1,158 @@
+"""The platform end to end, the way a user runs it from the README.
+
+1. `make up` brings PostgreSQL, Kafka and Airflow up on free ports in a fresh state dir
+   (ECOM_AUTOSTART=0: this test triggers the DAGs itself, through the REST API).
+2. Log in with the printed admin credentials: POST /auth/token -> access_token.
+3. Trigger provision_topics and wait for success.
+4. Trigger producer (long-running) and streaming (SparkSubmitOperator), wait until running.
+5. Wait for closed revenue windows in the Delta sink table; every row must equal an
+   independent pandas computation over the events read back from the input topic.
+6. Trigger data_quality and wait for success; its HTML report exists.
+7. `make down`: no platform process is left, the ports are free again, data is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from include.kafka_client import consumer
+from include.runtime.airflow_api import AirflowApi
+from include.runtime.procs import marked_processes, port_answers
+from include.settings import PROJECT_ROOT, Settings
+from include.tables import read_table
+from tests.conftest import free_port, poll
+from tests.oracle import expected_revenue_by_category
+
+pytestmark = pytest.mark.e2e
+
+EXPECTED_RATE = 40  # events/s: enough purchases per window, light on 2 cores
+EXPECTED_WATERMARK_SECONDS = 10  # closes the first 1-minute window ~70 s after the first event
+UP_TIMEOUT = 600
+FIRST_ROWS_TIMEOUT = 420
+
+
+def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["make", target], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, (
+        f"make {target} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    state = tmp_path_factory.mktemp("e2e_state")
+    env = {
+        **os.environ,
+        "ECOM_STATE_DIR": str(state),
+        "ECOM_KAFKA__PORT": str(free_port()),
+        "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
+        "ECOM_POSTGRES__PORT": str(free_port()),
+        "ECOM_AIRFLOW__PORT": str(free_port()),
+        "ECOM_ANALYTICS__WATERMARK_SECONDS": str(EXPECTED_WATERMARK_SECONDS),
+        "ECOM_SPARK__TRIGGER_SECONDS": "5",
+        "ECOM_AUTOSTART": "0",
+    }
+    up = make("up", env, UP_TIMEOUT)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = Settings()
+    try:
+        yield settings, env, up.stdout
+    finally:
+        down = subprocess.run(
+            ["make", "down"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        print(down.stdout)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def admin_password(up_stdout: str) -> str:
+    line = next(ln for ln in up_stdout.splitlines() if "password:" in ln)
+    return line.split("password:")[1].strip()
+
+
+def read_revenue(settings: Settings) -> pd.DataFrame:
+    frame = read_table(settings.table_path("revenue_by_category"))
+    return pd.DataFrame() if frame is None else frame
+
+
+def read_input_events(settings: Settings) -> list[dict]:
+    reader = consumer(settings.bootstrap_servers, settings.kafka.input_topic)
+    events = [json.loads(r.value) for r in reader]
+    reader.close()
+    return events
+
+
+def test_platform_end_to_end(platform):
+    settings, env, up_stdout = platform
+    assert "The platform is up." in up_stdout
+    api = AirflowApi(
+        f"http://{settings.bind_host}:{settings.airflow.port}",
+        settings.airflow.admin_user,
+        admin_password(up_stdout),
+    )
+    api.login()
+
+    # 3. topics
+    run = api.trigger("provision_topics")
+    assert api.wait_for_run("provision_topics", run, {"success"}, timeout=240) == "success"
+
+    # 4. producer and streaming, both long-running
+    producer_run = api.trigger(
+        "producer", {"rate": EXPECTED_RATE, "duration_seconds": 0, "seed": 7}
+    )
+    api.wait_for_task_state("producer", producer_run, "produce_events", {"running"}, timeout=240)
+    streaming_run = api.trigger("streaming")
+    api.wait_for_task_state(
+        "streaming", streaming_run, "run_streaming_app", {"running"}, timeout=240
+    )
+
+    # 5. closed windows reach the sink, each equal to the oracle over the input topic
+    rows = poll(
+        lambda: read_revenue(settings),
+        lambda df: len(df) >= 3,
+        "closed revenue windows in the Delta table",
+        FIRST_ROWS_TIMEOUT,
+        interval=5,
+    )
+    expected = expected_revenue_by_category(read_input_events(settings), settings.analytics)
+    expected = expected.set_index(["window_start", "category"])
+    for row in rows.itertuples():
+        key = (
+            pd.Timestamp(row.window_start, tz="UTC")
+            if pd.Timestamp(row.window_start).tzinfo is None
+            else pd.Timestamp(row.window_start).tz_convert("UTC"),
+            row.category,
+        )
+        assert key in expected.index, f"sink row {key} has no purchases in the input topic"
+        want = expected.loc[key]
+        assert row.total_revenue == want["total_revenue"], key
+        assert row.purchase_count == want["purchase_count"], key
+        assert row.avg_order_value == want["avg_order_value"], key
+
+    # 6. the quality DAG validates the table and leaves a report
+    quality_run = api.trigger("data_quality")
+    assert api.wait_for_run("data_quality", quality_run, {"success"}, timeout=300) == "success"
+    assert (
+        settings.quality_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    ).exists()
+
+    # 7. stop everything; nothing of ours survives
+    make("down", env, 300)
+    assert marked_processes(str(settings.state)) == []
+    for port in (settings.kafka.port, settings.postgres.port, settings.airflow.port):
+        assert not port_answers(settings.bind_host, port), f"port {port} still answers"
+    assert Path(settings.table_path("revenue_by_category")).exists(), "data must be kept"

@@ -1,0 +1,42 @@
+"""A real Kafka 4 broker for the integration tests, on free ports, in a throw-away state dir.
+
+The broker is the platform's own `Kafka` service, so the tests exercise the same start-up
+code as `make up`.  Settings reach child processes (spark-submit) through ECOM_* variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from include.runtime.services import Kafka
+from include.settings import Settings, get_settings
+from tests.conftest import free_port
+
+
+@pytest.fixture(scope="session")
+def platform_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    state = tmp_path_factory.mktemp("state")
+    env = {
+        "ECOM_STATE_DIR": str(state),
+        "ECOM_KAFKA__PORT": str(free_port()),
+        "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield env
+
+
+@pytest.fixture(scope="session")
+def settings(platform_env) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def kafka(settings) -> Iterator[Kafka]:
+    broker = Kafka(settings)
+    broker.start()
+    yield broker
+    broker.stop(timeout=30)

@@ -1,0 +1,204 @@
+"""The real streaming application on the real broker: every revenue row equals the oracle,
+every malformed event reaches the dead-letter topic with its reason.
+
+1. Provision topics; produce a seeded event set: ~10 minutes of events, shuffled within
+   15-second blocks (out of order, inside the watermark), 40 re-sent duplicates, one
+   malformed record of each kind, then page views 20 minutes later whose only job is to move
+   the watermark past every window.
+2. spark-submit the streaming application from the earliest offset.
+3. Poll the Delta table until it holds as many rows as the oracle; compare every row.
+4. Read the output topic (at least once: dedupe by key) and the dead-letter topic.
+5. Touch the stop file: the application stops at a batch boundary and exits 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from include.events import EventGenerator
+from include.kafka_client import consumer, producer
+from include.tables import read_table as committed_table
+from include.topics import provision
+from tests.conftest import poll
+from tests.integration.streaming import launch
+from tests.oracle import closed_windows, expected_revenue_by_category
+
+pytestmark = pytest.mark.integration
+
+EXPECTED_EVENTS = 4000
+EXPECTED_DUPLICATES = 40
+START = (datetime.now(UTC) - timedelta(hours=1)).replace(second=7, microsecond=0)
+
+
+def good_event(**changes) -> dict:
+    event = EventGenerator(seed=99).event(START + timedelta(minutes=3))
+    event.update(event_type="purchase", quantity=2, price=10.0, revenue=20.0)
+    event.update(changes)
+    return event
+
+
+def without(field: str, **changes) -> dict:
+    event = good_event(**changes)
+    event.pop(field)
+    return event
+
+
+def as_bytes(event: dict) -> bytes:
+    return json.dumps(event).encode()
+
+
+MALFORMED: list[tuple[bytes, str]] = [
+    (b"\xff\xfe\x00 not utf-8", "invalid_utf8"),
+    (b"this is not json", "not_json"),
+    (b"[1, 2, 3]", "not_json_object"),
+    (as_bytes(without("price")), "missing_field:price"),
+    (as_bytes(without("revenue")), "missing_field:revenue"),
+    (as_bytes(good_event(price="ten")), "wrong_type:price"),
+    (as_bytes(good_event(event_type="refund")), "unknown_event_type"),
+    (as_bytes(good_event(price=-10.0, revenue=-20.0)), "negative_price"),
+    (as_bytes(good_event(timestamp="2199-01-01T00:00:00+00:00")), "absurd_timestamp"),
+    (as_bytes(good_event(product_name="x" * 70_000)), "oversize"),
+]
+
+
+def seeded_events() -> tuple[list[dict], list[dict]]:
+    """(events as sent, including duplicates) and (watermark-advancing page views)."""
+    rng = random.Random(5)
+    events = list(
+        EventGenerator(seed=11, users=300, products=60).stream(
+            START, timedelta(milliseconds=150), EXPECTED_EVENTS
+        )
+    )
+    shuffled = []
+    for i in range(0, len(events), 100):  # 100 events = 15 s: well inside the watermark
+        block = events[i : i + 100]
+        rng.shuffle(block)
+        shuffled += block
+    duplicates = rng.sample(shuffled, EXPECTED_DUPLICATES)
+    sent = shuffled + duplicates
+    flush = [
+        EventGenerator(seed=1000 + i).event(START + timedelta(minutes=20, seconds=i))
+        | {"event_type": "page_view"}
+        for i in range(3)
+    ]
+    for event in flush:
+        event.pop("revenue", None)
+    return sent, flush
+
+
+@pytest.fixture(scope="module")
+def produced(kafka, settings):
+    provision(settings)
+    sent, flush = seeded_events()
+    client = producer(settings.bootstrap_servers)
+    topic = settings.kafka.input_topic
+    for event in sent:
+        client.send(topic, key=event["user_id"].encode(), value=as_bytes(event))
+    for raw, _ in MALFORMED:
+        client.send(topic, key=b"malformed", value=raw)
+    client.flush()
+    for event in flush:  # after everything else, so they close the windows last
+        client.send(topic, key=event["user_id"].encode(), value=as_bytes(event))
+    client.flush()
+    client.close()
+    return sent, flush
+
+
+@pytest.fixture(scope="module")
+def streaming_run(produced, settings, tmp_path_factory):
+    stop_file = tmp_path_factory.mktemp("ctl") / "stop"
+    log = settings.log_dir / "streaming-integration.log"
+    proc = launch(
+        settings,
+        log,
+        "--queries",
+        "revenue_by_category,dead_letters",
+        "--stop-file",
+        str(stop_file),
+    )
+    yield proc, stop_file, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+
+
+def read_table(path) -> pd.DataFrame:
+    frame = committed_table(path)
+    return pd.DataFrame() if frame is None else frame
+
+
+def test_every_revenue_row_equals_the_oracle(produced, streaming_run, settings):
+    sent, flush = produced
+    proc, _, log = streaming_run
+    watermark = max(datetime.fromisoformat(e["timestamp"]) for e in flush) - timedelta(
+        seconds=settings.analytics.watermark_seconds
+    )
+    expected = closed_windows(expected_revenue_by_category(sent, settings.analytics), watermark)
+    assert len(expected) > 100  # the data set really spans many windows and categories
+
+    def fetch():
+        assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
+        return read_table(settings.table_path("revenue_by_category"))
+
+    got = poll(
+        fetch,
+        lambda df: len(df) >= len(expected),
+        f"{len(expected)} revenue rows",
+        timeout=300,
+        interval=3,
+    )
+    got = got.assign(
+        window_start=pd.to_datetime(got["window_start"], utc=True),
+        window_end=pd.to_datetime(got["window_end"], utc=True),
+    )[list(expected.columns)].sort_values(["window_start", "category"], ignore_index=True)
+    expected = expected.assign(
+        window_start=pd.to_datetime(expected["window_start"], utc=True),
+        window_end=pd.to_datetime(expected["window_end"], utc=True),
+    )
+    assert len(got) == len(expected), "the sink has rows the oracle does not (duplicates?)"
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+    # The output topic carries the same rows, at least once, with deterministic keys.
+    reader = consumer(settings.bootstrap_servers, settings.output_topic("revenue_by_category"))
+    by_key = {r.key: json.loads(r.value) for r in reader}
+    reader.close()
+    assert len(by_key) == len(expected)
+    assert {v["category"] for v in by_key.values()} == set(expected["category"])
+
+
+def test_every_malformed_event_is_dead_lettered_with_its_reason(streaming_run, settings):
+    proc, _, log = streaming_run
+    wanted = {base64.b64encode(raw).decode(): reason for raw, reason in MALFORMED}
+
+    def fetch():
+        assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
+        reader = consumer(
+            settings.bootstrap_servers, settings.kafka.dead_letter_topic, consumer_timeout_ms=3000
+        )
+        records = [json.loads(r.value) for r in reader]
+        reader.close()
+        return records
+
+    records = poll(
+        fetch, lambda recs: len(recs) >= len(MALFORMED), "dead letters", timeout=240, interval=3
+    )
+    got = {r["raw_value_base64"]: r for r in records}
+    assert set(got) == set(wanted), "each malformed record exactly once, nothing else"
+    for raw_b64, reason in wanted.items():
+        assert got[raw_b64]["reason"] == reason
+        assert got[raw_b64]["source_topic"] == settings.kafka.input_topic
+        assert isinstance(got[raw_b64]["source_offset"], int)
+    quarantine = read_table(settings.table_path("dead_letters"))
+    assert sorted(quarantine["reason"]) == sorted(wanted.values())
+
+
+def test_stop_file_stops_the_application_cleanly(streaming_run):
+    proc, stop_file, log = streaming_run
+    stop_file.touch()
+    assert proc.wait(timeout=120) == 0, f"streaming app did not exit 0; see {log}"

@@ -1,0 +1,78 @@
+"""Independent expectations for the analytics, written from DESIGN.md section 3 in plain Python.
+
+Nothing here imports Spark or the project's transforms: a test compares the platform's output
+with these computations over the same events.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import pandas as pd
+
+CENTS = Decimal("0.01")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def event_time(event: dict) -> datetime:
+    return datetime.fromisoformat(event["timestamp"]).astimezone(UTC)
+
+
+def sliding_windows(moment: datetime, length_s: int, slide_s: int) -> list[datetime]:
+    """Starts of every [start, start + length) window, aligned to the epoch, holding moment."""
+    offset = (moment - EPOCH).total_seconds()
+    latest_start = int(offset // slide_s) * slide_s
+    starts = []
+    start = latest_start
+    while start > offset - length_s:
+        starts.append(EPOCH + timedelta(seconds=start))
+        start -= slide_s
+    return starts
+
+
+def first_of_each_event_id(events: list[dict]) -> list[dict]:
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event["event_id"] not in seen:
+            seen.add(event["event_id"])
+            unique.append(event)
+    return unique
+
+
+def expected_revenue_by_category(events: list[dict], analytics) -> pd.DataFrame:
+    """Per sliding window and category: total revenue, purchase count, average order value."""
+    length, slide = analytics.revenue_window_seconds, analytics.revenue_slide_seconds
+    totals: dict[tuple[datetime, str], Decimal] = defaultdict(Decimal)
+    counts: dict[tuple[datetime, str], int] = defaultdict(int)
+    for event in first_of_each_event_id(events):
+        if event["event_type"] != "purchase":
+            continue
+        for start in sliding_windows(event_time(event), length, slide):
+            key = (start, event["category"])
+            totals[key] += Decimal(str(event["revenue"]))
+            counts[key] += 1
+    rows = [
+        {
+            "window_start": pd.Timestamp(start),
+            "window_end": pd.Timestamp(start + timedelta(seconds=length)),
+            "category": category,
+            "total_revenue": totals[(start, category)].quantize(CENTS),
+            "purchase_count": counts[(start, category)],
+            "avg_order_value": (totals[(start, category)] / counts[(start, category)]).quantize(
+                CENTS, rounding=ROUND_HALF_UP
+            ),
+        }
+        for start, category in totals
+    ]
+    columns = ["window_start", "window_end", "category", "total_revenue", "purchase_count",
+               "avg_order_value"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["window_start", "category"],
+                                                           ignore_index=True)
+
+
+def closed_windows(expected: pd.DataFrame, watermark: datetime) -> pd.DataFrame:
+    """Windows an append-mode query has emitted once its watermark reached `watermark`."""
+    return expected[expected["window_end"] <= pd.Timestamp(watermark)].reset_index(drop=True)
