@@ -98,11 +98,13 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
-def spark_environment() -> dict[str, str]:
-    """SPARK_HOME and interpreters for spark-submit from the virtualenv.
+def spark_environment(settings: Settings) -> dict[str, str]:
+    """SPARK_HOME, interpreters and bind address for spark-submit from the virtualenv.
 
     pyspark's `spark-submit` script locates SPARK_HOME with whatever `python3` is first on
     PATH, which need not be the venv's; setting it explicitly makes the launch deterministic.
+    SPARK_LOCAL_IP keeps the driver and its UI on the platform's interface (the UI binds
+    0.0.0.0 without it).
     """
     import importlib.util
 
@@ -113,6 +115,7 @@ def spark_environment() -> dict[str, str]:
         "SPARK_HOME": str(Path(spec.origin).parent),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": settings.bind_host,
     }
 
 
@@ -530,7 +533,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     )
     env = {
         **os.environ,
-        **spark_environment(),
+        **spark_environment(settings),
         "PATH": path,
         "PYTHONPATH": pythonpath,
         "AIRFLOW_HOME": str(home),

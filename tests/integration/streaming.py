@@ -33,7 +33,7 @@ def spark_submit_command(settings: Settings, *app_args: str) -> list[str]:
 
 
 def launch(settings: Settings, log_file: Path, *app_args: str) -> subprocess.Popen:
-    env = {**os.environ, **spark_environment(), "PYTHONPATH": str(PROJECT_ROOT)}
+    env = {**os.environ, **spark_environment(settings), "PYTHONPATH": str(PROJECT_ROOT)}
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         return subprocess.Popen(

@@ -100,14 +100,17 @@ def produced(kafka, settings):
     topic = settings.kafka.input_topic
     for event in sent:
         client.send(topic, key=event["user_id"].encode(), value=as_bytes(event))
-    for raw, _ in MALFORMED:
-        client.send(topic, key=b"malformed", value=raw)
+    # Where each malformed record landed, to find it again in the dead letters.
+    malformed_at = {}
+    for raw, reason in MALFORMED:
+        meta = client.send(topic, key=b"malformed", value=raw).get(timeout=30)
+        malformed_at[(meta.partition, meta.offset)] = (raw, reason)
     client.flush()
     for event in flush:  # after everything else, so they close the windows last
         client.send(topic, key=event["user_id"].encode(), value=as_bytes(event))
     client.flush()
     client.close()
-    return sent, flush
+    return sent, flush, malformed_at
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +137,7 @@ def read_table(path) -> pd.DataFrame:
 
 
 def test_every_revenue_row_equals_the_oracle(produced, streaming_run, settings):
-    sent, flush = produced
+    sent, flush, _ = produced
     proc, _, log = streaming_run
     watermark = max(datetime.fromisoformat(e["timestamp"]) for e in flush) - timedelta(
         seconds=settings.analytics.watermark_seconds
@@ -172,9 +175,10 @@ def test_every_revenue_row_equals_the_oracle(produced, streaming_run, settings):
     assert {v["category"] for v in by_key.values()} == set(expected["category"])
 
 
-def test_every_malformed_event_is_dead_lettered_with_its_reason(streaming_run, settings):
+def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, streaming_run,
+                                                                 settings):
     proc, _, log = streaming_run
-    wanted = {base64.b64encode(raw).decode(): reason for raw, reason in MALFORMED}
+    wanted = produced[2]
 
     def fetch():
         assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
@@ -188,14 +192,21 @@ def test_every_malformed_event_is_dead_lettered_with_its_reason(streaming_run, s
     records = poll(
         fetch, lambda recs: len(recs) >= len(MALFORMED), "dead letters", timeout=240, interval=3
     )
-    got = {r["raw_value_base64"]: r for r in records}
-    assert set(got) == set(wanted), "each malformed record exactly once, nothing else"
-    for raw_b64, reason in wanted.items():
-        assert got[raw_b64]["reason"] == reason
-        assert got[raw_b64]["source_topic"] == settings.kafka.input_topic
-        assert isinstance(got[raw_b64]["source_offset"], int)
+    got = {(r["source_partition"], r["source_offset"]): r for r in records}
+    assert len(records) == len(wanted), "each malformed record exactly once, nothing else"
+    assert set(got) == set(wanted)
+    for where, (raw, reason) in wanted.items():
+        record = got[where]
+        assert record["reason"] == reason, where
+        assert record["source_topic"] == settings.kafka.input_topic
+        assert record["raw_value_bytes"] == len(raw)
+        shown = base64.b64decode(record["raw_value_base64"])
+        # The message keeps at most max_event_bytes of the raw value; the table keeps all.
+        assert shown == (raw[: len(shown)] if record["raw_value_truncated"] else raw)
     quarantine = read_table(settings.table_path("dead_letters"))
-    assert sorted(quarantine["reason"]) == sorted(wanted.values())
+    table = {(r.source_partition, r.source_offset): (bytes(r.raw_value), r.reason)
+             for r in quarantine.itertuples()}
+    assert table == wanted
 
 
 def test_stop_file_stops_the_application_cleanly(streaming_run):

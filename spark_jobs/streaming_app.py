@@ -1,0 +1,511 @@
+"""The Spark Structured Streaming application: Kafka in, Delta tables and Kafka topics out.
+
+Run it with spark-submit (PYTHONPATH must contain the project root so ``include`` imports)::
+
+    PYTHONPATH=/work/main spark-submit --jars <comma-separated connector jars> \\
+        spark_jobs/streaming_app.py --queries revenue_by_category,dead_letters
+
+One SparkSession reads the input topic, parses and validates every record
+(:mod:`spark_jobs.transforms`) and starts one streaming query per name in ``--queries``:
+
+* ``revenue_by_category`` -- valid events, de-duplicated by event_id, aggregated into
+  sliding windows; each micro-batch is appended to a Delta table exactly once (Delta's
+  idempotent ``txnAppId``/``txnVersion`` writer options skip a batch replayed after a
+  crash) and then written to the analytic's output topic (at least once, deterministic
+  keys).
+* ``dead_letters`` -- records that failed validation, appended to the quarantine Delta
+  table the same way and written to the dead-letter topic.
+
+Progress of every micro-batch goes to ``<metrics_dir>/progress.jsonl``.  The app stops
+gracefully when ``--stop-file`` appears, ``--await-seconds`` pass, or SIGTERM/SIGINT
+arrives (exit 0), and exits 1 with the error when a query fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # spark-submit runs this file as a script; the project root makes `include` and
+    # `spark_jobs` importable even when PYTHONPATH was forgotten.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from include.settings import Settings, get_settings
+from spark_jobs import transforms
+
+log = logging.getLogger("streaming_app")
+
+APP_NAME = "ecommerce-streaming"
+REVENUE_QUERY = "revenue_by_category"
+DEAD_LETTER_QUERY = "dead_letters"
+DEFAULT_QUERIES = f"{REVENUE_QUERY},{DEAD_LETTER_QUERY}"
+PROGRESS_FILE = "progress.jsonl"
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+POLL_SECONDS = 1.0
+# How long a graceful stop waits for the running micro-batch before interrupting it.
+# Interrupting is still safe (the Delta writes are idempotent), just wasteful.
+GRACEFUL_STOP_TIMEOUT_SECONDS = 120.0
+
+
+# ---------------------------------------------------------------- session and source
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings the application depends on, whatever launched it."""
+    return {
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        # State lives off-heap in RocksDB; the changelog makes each commit a small delta
+        # instead of a full snapshot upload.
+        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    }
+
+
+def build_session(settings: Settings) -> SparkSession:
+    builder = SparkSession.builder.appName(APP_NAME)
+    for key, value in session_conf(settings).items():
+        builder = builder.config(key, value)
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Started by plain `python`, not spark-submit: nothing has chosen master, memory
+        # or jars yet, so take them from the settings and the jar cache.
+        builder = builder.master(settings.spark.master).config(
+            "spark.driver.memory", settings.spark.driver_memory
+        )
+        jars = sorted((settings.jar_dir / "spark").glob("*.jar"))
+        if jars:
+            builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def read_events(
+    spark: SparkSession, settings: Settings, starting_offsets: str, max_offsets: int
+) -> DataFrame:
+    """The input topic as a stream of Kafka records.
+
+    failOnDataLoss keeps its default (true): offsets that vanished (retention, a recreated
+    topic) stop the query loudly instead of skipping events silently.
+    """
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .option("subscribe", settings.kafka.input_topic)
+        .option("startingOffsets", starting_offsets)
+        .option("maxOffsetsPerTrigger", str(max_offsets))
+        .load()
+    )
+
+
+# ---------------------------------------------------------------- sinks
+
+
+def checkpoint_query_id(checkpoint: Path) -> str:
+    """The query id Spark stored in the checkpoint when the query first started."""
+    with open(checkpoint / "metadata", encoding="utf-8") as handle:
+        return str(json.loads(handle.readline())["id"])
+
+
+@dataclass(frozen=True)
+class BatchSink:
+    """Writes one micro-batch to a Delta table (exactly once) and a Kafka topic.
+
+    The Delta append carries ``txnAppId``/``txnVersion``: Delta records the highest
+    version committed per app id and skips a write whose version is not higher, so a batch
+    replayed after a crash between the Delta commit and the checkpoint commit is not
+    appended twice.  The app id is the query name plus the id stored in the checkpoint:
+    a fresh checkpoint (batch ids restarting at 0) must not be mistaken for a replay.
+    """
+
+    query: str
+    checkpoint: Path
+    table: Path
+    table_columns: Sequence[str]
+    kafka_records: Callable[[DataFrame], DataFrame]
+    topic: str
+    bootstrap_servers: str
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        batch.persist()
+        try:
+            # No-data batches (the watermark moved, nothing to emit) would add empty commits.
+            if batch.isEmpty():
+                return
+            app_id = f"{self.query}-{checkpoint_query_id(self.checkpoint)}"
+            (
+                batch.select(*self.table_columns)
+                .write.format("delta")
+                .mode("append")
+                .option("txnAppId", app_id)
+                .option("txnVersion", str(batch_id))
+                .save(str(self.table))
+            )
+            # After the table: a crash here replays the batch, the table skips it and Kafka
+            # gets the rows again with the same keys (at least once).
+            (
+                self.kafka_records(batch)
+                .write.format("kafka")
+                .option("kafka.bootstrap.servers", self.bootstrap_servers)
+                .option("topic", self.topic)
+                .save()
+            )
+        finally:
+            batch.unpersist()
+
+
+def start_query(
+    result: DataFrame,
+    name: str,
+    sink: BatchSink,
+    trigger_seconds: int,
+) -> StreamingQuery:
+    query = (
+        result.writeStream.queryName(name)
+        .outputMode("append")
+        .option("checkpointLocation", str(sink.checkpoint))
+        .trigger(processingTime=f"{trigger_seconds} seconds")
+        .foreachBatch(sink)
+        .start()
+    )
+    log.info(
+        "started query %s, checkpoint %s, table %s, topic %s",
+        name,
+        sink.checkpoint,
+        sink.table,
+        sink.topic,
+    )
+    return query
+
+
+def start_revenue_by_category(
+    parsed: DataFrame, settings: Settings, trigger_seconds: int
+) -> StreamingQuery:
+    events = transforms.deduplicate(
+        transforms.valid_events(parsed), settings.analytics.watermark_seconds
+    )
+    result = transforms.revenue_by_category(events, settings.analytics)
+    sink = BatchSink(
+        query=REVENUE_QUERY,
+        checkpoint=settings.checkpoint_path(REVENUE_QUERY),
+        table=settings.table_path(REVENUE_QUERY),
+        table_columns=transforms.REVENUE_COLUMNS,
+        kafka_records=lambda df: transforms.to_kafka_records(df, transforms.REVENUE_KEY_COLUMNS),
+        topic=settings.output_topic(REVENUE_QUERY),
+        bootstrap_servers=settings.bootstrap_servers,
+    )
+    return start_query(result, REVENUE_QUERY, sink, trigger_seconds)
+
+
+def start_dead_letters(
+    parsed: DataFrame, settings: Settings, trigger_seconds: int
+) -> StreamingQuery:
+    # Nothing below the size limit is ever truncated in the dead-letter message.
+    result = transforms.dead_letters(parsed, max_raw_bytes=settings.events.max_event_bytes)
+    sink = BatchSink(
+        query=DEAD_LETTER_QUERY,
+        checkpoint=settings.checkpoint_path(DEAD_LETTER_QUERY),
+        table=settings.table_path(DEAD_LETTER_QUERY),
+        table_columns=transforms.QUARANTINE_COLUMNS,
+        kafka_records=lambda df: df.select("key", "value"),
+        topic=settings.kafka.dead_letter_topic,
+        bootstrap_servers=settings.bootstrap_servers,
+    )
+    return start_query(result, DEAD_LETTER_QUERY, sink, trigger_seconds)
+
+
+QUERY_STARTERS: dict[str, Callable[[DataFrame, Settings, int], StreamingQuery]] = {
+    REVENUE_QUERY: start_revenue_by_category,
+    DEAD_LETTER_QUERY: start_dead_letters,
+}
+
+
+# ---------------------------------------------------------------- progress
+
+
+def _offsets_behind(end: Any, latest: Any) -> int | None:
+    """Sum over partitions of latest - end for Kafka-style ``{topic: {partition: n}}``."""
+    if not isinstance(end, dict) or not isinstance(latest, dict):
+        return None
+    behind = 0
+    for topic, partitions in latest.items():
+        done = end.get(topic, {})
+        if not isinstance(partitions, dict) or not isinstance(done, dict):
+            return None
+        for partition, offset in partitions.items():
+            behind += max(0, int(offset) - int(done.get(partition, offset)))
+    return behind
+
+
+def progress_record(progress: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a StreamingQueryProgress (as JSON) the supervisor and UI read."""
+    duration = progress.get("durationMs") or {}
+    return {
+        "name": progress.get("name"),
+        "id": progress.get("id"),
+        "runId": progress.get("runId"),
+        "batchId": progress.get("batchId"),
+        "timestamp": progress.get("timestamp"),
+        "numInputRows": progress.get("numInputRows"),
+        "inputRowsPerSecond": progress.get("inputRowsPerSecond"),
+        "processedRowsPerSecond": progress.get("processedRowsPerSecond"),
+        "batchDurationMs": progress.get("batchDuration", duration.get("triggerExecution")),
+        "durationMs": duration,
+        "watermark": (progress.get("eventTime") or {}).get("watermark"),
+        "sources": [
+            {
+                "description": source.get("description"),
+                "endOffset": source.get("endOffset"),
+                "latestOffset": source.get("latestOffset"),
+                "offsetsBehindLatest": _offsets_behind(
+                    source.get("endOffset"), source.get("latestOffset")
+                ),
+                "numInputRows": source.get("numInputRows"),
+                # The Kafka source reports min/avg/maxOffsetsBehindLatest here.
+                "metrics": source.get("metrics") or {},
+            }
+            for source in progress.get("sources") or []
+        ],
+        "stateOperators": [
+            {
+                "operatorName": op.get("operatorName"),
+                "numRowsTotal": op.get("numRowsTotal"),
+                "memoryUsedBytes": op.get("memoryUsedBytes"),
+                "numRowsDroppedByWatermark": op.get("numRowsDroppedByWatermark"),
+            }
+            for op in progress.get("stateOperators") or []
+        ],
+    }
+
+
+class ProgressRecorder(StreamingQueryListener):
+    """Appends one JSON line per progress event; logs starts and terminations."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._lock = threading.Lock()
+        self._names: dict[str, str] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def onQueryStarted(self, event: Any) -> None:
+        name = event.name or str(event.id)
+        self._names[str(event.id)] = name
+        log.info("query %s is running (id %s, run %s)", name, event.id, event.runId)
+
+    def onQueryProgress(self, event: Any) -> None:
+        try:
+            line = json.dumps(progress_record(json.loads(event.progress.json)))
+            with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except Exception:
+            # A metrics hiccup (disk full, odd JSON) must not disturb the query.
+            log.exception("could not record streaming progress in %s", self.path)
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        name = self._names.get(str(event.id), str(event.id))
+        if event.exception:
+            log.error("query %s terminated with an error: %s", name, error_summary(event.exception))
+        else:
+            log.info("query %s terminated", name)
+
+
+# ---------------------------------------------------------------- running
+
+
+def error_summary(error: object) -> str:
+    """One line for the log: the first line of the error and, when the JVM reported one,
+    the innermost ``...Exception: ...``/``...Error: ...`` line (the root cause)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return repr(error)
+    text = str(error).split("=== Streaming Query ===", 1)[0]
+    causes = re.findall(r"^(?:: |Caused by: )?([\w.$]+(?:Exception|Error)\b.*)$", text, re.M)
+    if causes and causes[-1] != lines[0]:
+        return f"{lines[0]} (cause: {causes[-1]})"
+    return lines[0]
+
+
+def stop_gracefully(query: StreamingQuery, timeout: float = GRACEFUL_STOP_TIMEOUT_SECONDS) -> None:
+    """Stop after the running micro-batch, if any, has finished."""
+    deadline = time.monotonic() + timeout
+    while query.isActive and query.status.get("isTriggerActive"):
+        if time.monotonic() >= deadline:
+            log.warning("query %s still busy after %.0f s; interrupting it", query.name, timeout)
+            break
+        time.sleep(0.2)
+    if query.isActive:
+        query.stop()
+    log.info("stopped query %s", query.name)
+
+
+def supervise(
+    queries: Sequence[StreamingQuery],
+    stop_file: Path | None,
+    await_seconds: float | None,
+    stop_requested: threading.Event,
+) -> int:
+    """Wait for a stop request or a failure; return the process exit code."""
+    deadline = None if await_seconds is None else time.monotonic() + await_seconds
+    while True:
+        ended = [q for q in queries if not q.isActive]
+        if ended:
+            break
+        if stop_file is not None and stop_file.exists():
+            log.info("stop file %s appeared; stopping after the current batches", stop_file)
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            log.info("ran for %s s as asked; stopping after the current batches", await_seconds)
+            break
+        if stop_requested.is_set():
+            log.info("stop signal received; stopping after the current batches")
+            break
+        stop_requested.wait(POLL_SECONDS)
+
+    for query in queries:
+        if query.isActive:
+            stop_gracefully(query)
+
+    code = 0
+    for query in queries:
+        # A query can also fail while it is being stopped (its last batch).
+        error = query.exception()
+        if error is not None:
+            log.error("query %s failed: %s", query.name, error_summary(error))
+            print(f"query {query.name} failed: {error}", file=sys.stderr)
+            code = 1
+        elif query in ended:
+            log.error("query %s stopped although no stop was requested", query.name)
+            print(f"query {query.name} stopped unexpectedly", file=sys.stderr)
+            code = 1
+    return code
+
+
+def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="streaming_app",
+        description="Kafka -> validation -> analytics -> Delta + Kafka, with Spark streaming.",
+    )
+    parser.add_argument(
+        "--queries",
+        default=DEFAULT_QUERIES,
+        help=f"comma-separated queries to run, from: {', '.join(QUERY_STARTERS)} "
+        f"(default: {DEFAULT_QUERIES})",
+    )
+    parser.add_argument(
+        "--starting-offsets",
+        default="earliest",
+        help="where a query without a checkpoint starts: earliest, latest or Kafka's JSON "
+        "offsets (a checkpoint always wins)",
+    )
+    parser.add_argument(
+        "--trigger-seconds",
+        type=int,
+        default=settings.spark.trigger_seconds,
+        help="micro-batch interval (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-offsets-per-trigger",
+        type=int,
+        default=settings.spark.max_offsets_per_trigger,
+        help="cap on Kafka records per micro-batch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--await-seconds",
+        type=float,
+        default=None,
+        help="stop gracefully after this many seconds (tests); default: run until stopped",
+    )
+    parser.add_argument(
+        "--stop-file",
+        type=Path,
+        default=None,
+        help="stop gracefully once this file exists (a stale one is removed at start)",
+    )
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.queries.split(",") if n.strip()]
+    unknown = [n for n in names if n not in QUERY_STARTERS]
+    if not names or unknown:
+        parser.error(
+            f"unknown query {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(QUERY_STARTERS)}"
+        )
+    args.queries = list(dict.fromkeys(names))
+    if args.trigger_seconds < 1 or args.max_offsets_per_trigger < 1:
+        parser.error("--trigger-seconds and --max-offsets-per-trigger must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # py4j logs every callback (foreachBatch, listener) at INFO.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    settings = get_settings()
+    args = parse_args(argv, settings)
+
+    if args.stop_file is not None and args.stop_file.exists():
+        # Left over from the previous run's stop: honouring it would stop us at once.
+        log.info("removing stale stop file %s", args.stop_file)
+        args.stop_file.unlink()
+
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
+
+    log.info(
+        "starting Spark for queries %s: input topic %s on %s, state in %s",
+        ", ".join(args.queries),
+        settings.kafka.input_topic,
+        settings.bootstrap_servers,
+        settings.state,
+    )
+    spark = build_session(settings)
+    queries: list[StreamingQuery] = []
+    try:
+        spark.streams.addListener(ProgressRecorder(settings.metrics_dir / PROGRESS_FILE))
+        parsed = transforms.parse_events(
+            read_events(spark, settings, args.starting_offsets, args.max_offsets_per_trigger),
+            settings.events,
+        )
+        for name in args.queries:
+            queries.append(QUERY_STARTERS[name](parsed, settings, args.trigger_seconds))
+        code = supervise(queries, args.stop_file, args.await_seconds, stop_requested)
+    except Exception as error:
+        log.exception("the streaming application failed")
+        print(f"streaming application failed: {error}", file=sys.stderr)
+        for query in queries:
+            if query.isActive:
+                query.stop()
+        code = 1
+    finally:
+        spark.stop()
+    log.info("streaming application exits with code %d", code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
