@@ -5,7 +5,8 @@ Runs the e-commerce event generator as a long-running task: JSON events keyed by
 into the input topic, asynchronous sends with `acks=all`, idempotence and compression.
 
 Params: `rate` (events/s, > 0), `duration_seconds` (0 = until the task is stopped),
-`seed` (reproducible event stream).  A bad value fails the run before anything is sent.
+`seed` (reproducible event stream); left empty, each comes from `[producer]` in
+`config/platform.toml`.  A bad value fails the run before anything is sent.
 Marking the task failed or success in the UI stops the producer; it flushes what is in
 flight and logs how many events were sent, acknowledged and failed.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
+
+from include.operators import ProducerOperator
 
 DEFAULT_ARGS = {"owner": "data-platform", "retries": 1, "retry_delay": timedelta(seconds=30)}
 
@@ -29,42 +32,32 @@ DEFAULT_ARGS = {"owner": "data-platform", "retries": 1, "retry_delay": timedelta
     default_args=DEFAULT_ARGS,
     tags=["ecommerce", "kafka", "producer"],
     params={
-        "rate": Param(50, type="number", exclusiveMinimum=0, description="events per second"),
-        "duration_seconds": Param(
-            0, type="number", minimum=0, description="0 = run until the task is stopped"
+        # Empty = the value of [producer] in config/platform.toml.
+        "rate": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, description="events per second (> 0)"
         ),
-        "seed": Param(42, type="integer", description="random seed of the event stream"),
+        "duration_seconds": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            description="0 = run until the task is stopped",
+        ),
+        "seed": Param(
+            None, type=["null", "integer"], description="random seed of the event stream"
+        ),
     },
+    # Params reach the operator as numbers (or None), not as rendered strings.
+    render_template_as_native_obj=True,
 )
 def producer():
-    @task(execution_timeout=None)
-    def produce_events(params: dict | None = None) -> dict[str, int]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from include.kafka_client import bootstrap_from_connection
-        from include.producer import ProducerParams, run_producer
-        from include.settings import get_settings
-
-        settings = get_settings()
-        try:
-            run_params = ProducerParams(
-                rate=float(params["rate"]),
-                duration_seconds=float(params["duration_seconds"]),
-                seed=int(params["seed"]),
-                users=settings.producer.users,
-                products=settings.producer.products,
-            ).validate()
-        except (ValueError, TypeError) as exc:
-            # Retrying cannot fix a bad parameter: fail now, with the reason.
-            raise AirflowFailException(str(exc)) from exc
-        stats = run_producer(
-            bootstrap_from_connection("kafka_default"), settings.kafka.input_topic, run_params
-        )
-        if stats.failed:
-            raise RuntimeError(f"{stats.failed} events were not acknowledged: {stats.last_error}")
-        return {"sent": stats.sent, "acknowledged": stats.acknowledged}
-
-    produce_events()
+    ProducerOperator(
+        task_id="produce_events",
+        rate="{{ params.rate }}",
+        duration_seconds="{{ params.duration_seconds }}",
+        seed="{{ params.seed }}",
+        kafka_conn_id="kafka_default",
+        execution_timeout=None,
+    )
 
 
 producer()

@@ -55,3 +55,31 @@ def bootstrap_from_connection(conn_id: str = "kafka_default") -> str:
             "set AIRFLOW_CONN_KAFKA_DEFAULT (make up does)."
         )
     return servers
+
+
+def read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 120.0) -> list:
+    """Every record of `topic` from the beginning up to its end offsets at call time.
+
+    Unlike iterating a consumer until it goes quiet, this ends on a topic that is still
+    being written to.
+    """
+    import time
+
+    from kafka import TopicPartition
+
+    reader = consumer(bootstrap_servers, consumer_timeout_ms=1000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
+        reader.assign(partitions)
+        reader.seek_to_beginning(*partitions)
+        end = reader.end_offsets(partitions)
+        records = []
+        deadline = time.monotonic() + timeout_s
+        while any(reader.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout_s:.0f}s")
+            for batch in reader.poll(timeout_ms=1000).values():
+                records += [r for r in batch if r.offset < end[TopicPartition(topic, r.partition)]]
+        return records
+    finally:
+        reader.close()

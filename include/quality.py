@@ -32,22 +32,11 @@ from urllib.request import url2pathname
 import pandas as pd
 
 from include.settings import Settings
-from include.tables import read_table
+from include.tables import REVENUE_COLUMNS, REVENUE_TABLE, read_table
 
 if TYPE_CHECKING:
     from great_expectations.data_context import FileDataContext
 
-REVENUE_TABLE = "revenue_by_category"
-
-# Columns Spark writes; the order is the table's order and is used in messages.
-REVENUE_COLUMNS: tuple[str, ...] = (
-    "window_start",
-    "window_end",
-    "category",
-    "total_revenue",
-    "purchase_count",
-    "avg_order_value",
-)
 # decimal(18,2) arrives from Delta as Python Decimal objects in an object column; GX's
 # pandas metrics compare against float bounds, so these are cast before validation.
 DECIMAL_COLUMNS: tuple[str, ...] = ("total_revenue", "avg_order_value")

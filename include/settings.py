@@ -48,7 +48,7 @@ class PostgresSettings(BaseModel):
 class AirflowSettings(BaseModel):
     port: int = 8080
     admin_user: str = "admin"
-    parallelism: int = 16
+    parallelism: int = 8
 
 
 class SparkSettings(BaseModel):

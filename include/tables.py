@@ -10,6 +10,18 @@ from pathlib import Path
 
 import pandas as pd
 
+REVENUE_TABLE = "revenue_by_category"
+# The sink table's columns, in table order: the contract between the Spark job that writes
+# it and every reader (quality checks, UI).
+REVENUE_COLUMNS: tuple[str, ...] = (
+    "window_start",
+    "window_end",
+    "category",
+    "total_revenue",
+    "purchase_count",
+    "avg_order_value",
+)
+
 
 def read_table(path: Path) -> pd.DataFrame | None:
     """The latest committed version of the Delta table at path, or None if none exists yet."""

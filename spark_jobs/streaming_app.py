@@ -46,6 +46,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from include.settings import Settings, get_settings
+from include.tables import REVENUE_COLUMNS
 from spark_jobs import transforms
 
 log = logging.getLogger("streaming_app")
@@ -206,7 +207,7 @@ def start_revenue_by_category(
         query=REVENUE_QUERY,
         checkpoint=settings.checkpoint_path(REVENUE_QUERY),
         table=settings.table_path(REVENUE_QUERY),
-        table_columns=transforms.REVENUE_COLUMNS,
+        table_columns=REVENUE_COLUMNS,
         kafka_records=lambda df: transforms.to_kafka_records(df, transforms.REVENUE_KEY_COLUMNS),
         topic=settings.output_topic(REVENUE_QUERY),
         bootstrap_servers=settings.bootstrap_servers,

@@ -68,14 +68,6 @@ QUARANTINE_COLUMNS: tuple[str, ...] = (
     "raw_value_bytes",
 )
 
-REVENUE_COLUMNS: tuple[str, ...] = (
-    "window_start",
-    "window_end",
-    "category",
-    "total_revenue",
-    "purchase_count",
-    "avg_order_value",
-)
 REVENUE_KEY_COLUMNS: tuple[str, ...] = ("category", "window_start")
 
 NUMERIC_FIELDS = ("price", "quantity")
@@ -321,7 +313,7 @@ def deduplicate(events: DataFrame, watermark_seconds: int) -> DataFrame:
 def revenue_by_category(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
     """Purchases per sliding event-time window [start, end) and category.
 
-    Columns: :data:`REVENUE_COLUMNS`.  On a stream the input must already carry a
+    Columns: ``include.tables.REVENUE_COLUMNS``.  On a stream the input must already carry a
     watermark on ``event_time`` (see :func:`deduplicate`) so append mode can emit a window
     once it is closed; on a static frame every window is computed at once.
     """

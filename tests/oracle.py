@@ -67,10 +67,17 @@ def expected_revenue_by_category(events: list[dict], analytics) -> pd.DataFrame:
         }
         for start, category in totals
     ]
-    columns = ["window_start", "window_end", "category", "total_revenue", "purchase_count",
-               "avg_order_value"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["window_start", "category"],
-                                                           ignore_index=True)
+    columns = [
+        "window_start",
+        "window_end",
+        "category",
+        "total_revenue",
+        "purchase_count",
+        "avg_order_value",
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values(
+        ["window_start", "category"], ignore_index=True
+    )
 
 
 def closed_windows(expected: pd.DataFrame, watermark: datetime) -> pd.DataFrame:

@@ -71,6 +71,12 @@ class AirflowApi:
         )
         return run["dag_run_id"]
 
+    def finish_run(self, dag_id: str, run_id: str, note: str) -> None:
+        """Mark a running DAG run successful; Airflow then stops its running tasks."""
+        self._call(
+            "PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "success", "note": note}
+        )
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
 

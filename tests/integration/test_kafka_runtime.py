@@ -8,7 +8,7 @@ import json
 import pytest
 from kafka.admin import NewTopic
 
-from include.kafka_client import admin, consumer
+from include.kafka_client import admin, read_to_end
 from include.producer import ProducerParams, run_producer
 from include.settings import Settings
 from include.topics import TopicDriftError, desired_topics, provision
@@ -44,9 +44,7 @@ def test_producer_delivers_every_event_once_keyed_by_user(kafka, settings):
     )
     assert stats.failed == 0
     assert stats.acknowledged == stats.sent > 3000
-    reader = consumer(settings.bootstrap_servers, topic)
-    records = list(reader)
-    reader.close()
+    records = read_to_end(settings.bootstrap_servers, topic)
     events = [json.loads(r.value) for r in records]
     assert len(records) == stats.sent
     assert len({e["event_id"] for e in events}) == stats.sent

@@ -175,8 +175,7 @@ def test_every_revenue_row_equals_the_oracle(produced, streaming_run, settings):
     assert {v["category"] for v in by_key.values()} == set(expected["category"])
 
 
-def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, streaming_run,
-                                                                 settings):
+def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, streaming_run, settings):
     proc, _, log = streaming_run
     wanted = produced[2]
 
@@ -204,8 +203,10 @@ def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, stream
         # The message keeps at most max_event_bytes of the raw value; the table keeps all.
         assert shown == (raw[: len(shown)] if record["raw_value_truncated"] else raw)
     quarantine = read_table(settings.table_path("dead_letters"))
-    table = {(r.source_partition, r.source_offset): (bytes(r.raw_value), r.reason)
-             for r in quarantine.itertuples()}
+    table = {
+        (r.source_partition, r.source_offset): (bytes(r.raw_value), r.reason)
+        for r in quarantine.itertuples()
+    }
     assert table == wanted
 
 

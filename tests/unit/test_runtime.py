@@ -19,8 +19,8 @@ from include.runtime.procs import (
     spawn,
     stop_tree,
 )
-from include.runtime.services import Kafka, Postgres
-from include.settings import Settings
+from include.runtime.services import Kafka, Postgres, java_binary
+from include.settings import PROJECT_ROOT, Settings
 
 
 @pytest.fixture
@@ -60,10 +60,12 @@ def test_a_stale_pid_file_refuses_start_and_says_run_make_down(settings):
     assert service.pid() is None
 
 
-def test_stop_tree_ends_children_too(tmp_path):
+def test_stop_tree_ends_children_in_their_own_process_group_too(tmp_path):
+    # Like Airflow's task supervisors: a child that moved to a process group of its own.
     script = (
-        "import subprocess, sys, time\n"
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        "import os, subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'],\n"
+        "                 preexec_fn=lambda: os.setpgid(0, 0))\n"
         "time.sleep(300)\n"
     )
     parent = spawn([sys.executable, "-c", script], tmp_path / "log", {}, tmp_path, "m1")
@@ -71,6 +73,7 @@ def test_stop_tree_ends_children_too(tmp_path):
     while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
         time.sleep(0.1)
     child = psutil.Process(parent.pid).children()[0]
+    assert os.getpgid(child.pid) != os.getpgid(parent.pid)
     stop_tree(parent.pid, timeout=5)
     parent.wait(5)
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
@@ -104,3 +107,39 @@ def test_pid_file_round_trip(tmp_path):
     assert pid_file.read() is None
     pid_file.write(1234)
     assert pid_file.read() == 1234
+
+
+def test_missing_java_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    with pytest.raises(PlatformError, match=r"Java 17\+ is needed .* set JAVA_HOME"):
+        java_binary()
+
+
+def test_old_java_is_refused(monkeypatch, tmp_path):
+    fake = tmp_path / "jdk" / "bin" / "java"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    with pytest.raises(PlatformError, match="is Java 11; Kafka 4 and Spark 4 need Java 17"):
+        java_binary()
+
+
+def test_setup_script_refuses_a_missing_java_with_a_message(tmp_path):
+    """scripts/setup.sh runs before the venv exists, so it checks Java itself."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHON": sys.executable,
+        "JAVA_HOME": str(tmp_path / "no-jdk"),
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        ["bash", "scripts/setup.sh"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Java 17+ is required" in result.stderr

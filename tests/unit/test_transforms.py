@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, IntegerType, StringType, TimestampType
 
 from include.settings import AnalyticsSettings, EventSettings
+from include.tables import REVENUE_COLUMNS
 from spark_jobs.transforms import (
     EVENT_COLUMNS,
     QUARANTINE_COLUMNS,
-    REVENUE_COLUMNS,
     dead_letters,
     deduplicate,
     parse_events,
