@@ -19,7 +19,9 @@ status:
 lint: setup
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/ruff format --check .
 
 test: setup
 	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
 	@$(PY) -m pytest

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
 
 from include.kafka_client import read_to_end
 from include.runtime.airflow_api import AirflowApi
@@ -103,6 +104,13 @@ def test_platform_end_to_end(platform):
         admin_password(up_stdout),
     )
     api.login()
+    # The UI and API are behind the login: no anonymous access, no wrong password.
+    base = f"http://{settings.bind_host}:{settings.airflow.port}"
+    assert requests.get(f"{base}/api/v2/dags", timeout=10).status_code == 401
+    bad = requests.post(
+        f"{base}/auth/token", json={"username": "admin", "password": "x"}, timeout=10
+    )
+    assert bad.status_code == 401
 
     # 3. topics
     run = api.trigger("provision_topics")
