@@ -23,7 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE_ENV = "ECOM_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "platform.toml"
 
-ANALYTICS = ("revenue_by_category",)
+ANALYTICS = ("revenue_by_category", "high_value_users", "conversion_funnel")
 
 
 class KafkaSettings(BaseModel):
@@ -77,6 +77,12 @@ class AnalyticsSettings(BaseModel):
     watermark_seconds: int = Field(60, ge=0)
     revenue_window_seconds: int = Field(60, gt=0)
     revenue_slide_seconds: int = Field(30, gt=0)
+    high_value_window_seconds: int = Field(300, gt=0)
+    high_value_slide_seconds: int = Field(60, gt=0)
+    # Users spending more than this in a window are "high value" (same unit as revenue).
+    high_value_threshold: float = Field(100, ge=0)
+    funnel_window_seconds: int = Field(300, gt=0)
+    funnel_slide_seconds: int = Field(60, gt=0)
 
 
 class QualitySettings(BaseModel):

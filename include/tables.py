@@ -21,6 +21,23 @@ REVENUE_COLUMNS: tuple[str, ...] = (
     "purchase_count",
     "avg_order_value",
 )
+HIGH_VALUE_USER_COLUMNS: tuple[str, ...] = (
+    "window_start",
+    "window_end",
+    "user_id",
+    "total_spent",
+    "purchase_count",
+    "products_purchased",
+)
+FUNNEL_COLUMNS: tuple[str, ...] = (
+    "window_start",
+    "window_end",
+    "unique_visitors",
+    "cart_users",
+    "purchasers",
+    "cart_conversion_rate",
+    "purchase_conversion_rate",
+)
 
 
 def read_table(path: Path) -> pd.DataFrame | None:

@@ -7,6 +7,7 @@ them, and changing partition counts re-keys data, so drift is reported, not "fix
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from kafka.admin import NewTopic
@@ -60,39 +61,48 @@ def find_drift(spec: TopicSpec, partitions: int, replication_factor: int) -> lis
     return problems
 
 
+def describe_when_ready(client, names: list[str], timeout_s: float = 15.0) -> dict[str, dict]:
+    """Describe topics, waiting until a just-created topic shows its partitions: metadata
+    reaches the broker a moment after CreateTopics returns, and an empty partition list
+    would read as drift."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = {t["name"]: t for t in client.describe_topics(names)}
+        ready = all(
+            described.get(n, {}).get("error_code") == 0 and described[n]["partitions"]
+            for n in names
+        )
+        if ready or time.monotonic() > deadline:
+            return described
+        time.sleep(0.2)
+
+
 def provision(settings: Settings, bootstrap_servers: str | None = None) -> dict[str, str]:
-    """Create missing topics; raise TopicDriftError on drift. Returns topic -> action."""
+    """Create missing topics; raise TopicDriftError on drift. Returns topic -> action.
+
+    Drift is checked on what the broker describes *after* creation, for every topic: a
+    topic that another client created a moment earlier (so ours got "already exists") is
+    checked like any other, not assumed to be as configured.
+    """
     client = admin(bootstrap_servers or settings.bootstrap_servers)
     try:
         specs = desired_topics(settings)
         present = set(client.list_topics())
-        names = [s.name for s in specs if s.name in present]
-        existing = {t["name"]: t for t in client.describe_topics(names)} if names else {}
         actions: dict[str, str] = {}
-        drift: list[str] = []
-        missing = []
         for spec in specs:
-            if spec.name in existing:
-                parts = existing[spec.name]["partitions"]
-                rf = len(parts[0]["replica_nodes"]) if parts else 0
-                problems = find_drift(spec, len(parts), rf)
-                drift += problems
-                actions[spec.name] = "drift" if problems else "exists"
-            else:
-                missing.append(spec)
-        if missing:
+            if spec.name in present:
+                continue
             try:
                 client.create_topics(
                     [
                         NewTopic(
-                            s.name, s.partitions, s.replication_factor, topic_configs=s.configs
+                            spec.name,
+                            spec.partitions,
+                            spec.replication_factor,
+                            topic_configs=spec.configs,
                         )
-                        for s in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another run: fine, that is the goal
-            for spec in missing:
                 actions[spec.name] = "created"
                 log.info(
                     "created topic %s (%d partitions, replication %d)",
@@ -100,9 +110,19 @@ def provision(settings: Settings, bootstrap_servers: str | None = None) -> dict[
                     spec.partitions,
                     spec.replication_factor,
                 )
-        for name, action in actions.items():
-            if action == "exists":
-                log.info("topic %s exists as configured", name)
+            except TopicAlreadyExistsError:
+                log.info("topic %s was created concurrently by another client", spec.name)
+        described = describe_when_ready(client, [s.name for s in specs])
+        drift: list[str] = []
+        for spec in specs:
+            parts = described[spec.name]["partitions"]
+            problems = find_drift(spec, len(parts), len(parts[0]["replica_nodes"]) if parts else 0)
+            drift += problems
+            if problems:
+                actions[spec.name] = "drift"
+            elif spec.name not in actions:
+                actions[spec.name] = "exists"
+                log.info("topic %s exists as configured", spec.name)
         if drift:
             raise TopicDriftError("topic configuration drift:\n  - " + "\n  - ".join(drift))
         return actions

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,8 @@ if __package__ in (None, ""):
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-from include.settings import Settings, get_settings
-from include.tables import REVENUE_COLUMNS
+from include.settings import AnalyticsSettings, Settings, get_settings
+from include.tables import FUNNEL_COLUMNS, HIGH_VALUE_USER_COLUMNS, REVENUE_COLUMNS
 from spark_jobs import transforms
 
 log = logging.getLogger("streaming_app")
@@ -54,7 +55,9 @@ log = logging.getLogger("streaming_app")
 APP_NAME = "ecommerce-streaming"
 REVENUE_QUERY = "revenue_by_category"
 DEAD_LETTER_QUERY = "dead_letters"
-DEFAULT_QUERIES = f"{REVENUE_QUERY},{DEAD_LETTER_QUERY}"
+HIGH_VALUE_QUERY = "high_value_users"
+FUNNEL_QUERY = "conversion_funnel"
+DEFAULT_QUERIES = ",".join([REVENUE_QUERY, HIGH_VALUE_QUERY, FUNNEL_QUERY, DEAD_LETTER_QUERY])
 PROGRESS_FILE = "progress.jsonl"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 POLL_SECONDS = 1.0
@@ -196,23 +199,44 @@ def start_query(
     return query
 
 
-def start_revenue_by_category(
-    parsed: DataFrame, settings: Settings, trigger_seconds: int
+@dataclass(frozen=True)
+class Analytic:
+    """One windowed analytic: its transform, its table's columns and its Kafka key."""
+
+    transform: Callable[[DataFrame, AnalyticsSettings], DataFrame]
+    columns: Sequence[str]
+    key_columns: Sequence[str]
+
+
+ANALYTICS: dict[str, Analytic] = {
+    REVENUE_QUERY: Analytic(
+        transforms.revenue_by_category, REVENUE_COLUMNS, transforms.REVENUE_KEY_COLUMNS
+    ),
+    HIGH_VALUE_QUERY: Analytic(
+        transforms.high_value_users, HIGH_VALUE_USER_COLUMNS, ("user_id", "window_start")
+    ),
+    FUNNEL_QUERY: Analytic(transforms.conversion_funnel, FUNNEL_COLUMNS, ("window_start",)),
+}
+
+
+def start_analytic(
+    name: str, parsed: DataFrame, settings: Settings, trigger_seconds: int
 ) -> StreamingQuery:
+    """Valid, de-duplicated events -> the analytic -> its Delta table and output topic."""
+    analytic = ANALYTICS[name]
     events = transforms.deduplicate(
         transforms.valid_events(parsed), settings.analytics.watermark_seconds
     )
-    result = transforms.revenue_by_category(events, settings.analytics)
     sink = BatchSink(
-        query=REVENUE_QUERY,
-        checkpoint=settings.checkpoint_path(REVENUE_QUERY),
-        table=settings.table_path(REVENUE_QUERY),
-        table_columns=REVENUE_COLUMNS,
-        kafka_records=lambda df: transforms.to_kafka_records(df, transforms.REVENUE_KEY_COLUMNS),
-        topic=settings.output_topic(REVENUE_QUERY),
+        query=name,
+        checkpoint=settings.checkpoint_path(name),
+        table=settings.table_path(name),
+        table_columns=analytic.columns,
+        kafka_records=lambda df: transforms.to_kafka_records(df, analytic.key_columns),
+        topic=settings.output_topic(name),
         bootstrap_servers=settings.bootstrap_servers,
     )
-    return start_query(result, REVENUE_QUERY, sink, trigger_seconds)
+    return start_query(analytic.transform(events, settings.analytics), name, sink, trigger_seconds)
 
 
 def start_dead_letters(
@@ -233,7 +257,7 @@ def start_dead_letters(
 
 
 QUERY_STARTERS: dict[str, Callable[[DataFrame, Settings, int], StreamingQuery]] = {
-    REVENUE_QUERY: start_revenue_by_category,
+    **{name: partial(start_analytic, name) for name in ANALYTICS},
     DEAD_LETTER_QUERY: start_dead_letters,
 }
 

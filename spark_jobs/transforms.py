@@ -28,6 +28,8 @@ from include.settings import AnalyticsSettings, EventSettings
 
 PRICE_TYPE = "decimal(12,2)"
 MONEY_TYPE = "decimal(18,2)"
+# Conversion rates in percent, exact to 0.01 (100.00 at most).
+RATE_TYPE = "decimal(5,2)"
 
 # Output columns of valid events, in table order.
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -363,4 +365,85 @@ def to_kafka_records(df: DataFrame, key_columns: Sequence[str]) -> DataFrame:
     return df.select(
         F.concat_ws("|", *parts).cast("binary").alias("key"),
         F.to_json(F.struct(*[F.col(c) for c in df.columns])).cast("binary").alias("value"),
+    )
+
+
+def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
+    """Per sliding window and user: spend, purchases and products bought; big spenders only.
+
+    Columns: ``include.tables.HIGH_VALUE_USER_COLUMNS``.  ``products_purchased`` is the
+    sorted set of product ids, so a row is the same whatever order events arrived in.  Only
+    rows with ``total_spent`` above ``analytics.high_value_threshold`` are kept: filtering
+    the finished aggregate keeps the sum exact.
+    """
+    window = F.window(
+        "event_time",
+        f"{analytics.high_value_window_seconds} seconds",
+        f"{analytics.high_value_slide_seconds} seconds",
+    )
+    spend = (
+        events.filter(F.col("event_type") == PURCHASE)
+        .groupBy(window.alias("window"), F.col("user_id"))
+        .agg(
+            F.sum("revenue").alias("_total"),
+            F.count(F.lit(1)).alias("purchase_count"),
+            F.array_sort(F.collect_set("product_id")).alias("products_purchased"),
+        )
+    )
+    return spend.filter(F.col("_total") > F.lit(analytics.high_value_threshold)).select(
+        F.col("window.start").alias("window_start"),
+        F.col("window.end").alias("window_end"),
+        F.col("user_id"),
+        F.col("_total").cast(MONEY_TYPE).alias("total_spent"),
+        F.col("purchase_count"),
+        F.col("products_purchased"),
+    )
+
+
+def _rate(numerator: str, denominator: str) -> Column:
+    """numerator / denominator * 100 in exact decimals, rounded half-up to 0.01; null on 0."""
+    exact = (
+        F.col(numerator).cast("decimal(20,0)")
+        * F.lit(100)
+        / F.col(denominator).cast("decimal(20,0)")
+    )
+    return F.when(F.col(denominator) > 0, F.round(exact, 2)).cast(RATE_TYPE)
+
+
+def conversion_funnel(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
+    """EXACT distinct users per sliding window who viewed, added to cart and purchased.
+
+    Spark refuses ``countDistinct`` on a stream and ``approx_count_distinct`` is not exact,
+    so this is two chained aggregations: first one row per (window, user) with flags for
+    what that user did in the window (distinct by construction), then per window the sum of
+    those flags.  In append mode both emit once the watermark passes the window's end.
+    Columns: ``include.tables.FUNNEL_COLUMNS``.
+    """
+    window = F.window(
+        "event_time",
+        f"{analytics.funnel_window_seconds} seconds",
+        f"{analytics.funnel_slide_seconds} seconds",
+    )
+
+    def did(event_type: str) -> Column:
+        return F.max(F.when(F.col("event_type") == event_type, 1).otherwise(0))
+
+    per_user = events.groupBy(window.alias("window"), F.col("user_id")).agg(
+        did("page_view").alias("viewed"),
+        did("add_to_cart").alias("carted"),
+        did(PURCHASE).alias("purchased"),
+    )
+    per_window = per_user.groupBy(F.col("window")).agg(
+        F.sum("viewed").alias("unique_visitors"),
+        F.sum("carted").alias("cart_users"),
+        F.sum("purchased").alias("purchasers"),
+    )
+    return per_window.select(
+        F.col("window.start").alias("window_start"),
+        F.col("window.end").alias("window_end"),
+        F.col("unique_visitors"),
+        F.col("cart_users"),
+        F.col("purchasers"),
+        _rate("cart_users", "unique_visitors").alias("cart_conversion_rate"),
+        _rate("purchasers", "cart_users").alias("purchase_conversion_rate"),
     )

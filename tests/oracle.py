@@ -83,3 +83,85 @@ def expected_revenue_by_category(events: list[dict], analytics) -> pd.DataFrame:
 def closed_windows(expected: pd.DataFrame, watermark: datetime) -> pd.DataFrame:
     """Windows an append-mode query has emitted once its watermark reached `watermark`."""
     return expected[expected["window_end"] <= pd.Timestamp(watermark)].reset_index(drop=True)
+
+
+def expected_high_value_users(events: list[dict], analytics) -> pd.DataFrame:
+    """Per sliding window and user: total spent, purchases, sorted distinct products; only
+    users who spent more than the threshold."""
+    length, slide = analytics.high_value_window_seconds, analytics.high_value_slide_seconds
+    spent: dict[tuple[datetime, str], Decimal] = defaultdict(Decimal)
+    counts: dict[tuple[datetime, str], int] = defaultdict(int)
+    products: dict[tuple[datetime, str], set[str]] = defaultdict(set)
+    for event in first_of_each_event_id(events):
+        if event["event_type"] != "purchase":
+            continue
+        for start in sliding_windows(event_time(event), length, slide):
+            key = (start, event["user_id"])
+            spent[key] += Decimal(str(event["revenue"]))
+            counts[key] += 1
+            products[key].add(event["product_id"])
+    threshold = Decimal(str(analytics.high_value_threshold))
+    rows = [
+        {
+            "window_start": pd.Timestamp(start),
+            "window_end": pd.Timestamp(start + timedelta(seconds=length)),
+            "user_id": user,
+            "total_spent": spent[(start, user)].quantize(CENTS),
+            "purchase_count": counts[(start, user)],
+            "products_purchased": sorted(products[(start, user)]),
+        }
+        for start, user in spent
+        if spent[(start, user)] > threshold
+    ]
+    columns = [
+        "window_start",
+        "window_end",
+        "user_id",
+        "total_spent",
+        "purchase_count",
+        "products_purchased",
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values(
+        ["window_start", "user_id"], ignore_index=True
+    )
+
+
+def percent(part: int, whole: int) -> Decimal | None:
+    if whole == 0:
+        return None
+    return (Decimal(part) * 100 / Decimal(whole)).quantize(CENTS, rounding=ROUND_HALF_UP)
+
+
+def expected_conversion_funnel(events: list[dict], analytics) -> pd.DataFrame:
+    """Per sliding window: exact distinct viewers, cart users and purchasers, and the rates."""
+    length, slide = analytics.funnel_window_seconds, analytics.funnel_slide_seconds
+    users: dict[datetime, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for event in first_of_each_event_id(events):
+        for start in sliding_windows(event_time(event), length, slide):
+            users[start][event["event_type"]].add(event["user_id"])
+    rows = []
+    for start, by_type in users.items():
+        visitors = len(by_type["page_view"])
+        carts = len(by_type["add_to_cart"])
+        buyers = len(by_type["purchase"])
+        rows.append(
+            {
+                "window_start": pd.Timestamp(start),
+                "window_end": pd.Timestamp(start + timedelta(seconds=length)),
+                "unique_visitors": visitors,
+                "cart_users": carts,
+                "purchasers": buyers,
+                "cart_conversion_rate": percent(carts, visitors),
+                "purchase_conversion_rate": percent(buyers, carts),
+            }
+        )
+    columns = [
+        "window_start",
+        "window_end",
+        "unique_visitors",
+        "cart_users",
+        "purchasers",
+        "cart_conversion_rate",
+        "purchase_conversion_rate",
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values("window_start", ignore_index=True)

@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from include.settings import AnalyticsSettings
-from tests.oracle import expected_revenue_by_category, sliding_windows
+from tests.oracle import (
+    expected_conversion_funnel,
+    expected_high_value_users,
+    expected_revenue_by_category,
+    sliding_windows,
+)
 
 UTC = UTC
 
@@ -56,3 +61,63 @@ def test_hand_worked_revenue():
         ("12:00:00", "Books"): (Decimal("15.01"), 2, Decimal("7.51")),  # 7.505 rounds half up
         ("12:00:30", "Books"): (Decimal("5.01"), 1, Decimal("5.01")),
     }
+
+
+def test_hand_worked_funnel_with_a_cart_and_no_views():
+    def event(eid, ts, kind, user):
+        return {"event_id": eid, "event_type": kind, "timestamp": ts, "user_id": user}
+
+    events = [
+        event("1", "2026-01-01T12:00:10+00:00", "page_view", "u1"),
+        event("2", "2026-01-01T12:00:20+00:00", "page_view", "u1"),  # same user: once
+        event("3", "2026-01-01T12:00:30+00:00", "add_to_cart", "u1"),
+        event("4", "2026-01-01T12:00:40+00:00", "page_view", "u2"),
+        event("5", "2026-01-01T12:09:00+00:00", "add_to_cart", "u3"),  # a cart, no views
+    ]
+    analytics = AnalyticsSettings(funnel_window_seconds=300, funnel_slide_seconds=60)
+    rows = {
+        r.window_start.strftime("%H:%M"): r
+        for r in expected_conversion_funnel(events, analytics).itertuples()
+    }
+    first = rows["12:00"]
+    assert (first.unique_visitors, first.cart_users, first.purchasers) == (2, 1, 0)
+    assert first.cart_conversion_rate == Decimal("50.00")
+    assert first.purchase_conversion_rate == Decimal("0.00")
+    lonely = rows["12:09"]
+    assert (lonely.unique_visitors, lonely.cart_users) == (0, 1)
+    assert lonely.cart_conversion_rate is None  # divisor 0: null, not 0 and not an error
+
+
+def test_hand_worked_high_value_users():
+    def purchase(eid, ts, user, product, revenue):
+        return {
+            "event_id": eid,
+            "event_type": "purchase",
+            "timestamp": ts,
+            "user_id": user,
+            "product_id": product,
+            "revenue": revenue,
+        }
+
+    events = [
+        purchase("a", "2026-01-01T12:00:10+00:00", "u1", "p2", 60.00),
+        purchase("b", "2026-01-01T12:01:10+00:00", "u1", "p1", 50.00),
+        purchase("c", "2026-01-01T12:01:20+00:00", "u2", "p1", 100.00),  # not > 100
+    ]
+    analytics = AnalyticsSettings(
+        high_value_window_seconds=300, high_value_slide_seconds=60, high_value_threshold=100
+    )
+    got = expected_high_value_users(events, analytics)
+    # Windows holding both purchases of u1: starts 11:57 .. 12:00 (12:01 holds only 'b').
+    assert [r.window_start.strftime("%H:%M") for r in got.itertuples()] == [
+        "11:57",
+        "11:58",
+        "11:59",
+        "12:00",
+    ]
+    assert all(
+        r.user_id == "u1"
+        and r.total_spent == Decimal("110.00")
+        and r.products_purchased == ["p1", "p2"]
+        for r in got.itertuples()
+    )

@@ -23,8 +23,10 @@ from include.tables import REVENUE_COLUMNS
 from spark_jobs.transforms import (
     EVENT_COLUMNS,
     QUARANTINE_COLUMNS,
+    conversion_funnel,
     dead_letters,
     deduplicate,
+    high_value_users,
     parse_events,
     revenue_by_category,
     to_kafka_records,
@@ -407,3 +409,76 @@ def test_to_kafka_records_keys_and_values(spark: SparkSession) -> None:
         "purchase_count": 1,
         "avg_order_value": 20.0,
     }
+
+
+# ---------------------------------------------------------------- high value users, funnel
+
+FIVE_MINUTES = AnalyticsSettings(
+    watermark_seconds=60,
+    high_value_window_seconds=300,
+    high_value_slide_seconds=60,
+    high_value_threshold=100,
+    funnel_window_seconds=300,
+    funnel_slide_seconds=60,
+)
+USER_EVENT_SCHEMA = (
+    "event_id string, event_type string, event_time string, user_id string, "
+    "product_id string, revenue string"
+)
+
+
+def user_events(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, USER_EVENT_SCHEMA).select(
+        "event_id",
+        "event_type",
+        F.col("event_time").cast("timestamp").alias("event_time"),
+        "user_id",
+        "product_id",
+        F.col("revenue").cast("decimal(18,2)").alias("revenue"),
+    )
+
+
+def test_high_value_users_threshold_windows_and_sorted_products(spark: SparkSession) -> None:
+    rows = [
+        ("a", "purchase", "2026-01-01 12:00:10", "u1", "p2", "60.00"),
+        ("b", "purchase", "2026-01-01 12:01:10", "u1", "p1", "50.00"),
+        ("c", "purchase", "2026-01-01 12:01:20", "u2", "p1", "100.00"),  # not above 100
+        ("d", "page_view", "2026-01-01 12:01:20", "u2", "p9", "500.00"),  # not a purchase
+    ]
+    result = high_value_users(user_events(spark, rows), FIVE_MINUTES)
+    got = sorted(
+        (
+            r.window_start.strftime("%H:%M"),
+            r.user_id,
+            r.total_spent,
+            r.purchase_count,
+            list(r.products_purchased),
+        )
+        for r in result.collect()
+    )
+    # u1 spent 60 + 50 = 110 in each 5-minute window holding both purchases: the windows
+    # starting 11:57 to 12:00. The window starting 12:01 holds only 'b' (50), 11:56 only 'a'.
+    assert got == [
+        (start, "u1", Decimal("110.00"), 2, ["p1", "p2"])
+        for start in ("11:57", "11:58", "11:59", "12:00")
+    ]
+
+
+def test_conversion_funnel_is_exact_and_null_without_divisor(spark: SparkSession) -> None:
+    rows = [
+        ("1", "page_view", "2026-01-01 12:00:10", "u1", "p1", None),
+        ("2", "page_view", "2026-01-01 12:00:20", "u1", "p2", None),  # u1 counted once
+        ("3", "add_to_cart", "2026-01-01 12:00:30", "u1", "p1", None),
+        ("4", "page_view", "2026-01-01 12:00:40", "u2", "p1", None),
+        ("5", "purchase", "2026-01-01 12:00:50", "u1", "p1", "10.00"),
+        ("6", "add_to_cart", "2026-01-01 12:20:00", "u3", "p1", None),  # a cart, no views
+    ]
+    result = conversion_funnel(user_events(spark, rows), FIVE_MINUTES)
+    got = {r.window_start.strftime("%H:%M"): tuple(r)[2:] for r in result.collect()}
+    # Events at 12:00:xx fall in the windows starting 11:56 .. 12:00.
+    for start in ("11:56", "11:57", "11:58", "11:59", "12:00"):
+        assert got[start] == (2, 1, 1, Decimal("50.00"), Decimal("100.00"))
+    # 12:20:00 is the start of a window and the 5th minute of the one starting 12:16.
+    for start in ("12:16", "12:17", "12:18", "12:19", "12:20"):
+        assert got[start] == (0, 1, 0, None, Decimal("0.00"))
+    assert len(got) == 10
