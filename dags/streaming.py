@@ -4,8 +4,8 @@
 Launches the Spark Structured Streaming application (`spark_jobs/streaming_app.py`) with
 SparkSubmitOperator on the `spark_default` connection.  It parses the input topic, sends
 malformed events to the dead-letter topic with a reason, and keeps `revenue_by_category`,
-`high_value_users` and `conversion_funnel` up to date in their Delta tables (exactly once)
-and output topics.
+`high_value_users`, `conversion_funnel`, `user_sessions` and `click_to_purchase` up to
+date in their Delta tables (exactly once) and output topics.
 
 The task runs as long as the application does.  One run at a time: two drivers on one
 checkpoint would corrupt it.  Checkpoints live under the state dir, one per query.
@@ -37,7 +37,10 @@ def streaming():
         task_id="run_streaming_app",
         conn_id="spark_default",
         name="ecommerce-streaming",
-        queries="revenue_by_category,high_value_users,conversion_funnel,dead_letters",
+        queries=(
+            "revenue_by_category,high_value_users,conversion_funnel,user_sessions,"
+            "click_to_purchase,dead_letters"
+        ),
         execution_timeout=None,
         max_active_tis_per_dag=1,
     )

@@ -23,7 +23,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE_ENV = "ECOM_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "platform.toml"
 
-ANALYTICS = ("revenue_by_category", "high_value_users", "conversion_funnel")
+ANALYTICS = (
+    "revenue_by_category",
+    "high_value_users",
+    "conversion_funnel",
+    "user_sessions",
+    "click_to_purchase",
+)
 
 
 class KafkaSettings(BaseModel):
@@ -83,6 +89,10 @@ class AnalyticsSettings(BaseModel):
     high_value_threshold: float = Field(100, ge=0)
     funnel_window_seconds: int = Field(300, gt=0)
     funnel_slide_seconds: int = Field(60, gt=0)
+    # A session closes after this long without an event of its user.
+    session_gap_seconds: int = Field(1800, gt=0)
+    # A purchase counts for a page view of the same product up to this long after it.
+    attribution_seconds: int = Field(1800, gt=0)
 
 
 class QualitySettings(BaseModel):

@@ -29,6 +29,26 @@ HIGH_VALUE_USER_COLUMNS: tuple[str, ...] = (
     "purchase_count",
     "products_purchased",
 )
+SESSION_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "session_start",
+    "session_end",
+    "duration_seconds",
+    "event_count",
+    "total_revenue",
+    "unique_products",
+)
+CLICK_TO_PURCHASE_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "product_id",
+    "click_event_id",
+    "purchase_event_id",
+    "click_time",
+    "purchase_time",
+    "time_to_purchase_seconds",
+    "device_type",
+    "revenue",
+)
 FUNNEL_COLUMNS: tuple[str, ...] = (
     "window_start",
     "window_end",

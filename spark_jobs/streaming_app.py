@@ -47,7 +47,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from include.settings import AnalyticsSettings, Settings, get_settings
-from include.tables import FUNNEL_COLUMNS, HIGH_VALUE_USER_COLUMNS, REVENUE_COLUMNS
+from include.tables import (
+    CLICK_TO_PURCHASE_COLUMNS,
+    FUNNEL_COLUMNS,
+    HIGH_VALUE_USER_COLUMNS,
+    REVENUE_COLUMNS,
+    SESSION_COLUMNS,
+)
 from spark_jobs import transforms
 
 log = logging.getLogger("streaming_app")
@@ -57,7 +63,11 @@ REVENUE_QUERY = "revenue_by_category"
 DEAD_LETTER_QUERY = "dead_letters"
 HIGH_VALUE_QUERY = "high_value_users"
 FUNNEL_QUERY = "conversion_funnel"
-DEFAULT_QUERIES = ",".join([REVENUE_QUERY, HIGH_VALUE_QUERY, FUNNEL_QUERY, DEAD_LETTER_QUERY])
+SESSION_QUERY = "user_sessions"
+CLICK_QUERY = "click_to_purchase"
+DEFAULT_QUERIES = ",".join(
+    [REVENUE_QUERY, HIGH_VALUE_QUERY, FUNNEL_QUERY, SESSION_QUERY, CLICK_QUERY, DEAD_LETTER_QUERY]
+)
 PROGRESS_FILE = "progress.jsonl"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 POLL_SECONDS = 1.0
@@ -211,6 +221,14 @@ class Analytic:
 ANALYTICS: dict[str, Analytic] = {
     REVENUE_QUERY: Analytic(
         transforms.revenue_by_category, REVENUE_COLUMNS, transforms.REVENUE_KEY_COLUMNS
+    ),
+    SESSION_QUERY: Analytic(
+        transforms.user_sessions, SESSION_COLUMNS, ("user_id", "session_start")
+    ),
+    CLICK_QUERY: Analytic(
+        transforms.click_to_purchase,
+        CLICK_TO_PURCHASE_COLUMNS,
+        ("click_event_id", "purchase_event_id"),
     ),
     HIGH_VALUE_QUERY: Analytic(
         transforms.high_value_users, HIGH_VALUE_USER_COLUMNS, ("user_id", "window_start")

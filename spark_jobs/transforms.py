@@ -447,3 +447,86 @@ def conversion_funnel(events: DataFrame, analytics: AnalyticsSettings) -> DataFr
         _rate("cart_users", "unique_visitors").alias("cart_conversion_rate"),
         _rate("purchasers", "cart_users").alias("purchase_conversion_rate"),
     )
+
+
+def _seconds_between(start: str, end: str) -> Column:
+    """Elapsed seconds as a double, exact to the microsecond: casting each timestamp to
+    whole seconds first would be off by up to a second (0.9 s after a click reads 0)."""
+    return (F.unix_micros(F.col(end)) - F.unix_micros(F.col(start))) / F.lit(1_000_000.0)
+
+
+def user_sessions(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
+    """Per user, activity split into sessions by ``session_gap_seconds`` without events.
+
+    ``session_window`` merges each event's span with the spans it overlaps *or touches*, so
+    with the full gap two events exactly one gap apart would share a session.  The span is
+    one microsecond (Spark's timestamp unit) shorter than the gap: a full gap of silence
+    closes the session, anything shorter keeps it open.  ``session_end`` is the last
+    event (not the window's end), ``unique_products`` the distinct products viewed: a
+    collected set, since ``countDistinct`` is refused on streams.
+    Columns: ``include.tables.SESSION_COLUMNS``.
+    """
+    span = f"{analytics.session_gap_seconds * 1_000_000 - 1} microseconds"
+    session = F.session_window("event_time", span)
+    sessions = events.groupBy(session.alias("session"), F.col("user_id")).agg(
+        F.min("event_time").alias("session_start"),
+        F.max("event_time").alias("session_end"),
+        F.count(F.lit(1)).alias("event_count"),
+        F.sum(F.when(F.col("event_type") == PURCHASE, F.col("revenue"))).alias("_revenue"),
+        F.collect_set(F.when(F.col("event_type") == "page_view", F.col("product_id"))).alias(
+            "_viewed"
+        ),
+    )
+    return sessions.select(
+        F.col("user_id"),
+        F.col("session_start"),
+        F.col("session_end"),
+        _seconds_between("session_start", "session_end").alias("duration_seconds"),
+        F.col("event_count"),
+        F.coalesce(F.col("_revenue"), F.lit(0)).cast(MONEY_TYPE).alias("total_revenue"),
+        F.size("_viewed").cast("long").alias("unique_products"),
+    )
+
+
+def click_to_purchase(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
+    """Page views joined to a later purchase of the same user and product.
+
+    Condition: click_time < purchase_time <= click_time + ``attribution_seconds``.  The time
+    range, with the watermark both sides carry, lets Spark drop join state once no future
+    event can match.  Every (view, purchase) pair is a row, so a purchase after three views
+    of the product gives three rows.  Columns: ``include.tables.CLICK_TO_PURCHASE_COLUMNS``.
+    """
+    clicks = events.filter(F.col("event_type") == "page_view").select(
+        F.col("event_id").alias("click_event_id"),
+        F.col("user_id").alias("click_user_id"),
+        F.col("product_id").alias("click_product_id"),
+        F.col("event_time").alias("click_time"),
+        F.col("device_type"),
+    )
+    purchases = events.filter(F.col("event_type") == PURCHASE).select(
+        F.col("event_id").alias("purchase_event_id"),
+        F.col("user_id").alias("purchase_user_id"),
+        F.col("product_id").alias("purchase_product_id"),
+        F.col("event_time").alias("purchase_time"),
+        F.col("revenue"),
+    )
+    window = F.expr(f"INTERVAL {analytics.attribution_seconds} SECONDS")
+    joined = clicks.join(
+        purchases,
+        (F.col("click_user_id") == F.col("purchase_user_id"))
+        & (F.col("click_product_id") == F.col("purchase_product_id"))
+        & (F.col("purchase_time") > F.col("click_time"))
+        & (F.col("purchase_time") <= F.col("click_time") + window),
+        "inner",
+    )
+    return joined.select(
+        F.col("click_user_id").alias("user_id"),
+        F.col("click_product_id").alias("product_id"),
+        F.col("click_event_id"),
+        F.col("purchase_event_id"),
+        F.col("click_time"),
+        F.col("purchase_time"),
+        _seconds_between("click_time", "purchase_time").alias("time_to_purchase_seconds"),
+        F.col("device_type"),
+        F.col("revenue").cast(MONEY_TYPE).alias("revenue"),
+    )

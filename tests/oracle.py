@@ -165,3 +165,105 @@ def expected_conversion_funnel(events: list[dict], analytics) -> pd.DataFrame:
         "purchase_conversion_rate",
     ]
     return pd.DataFrame(rows, columns=columns).sort_values("window_start", ignore_index=True)
+
+
+def expected_user_sessions(events: list[dict], analytics) -> pd.DataFrame:
+    """Per user: a new session after `session_gap_seconds` (or more) without an event."""
+    gap = timedelta(seconds=analytics.session_gap_seconds)
+    by_user: dict[str, list[dict]] = defaultdict(list)
+    for event in first_of_each_event_id(events):
+        by_user[event["user_id"]].append(event)
+    rows = []
+    for user, user_events in by_user.items():
+        user_events.sort(key=event_time)
+        sessions: list[list[dict]] = []
+        for event in user_events:
+            if sessions and event_time(event) - event_time(sessions[-1][-1]) < gap:
+                sessions[-1].append(event)
+            else:
+                sessions.append([event])
+        for session in sessions:
+            start, end = event_time(session[0]), event_time(session[-1])
+            rows.append(
+                {
+                    "user_id": user,
+                    "session_start": pd.Timestamp(start),
+                    "session_end": pd.Timestamp(end),
+                    "duration_seconds": (end - start).total_seconds(),
+                    "event_count": len(session),
+                    "total_revenue": sum(
+                        (
+                            Decimal(str(e["revenue"]))
+                            for e in session
+                            if e["event_type"] == "purchase"
+                        ),
+                        Decimal("0.00"),
+                    ),
+                    "unique_products": len(
+                        {e["product_id"] for e in session if e["event_type"] == "page_view"}
+                    ),
+                }
+            )
+    columns = [
+        "user_id",
+        "session_start",
+        "session_end",
+        "duration_seconds",
+        "event_count",
+        "total_revenue",
+        "unique_products",
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values(
+        ["user_id", "session_start"], ignore_index=True
+    )
+
+
+def closed_sessions(expected: pd.DataFrame, watermark: datetime, gap_seconds: int):
+    """Sessions an append-mode query has emitted: last event + gap at or before the watermark."""
+    ends = expected["session_end"] + pd.Timedelta(seconds=gap_seconds)
+    return expected[ends <= pd.Timestamp(watermark)].reset_index(drop=True)
+
+
+def expected_click_to_purchase(events: list[dict], analytics) -> pd.DataFrame:
+    """Every (page view, purchase) of the same user and product with
+    click_time < purchase_time <= click_time + attribution_seconds."""
+    window = timedelta(seconds=analytics.attribution_seconds)
+    unique = first_of_each_event_id(events)
+    views = [e for e in unique if e["event_type"] == "page_view"]
+    purchases = defaultdict(list)
+    for e in unique:
+        if e["event_type"] == "purchase":
+            purchases[(e["user_id"], e["product_id"])].append(e)
+    rows = []
+    for view in views:
+        clicked = event_time(view)
+        for buy in purchases[(view["user_id"], view["product_id"])]:
+            bought = event_time(buy)
+            if clicked < bought <= clicked + window:
+                rows.append(
+                    {
+                        "user_id": view["user_id"],
+                        "product_id": view["product_id"],
+                        "click_event_id": view["event_id"],
+                        "purchase_event_id": buy["event_id"],
+                        "click_time": pd.Timestamp(clicked),
+                        "purchase_time": pd.Timestamp(bought),
+                        "time_to_purchase_seconds": (bought - clicked).total_seconds(),
+                        "device_type": view["device_type"],
+                        "revenue": Decimal(str(buy["revenue"])).quantize(CENTS),
+                    }
+                )
+    columns = [
+        "user_id",
+        "product_id",
+        "click_event_id",
+        "purchase_event_id",
+        "click_time",
+        "purchase_time",
+        "time_to_purchase_seconds",
+        "device_type",
+        "revenue",
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values(
+        ["click_event_id", "purchase_event_id"], ignore_index=True
+    )

@@ -3,8 +3,8 @@ oracle, every malformed event reaches the dead-letter topic with its reason.
 
 1. Provision topics; produce a seeded event set: ~10 minutes of events, shuffled within
    15-second blocks (out of order, inside the watermark), 40 re-sent duplicates, one
-   malformed record of each kind, then page views 20 minutes later whose only job is to move
-   the watermark past every window.
+   malformed record of each kind, then page views an hour later whose only job is to move
+   the watermark past every window and session.
 2. spark-submit the streaming application from the earliest offset.
 3. Poll each Delta table until it holds as many rows as the oracle; compare every row.
 4. Read the output topic (at least once: dedupe by key) and the dead-letter topic.
@@ -28,10 +28,13 @@ from include.topics import provision
 from tests.conftest import poll
 from tests.integration.streaming import launch
 from tests.oracle import (
+    closed_sessions,
     closed_windows,
+    expected_click_to_purchase,
     expected_conversion_funnel,
     expected_high_value_users,
     expected_revenue_by_category,
+    expected_user_sessions,
 )
 
 pytestmark = pytest.mark.integration
@@ -88,7 +91,8 @@ def seeded_events() -> tuple[list[dict], list[dict]]:
     duplicates = rng.sample(shuffled, EXPECTED_DUPLICATES)
     sent = shuffled + duplicates
     flush = [
-        EventGenerator(seed=1000 + i).event(START + timedelta(minutes=20, seconds=i))
+        # An hour on: past every window and every 30-minute session gap of the data.
+        EventGenerator(seed=1000 + i).event(START + timedelta(minutes=60, seconds=i))
         | {"event_type": "page_view"}
         for i in range(3)
     ]
@@ -138,13 +142,31 @@ ORACLES = {
     "revenue_by_category": (expected_revenue_by_category, ["window_start", "category"]),
     "high_value_users": (expected_high_value_users, ["window_start", "user_id"]),
     "conversion_funnel": (expected_conversion_funnel, ["window_start"]),
+    "user_sessions": (expected_user_sessions, ["user_id", "session_start"]),
+    "click_to_purchase": (expected_click_to_purchase, ["click_event_id", "purchase_event_id"]),
 }
+TIME_COLUMNS = (
+    "window_start",
+    "window_end",
+    "session_start",
+    "session_end",
+    "click_time",
+    "purchase_time",
+)
+
+
+def emitted(analytic: str, expected: pd.DataFrame, watermark: datetime, settings) -> pd.DataFrame:
+    """What an append-mode query has written once its watermark reached `watermark`."""
+    if analytic == "user_sessions":
+        return closed_sessions(expected, watermark, settings.analytics.session_gap_seconds)
+    if analytic == "click_to_purchase":
+        return expected  # an inner join emits a pair as soon as both sides have arrived
+    return closed_windows(expected, watermark)
 
 
 def normalise(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     frame = frame.assign(
-        window_start=pd.to_datetime(frame["window_start"], utc=True),
-        window_end=pd.to_datetime(frame["window_end"], utc=True),
+        **{c: pd.to_datetime(frame[c], utc=True) for c in TIME_COLUMNS if c in frame}
     )
     if "products_purchased" in frame:
         frame["products_purchased"] = frame["products_purchased"].map(list)
@@ -159,7 +181,9 @@ def test_every_row_of_every_analytic_equals_the_oracle(analytic, produced, strea
     watermark = max(datetime.fromisoformat(e["timestamp"]) for e in flush) - timedelta(
         seconds=settings.analytics.watermark_seconds
     )
-    expected = normalise(closed_windows(oracle(sent + flush, settings.analytics), watermark), order)
+    expected = normalise(
+        emitted(analytic, oracle(sent + flush, settings.analytics), watermark, settings), order
+    )
     assert len(expected) > 10  # the data set really spans many windows
 
     def fetch():

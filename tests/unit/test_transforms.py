@@ -23,6 +23,7 @@ from include.tables import REVENUE_COLUMNS
 from spark_jobs.transforms import (
     EVENT_COLUMNS,
     QUARANTINE_COLUMNS,
+    click_to_purchase,
     conversion_funnel,
     dead_letters,
     deduplicate,
@@ -30,6 +31,7 @@ from spark_jobs.transforms import (
     parse_events,
     revenue_by_category,
     to_kafka_records,
+    user_sessions,
     valid_events,
 )
 
@@ -482,3 +484,36 @@ def test_conversion_funnel_is_exact_and_null_without_divisor(spark: SparkSession
     for start in ("12:16", "12:17", "12:18", "12:19", "12:20"):
         assert got[start] == (0, 1, 0, None, Decimal("0.00"))
     assert len(got) == 10
+
+
+def test_user_sessions_split_by_exactly_the_gap(spark: SparkSession) -> None:
+    rows = [
+        ("1", "page_view", "2026-01-01 12:00:00", "u1", "p1", None),
+        ("2", "page_view", "2026-01-01 12:10:00", "u1", "p1", None),  # same product: 1
+        ("3", "purchase", "2026-01-01 12:29:59", "u1", "p2", "20.00"),  # 29:59 later: same
+        ("4", "page_view", "2026-01-01 12:59:59", "u1", "p3", None),  # exactly 30 min: new
+    ]
+    analytics = AnalyticsSettings(session_gap_seconds=1800)
+    got = sorted(tuple(r) for r in user_sessions(user_events(spark, rows), analytics).collect())
+    assert [(r[0], r[1].strftime("%H:%M:%S"), r[2].strftime("%H:%M:%S"), *r[3:]) for r in got] == [
+        ("u1", "12:00:00", "12:29:59", 1799, 3, Decimal("20.00"), 1),
+        ("u1", "12:59:59", "12:59:59", 0, 1, Decimal("0.00"), 1),
+    ]
+
+
+def test_click_to_purchase_time_range_is_strict_after_and_inclusive_at_30_minutes(
+    spark: SparkSession,
+) -> None:
+    rows = [
+        ("v1", "page_view", "2026-01-01 12:00:00", "u1", "p1", None),
+        ("b1", "purchase", "2026-01-01 12:30:00", "u1", "p1", "9.99"),  # exactly 30 min: in
+        ("b2", "purchase", "2026-01-01 12:30:01", "u1", "p1", "5.00"),  # 30 min 1 s: out
+        ("b3", "purchase", "2026-01-01 12:00:00", "u1", "p1", "7.00"),  # same instant: out
+        ("b4", "purchase", "2026-01-01 12:05:00", "u1", "p2", "7.00"),  # other product
+        ("b5", "purchase", "2026-01-01 12:05:00", "u2", "p1", "7.00"),  # other user
+    ]
+    events = user_events(spark, rows).withColumn("device_type", F.lit("mobile"))
+    got = click_to_purchase(events, AnalyticsSettings(attribution_seconds=1800)).collect()
+    assert [
+        (r.click_event_id, r.purchase_event_id, r.time_to_purchase_seconds, r.revenue) for r in got
+    ] == [("v1", "b1", 1800, Decimal("9.99"))]
