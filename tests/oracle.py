@@ -12,6 +12,15 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
+# Column names are the tables' contract; every value below is computed here, independently.
+from include.tables import (
+    CLICK_TO_PURCHASE_COLUMNS,
+    FUNNEL_COLUMNS,
+    HIGH_VALUE_USER_COLUMNS,
+    REVENUE_COLUMNS,
+    SESSION_COLUMNS,
+)
+
 CENTS = Decimal("0.01")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -67,14 +76,7 @@ def expected_revenue_by_category(events: list[dict], analytics) -> pd.DataFrame:
         }
         for start, category in totals
     ]
-    columns = [
-        "window_start",
-        "window_end",
-        "category",
-        "total_revenue",
-        "purchase_count",
-        "avg_order_value",
-    ]
+    columns = list(REVENUE_COLUMNS)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["window_start", "category"], ignore_index=True
     )
@@ -113,14 +115,7 @@ def expected_high_value_users(events: list[dict], analytics) -> pd.DataFrame:
         for start, user in spent
         if spent[(start, user)] > threshold
     ]
-    columns = [
-        "window_start",
-        "window_end",
-        "user_id",
-        "total_spent",
-        "purchase_count",
-        "products_purchased",
-    ]
+    columns = list(HIGH_VALUE_USER_COLUMNS)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["window_start", "user_id"], ignore_index=True
     )
@@ -155,15 +150,7 @@ def expected_conversion_funnel(events: list[dict], analytics) -> pd.DataFrame:
                 "purchase_conversion_rate": percent(buyers, carts),
             }
         )
-    columns = [
-        "window_start",
-        "window_end",
-        "unique_visitors",
-        "cart_users",
-        "purchasers",
-        "cart_conversion_rate",
-        "purchase_conversion_rate",
-    ]
+    columns = list(FUNNEL_COLUMNS)
     return pd.DataFrame(rows, columns=columns).sort_values("window_start", ignore_index=True)
 
 
@@ -204,15 +191,7 @@ def expected_user_sessions(events: list[dict], analytics) -> pd.DataFrame:
                     ),
                 }
             )
-    columns = [
-        "user_id",
-        "session_start",
-        "session_end",
-        "duration_seconds",
-        "event_count",
-        "total_revenue",
-        "unique_products",
-    ]
+    columns = list(SESSION_COLUMNS)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["user_id", "session_start"], ignore_index=True
     )
@@ -253,17 +232,7 @@ def expected_click_to_purchase(events: list[dict], analytics) -> pd.DataFrame:
                         "revenue": Decimal(str(buy["revenue"])).quantize(CENTS),
                     }
                 )
-    columns = [
-        "user_id",
-        "product_id",
-        "click_event_id",
-        "purchase_event_id",
-        "click_time",
-        "purchase_time",
-        "time_to_purchase_seconds",
-        "device_type",
-        "revenue",
-    ]
+    columns = list(CLICK_TO_PURCHASE_COLUMNS)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["click_event_id", "purchase_event_id"], ignore_index=True
     )
