@@ -312,6 +312,11 @@ def deduplicate(events: DataFrame, watermark_seconds: int) -> DataFrame:
     return watermarked.dropDuplicates(["event_id"])
 
 
+def _sliding_window(length_seconds: int, slide_seconds: int) -> Column:
+    """Event-time windows [start, end) of the given length, one starting every slide."""
+    return F.window("event_time", f"{length_seconds} seconds", f"{slide_seconds} seconds")
+
+
 def revenue_by_category(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
     """Purchases per sliding event-time window [start, end) and category.
 
@@ -319,11 +324,7 @@ def revenue_by_category(events: DataFrame, analytics: AnalyticsSettings) -> Data
     watermark on ``event_time`` (see :func:`deduplicate`) so append mode can emit a window
     once it is closed; on a static frame every window is computed at once.
     """
-    window = F.window(
-        "event_time",
-        f"{analytics.revenue_window_seconds} seconds",
-        f"{analytics.revenue_slide_seconds} seconds",
-    )
+    window = _sliding_window(analytics.revenue_window_seconds, analytics.revenue_slide_seconds)
     totals = (
         events.filter(F.col("event_type") == PURCHASE)
         .groupBy(window.alias("window"), F.col("category"))
@@ -376,10 +377,8 @@ def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFra
     rows with ``total_spent`` above ``analytics.high_value_threshold`` are kept: filtering
     the finished aggregate keeps the sum exact.
     """
-    window = F.window(
-        "event_time",
-        f"{analytics.high_value_window_seconds} seconds",
-        f"{analytics.high_value_slide_seconds} seconds",
+    window = _sliding_window(
+        analytics.high_value_window_seconds, analytics.high_value_slide_seconds
     )
     spend = (
         events.filter(F.col("event_type") == PURCHASE)
@@ -419,11 +418,7 @@ def conversion_funnel(events: DataFrame, analytics: AnalyticsSettings) -> DataFr
     those flags.  In append mode both emit once the watermark passes the window's end.
     Columns: ``include.tables.FUNNEL_COLUMNS``.
     """
-    window = F.window(
-        "event_time",
-        f"{analytics.funnel_window_seconds} seconds",
-        f"{analytics.funnel_slide_seconds} seconds",
-    )
+    window = _sliding_window(analytics.funnel_window_seconds, analytics.funnel_slide_seconds)
 
     def did(event_type: str) -> Column:
         return F.max(F.when(F.col("event_type") == event_type, 1).otherwise(0))
