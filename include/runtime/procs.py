@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -107,8 +108,11 @@ def spawn(
     env: dict[str, str],
     cwd: Path,
     marker: str,
+    **popen_options: Any,
 ) -> subprocess.Popen:
-    """Start argv detached in a new session, stdout+stderr appended to log_file."""
+    """Start argv detached in a new session, stdout+stderr appended to log_file.
+
+    `popen_options` go to Popen as they are (for instance user/group to drop root)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**env, MARKER_ENV: marker}
     with open(log_file, "ab") as log:
@@ -120,6 +124,7 @@ def spawn(
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            **popen_options,
         )
 
 

@@ -360,19 +360,15 @@ class Postgres(Service):
         ]
 
     def _spawn(self) -> subprocess.Popen:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {**self.environment(), "ECOM_PLATFORM_STATE": self.marker}
-        with open(self.log_file, "ab") as log:
-            return subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd="/",
-                start_new_session=True,
-                **self._identity(),
-            )
+        # cwd "/": the server's user may not be allowed into the project directory.
+        return spawn(
+            self.command(),
+            self.log_file,
+            self.environment(),
+            Path("/"),
+            self.marker,
+            **self._identity(),
+        )
 
     def healthy(self) -> bool:
         if not self.answers():
