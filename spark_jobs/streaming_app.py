@@ -211,11 +211,16 @@ def start_query(
 
 @dataclass(frozen=True)
 class Analytic:
-    """One windowed analytic: its transform, its table's columns and its Kafka key."""
+    """One analytic: its transform, its table's columns and its Kafka key.
+
+    ``deduplicates`` marks a transform that takes valid events as they come and
+    de-duplicates them itself; every other transform gets de-duplicated events.
+    """
 
     transform: Callable[[DataFrame, AnalyticsSettings], DataFrame]
     columns: Sequence[str]
     key_columns: Sequence[str]
+    deduplicates: bool = False
 
 
 ANALYTICS: dict[str, Analytic] = {
@@ -229,6 +234,7 @@ ANALYTICS: dict[str, Analytic] = {
         transforms.click_to_purchase,
         CLICK_TO_PURCHASE_COLUMNS,
         ("click_event_id", "purchase_event_id"),
+        deduplicates=True,
     ),
     HIGH_VALUE_QUERY: Analytic(
         transforms.high_value_users, HIGH_VALUE_USER_COLUMNS, ("user_id", "window_start")
@@ -242,9 +248,9 @@ def start_analytic(
 ) -> StreamingQuery:
     """Valid, de-duplicated events -> the analytic -> its Delta table and output topic."""
     analytic = ANALYTICS[name]
-    events = transforms.deduplicate(
-        transforms.valid_events(parsed), settings.analytics.watermark_seconds
-    )
+    events = transforms.valid_events(parsed)
+    if not analytic.deduplicates:
+        events = transforms.deduplicate(events, settings.analytics.watermark_seconds)
     sink = BatchSink(
         query=name,
         checkpoint=settings.checkpoint_path(name),
@@ -293,7 +299,8 @@ def _offsets_behind(end: Any, latest: Any) -> int | None:
         if not isinstance(partitions, dict) or not isinstance(done, dict):
             return None
         for partition, offset in partitions.items():
-            behind += max(0, int(offset) - int(done.get(partition, offset)))
+            # A partition the batch has not seen yet (added since) is behind by all of it.
+            behind += max(0, int(offset) - int(done.get(partition, 0)))
     return behind
 
 
@@ -326,6 +333,14 @@ def progress_record(progress: dict[str, Any]) -> dict[str, Any]:
             }
             for source in progress.get("sources") or []
         ],
+        # Events later than the watermark, over all stateful operators: counted, not lost
+        # silently (they are also in the source topic for a backfill to pick up).
+        "rowsDroppedByWatermark": sum(
+            op.get("numRowsDroppedByWatermark") or 0 for op in progress.get("stateOperators") or []
+        ),
+        "stateRowsTotal": sum(
+            op.get("numRowsTotal") or 0 for op in progress.get("stateOperators") or []
+        ),
         "stateOperators": [
             {
                 "operatorName": op.get("operatorName"),

@@ -486,19 +486,27 @@ def user_sessions(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
 def click_to_purchase(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
     """Page views joined to a later purchase of the same user and product.
 
+    Takes valid events *before* de-duplication and de-duplicates each side after its
+    filter: a join reads its input twice, and de-duplicating first would keep every event
+    id in state twice (and count each late event on both sides).
     Condition: click_time < purchase_time <= click_time + ``attribution_seconds``.  The time
     range, with the watermark both sides carry, lets Spark drop join state once no future
     event can match.  Every (view, purchase) pair is a row, so a purchase after three views
     of the product gives three rows.  Columns: ``include.tables.CLICK_TO_PURCHASE_COLUMNS``.
     """
-    clicks = events.filter(F.col("event_type") == "page_view").select(
+
+    def only(event_type: str) -> DataFrame:
+        typed = events.filter(F.col("event_type") == event_type)
+        return deduplicate(typed, analytics.watermark_seconds)
+
+    clicks = only("page_view").select(
         F.col("event_id").alias("click_event_id"),
         F.col("user_id").alias("click_user_id"),
         F.col("product_id").alias("click_product_id"),
         F.col("event_time").alias("click_time"),
         F.col("device_type"),
     )
-    purchases = events.filter(F.col("event_type") == PURCHASE).select(
+    purchases = only(PURCHASE).select(
         F.col("event_id").alias("purchase_event_id"),
         F.col("user_id").alias("purchase_user_id"),
         F.col("product_id").alias("purchase_product_id"),

@@ -89,6 +89,34 @@ def seeded_events() -> tuple[list[dict], list[dict]]:
     return sent, flush
 
 
+def late_events() -> list[dict]:
+    """Valid, never-seen events from the data set's first minutes, to be sent once the
+    watermark has passed them: every query must drop and count them, not use them."""
+    generator = EventGenerator(seed=77, users=300, products=60)
+    late = []
+    for i, event_type in enumerate(["page_view", "add_to_cart", "purchase"] * 2):
+        event = generator.event(START + timedelta(minutes=2, seconds=i))
+        event.update(event_type=event_type, event_id=f"late-{i}", quantity=1)
+        event.pop("revenue", None)
+        if event_type == "purchase":
+            event["revenue"] = event["price"]
+        late.append(event)
+    return late
+
+
+def send(settings: Settings, events: list[dict]) -> dict[int, int]:
+    """Send events to the input topic; return the highest offset written per partition."""
+    client = producer(settings.bootstrap_servers)
+    last: dict[int, int] = {}
+    for event in events:
+        meta = client.send(
+            settings.kafka.input_topic, key=event["user_id"].encode(), value=as_bytes(event)
+        ).get(timeout=30)
+        last[meta.partition] = max(meta.offset, last.get(meta.partition, -1))
+    client.close()
+    return last
+
+
 def produce_dataset(settings: Settings, sent: list[dict], flush: list[dict]) -> dict:
     """Send the data set to the input topic; return (partition, offset) -> (raw, reason)
     of every malformed record, to find it again among the dead letters."""

@@ -5,27 +5,32 @@ oracle, every malformed event reaches the dead-letter topic with its reason.
 2. spark-submit the streaming application from the earliest offset, every query.
 3. Poll each Delta table until it holds as many rows as the oracle; compare every row.
 4. Read the output topics (at least once: distinct keys) and the dead-letter topic.
-5. Touch the stop file: the application stops at a batch boundary and exits 0.
+5. Send events older than the watermark: every query counts them dropped; no table changes.
+6. Touch the stop file: the application stops at a batch boundary and exits 0.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 
 import pandas as pd
 import pytest
 
 from include.kafka_client import consumer, read_to_end
 from include.topics import provision
+from spark_jobs.streaming_app import PROGRESS_FILE
 from tests.conftest import poll
 from tests.integration.dataset import (
     MALFORMED,
     ORACLES,
     expected_rows,
+    late_events,
     produce_dataset,
     read_table,
     seeded_events,
+    send,
     table_rows,
 )
 from tests.integration.streaming import launch
@@ -118,6 +123,66 @@ def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, stream
         for r in quarantine.itertuples()
     }
     assert table == wanted
+
+
+def progress_records(settings) -> list[dict]:
+    path = settings.metrics_dir / PROGRESS_FILE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def dropped_by_watermark(records: list[dict]) -> Counter:
+    dropped: Counter = Counter()
+    for record in records:
+        dropped[record["name"]] += record["rowsDroppedByWatermark"]
+    return dropped
+
+
+def have_read(record: dict, offsets: dict[int, int]) -> bool:
+    """Whether the batch of this progress record ended past every given offset."""
+    (source,) = record["sources"]
+    (ends,) = source["endOffset"].values()
+    return all(int(ends.get(str(p), 0)) > offset for p, offset in offsets.items())
+
+
+def test_events_beyond_the_watermark_are_counted_and_change_nothing(
+    produced, streaming_run, settings
+):
+    sent, flush, _ = produced
+    proc, _, log = streaming_run
+    # Every table complete means the flush events have moved every watermark an hour on.
+    for analytic in ORACLES:
+        expected = expected_rows(analytic, sent, flush, settings)
+        poll(
+            lambda a=analytic, e=expected: table_rows(a, settings, e.columns),
+            lambda df, e=expected: len(df) >= len(e),
+            f"{analytic} complete before the late events",
+            timeout=300,
+            interval=3,
+        )
+    before = dropped_by_watermark(progress_records(settings))
+    late = late_events()
+    offsets = send(settings, late)
+
+    def batches_after():
+        assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
+        return [r for r in progress_records(settings) if have_read(r, offsets)]
+
+    poll(
+        batches_after,
+        lambda records: set(ORACLES) <= {r["name"] for r in records},
+        "every query to read the late events",
+        timeout=120,
+        interval=2,
+    )
+    dropped = dropped_by_watermark(progress_records(settings)) - before
+    used_by_click = sum(e["event_type"] in ("page_view", "purchase") for e in late)
+    wanted = {a: used_by_click if a == "click_to_purchase" else len(late) for a in ORACLES}
+    assert {a: dropped[a] for a in ORACLES} == wanted
+    for analytic in ORACLES:
+        expected = expected_rows(analytic, sent, flush, settings)
+        got = table_rows(analytic, settings, expected.columns)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
 
 def test_stop_file_stops_the_application_cleanly(streaming_run):

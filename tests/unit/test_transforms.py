@@ -507,6 +507,8 @@ def test_click_to_purchase_time_range_is_strict_after_and_inclusive_at_30_minute
     rows = [
         ("v1", "page_view", "2026-01-01 12:00:00", "u1", "p1", None),
         ("b1", "purchase", "2026-01-01 12:30:00", "u1", "p1", "9.99"),  # exactly 30 min: in
+        ("b1", "purchase", "2026-01-01 12:30:00", "u1", "p1", "9.99"),  # re-sent: once
+        ("v1", "page_view", "2026-01-01 12:00:00", "u1", "p1", None),  # re-sent: once
         ("b2", "purchase", "2026-01-01 12:30:01", "u1", "p1", "5.00"),  # 30 min 1 s: out
         ("b3", "purchase", "2026-01-01 12:00:00", "u1", "p1", "7.00"),  # same instant: out
         ("b4", "purchase", "2026-01-01 12:05:00", "u1", "p2", "7.00"),  # other product
