@@ -1,19 +1,12 @@
-"""Shared test helpers: free ports, an isolated platform environment, polling with a reason."""
+"""Shared test helpers: polling with a reason."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def poll(

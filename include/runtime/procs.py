@@ -128,6 +128,13 @@ def spawn(
         )
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (for throw-away brokers in tests, benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def stop_tree(pid: int, timeout: float = 30.0) -> bool:
     """SIGTERM every process of pid's session, then SIGKILL after timeout.
 

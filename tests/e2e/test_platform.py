@@ -24,10 +24,10 @@ import requests
 
 from include.kafka_client import read_to_end
 from include.runtime.airflow_api import AirflowApi
-from include.runtime.procs import marked_processes, port_answers
+from include.runtime.procs import free_port, marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
 from include.tables import read_table
-from tests.conftest import free_port, poll
+from tests.conftest import poll
 from tests.oracle import expected_revenue_by_category
 
 pytestmark = pytest.mark.e2e

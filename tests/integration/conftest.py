@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from include.runtime.procs import free_port
 from include.runtime.services import Kafka
 from include.settings import Settings, get_settings
-from tests.conftest import free_port
 
 
 @pytest.fixture(scope="session")

@@ -107,11 +107,12 @@ def late_events() -> list[dict]:
 def send(settings: Settings, events: list[dict]) -> dict[int, int]:
     """Send events to the input topic; return the highest offset written per partition."""
     client = producer(settings.bootstrap_servers)
+    sends = [
+        client.send(settings.kafka.input_topic, key=e["user_id"].encode(), value=as_bytes(e))
+        for e in events
+    ]
     last: dict[int, int] = {}
-    for event in events:
-        meta = client.send(
-            settings.kafka.input_topic, key=event["user_id"].encode(), value=as_bytes(event)
-        ).get(timeout=30)
+    for meta in (s.get(timeout=60) for s in sends):
         last[meta.partition] = max(meta.offset, last.get(meta.partition, -1))
     client.close()
     return last

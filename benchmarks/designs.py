@@ -1,0 +1,274 @@
+"""Which design of the streaming application is faster, measured side by side in one run.
+
+    .venv/bin/python -m benchmarks.designs [--events 300000] [--max-offsets 50000]
+
+1. Starts a Kafka broker of its own (free ports, state under state/bench/designs) and
+   preloads N generated events once.
+2. Runs, one after the other on the same events, each from the earliest offset:
+   * independent: the platform's design, every analytic reads and parses the topic itself;
+   * parse_once: one query parses, validates and de-duplicates into a Delta events table
+     that every analytic streams from;
+   * sessions alone with ``session_window`` (the platform's) and with
+     ``applyInPandasWithState`` (benchmarks/pandas_sessions.py).
+3. Throughput of a run = events / (end of the last batch that had input - start of the
+   first batch), from the progress records; each pair is also checked for identical rows.
+
+Prints a table and writes the figures to state/bench/designs.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from include.events import EventGenerator
+from include.kafka_client import producer
+from include.runtime.procs import free_port, stop_tree
+from include.runtime.services import Kafka
+from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.settings import PROJECT_ROOT, Settings
+from include.tables import read_table
+from include.topics import provision
+from spark_jobs.streaming_app import PROGRESS_FILE
+
+log = logging.getLogger("benchmarks.designs")
+DESIGN_APP = Path(__file__).with_name("design_app.py")
+ANALYTICS = [
+    "revenue_by_category",
+    "high_value_users",
+    "conversion_funnel",
+    "user_sessions",
+    "click_to_purchase",
+]
+
+
+@dataclass
+class Variant:
+    label: str
+    app: Path
+    args: tuple[str, ...]
+    analytics: tuple[str, ...]
+
+
+@dataclass
+class Result:
+    label: str
+    events: int
+    seconds: float
+    events_per_second: float
+    batches: int
+
+
+VARIANTS = [
+    Variant("independent", STREAMING_APP, (), tuple(ANALYTICS)),
+    Variant("parse_once", DESIGN_APP, ("--design", "parse_once"), tuple(ANALYTICS)),
+    Variant(
+        "sessions:session_window", STREAMING_APP, ("--queries", "user_sessions"), ("user_sessions",)
+    ),
+    Variant(
+        "sessions:pandas_state",
+        DESIGN_APP,
+        ("--design", "independent", "--sessions", "pandas_state", "--queries", "user_sessions"),
+        ("user_sessions",),
+    ),
+]
+COMPARE = [
+    ("independent", "parse_once", ANALYTICS),
+    ("sessions:session_window", "sessions:pandas_state", ["user_sessions"]),
+]
+
+
+def preload(settings: Settings, count: int, users: int) -> None:
+    """count events, 1,000 per second of event time, ending now."""
+    start = datetime.now(UTC) - timedelta(milliseconds=count)
+    generator = EventGenerator(seed=2024, users=users, products=500)
+    client = producer(settings.bootstrap_servers, linger_ms=50, batch_size=1024 * 1024)
+    began = time.monotonic()
+    for i, event in enumerate(generator.stream(start, timedelta(milliseconds=1), count), 1):
+        client.send(
+            settings.kafka.input_topic,
+            key=event["user_id"].encode(),
+            value=json.dumps(event).encode(),
+        )
+        if i % 100_000 == 0:
+            log.info("preloaded %d of %d events", i, count)
+    client.flush()
+    client.close()
+    log.info("preloaded %d events in %.0f s", count, time.monotonic() - began)
+
+
+def progress(state: Path) -> list[dict]:
+    path = state / "metrics" / PROGRESS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def kafka_offsets_read(record: dict) -> int | None:
+    """Offsets a Kafka-reading query has consumed up to, or None for another source."""
+    total = None
+    for source in record["sources"]:
+        if source["description"].startswith("KafkaV2") and source["endOffset"]:
+            total = (total or 0) + sum(
+                int(o) for parts in source["endOffset"].values() for o in parts.values()
+            )
+    return total
+
+
+def delta_rows_read(records: list[dict], name: str) -> int:
+    return sum(r["numInputRows"] for r in records if r["name"] == name)
+
+
+def epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, args) -> Result:
+    state = base / variant.label.replace(":", "_")
+    shutil.rmtree(state, ignore_errors=True)
+    stop_file = state / "stop"
+    variant_env = {**env, "ECOM_STATE_DIR": str(state)}
+    settings = Settings(state_dir=state)
+    log.info("running %s on %d events", variant.label, count)
+    proc = launch_app(
+        settings,
+        variant.app,
+        state / "app.log",
+        *variant.args,
+        "--max-offsets-per-trigger",
+        str(args.max_offsets),
+        "--trigger-seconds",
+        "1",
+        "--stop-file",
+        str(stop_file),
+        env=variant_env,
+        master="local[2]",
+        driver_memory=args.driver_memory,
+    )
+    deadline = time.monotonic() + args.timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{variant.label} exited {proc.returncode}; see {state}/app.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{variant.label} did not finish in {args.timeout} s")
+            records = progress(state)
+            done = [a for a in variant.analytics if consumed_all(records, a, count)]
+            if len(done) == len(variant.analytics):
+                break
+            time.sleep(2)
+        stop_file.touch()
+        proc.wait(180)
+    finally:
+        if proc.poll() is None:
+            stop_tree(proc.pid)
+    records = progress(state)
+    with_input = [r for r in records if r["numInputRows"]]
+    began = min(epoch(r["timestamp"]) for r in records)
+    ended = max(epoch(r["timestamp"]) + r["batchDurationMs"] / 1000 for r in with_input)
+    seconds = ended - began
+    batches = len({(r["name"], r["batchId"]) for r in with_input})
+    result = Result(variant.label, count, round(seconds, 1), round(count / seconds), batches)
+    log.info(
+        "%s: %d events in %.1f s = %d events/s",
+        variant.label,
+        count,
+        seconds,
+        result.events_per_second,
+    )
+    return result
+
+
+def consumed_all(records: list[dict], name: str, count: int) -> bool:
+    mine = [r for r in records if r["name"] == name]
+    if any(kafka_offsets_read(r) == count for r in mine):
+        return True
+    # Reading the Delta events table: every event taken (a join counts one per side).
+    return (
+        bool(mine)
+        and kafka_offsets_read(mine[-1]) is None
+        and delta_rows_read(records, name) >= count
+    )
+
+
+def same_rows(base: Path, left: str, right: str, analytic: str) -> bool:
+    frames = []
+    for label in (left, right):
+        frame = read_table(base / label.replace(":", "_") / "tables" / analytic)
+        frame = pd.DataFrame() if frame is None else frame
+        frames.append(frame.sort_values(list(frame.columns), ignore_index=True))
+    return len(frames[0]) > 0 and frames[0].equals(frames[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.designs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--max-offsets", type=int, default=50_000)
+    parser.add_argument("--driver-memory", default="2g")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "state" / "bench" / "designs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    base = args.out.resolve()
+    shutil.rmtree(base, ignore_errors=True)
+    env = {
+        "ECOM_KAFKA__PORT": str(free_port()),
+        "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
+        "ECOM_KAFKA__INPUT_TOPIC": "bench-events",
+    }
+    os.environ.update(env)
+    settings = Settings(state_dir=base / "broker")
+    broker = Kafka(settings)
+    broker.start()
+    try:
+        provision(settings)
+        preload(settings, args.events, args.users)
+        results = [run_variant(v, base, env, args.events, args) for v in VARIANTS]
+        checks = {
+            f"{left} = {right}: {analytic}": same_rows(base, left, right, analytic)
+            for left, right, analytics in COMPARE
+            for analytic in analytics
+        }
+    finally:
+        broker.stop(timeout=30)
+    by_label = {r.label: r for r in results}
+    print(f"\n{args.events} events, {args.max_offsets} per micro-batch, local[2]\n")
+    print(f"{'design':28}{'seconds':>10}{'events/s':>12}{'batches':>9}")
+    for r in results:
+        print(f"{r.label:28}{r.seconds:>10}{r.events_per_second:>12}{r.batches:>9}")
+    ratios = {
+        "parse_once / independent": by_label["parse_once"].events_per_second
+        / by_label["independent"].events_per_second,
+        "pandas_state / session_window": by_label["sessions:pandas_state"].events_per_second
+        / by_label["sessions:session_window"].events_per_second,
+    }
+    for name, ratio in ratios.items():
+        print(f"throughput ratio {name}: {ratio:.2f}")
+    for name, same in checks.items():
+        print(f"identical rows, {name}: {'yes' if same else 'NO'}")
+    (base / "designs.json").write_text(
+        json.dumps(
+            {"results": [asdict(r) for r in results], "ratios": ratios, "identical": checks},
+            indent=2,
+        )
+    )
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Launch a Spark application of this project with spark-submit, outside Airflow.
+
+The tests and the benchmarks start the streaming application the way the streaming DAG
+does (spark-submit from the virtualenv, the connector jars, the project on PYTHONPATH),
+each process in its own session so it can be killed as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from include.runtime.services import jars, spark_environment, venv_bin
+from include.settings import PROJECT_ROOT, Settings
+
+STREAMING_APP = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
+
+
+def spark_submit_command(
+    settings: Settings,
+    app: Path,
+    *app_args: str,
+    master: str = "local[2]",
+    driver_memory: str = "1g",
+) -> list[str]:
+    return [
+        str(venv_bin() / "spark-submit"),
+        "--master",
+        master,
+        "--driver-memory",
+        driver_memory,
+        "--jars",
+        ",".join(str(j) for j in jars(settings, "spark")),
+        "--conf",
+        f"spark.pyspark.python={sys.executable}",
+        "--conf",
+        f"spark.pyspark.driver.python={sys.executable}",
+        str(app),
+        *app_args,
+    ]
+
+
+def launch_app(
+    settings: Settings,
+    app: Path,
+    log_file: Path,
+    *app_args: str,
+    env: dict[str, str] | None = None,
+    **submit_options: str,
+) -> subprocess.Popen:
+    """Start the app in the background, its output appended to log_file."""
+    environment = {
+        **os.environ,
+        **(env or {}),
+        **spark_environment(settings),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(
+            spark_submit_command(settings, app, *app_args, **submit_options),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
