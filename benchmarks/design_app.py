@@ -41,6 +41,8 @@ def write_events_once(table: Path, checkpoint: Path):
     """foreachBatch function: append a batch to the events table, skipping a replay."""
 
     def write(batch: DataFrame, batch_id: int) -> None:
+        if batch.isEmpty():
+            return
         app_id = f"{EVENTS_QUERY}-{app.checkpoint_query_id(checkpoint)}"
         (
             batch.write.format("delta")
@@ -71,10 +73,9 @@ def parse_once(
         .start(),
         app.start_dead_letters(parsed, settings, args.trigger_seconds),
     ]
-    events = (
-        spark.readStream.format("delta")
-        .load(str(table))
-        .withWatermark("event_time", f"{settings.analytics.watermark_seconds} seconds")
+    events = spark.readStream.format("delta").load(str(table))
+    watermarked = events.withWatermark(
+        "event_time", f"{settings.analytics.watermark_seconds} seconds"
     )
     for name in args.queries:
         analytic = app.ANALYTICS[name]
@@ -87,7 +88,10 @@ def parse_once(
             topic=settings.output_topic(name),
             bootstrap_servers=settings.bootstrap_servers,
         )
-        result = analytic.transform(events, settings.analytics)
+        # A transform that de-duplicates sets the watermark itself (setting it twice is
+        # refused); the de-duplication finds nothing left to drop.
+        source = events if analytic.deduplicates else watermarked
+        result = analytic.transform(source, settings.analytics)
         queries.append(app.start_query(result, name, sink, args.trigger_seconds))
     return queries
 
@@ -96,7 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="design_app")
     parser.add_argument("--design", choices=["independent", "parse_once"], required=True)
     parser.add_argument(
-        "--sessions", choices=["session_window", "pandas_state"], default="session_window"
+        "--sessions", choices=["session_window", "transform_with_state"], default="session_window"
     )
     parser.add_argument("--queries", default=",".join(app.ANALYTICS))
     parser.add_argument("--trigger-seconds", type=int, default=1)
@@ -105,7 +109,7 @@ def main() -> int:
     args = parser.parse_args()
     args.queries = [q for q in args.queries.split(",") if q]
     settings = get_settings()
-    if args.sessions == "pandas_state":
+    if args.sessions == "transform_with_state":
         with_pandas_sessions()
 
     spark = app.build_session(settings)

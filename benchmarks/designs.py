@@ -9,7 +9,7 @@
    * parse_once: one query parses, validates and de-duplicates into a Delta events table
      that every analytic streams from;
    * sessions alone with ``session_window`` (the platform's) and with
-     ``applyInPandasWithState`` (benchmarks/pandas_sessions.py).
+     ``transformWithStateInPandas`` (benchmarks/pandas_sessions.py).
 3. Throughput of a run = events / (end of the last batch that had input - start of the
    first batch), from the progress records; each pair is also checked for identical rows.
 
@@ -29,7 +29,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from deltalake import DeltaTable
 
+from benchmarks.design_app import EVENTS_QUERY
 from include.events import EventGenerator
 from include.kafka_client import producer
 from include.runtime.procs import free_port, stop_tree
@@ -75,25 +77,33 @@ VARIANTS = [
         "sessions:session_window", STREAMING_APP, ("--queries", "user_sessions"), ("user_sessions",)
     ),
     Variant(
-        "sessions:pandas_state",
+        "sessions:transform_with_state",
         DESIGN_APP,
-        ("--design", "independent", "--sessions", "pandas_state", "--queries", "user_sessions"),
+        (
+            "--design",
+            "independent",
+            "--sessions",
+            "transform_with_state",
+            "--queries",
+            "user_sessions",
+        ),
         ("user_sessions",),
     ),
 ]
 COMPARE = [
     ("independent", "parse_once", ANALYTICS),
-    ("sessions:session_window", "sessions:pandas_state", ["user_sessions"]),
+    ("sessions:session_window", "sessions:transform_with_state", ["user_sessions"]),
 ]
 
 
-def preload(settings: Settings, count: int, users: int) -> None:
-    """count events, 1,000 per second of event time, ending now."""
-    start = datetime.now(UTC) - timedelta(milliseconds=count)
+def preload(settings: Settings, count: int, users: int, span: timedelta) -> None:
+    """count events evenly over `span` of event time, ending now.  The span must exceed
+    the 30-minute session gap, or no session closes and there is nothing to compare."""
+    start = datetime.now(UTC) - span
     generator = EventGenerator(seed=2024, users=users, products=500)
     client = producer(settings.bootstrap_servers, linger_ms=50, batch_size=1024 * 1024)
     began = time.monotonic()
-    for i, event in enumerate(generator.stream(start, timedelta(milliseconds=1), count), 1):
+    for i, event in enumerate(generator.stream(start, span / count, count), 1):
         client.send(
             settings.kafka.input_topic,
             key=event["user_id"].encode(),
@@ -122,10 +132,6 @@ def kafka_offsets_read(record: dict) -> int | None:
                 int(o) for parts in source["endOffset"].values() for o in parts.values()
             )
     return total
-
-
-def delta_rows_read(records: list[dict], name: str) -> int:
-    return sum(r["numInputRows"] for r in records if r["name"] == name)
 
 
 def epoch(timestamp: str) -> float:
@@ -162,7 +168,8 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{variant.label} did not finish in {args.timeout} s")
             records = progress(state)
-            done = [a for a in variant.analytics if consumed_all(records, a, count)]
+            events_table = state / "tables" / EVENTS_QUERY
+            done = [a for a in variant.analytics if consumed_all(records, a, count, events_table)]
             if len(done) == len(variant.analytics):
                 break
             time.sleep(2)
@@ -188,16 +195,29 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
     return result
 
 
-def consumed_all(records: list[dict], name: str, count: int) -> bool:
+def delta_version_read(record: dict) -> int | None:
+    """The last events-table version a Delta-reading batch has fully read, else None.
+
+    A Delta source offset (v, -1) points before version v's first file: v - 1 is done.
+    """
+    for source in record["sources"]:
+        offset = source["endOffset"]
+        if isinstance(offset, dict) and "reservoirVersion" in offset:
+            done = offset["reservoirVersion"]
+            return done - 1 if offset.get("index", -1) == -1 else done
+    return None
+
+
+def consumed_all(records: list[dict], name: str, count: int, events_table: Path) -> bool:
+    """Whether query `name` has read every event: all Kafka offsets or, reading the Delta
+    events table, every version written by the time the events query had read Kafka's."""
     mine = [r for r in records if r["name"] == name]
     if any(kafka_offsets_read(r) == count for r in mine):
         return True
-    # Reading the Delta events table: every event taken (a join counts one per side).
-    return (
-        bool(mine)
-        and kafka_offsets_read(mine[-1]) is None
-        and delta_rows_read(records, name) >= count
-    )
+    if not any(kafka_offsets_read(r) == count for r in records if r["name"] == EVENTS_QUERY):
+        return False
+    last_version = DeltaTable(str(events_table)).version()
+    return any((delta_version_read(r) or -1) >= last_version for r in mine)
 
 
 def same_rows(base: Path, left: str, right: str, analytic: str) -> bool:
@@ -217,12 +237,19 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--span-minutes", type=float, default=120, help="event time covered")
     parser.add_argument("--max-offsets", type=int, default=50_000)
     parser.add_argument("--driver-memory", default="2g")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--variants",
+        default=",".join(v.label for v in VARIANTS),
+        help="comma-separated subset of: %(default)s",
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "state" / "bench" / "designs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
     base = args.out.resolve()
     shutil.rmtree(base, ignore_errors=True)
@@ -237,25 +264,31 @@ def main() -> int:
     broker.start()
     try:
         provision(settings)
-        preload(settings, args.events, args.users)
-        results = [run_variant(v, base, env, args.events, args) for v in VARIANTS]
+        preload(settings, args.events, args.users, timedelta(minutes=args.span_minutes))
+        wanted = set(args.variants.split(","))
+        results = [
+            run_variant(v, base, env, args.events, args) for v in VARIANTS if v.label in wanted
+        ]
         checks = {
             f"{left} = {right}: {analytic}": same_rows(base, left, right, analytic)
             for left, right, analytics in COMPARE
+            if {left, right} <= wanted
             for analytic in analytics
         }
     finally:
         broker.stop(timeout=30)
     by_label = {r.label: r for r in results}
-    print(f"\n{args.events} events, {args.max_offsets} per micro-batch, local[2]\n")
+    print(
+        f"\n{args.events} events over {args.span_minutes:g} minutes of event time, "
+        f"{args.max_offsets} per micro-batch, local[2]\n"
+    )
     print(f"{'design':28}{'seconds':>10}{'events/s':>12}{'batches':>9}")
     for r in results:
         print(f"{r.label:28}{r.seconds:>10}{r.events_per_second:>12}{r.batches:>9}")
     ratios = {
-        "parse_once / independent": by_label["parse_once"].events_per_second
-        / by_label["independent"].events_per_second,
-        "pandas_state / session_window": by_label["sessions:pandas_state"].events_per_second
-        / by_label["sessions:session_window"].events_per_second,
+        f"{right} / {left}": by_label[right].events_per_second / by_label[left].events_per_second
+        for left, right, _ in COMPARE
+        if left in by_label and right in by_label
     }
     for name, ratio in ratios.items():
         print(f"throughput ratio {name}: {ratio:.2f}")
