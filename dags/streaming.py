@@ -7,8 +7,10 @@ malformed events to the dead-letter topic with a reason, and keeps `revenue_by_c
 `high_value_users`, `conversion_funnel`, `user_sessions` and `click_to_purchase` up to
 date in their Delta tables (exactly once) and output topics.
 
-The task runs as long as the application does.  One run at a time: two drivers on one
-checkpoint would corrupt it.  Checkpoints live under the state dir, one per query.
+The task runs as long as the application does.  One driver at a time: two drivers on one
+checkpoint would corrupt it, so the task runs in the one-slot pool `streaming` and the
+driver takes an exclusive lease on each checkpoint (a second launch is refused, naming the
+running driver).  Checkpoints live under the state dir, one per query.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag
 
 from include.operators import StreamingJobOperator
+from include.settings import STREAMING_POOL
 
 DEFAULT_ARGS = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
@@ -43,6 +46,7 @@ def streaming():
         ),
         execution_timeout=None,
         max_active_tis_per_dag=1,
+        pool=STREAMING_POOL,
     )
 
 

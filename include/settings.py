@@ -30,6 +30,8 @@ ANALYTICS = (
     "user_sessions",
     "click_to_purchase",
 )
+# The Airflow pool (one slot) the streaming task runs in; `make up` creates it.
+STREAMING_POOL = "streaming"
 
 
 class KafkaSettings(BaseModel):

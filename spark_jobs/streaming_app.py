@@ -46,6 +46,8 @@ if __package__ in (None, ""):
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
+from include import checkpoints
+from include.driver_lease import CheckpointInUse, DriverLease
 from include.settings import AnalyticsSettings, Settings, get_settings
 from include.tables import (
     CLICK_TO_PURCHASE_COLUMNS,
@@ -74,6 +76,9 @@ POLL_SECONDS = 1.0
 # How long a graceful stop waits for the running micro-batch before interrupting it.
 # Interrupting is still safe (the Delta writes are idempotent), just wasteful.
 GRACEFUL_STOP_TIMEOUT_SECONDS = 120.0
+# Exit code when another driver holds a checkpoint (1 is a failed query).
+EXIT_CHECKPOINT_IN_USE = 3
+EXIT_CHECKPOINT_DAMAGED = 4
 
 
 # ---------------------------------------------------------------- session and source
@@ -417,6 +422,52 @@ def stop_gracefully(query: StreamingQuery, timeout: float = GRACEFUL_STOP_TIMEOU
     log.info("stopped query %s", query.name)
 
 
+# What Spark says when a query no longer fits its checkpoint (changed aggregation, state
+# schema, operators, sources).
+INCOMPATIBLE_CHECKPOINT = re.compile(
+    r"STATE_STORE_\w*(SCHEMA|MISMATCH|INCOMPATIBLE)|StateSchemaNotCompatible|"
+    r"schema for existing state|not compatible with|number of stateful operators|"
+    r"STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA|different.*checkpoint",
+    re.IGNORECASE,
+)
+
+
+def checkpoint_hint(query: str, error: object) -> str | None:
+    """Plain words and the exact command when Spark refused a query's checkpoint."""
+    if not INCOMPATIBLE_CHECKPOINT.search(str(error)):
+        return None
+    return (
+        f"query {query} cannot continue from its checkpoint: Spark refuses it, most likely "
+        "because the query's code or config changed. Nothing was deleted. To start it "
+        f"afresh on purpose, run `{checkpoints.relocate_command(query)}`: it moves the "
+        "checkpoint and the table aside together, and the query rebuilds them from the "
+        "earliest offset Kafka still holds. Backups taken before the change are under "
+        f"{checkpoints.BACKUP_DIR}/ next to the checkpoint."
+    )
+
+
+def check_checkpoints(settings: Settings, queries: Sequence[str]) -> str | None:
+    """Refusal message when a checkpoint is damaged; backs up any that code or config
+    changes are about to resume."""
+    current = checkpoints.fingerprint(settings)
+    damaged = []
+    for name in queries:
+        path = settings.checkpoint_path(name)
+        report = checkpoints.inspect(path)
+        if not report.healthy:
+            damaged.append(f"{name} ({path}): {'; '.join(report.problems)}")
+            continue
+        checkpoints.backup_if_changed(path, current)
+    if not damaged:
+        return None
+    return (
+        "checkpoints look damaged, nothing was changed: "
+        + " | ".join(damaged)
+        + ". Inspect them with `.venv/bin/python -m include.checkpoints check`; start a query "
+        f"afresh on purpose with `{checkpoints.relocate_command('<query>')}`."
+    )
+
+
 def supervise(
     queries: Sequence[StreamingQuery],
     stop_file: Path | None,
@@ -451,6 +502,9 @@ def supervise(
         if error is not None:
             log.error("query %s failed: %s", query.name, error_summary(error))
             print(f"query {query.name} failed: {error}", file=sys.stderr)
+            if hint := checkpoint_hint(query.name, error):
+                log.error("%s", hint)
+                print(hint, file=sys.stderr)
             code = 1
         elif query in ended:
             log.error("query %s stopped although no stop was requested", query.name)
@@ -525,6 +579,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     args = parse_args(argv, settings)
 
+    lease = DriverLease({name: settings.checkpoint_path(name) for name in args.queries})
+    try:
+        lease.acquire()
+    except CheckpointInUse as error:
+        log.error("%s", error)
+        print(f"streaming application refused to start: {error}", file=sys.stderr)
+        return EXIT_CHECKPOINT_IN_USE
+    try:
+        if refusal := check_checkpoints(settings, args.queries):
+            log.error("%s", refusal)
+            print(f"streaming application refused to start: {refusal}", file=sys.stderr)
+            return EXIT_CHECKPOINT_DAMAGED
+        return run(settings, args)
+    finally:
+        lease.release()
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Start the queries and supervise them until a stop or a failure; the exit code."""
     if args.stop_file is not None and args.stop_file.exists():
         # Left over from the previous run's stop: honouring it would stop us at once.
         log.info("removing stale stop file %s", args.stop_file)

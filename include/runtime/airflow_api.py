@@ -62,6 +62,18 @@ class AirflowApi:
         except PlatformError:
             return False
 
+    def ensure_pool(self, name: str, slots: int, description: str) -> None:
+        """Create the pool, or set its slots back to `slots` if someone changed them."""
+        try:
+            pool = self._call("GET", f"/pools/{name}")
+        except PlatformError:
+            self._call(
+                "POST", "/pools", json={"name": name, "slots": slots, "description": description}
+            )
+            return
+        if pool.get("slots") != slots:
+            self._call("PATCH", f"/pools/{name}", json={"name": name, "slots": slots})
+
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 

@@ -26,7 +26,7 @@ from include.runtime.services import (
     migrate_airflow_db,
     platform_secrets,
 )
-from include.settings import Settings, get_settings
+from include.settings import STREAMING_POOL, Settings, get_settings
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality")
 LONG_RUNNING_DAGS = ("producer", "streaming")
@@ -63,6 +63,9 @@ def up(settings: Settings, start_pipeline: bool) -> None:
             say(f"{service.name} already running (pid {service.pid()})")
     api = api_client(settings)
     api.login()
+    # One slot: Airflow never runs two streaming drivers at once (the checkpoint lease
+    # refuses a second one anyway, this keeps it from even being launched).
+    api.ensure_pool(STREAMING_POOL, 1, "one streaming driver per set of checkpoints")
     if start_pipeline:
         start_pipeline_runs(settings, api)
     print_summary(settings)

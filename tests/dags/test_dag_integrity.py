@@ -33,7 +33,10 @@ for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
         "tags": sorted(dag.tags or []),
-        "tasks": [{"id": t.task_id, "owner": t.owner, "retries": t.retries} for t in dag.tasks],
+        "tasks": [
+            {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool}
+            for t in dag.tasks
+        ],
     }
 print("@@" + json.dumps(out))
 """
@@ -104,3 +107,10 @@ def test_every_task_has_an_owner_and_retries(parsed):
         for task in dag["tasks"]:
             assert task["owner"] not in (None, "", "airflow"), f"{dag_id}.{task['id']} owner"
             assert task["retries"] >= 1, f"{dag_id}.{task['id']} has no retries"
+
+
+def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):
+    from include.settings import STREAMING_POOL
+
+    (task,) = parsed["dags"]["streaming"]["tasks"]
+    assert task["pool"] == STREAMING_POOL

@@ -6,21 +6,29 @@ oracle, every malformed event reaches the dead-letter topic with its reason.
 3. Poll each Delta table until it holds as many rows as the oracle; compare every row.
 4. Read the output topics (at least once: distinct keys) and the dead-letter topic.
 5. Send events older than the watermark: every query counts them dropped; no table changes.
-6. Touch the stop file: the application stops at a batch boundary and exits 0.
+6. A second driver on the same checkpoints is refused, naming the running one.
+7. Touch the stop file: the application stops at a batch boundary and exits 0.
+8. A query started on a checkpoint it no longer fits is refused with the command to fix it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+import shutil
 from collections import Counter
 
 import pandas as pd
+import psutil
 import pytest
 
+from include.checkpoints import relocate_command
 from include.kafka_client import consumer, read_to_end
+from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.settings import Settings
 from include.topics import provision
-from spark_jobs.streaming_app import PROGRESS_FILE
+from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE, PROGRESS_FILE
 from tests.conftest import poll
 from tests.integration.dataset import (
     MALFORMED,
@@ -185,7 +193,50 @@ def test_events_beyond_the_watermark_are_counted_and_change_nothing(
         pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
 
-def test_stop_file_stops_the_application_cleanly(streaming_run):
+def test_a_second_driver_on_the_same_checkpoints_is_refused(streaming_run, settings):
+    proc, _, log = streaming_run
+    second_log = settings.log_dir / "streaming-second-driver.log"
+    second = launch(settings, second_log)
+    assert second.wait(timeout=120) == EXIT_CHECKPOINT_IN_USE
+    message = re.search(r"in use by driver pid (\d+)", second_log.read_text())
+    assert message, f"no refusal naming the driver in {second_log}"
+    running_driver = psutil.Process(int(message.group(1)))
+    assert running_driver.parent().pid == proc.pid  # the first app's Python driver
+    assert proc.poll() is None, f"the first app must keep running; see {log}"
+
+
+def test_stop_file_stops_the_application_at_a_batch_boundary(streaming_run, settings):
     proc, stop_file, log = streaming_run
     stop_file.touch()
     assert proc.wait(timeout=120) == 0, f"streaming app did not exit 0; see {log}"
+    # At a batch boundary: every planned batch of every query was committed.
+    for query in [*ORACLES, "dead_letters"]:
+        checkpoint = settings.checkpoint_path(query)
+        planned, committed = (
+            max(int(f.name) for f in (checkpoint / log_dir).iterdir() if f.name.isdigit())
+            for log_dir in ("offsets", "commits")
+        )
+        assert planned == committed, f"{query}: batch {planned} planned, {committed} committed"
+
+
+def test_a_checkpoint_that_no_longer_fits_is_refused_with_the_fix(settings, tmp_path_factory):
+    """revenue_by_category started on conversion_funnel's checkpoint, as if its aggregation
+    had changed: Spark refuses, the app says how to start afresh, nothing is deleted."""
+    state = tmp_path_factory.mktemp("changed_query_state")
+    env = {"ECOM_STATE_DIR": str(state)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ECOM_STATE_DIR", str(state))
+        changed = Settings()
+    checkpoint = changed.checkpoint_path("revenue_by_category")
+    shutil.copytree(
+        settings.checkpoint_path("conversion_funnel"),
+        checkpoint,
+        ignore=shutil.ignore_patterns("_driver.lease"),
+    )
+    log = changed.log_dir / "streaming-changed-query.log"
+    proc = launch_app(changed, STREAMING_APP, log, "--queries", "revenue_by_category", env=env)
+    assert proc.wait(timeout=180) == 1, f"expected a refusal; see {log}"
+    text = log.read_text()
+    assert "cannot continue from its checkpoint" in text, log
+    assert relocate_command("revenue_by_category") in text
+    assert (checkpoint / "metadata").exists() and (checkpoint / "commits").is_dir()
