@@ -138,6 +138,21 @@ def epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def measure(label: str, state: Path, count: int) -> Result:
+    """Throughput of a finished run, from its progress records."""
+    records = progress(state)
+    with_input = [r for r in records if r["numInputRows"]]
+    began = min(epoch(r["timestamp"]) for r in records)
+    ended = max(epoch(r["timestamp"]) + r["batchDurationMs"] / 1000 for r in with_input)
+    seconds = ended - began
+    batches = len({(r["name"], r["batchId"]) for r in with_input})
+    result = Result(label, count, round(seconds, 1), round(count / seconds), batches)
+    log.info(
+        "%s: %d events in %.1f s = %d events/s", label, count, seconds, result.events_per_second
+    )
+    return result
+
+
 def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, args) -> Result:
     state = base / variant.label.replace(":", "_")
     shutil.rmtree(state, ignore_errors=True)
@@ -178,21 +193,7 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
     finally:
         if proc.poll() is None:
             stop_tree(proc.pid)
-    records = progress(state)
-    with_input = [r for r in records if r["numInputRows"]]
-    began = min(epoch(r["timestamp"]) for r in records)
-    ended = max(epoch(r["timestamp"]) + r["batchDurationMs"] / 1000 for r in with_input)
-    seconds = ended - began
-    batches = len({(r["name"], r["batchId"]) for r in with_input})
-    result = Result(variant.label, count, round(seconds, 1), round(count / seconds), batches)
-    log.info(
-        "%s: %d events in %.1f s = %d events/s",
-        variant.label,
-        count,
-        seconds,
-        result.events_per_second,
-    )
-    return result
+    return measure(variant.label, state, count)
 
 
 def delta_version_read(record: dict) -> int | None:
@@ -225,6 +226,10 @@ def same_rows(base: Path, left: str, right: str, analytic: str) -> bool:
     for label in (left, right):
         frame = read_table(base / label.replace(":", "_") / "tables" / analytic)
         frame = pd.DataFrame() if frame is None else frame
+        # Arrays (products_purchased) are not sortable; as tuples they are.
+        frame = frame.map(
+            lambda v: tuple(v) if hasattr(v, "__len__") and not isinstance(v, str) else v
+        )
         frames.append(frame.sort_values(list(frame.columns), ignore_index=True))
     return len(frames[0]) > 0 and frames[0].equals(frames[1])
 
@@ -247,11 +252,24 @@ def main() -> int:
         help="comma-separated subset of: %(default)s",
     )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "state" / "bench" / "designs")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="report on the runs already in --out instead of running again",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
 
     base = args.out.resolve()
+    wanted = set(args.variants.split(","))
+    if args.reuse:
+        results = [
+            measure(v.label, base / v.label.replace(":", "_"), args.events)
+            for v in VARIANTS
+            if v.label in wanted
+        ]
+        return report(args, base, wanted, results)
     shutil.rmtree(base, ignore_errors=True)
     env = {
         "ECOM_KAFKA__PORT": str(free_port()),
@@ -265,18 +283,22 @@ def main() -> int:
     try:
         provision(settings)
         preload(settings, args.events, args.users, timedelta(minutes=args.span_minutes))
-        wanted = set(args.variants.split(","))
         results = [
             run_variant(v, base, env, args.events, args) for v in VARIANTS if v.label in wanted
         ]
-        checks = {
-            f"{left} = {right}: {analytic}": same_rows(base, left, right, analytic)
-            for left, right, analytics in COMPARE
-            if {left, right} <= wanted
-            for analytic in analytics
-        }
     finally:
         broker.stop(timeout=30)
+    return report(args, base, wanted, results)
+
+
+def report(args: argparse.Namespace, base: Path, wanted: set[str], results: list[Result]) -> int:
+    """Print the table, the ratios and the row checks; write designs.json."""
+    checks = {
+        f"{left} = {right}: {analytic}": same_rows(base, left, right, analytic)
+        for left, right, analytics in COMPARE
+        if {left, right} <= wanted
+        for analytic in analytics
+    }
     by_label = {r.label: r for r in results}
     print(
         f"\n{args.events} events over {args.span_minutes:g} minutes of event time, "

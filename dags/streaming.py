@@ -15,14 +15,16 @@ running driver).  Checkpoints live under the state dir, one per query.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import dag
 
 from include.operators import StreamingJobOperator
 from include.settings import STREAMING_POOL
 
-DEFAULT_ARGS = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30)}
+# No retries: the supervisor DAG restarts a dead or stalled driver (after stopping a frozen
+# one); Airflow retrying as well would race it for the checkpoints.
+DEFAULT_ARGS = {"owner": "data-platform", "retries": 0}
 
 
 @dag(

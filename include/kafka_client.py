@@ -83,3 +83,16 @@ def read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 120.0) ->
         return records
     finally:
         reader.close()
+
+
+def end_offsets(bootstrap_servers: str, topic: str) -> dict[str, dict[str, int]]:
+    """Kafka's end offset per partition, shaped like Spark's source offsets."""
+    from kafka import TopicPartition
+
+    reader = consumer(bootstrap_servers)
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
+        ends = reader.end_offsets(partitions)
+        return {topic: {str(tp.partition): int(offset) for tp, offset in ends.items()}}
+    finally:
+        reader.close()

@@ -97,6 +97,17 @@ class AnalyticsSettings(BaseModel):
     attribution_seconds: int = Field(1800, gt=0)
 
 
+class SupervisorSettings(BaseModel):
+    # More records than this between the last commit and the topic's end: "lagging".
+    lag_warning_records: int = Field(50_000, ge=0)
+    # No commit for this long while there is input: "stalled" (stop, then restart).
+    stall_seconds: float = Field(300, gt=0)
+    # A driver whose lease heartbeat is older than this is frozen: "stalled".
+    frozen_after_seconds: float = Field(30, gt=0)
+    # How long a graceful stop may take before the driver is killed.
+    stop_timeout_seconds: float = Field(120, gt=0)
+
+
 class QualitySettings(BaseModel):
     min_rows: int = Field(1, ge=0)
 
@@ -116,6 +127,7 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     quality: QualitySettings = QualitySettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
 
     @classmethod
     def settings_customise_sources(

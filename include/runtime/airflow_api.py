@@ -77,6 +77,9 @@ class AirflowApi:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         run = self._call(
             "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}

@@ -28,7 +28,7 @@ from include.runtime.services import (
 )
 from include.settings import STREAMING_POOL, Settings, get_settings
 
-PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality")
+PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
 LONG_RUNNING_DAGS = ("producer", "streaming")
 TASK_SUPERVISOR = re.compile(r"^airflow worker -- [0-9a-f-]{36}$")
 AUTOSTART_ENV = "ECOM_AUTOSTART"
@@ -130,6 +130,11 @@ def stop_pipeline_runs(settings: Settings, timeout: float = 90.0) -> None:
     api = api_client(settings)
     try:
         api.login()
+        if api.dag_exists("supervisor"):
+            # First: it would otherwise restart the streaming driver we are about to stop.
+            # `make up` unpauses it again.
+            say("pausing the supervisor DAG")
+            api.pause("supervisor")
         runs = [(d, r["dag_run_id"]) for d in LONG_RUNNING_DAGS for r in api.runs(d, "running")]
     except (PlatformError, requests.RequestException):
         return  # the API is not up: nothing runs through it

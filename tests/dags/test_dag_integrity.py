@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED_DAGS = {"provision_topics", "producer", "streaming", "data_quality"}
+EXPECTED_DAGS = {"provision_topics", "producer", "streaming", "data_quality", "supervisor"}
 
 PARSE_SCRIPT = r"""
 import json, socket, subprocess, sys
@@ -106,7 +106,11 @@ def test_every_task_has_an_owner_and_retries(parsed):
     for dag_id, dag in parsed["dags"].items():
         for task in dag["tasks"]:
             assert task["owner"] not in (None, "", "airflow"), f"{dag_id}.{task['id']} owner"
-            assert task["retries"] >= 1, f"{dag_id}.{task['id']} has no retries"
+            if (dag_id, task["id"]) == ("streaming", "run_streaming_app"):
+                # The supervisor DAG restarts it; Airflow's retries would race it.
+                assert task["retries"] == 0, "streaming must leave restarts to the supervisor"
+            else:
+                assert task["retries"] >= 1, f"{dag_id}.{task['id']} has no retries"
 
 
 def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):

@@ -8,20 +8,28 @@
 5. Wait for closed revenue windows in the Delta sink table; every row must equal an
    independent pandas computation over the events read back from the input topic.
 6. Trigger data_quality and wait for success; its HTML report exists.
-7. `make down`: no platform process is left, the ports are free again, data is kept.
+7. kill -9 the driver: the streaming run fails, the supervisor DAG starts a new driver.
+8. SIGSTOP the new driver: the supervisor finds it frozen, stops it and starts another.
+   Both times are measured (state/restart-timings.json); the sink still equals the oracle.
+9. `make down`: no platform process is left, the ports are free again, data is kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import requests
 
+from include.checkpoints import inspect
+from include.driver_lease import Holder, is_locked, read_holder
 from include.kafka_client import read_to_end
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
@@ -36,6 +44,7 @@ EXPECTED_RATE = 40  # events/s: enough purchases per window, light on 2 cores
 EXPECTED_WATERMARK_SECONDS = 10  # closes the first 1-minute window ~70 s after the first event
 UP_TIMEOUT = 600
 FIRST_ROWS_TIMEOUT = 420
+FROZEN_AFTER_SECONDS = 15  # lease heartbeat age that makes a driver "frozen"
 
 
 def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -61,6 +70,7 @@ def platform(tmp_path_factory):
         "ECOM_ANALYTICS__WATERMARK_SECONDS": str(EXPECTED_WATERMARK_SECONDS),
         "ECOM_SPARK__TRIGGER_SECONDS": "5",
         "ECOM_AUTOSTART": "0",
+        "ECOM_SUPERVISOR__FROZEN_AFTER_SECONDS": str(FROZEN_AFTER_SECONDS),
     }
     up = make("up", env, UP_TIMEOUT)
     saved = {k: os.environ.get(k) for k in env}
@@ -93,6 +103,48 @@ def read_revenue(settings: Settings) -> pd.DataFrame:
 def read_input_events(settings: Settings) -> list[dict]:
     records = read_to_end(settings.bootstrap_servers, settings.kafka.input_topic)
     return [json.loads(r.value) for r in records]
+
+
+def assert_revenue_equals_oracle(settings: Settings, rows: pd.DataFrame) -> None:
+    """Every sink row equals the oracle over the events in the input topic, once."""
+    assert not rows.duplicated(["window_start", "category"]).any(), "a window written twice"
+    expected = expected_revenue_by_category(read_input_events(settings), settings.analytics)
+    expected = expected.set_index(["window_start", "category"])
+    for row in rows.itertuples():
+        key = (
+            pd.Timestamp(row.window_start, tz="UTC")
+            if pd.Timestamp(row.window_start).tzinfo is None
+            else pd.Timestamp(row.window_start).tz_convert("UTC"),
+            row.category,
+        )
+        assert key in expected.index, f"sink row {key} has no purchases in the input topic"
+        want = expected.loc[key]
+        assert row.total_revenue == want["total_revenue"], key
+        assert row.purchase_count == want["purchase_count"], key
+        assert row.avg_order_value == want["avg_order_value"], key
+
+
+def restarted_by_supervisor(api: AirflowApi, settings: Settings, old: Holder) -> float:
+    """Run the supervisor until a new driver holds the checkpoint and has committed a batch;
+    the seconds that took."""
+    checkpoint = settings.checkpoint_path("revenue_by_category")
+    began = time.monotonic()
+    committed = inspect(checkpoint).last_committed or -1
+
+    def new_driver() -> Holder | None:
+        holder = read_holder(checkpoint) if is_locked(checkpoint) else None
+        return holder if holder and holder.pid != old.pid else None
+
+    run = api.trigger("supervisor")
+    assert api.wait_for_run("supervisor", run, {"success"}, timeout=400) == "success"
+    poll(new_driver, lambda h: h is not None, "a new driver on the checkpoints", timeout=240)
+    poll(
+        lambda: inspect(checkpoint).last_committed or -1,
+        lambda last: last > committed,
+        "a batch committed by the new driver",
+        timeout=240,
+    )
+    return time.monotonic() - began
 
 
 def test_platform_end_to_end(platform):
@@ -152,20 +204,7 @@ def test_platform_end_to_end(platform):
         FIRST_ROWS_TIMEOUT,
         interval=5,
     )
-    expected = expected_revenue_by_category(read_input_events(settings), settings.analytics)
-    expected = expected.set_index(["window_start", "category"])
-    for row in rows.itertuples():
-        key = (
-            pd.Timestamp(row.window_start, tz="UTC")
-            if pd.Timestamp(row.window_start).tzinfo is None
-            else pd.Timestamp(row.window_start).tz_convert("UTC"),
-            row.category,
-        )
-        assert key in expected.index, f"sink row {key} has no purchases in the input topic"
-        want = expected.loc[key]
-        assert row.total_revenue == want["total_revenue"], key
-        assert row.purchase_count == want["purchase_count"], key
-        assert row.avg_order_value == want["avg_order_value"], key
+    assert_revenue_equals_oracle(settings, rows)
 
     # 6. the quality DAG validates the table and leaves a report
     quality_run = api.trigger("data_quality")
@@ -174,7 +213,37 @@ def test_platform_end_to_end(platform):
         settings.quality_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     ).exists()
 
-    # 7. stop everything; nothing of ours survives
+    # 7. chaos: kill -9 the driver (Python and its JVM); the supervisor starts a new one
+    driver = read_holder(settings.checkpoint_path("revenue_by_category"))
+    assert driver is not None
+    jvm = psutil.Process(driver.pid).parent()
+    for proc in (psutil.Process(driver.pid), jvm):
+        proc.kill()
+    assert api.wait_for_run("streaming", streaming_run, {"failed"}, timeout=180) == "failed"
+    timings = {"kill -9 to a healthy restart": restarted_by_supervisor(api, settings, driver)}
+
+    # 8. stall: SIGSTOP the new driver; classified stalled, stopped, restarted
+    frozen = read_holder(settings.checkpoint_path("revenue_by_category"))
+    os.kill(frozen.pid, signal.SIGSTOP)
+    time.sleep(FROZEN_AFTER_SECONDS + 5)
+    timings["SIGSTOP (found once its heartbeat is 15 s old) to a healthy restart"] = (
+        FROZEN_AFTER_SECONDS + 5 + restarted_by_supervisor(api, settings, frozen)
+    )
+    (settings.state / "restart-timings.json").write_text(json.dumps(timings))
+    print("\n".join(f"{what}: {secs:.0f} s" for what, secs in timings.items()))
+
+    # Still exact: the windows closed across both restarts equal the oracle.
+    rows_before = len(read_revenue(settings))
+    rows = poll(
+        lambda: read_revenue(settings),
+        lambda df: len(df) > rows_before,
+        "windows closed after the restarts",
+        FIRST_ROWS_TIMEOUT,
+        interval=5,
+    )
+    assert_revenue_equals_oracle(settings, rows)
+
+    # 9. stop everything; nothing of ours survives
     make("down", env, 300)
     assert marked_processes(str(settings.state)) == []
     for port in (settings.kafka.port, settings.postgres.port, settings.airflow.port):

@@ -1,0 +1,69 @@
+"""
+### Streaming supervisor
+
+Every two minutes, judges each streaming query from what it leaves behind (its checkpoint,
+its driver lease, its progress records and Kafka's end offsets) and acts:
+
+* **running**: a live driver, lag under the threshold; nothing to do.
+* **lagging**: more than `supervisor.lag_warning_records` behind the topic's end; a warning
+  here and in the health record.
+* **stalled**: no commit for `supervisor.stall_seconds` while input waits, or a frozen
+  driver (no lease heartbeat); graceful stop (a hard kill after
+  `supervisor.stop_timeout_seconds`, logged as such), then a restart.
+* **dead**: no driver holds the checkpoints; a restart (a new `streaming` run).
+
+Every verdict is one plain sentence in the task log, e.g. "revenue_by_category stalled: no
+commit for 6 min, lag 48,210; restarting".  The health view reads
+`<state_dir>/metrics/health.json`.  The `streaming` task has no Airflow retries: this DAG is
+the one thing that restarts it, so a crash never gets two restarts.  It never starts a
+streaming DAG that has not run yet; to stop streaming on purpose, pause this DAG first.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, get_current_context, task
+
+log = logging.getLogger(__name__)
+
+STREAMING_DAG = "streaming"
+
+
+@dag(
+    dag_id="supervisor",
+    doc_md=__doc__,
+    tags=["ecommerce", "streaming", "operations"],
+    default_args={"owner": "data-platform", "retries": 1},
+    schedule="*/2 * * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+)
+def supervisor() -> None:
+    @task.short_circuit
+    def assess_and_stop_stalled() -> bool:
+        """True (go on to the restart) when a new streaming run is needed."""
+        from include.kafka_client import bootstrap_from_connection
+        from include.settings import ANALYTICS, get_settings
+        from include.supervisor import supervise_once
+
+        ti = get_current_context()["ti"]
+        return supervise_once(
+            get_settings(),
+            [*ANALYTICS, "dead_letters"],
+            bootstrap_from_connection(),
+            lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
+        )
+
+    restart = TriggerDagRunOperator(
+        task_id="restart_streaming",
+        trigger_dag_id=STREAMING_DAG,
+        wait_for_completion=False,
+    )
+    assess_and_stop_stalled() >> restart
+
+
+supervisor()

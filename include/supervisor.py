@@ -1,0 +1,280 @@
+"""Is each streaming query healthy?  Observe, classify, and (in the DAG) act.
+
+Airflow sees a long-running task as "running" whether its driver works, froze, or fell an
+hour behind.  The supervisor looks at what the query itself leaves behind:
+
+* the checkpoint: last planned and last committed batch, and the source offsets of the last
+  commit (the Spark Kafka source commits nothing to consumer groups, so lag is computed
+  here, against Kafka's end offsets);
+* the driver lease: which process holds the checkpoint and whether its heartbeat is fresh;
+* the listener's progress records: rates, batch durations, state rows.
+
+Each query is then ``running``, ``lagging`` (lag above a threshold: warn), ``stalled`` (no
+commit for a while although there is input, or a frozen driver: stop, then restart) or
+``dead`` (no driver: restart).  Thresholds: ``[supervisor]`` in config/platform.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from include import checkpoints
+from include.driver_lease import Holder, is_locked, read_holder, stop_zombie
+from include.kafka_client import end_offsets
+from include.settings import Settings, SupervisorSettings
+
+log = logging.getLogger(__name__)
+
+RUNNING, LAGGING, STALLED, DEAD = "running", "lagging", "stalled", "dead"
+HEALTH_FILE = "health.json"
+PROGRESS_FILE = "progress.jsonl"
+
+
+@dataclass
+class Observation:
+    """Everything measured about one query; no judgement yet."""
+
+    query: str
+    driver: Holder | None  # the lease holder, when a live process holds the lock
+    planned: int | None
+    committed: int | None
+    seconds_since_commit: float | None
+    lag: dict[str, int] = field(default_factory=dict)
+    progress: dict[str, Any] | None = None
+    checkpoint_problems: list[str] = field(default_factory=list)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+
+@dataclass
+class Verdict:
+    query: str
+    state: str
+    reason: str
+    action: str  # none | warn | restart | stop_and_restart
+    total_lag: int
+    driver_pid: int | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def classify(obs: Observation, cfg: SupervisorSettings, now: float | None = None) -> Verdict:
+    """Judge one query from its observation; the reason is a sentence for the task log."""
+    now = now or time.time()
+    lag = obs.total_lag
+    pid = obs.driver.pid if obs.driver else None
+
+    def verdict(state: str, reason: str, action: str) -> Verdict:
+        return Verdict(obs.query, state, f"{obs.query} {state}: {reason}", action, lag, pid)
+
+    if obs.driver is None:
+        return verdict(DEAD, f"no driver holds its checkpoint, lag {lag:,}; restarting", "restart")
+    silent = obs.driver.age(now)
+    if silent > cfg.frozen_after_seconds:
+        return verdict(
+            STALLED,
+            f"driver pid {pid} sent no heartbeat for {_minutes(silent)} (frozen), "
+            f"lag {lag:,}; stopping it and restarting",
+            "stop_and_restart",
+        )
+    since = obs.seconds_since_commit
+    if lag > 0 and since is not None and since > cfg.stall_seconds:
+        return verdict(
+            STALLED,
+            f"no commit for {_minutes(since)}, lag {lag:,}; restarting",
+            "stop_and_restart",
+        )
+    if lag > cfg.lag_warning_records:
+        return verdict(
+            LAGGING,
+            f"{lag:,} records behind the input topic (warning above {cfg.lag_warning_records:,})",
+            "warn",
+        )
+    return verdict(RUNNING, f"driver pid {pid}, lag {lag:,}", "none")
+
+
+# ---------------------------------------------------------------- observing
+
+
+def last_progress(metrics_dir: Path, queries: Iterable[str]) -> dict[str, dict]:
+    """The newest progress record per query (reads the file's tail only)."""
+    path = metrics_dir / PROGRESS_FILE
+    wanted, found = set(queries), {}
+    if not path.exists():
+        return found
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 4_000_000))
+        lines = handle.read().decode("utf-8", "replace").splitlines()
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # the first, cut line
+        name = record.get("name")
+        if name in wanted and name not in found:
+            found[name] = record
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def observe(
+    settings: Settings,
+    query: str,
+    end_offsets: dict[str, dict[str, int]],
+    progress: dict[str, Any] | None,
+    now: float | None = None,
+) -> Observation:
+    now = now or time.time()
+    path = settings.checkpoint_path(query)
+    report = checkpoints.inspect(path)
+    holder = read_holder(path) if is_locked(path) else None
+    since = None
+    if report.last_committed is not None:
+        since = now - (path / "commits" / str(report.last_committed)).stat().st_mtime
+    elif holder is not None:
+        since = now - holder.started  # nothing committed since the driver started
+    return Observation(
+        query=query,
+        driver=holder,
+        planned=report.last_planned,
+        committed=report.last_committed,
+        seconds_since_commit=since,
+        lag=checkpoints.lag(report, end_offsets),
+        progress=progress,
+        checkpoint_problems=report.problems,
+    )
+
+
+def progress_metrics(record: dict[str, Any] | None) -> dict[str, Any]:
+    if not record:
+        return {}
+    return {
+        "batch": record.get("batchId"),
+        "at": record.get("timestamp"),
+        "input_rows_per_second": record.get("inputRowsPerSecond"),
+        "processed_rows_per_second": record.get("processedRowsPerSecond"),
+        "batch_duration_ms": record.get("batchDurationMs"),
+        "state_rows": record.get("stateRowsTotal"),
+        "dropped_by_watermark": record.get("rowsDroppedByWatermark"),
+    }
+
+
+def assess(
+    settings: Settings, queries: Iterable[str], end_offsets: dict[str, dict[str, int]]
+) -> list[Verdict]:
+    now = time.time()
+    queries = list(queries)
+    progress = last_progress(settings.metrics_dir, queries)
+    verdicts = []
+    for query in queries:
+        obs = observe(settings, query, end_offsets, progress.get(query), now)
+        verdict = classify(obs, settings.supervisor, now)
+        verdict.metrics = {
+            **progress_metrics(obs.progress),
+            "lag_by_partition": obs.lag,
+            "planned": obs.planned,
+            "committed": obs.committed,
+            "seconds_since_commit": obs.seconds_since_commit,
+            "checkpoint_problems": obs.checkpoint_problems,
+        }
+        verdicts.append(verdict)
+    return verdicts
+
+
+def write_health(settings: Settings, verdicts: list[Verdict]) -> Path:
+    """The record the health view reads: state/metrics/health.json (replaced atomically)."""
+    path = settings.metrics_dir / HEALTH_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"at": time.time(), "queries": [asdict(v) for v in verdicts]}))
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------- acting
+
+
+def stop_driver(holder: Holder, timeout: float) -> str:
+    """Stop a driver at a batch boundary (SIGTERM; SIGCONT wakes a frozen one so it can
+    obey); SIGKILL only after `timeout`.  Returns what happened, in words."""
+    try:
+        proc = psutil.Process(holder.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGCONT)
+    except psutil.NoSuchProcess:
+        return f"driver pid {holder.pid} had already exited"
+    try:
+        proc.wait(timeout)
+        return f"driver pid {holder.pid} stopped at a batch boundary"
+    except psutil.TimeoutExpired:
+        killed = stop_zombie(holder)
+        return (
+            f"driver pid {holder.pid} did not stop within {timeout:.0f} s; "
+            f"hard-killed pids {', '.join(map(str, killed))}"
+        )
+
+
+# ---------------------------------------------------------------- one supervisor round
+
+
+def supervise_once(
+    settings: Settings,
+    queries: Iterable[str],
+    bootstrap_servers: str,
+    streaming_runs: Callable[[list[str] | None], int],
+    wait_for_run_end: float = 120.0,
+) -> bool:
+    """Assess every query, log each verdict, stop stalled drivers; True when the caller
+    should start a new streaming run.  ``streaming_runs(states)`` counts the streaming
+    DAG's runs in those states (None: all); Airflow knows, the supervisor asks."""
+    ends = end_offsets(bootstrap_servers, settings.kafka.input_topic)
+    verdicts = assess(settings, queries, ends)
+    path = write_health(settings, verdicts)
+    if streaming_runs(None) == 0:
+        log.info("the streaming DAG has never run: nothing to supervise or restart yet")
+        return False
+    for verdict in verdicts:
+        level = logging.INFO if verdict.state == RUNNING else logging.WARNING
+        log.log(level, "%s", verdict.reason)
+    log.info("health record written to %s", path)
+
+    stopped: set[int] = set()
+    for verdict in verdicts:
+        if verdict.action != "stop_and_restart" or verdict.driver_pid in stopped:
+            continue
+        holder = read_holder(settings.checkpoint_path(verdict.query))
+        if holder is not None:
+            log.warning("%s", stop_driver(holder, settings.supervisor.stop_timeout_seconds))
+            stopped.add(holder.pid)
+    if not any(v.action in ("restart", "stop_and_restart") for v in verdicts):
+        return False
+    # The stopped driver's task has to notice and end its run before a new one may start.
+    deadline = time.monotonic() + wait_for_run_end
+    while (active := streaming_runs(["running", "queued"])) and time.monotonic() < deadline:
+        time.sleep(5)
+    if active:
+        log.warning(
+            "the streaming DAG still has %d active run(s) without a live driver; not starting "
+            "another (Airflow has to end it first: it may be waiting to retry)",
+            active,
+        )
+        return False
+    log.warning("starting a new streaming run")
+    return True

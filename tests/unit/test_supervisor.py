@@ -1,0 +1,75 @@
+"""The supervisor's judgement: running, lagging, stalled or dead, from crafted observations."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from include.driver_lease import Holder
+from include.settings import SupervisorSettings
+from include.supervisor import (
+    DEAD,
+    LAGGING,
+    RUNNING,
+    STALLED,
+    Observation,
+    classify,
+    last_progress,
+)
+
+CFG = SupervisorSettings(lag_warning_records=1000, stall_seconds=300, frozen_after_seconds=30)
+NOW = 1_800_000_000.0
+
+
+def driver(heartbeat_age: float = 2) -> Holder:
+    return Holder(4242, "here", "q", NOW - 3600, NOW - heartbeat_age)
+
+
+def seen(driver_holder=None, lag: int = 0, since_commit: float | None = 5) -> Observation:
+    return Observation("revenue_by_category", driver_holder, 9, 9, since_commit, {"t/0": lag})
+
+
+@pytest.mark.parametrize(
+    "observation,state,action",
+    [
+        (seen(driver(), lag=10), RUNNING, "none"),
+        (seen(driver(), lag=1000), RUNNING, "none"),  # at the threshold, not above
+        (seen(driver(), lag=1001), LAGGING, "warn"),
+        (seen(None, lag=0), DEAD, "restart"),
+        (seen(driver(heartbeat_age=31), lag=0), STALLED, "stop_and_restart"),
+        (seen(driver(), lag=5, since_commit=301), STALLED, "stop_and_restart"),
+        # No input waiting: a quiet query is not stalled, however long since its commit.
+        (seen(driver(), lag=0, since_commit=3600), RUNNING, "none"),
+        (seen(driver(), lag=5, since_commit=None), RUNNING, "none"),
+    ],
+)
+def test_classification(observation, state, action) -> None:
+    verdict = classify(observation, CFG, now=NOW)
+    assert (verdict.state, verdict.action) == (state, action), verdict.reason
+
+
+def test_the_reason_is_a_sentence_with_the_numbers() -> None:
+    verdict = classify(seen(driver(), lag=48_210, since_commit=360), CFG, now=NOW)
+    assert verdict.reason == (
+        "revenue_by_category stalled: no commit for 6 min, lag 48,210; restarting"
+    )
+
+
+def test_last_progress_takes_the_newest_record_per_query(tmp_path: Path) -> None:
+    lines = [
+        {"name": "a", "batchId": 1},
+        {"name": "b", "batchId": 7},
+        {"name": "a", "batchId": 2},
+    ]
+    path = tmp_path / "progress.jsonl"
+    path.write_text("{cut line\n" + "\n".join(json.dumps(x) for x in lines) + "\n")
+    found = last_progress(tmp_path, ["a", "b", "c"])
+    assert {k: v["batchId"] for k, v in found.items()} == {"a": 2, "b": 7}
+
+
+def test_a_driver_heartbeat_age_uses_the_clock() -> None:
+    assert driver(heartbeat_age=12).age(NOW) == pytest.approx(12)
+    assert Holder(1, "h", "q", time.time(), time.time()).age() < 5
