@@ -233,9 +233,14 @@ def test_a_checkpoint_that_no_longer_fits_is_refused_with_the_fix(settings, tmp_
         checkpoint,
         ignore=shutil.ignore_patterns("_driver.lease"),
     )
+    send(settings, late_events()[:1])  # new input: a batch must run and load the state
     log = changed.log_dir / "streaming-changed-query.log"
     proc = launch_app(changed, STREAMING_APP, log, "--queries", "revenue_by_category", env=env)
-    assert proc.wait(timeout=180) == 1, f"expected a refusal; see {log}"
+    try:
+        assert proc.wait(timeout=180) == 1, f"expected a refusal; see {log}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     text = log.read_text()
     assert "cannot continue from its checkpoint" in text, log
     assert relocate_command("revenue_by_category") in text
