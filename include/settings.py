@@ -65,6 +65,9 @@ class SparkSettings(BaseModel):
     shuffle_partitions: int = Field(6, ge=1)
     trigger_seconds: int = Field(10, ge=1)
     max_offsets_per_trigger: int = Field(200_000, ge=1)
+    min_batches_to_retain: int = Field(100, ge=2)
+    # Scheduled graceful restart of the streaming driver (cron, UTC); "" turns it off.
+    restart_schedule: str = "30 3 * * *"
 
 
 class ProducerSettings(BaseModel):

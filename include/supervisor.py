@@ -278,3 +278,34 @@ def supervise_once(
         return False
     log.warning("starting a new streaming run")
     return True
+
+
+def restart_gracefully(
+    settings: Settings,
+    queries: Iterable[str],
+    streaming_runs: Callable[[list[str] | None], int],
+    wait_for_run_end: float = 300.0,
+) -> bool:
+    """The scheduled restart: stop the running driver at a batch boundary (a hard kill only
+    after the stop timeout, logged), wait for its Airflow run to end; True when a new run
+    should be started (False: nothing was running, or the old run did not end)."""
+    holders = {
+        holder.pid: holder
+        for query in queries
+        if is_locked(path := settings.checkpoint_path(query))
+        and (holder := read_holder(path)) is not None
+    }
+    if not holders:
+        log.info("no streaming driver is running: nothing to restart")
+        return False
+    for holder in holders.values():
+        log.info("scheduled restart: asking %s to stop", holder.describe())
+        log.info("%s", stop_driver(holder, settings.supervisor.stop_timeout_seconds))
+    deadline = time.monotonic() + wait_for_run_end
+    while (active := streaming_runs(["running", "queued"])) and time.monotonic() < deadline:
+        time.sleep(5)
+    if active:
+        log.warning("the streaming run did not end after its driver stopped; not restarting")
+        return False
+    log.info("starting the streaming DAG again")
+    return True

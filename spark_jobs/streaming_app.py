@@ -93,6 +93,9 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # instead of a full snapshot upload.
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Checkpoint retention: the offsets, commits and state versions of this many
+        # batches are kept (older ones are cleaned by Spark's maintenance).
+        "spark.sql.streaming.minBatchesToRetain": str(settings.spark.min_batches_to_retain),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     }

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED_DAGS = {"provision_topics", "producer", "streaming", "data_quality", "supervisor"}
+EXPECTED_DAGS = {
+    "provision_topics",
+    "producer",
+    "streaming",
+    "data_quality",
+    "supervisor",
+    "streaming_restart",
+}
 
 PARSE_SCRIPT = r"""
 import json, socket, subprocess, sys

@@ -9,8 +9,9 @@
    independent pandas computation over the events read back from the input topic.
 6. Trigger data_quality and wait for success; its HTML report exists.
 7. kill -9 the driver: the streaming run fails, the supervisor DAG starts a new driver.
-8. SIGSTOP the new driver: the supervisor finds it frozen, stops it and starts another.
-   Both times are measured (state/restart-timings.json); the sink still equals the oracle.
+8. SIGSTOP the new driver: the supervisor finds it frozen, stops it and starts another;
+   then the scheduled restart DAG, run at once, stops the driver gracefully and starts one.
+   The times are measured (state/restart-timings.json); the sink still equals the oracle.
 9. `make down`: no platform process is left, the ports are free again, data is kept.
 """
 
@@ -124,11 +125,11 @@ def assert_revenue_equals_oracle(settings: Settings, rows: pd.DataFrame) -> None
         assert row.avg_order_value == want["avg_order_value"], key
 
 
-def restarted_by_supervisor(
-    api: AirflowApi, settings: Settings, old: Holder, since: float
+def restarted_by(
+    api: AirflowApi, settings: Settings, old: Holder, since: float, dag_id: str = "supervisor"
 ) -> float:
-    """Run the supervisor until a new driver holds the checkpoint and has committed a batch;
-    the seconds from `since` (time.monotonic() when the driver died or froze)."""
+    """Run `dag_id` until a new driver holds the checkpoint and has committed a batch; the
+    seconds from `since` (time.monotonic() when the driver died or froze)."""
     checkpoint = settings.checkpoint_path("revenue_by_category")
     committed = inspect(checkpoint).last_committed or -1
 
@@ -136,8 +137,8 @@ def restarted_by_supervisor(
         holder = read_holder(checkpoint) if is_locked(checkpoint) else None
         return holder if holder and holder.pid != old.pid else None
 
-    run = api.trigger("supervisor")
-    assert api.wait_for_run("supervisor", run, {"success"}, timeout=400) == "success"
+    run = api.trigger(dag_id)
+    assert api.wait_for_run(dag_id, run, {"success"}, timeout=400) == "success"
     poll(new_driver, lambda h: h is not None, "a new driver on the checkpoints", timeout=240)
     poll(
         lambda: inspect(checkpoint).last_committed or -1,
@@ -223,7 +224,7 @@ def test_platform_end_to_end(platform):
         proc.kill()
     assert api.wait_for_run("streaming", streaming_run, {"failed"}, timeout=180) == "failed"
     timings = {
-        "kill -9 to a healthy restart (supervisor run at once)": restarted_by_supervisor(
+        "kill -9 to a healthy restart (supervisor run at once)": restarted_by(
             api, settings, driver, died
         )
     }
@@ -233,8 +234,15 @@ def test_platform_end_to_end(platform):
     froze = time.monotonic()
     os.kill(frozen.pid, signal.SIGSTOP)
     time.sleep(FROZEN_AFTER_SECONDS + 5)
-    timings["SIGSTOP to a healthy restart (heartbeat limit 15 s)"] = restarted_by_supervisor(
+    timings["SIGSTOP to a healthy restart (heartbeat limit 15 s)"] = restarted_by(
         api, settings, frozen, froze
+    )
+
+    # The scheduled restart, run now: a graceful stop, then a new streaming run.
+    running = read_holder(settings.checkpoint_path("revenue_by_category"))
+    asked = time.monotonic()
+    timings["scheduled graceful restart"] = restarted_by(
+        api, settings, running, asked, dag_id="streaming_restart"
     )
     (settings.state / "restart-timings.json").write_text(json.dumps(timings))
     print("\n".join(f"{what}: {secs:.0f} s" for what, secs in timings.items()))

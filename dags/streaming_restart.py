@@ -1,0 +1,51 @@
+"""
+### Scheduled streaming restart
+
+Restarts the streaming driver on `spark.restart_schedule` (cron, UTC; nightly by default,
+empty to turn off): a graceful stop at a micro-batch boundary (a hard kill only after
+`supervisor.stop_timeout_seconds`, logged as such), then a new `streaming` run.  A restart
+picks up new code and config; the driver backs up any checkpoint whose code or config
+changed before resuming it.  Nothing running means nothing to restart.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, get_current_context, task
+
+from include.settings import get_settings
+
+STREAMING_DAG = "streaming"
+
+
+@dag(
+    dag_id="streaming_restart",
+    doc_md=__doc__,
+    tags=["ecommerce", "streaming", "operations"],
+    default_args={"owner": "data-platform", "retries": 1},
+    # Reads config/platform.toml only (no connection): allowed at parse time.
+    schedule=get_settings().spark.restart_schedule or None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+)
+def streaming_restart() -> None:
+    @task.short_circuit
+    def stop_driver_gracefully() -> bool:
+        from include.settings import ANALYTICS
+        from include.supervisor import restart_gracefully
+
+        ti = get_current_context()["ti"]
+        return restart_gracefully(
+            get_settings(),
+            [*ANALYTICS, "dead_letters"],
+            lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
+        )
+
+    stop_driver_gracefully() >> TriggerDagRunOperator(
+        task_id="start_streaming", trigger_dag_id=STREAMING_DAG, wait_for_completion=False
+    )
+
+
+streaming_restart()
