@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "_fingerprint"
 BACKUP_DIR = "_backups"
 RETIRED_DIR = "_retired"
+# The code a streaming checkpoint's state depends on.
+STREAMING_CODE = ("streaming_app.py", "transforms.py")
 
 
 @dataclass
@@ -139,8 +141,9 @@ def lag(report: CheckpointReport, end_offsets: dict[str, dict[str, int]]) -> dic
 def fingerprint(settings: Settings) -> str:
     """Changes when the code or the settings that shape a query's state change."""
     digest = hashlib.sha256()
-    for path in sorted((PROJECT_ROOT / "spark_jobs").glob("*.py")):
-        digest.update(path.name.encode())
+    for name in STREAMING_CODE:
+        path = PROJECT_ROOT / "spark_jobs" / name
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     digest.update(settings.analytics.model_dump_json().encode())
     digest.update(settings.events.model_dump_json().encode())

@@ -80,21 +80,13 @@ class ProducerOperator(BaseOperator):
         self._stop.set()
 
 
-class StreamingJobOperator(SparkSubmitOperator):
-    """spark-submit of spark_jobs/streaming_app.py with the connector jars from the jar cache.
+class SparkAppOperator(SparkSubmitOperator):
+    """spark-submit of one of the project's Spark applications, with the connector jars
+    from the jar cache.
 
     The jar list, driver memory and PYTHONPATH are resolved when the task runs, not when the
     DAG file is parsed: the DAG processor must not touch the jar cache.
     """
-
-    def __init__(
-        self, *, queries: str, application_args: list[str] | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(
-            application=str(APPLICATION),
-            application_args=["--queries", queries, *(application_args or [])],
-            **kwargs,
-        )
 
     def execute(self, context: Any) -> None:
         from include.runtime.services import spark_environment
@@ -116,8 +108,21 @@ class StreamingJobOperator(SparkSubmitOperator):
             "spark.pyspark.python": sys.executable,
             "spark.pyspark.driver.python": sys.executable,
         }
-        self.log.info("submitting the streaming application with %d connector jars", len(jars))
+        self.log.info("submitting %s with %d connector jars", self.application, len(jars))
         super().execute(context)
+
+
+class StreamingJobOperator(SparkAppOperator):
+    """The streaming application (spark_jobs/streaming_app.py) with the given queries."""
+
+    def __init__(
+        self, *, queries: str, application_args: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            application=str(APPLICATION),
+            application_args=["--queries", queries, *(application_args or [])],
+            **kwargs,
+        )
 
     def on_kill(self) -> None:
         """Ask the Python driver to stop at a batch boundary; kill spark-submit if it is slow.

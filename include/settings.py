@@ -111,6 +111,12 @@ class SupervisorSettings(BaseModel):
     stop_timeout_seconds: float = Field(120, gt=0)
 
 
+class BackfillSettings(BaseModel):
+    # Read this much before and after an interval (by Kafka record time): the longest
+    # window, the session gap / attribution range, plus events that reached Kafka late.
+    margin_seconds: int = Field(3600, ge=0)
+
+
 class QualitySettings(BaseModel):
     min_rows: int = Field(1, ge=0)
 
@@ -131,6 +137,7 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = AnalyticsSettings()
     quality: QualitySettings = QualitySettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    backfill: BackfillSettings = BackfillSettings()
 
     @classmethod
     def settings_customise_sources(

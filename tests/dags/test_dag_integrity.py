@@ -23,6 +23,7 @@ EXPECTED_DAGS = {
     "data_quality",
     "supervisor",
     "streaming_restart",
+    "backfill",
 }
 
 PARSE_SCRIPT = r"""

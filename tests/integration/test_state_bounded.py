@@ -1,11 +1,12 @@
 """State stays flat while events keep coming: the watermarks really bound every query's state.
 
 State is bounded in *event time* (a window, a 30-minute session gap, a 30-minute
-attribution range, a 60-second watermark), so four hours of event time replayed quickly is
-the long run: 14,400 in-order events, one a second, from 3,000 users, read 800 per
-micro-batch.  Once event time is past the longest horizon (30 minutes + watermark + the
-largest window), each query's state rows must stop growing; without watermarks they would
-grow with every batch (about 3x between 70 minutes and the end of this run).
+attribution range, a 60-second watermark), so three hours of event time replayed quickly is
+the long run: 10,800 in-order events, one a second, from 3,000 users, read 900 per
+micro-batch (15 minutes of event time each).  Once event time is past the longest horizon
+(30 minutes + watermark + the largest window), each query's state rows must stop growing;
+without watermarks they would grow with every batch (about 2.5x between 70 minutes and the
+end of this run).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.integration.streaming import launch
 
 pytestmark = pytest.mark.integration
 
-HOURS = 4
+HOURS = 3
 START = (datetime.now(UTC) - timedelta(hours=HOURS + 1)).replace(microsecond=0)
 STEADY_AFTER = timedelta(minutes=70)  # past every state horizon of the default settings
 MAX_GROWTH = 1.5  # largest over smallest state in the steady phase
@@ -63,7 +64,7 @@ def offsets_read(record: dict) -> int:
     )
 
 
-def test_state_rows_stay_flat_over_four_hours_of_events(long_run_settings, capsys):
+def test_state_rows_stay_flat_over_hours_of_events(long_run_settings, capsys):
     settings = long_run_settings
     provision(settings)
     count = HOURS * 3600
@@ -72,7 +73,7 @@ def test_state_rows_stay_flat_over_four_hours_of_events(long_run_settings, capsy
     )
     send(settings, events)
     log = settings.log_dir / "streaming-long-run.log"
-    proc = launch(settings, log, "--max-offsets-per-trigger", "800", "--trigger-seconds", "1")
+    proc = launch(settings, log, "--max-offsets-per-trigger", "900", "--trigger-seconds", "1")
     try:
         # Done when every analytic has read every event (a batch records its end offsets).
         def read_all(records):
@@ -83,7 +84,7 @@ def test_state_rows_stay_flat_over_four_hours_of_events(long_run_settings, capsy
             assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
             return progress(settings)
 
-        records = poll(fetch, read_all, "four hours of events processed", timeout=900, interval=5)
+        records = poll(fetch, read_all, "hours of events processed", timeout=900, interval=5)
     finally:
         proc.terminate()
         proc.wait(120)
@@ -101,7 +102,7 @@ def test_state_rows_stay_flat_over_four_hours_of_events(long_run_settings, capsy
             and mark >= START + STEADY_AFTER
         ]
         report.append(f"{name:20} state rows in the steady phase: {steady}")
-        assert len(steady) >= 8, f"{name}: too few batches in the steady phase to judge"
+        assert len(steady) >= 5, f"{name}: too few batches in the steady phase to judge"
         assert min(steady) > 0, f"{name}: no state at all is not a plausible measurement"
         assert max(steady) <= MAX_GROWTH * min(steady), f"{name} state grows: {steady}"
         assert sum(r["rowsDroppedByWatermark"] for r in records if r["name"] == name) == 0

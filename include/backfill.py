@@ -1,0 +1,135 @@
+"""Backfill: recompute the analytics of one time interval from Kafka, exactly and repeatably.
+
+For an interval [start, end) of event time, the backfill reads the input topic by record
+timestamp from ``start - margin`` to ``end + margin`` (``backfill.margin_seconds``: room
+for the longest window, the 30-minute session gap and attribution range, and events that
+reached Kafka late), runs the streaming job's own transforms in batch, keeps the rows whose
+time key lies in the interval and overwrites exactly that slice of the backfill tables
+(``state/tables/backfill/<analytic>``): running it twice gives the same rows.
+
+An interval Kafka's retention no longer fully covers is refused before anything is read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from kafka import TopicPartition
+
+from include.kafka_client import consumer
+
+# The column that places each analytic's row in an interval.
+TIME_KEYS = {
+    "revenue_by_category": "window_start",
+    "high_value_users": "window_start",
+    "conversion_funnel": "window_start",
+    "user_sessions": "session_start",
+    "click_to_purchase": "click_time",
+}
+# Rows are identified by these columns when the backfill is reconciled with the stream.
+ROW_KEYS = {
+    "revenue_by_category": ("window_start", "category"),
+    "high_value_users": ("window_start", "user_id"),
+    "conversion_funnel": ("window_start",),
+    "user_sessions": ("user_id", "session_start"),
+    "click_to_purchase": ("click_event_id", "purchase_event_id"),
+}
+
+
+class IntervalNotRetained(RuntimeError):
+    """Kafka no longer holds every event the interval needs."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("interval bounds must carry a time zone (use UTC)")
+        if self.end <= self.start:
+            raise ValueError(f"empty interval: end {self.end} is not after start {self.start}")
+
+    @classmethod
+    def parse(cls, start: str, end: str) -> Interval:
+        def when(text: str) -> datetime:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+        return cls(when(start), when(end))
+
+    def read_range(self, margin_seconds: int) -> tuple[int, int]:
+        """Record-timestamp range to read, in epoch milliseconds."""
+        margin = timedelta(seconds=margin_seconds)
+        return (
+            int((self.start - margin).timestamp() * 1000),
+            int((self.end + margin).timestamp() * 1000),
+        )
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def check_retention(bootstrap_servers: str, topic: str, interval: Interval, margin: int) -> None:
+    """Refuse an interval whose events may already be deleted by retention.
+
+    Per partition: if records were ever deleted (log start offset > 0) and the oldest record
+    still held is newer than the start of the read range, events of the interval may be
+    gone, and a backfill would silently undercount.
+    """
+    first_ms, _ = interval.read_range(margin)
+    reader = consumer(bootstrap_servers, consumer_timeout_ms=5000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
+        if not partitions:
+            raise IntervalNotRetained(f"topic {topic} does not exist")
+        starts = reader.beginning_offsets(partitions)
+        ends = reader.end_offsets(partitions)
+        for tp in partitions:
+            if starts[tp] == 0:
+                continue  # nothing ever deleted here
+            oldest_ms = _timestamp_at(reader, tp, starts[tp]) if starts[tp] < ends[tp] else None
+            if oldest_ms is None or oldest_ms > first_ms:
+                held = (
+                    datetime.fromtimestamp(oldest_ms / 1000, UTC).isoformat()
+                    if oldest_ms is not None
+                    else "nothing"
+                )
+                raise IntervalNotRetained(
+                    f"Kafka no longer holds every event of interval {interval} (read from "
+                    f"{datetime.fromtimestamp(first_ms / 1000, UTC).isoformat()}): partition "
+                    f"{tp.partition} of {topic} has deleted records before offset {starts[tp]}, "
+                    f"the oldest one left is from {held}. Backfill a later interval, or raise "
+                    "kafka.retention_ms to keep more history for the future."
+                )
+    finally:
+        reader.close()
+
+
+def _timestamp_at(reader, tp: TopicPartition, offset: int) -> int | None:
+    reader.assign([tp])
+    reader.seek(tp, offset)
+    for records in reader.poll(timeout_ms=10_000, max_records=1).values():
+        for record in records:
+            return int(record.timestamp)
+    return None
+
+
+def spark_kafka_options(topic: str, partitions: int, interval: Interval, margin: int) -> dict:
+    """Options of Spark's batch Kafka reader for the interval's read range."""
+    first_ms, last_ms = interval.read_range(margin)
+
+    def at(ms: int) -> str:
+        return json.dumps({topic: {str(p): ms for p in range(partitions)}})
+
+    return {
+        "subscribe": topic,
+        "startingOffsetsByTimestamp": at(first_ms),
+        "endingOffsetsByTimestamp": at(last_ms),
+        # A partition with no record at or after a timestamp starts/ends at its end.
+        "startingOffsetsByTimestampStrategy": "latest",
+        "failOnDataLoss": "true",
+    }

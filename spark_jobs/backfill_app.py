@@ -1,0 +1,200 @@
+"""Batch backfill of one interval: Kafka by timestamp -> the streaming transforms -> Delta.
+
+    PYTHONPATH=. spark-submit --jars <connector jars> spark_jobs/backfill_app.py \\
+        --start 2026-11-26T10:00:00Z --end 2026-11-26T11:00:00Z
+
+Same transforms as the streaming job (spark_jobs/transforms.py), run on a static frame of
+the interval's records (include/backfill.py explains the read range).  Each analytic's rows
+whose time key lies in [start, end) replace that slice of
+``<state>/tables/backfill/<analytic>`` (Delta ``replaceWhere``), so a rerun gives the same
+rows.  Then the interval is reconciled with the streaming tables for the windows the
+stream has closed; the report goes to the log and to
+``<state>/metrics/backfill/<start>--<end>.json``.  Exit codes: 0 done (differences are
+reported, not fatal), 5 interval no longer in Kafka, 1 failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from include.backfill import (
+    ROW_KEYS,
+    TIME_KEYS,
+    Interval,
+    IntervalNotRetained,
+    check_retention,
+    spark_kafka_options,
+)
+from include.kafka_client import consumer
+from include.settings import Settings, get_settings
+from spark_jobs import transforms
+from spark_jobs.streaming_app import ANALYTICS, build_session
+
+log = logging.getLogger("backfill_app")
+EXIT_NOT_RETAINED = 5
+
+
+def backfill_table(settings: Settings, analytic: str) -> Path:
+    return settings.table_root / "backfill" / analytic
+
+
+def _literal(moment) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def in_interval(frame: DataFrame, column: str, interval: Interval) -> DataFrame:
+    start, end = _literal(interval.start), _literal(interval.end)
+    return frame.filter(
+        (F.col(column) >= F.to_timestamp(F.lit(start)))
+        & (F.col(column) < F.to_timestamp(F.lit(end)))
+    )
+
+
+def compute(spark: SparkSession, settings: Settings, interval: Interval) -> dict[str, DataFrame]:
+    """Each analytic's rows of the interval, from the interval's Kafka records."""
+    topic = settings.kafka.input_topic
+    reader = consumer(settings.bootstrap_servers)
+    partitions = len(reader.partitions_for_topic(topic) or [])
+    reader.close()
+    raw = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .options(
+            **spark_kafka_options(topic, partitions, interval, settings.backfill.margin_seconds)
+        )
+        .load()
+    )
+    valid = transforms.valid_events(transforms.parse_events(raw, settings.events)).cache()
+    results = {}
+    for name, analytic in ANALYTICS.items():
+        events = (
+            valid
+            if analytic.deduplicates
+            else transforms.deduplicate(valid, settings.analytics.watermark_seconds)
+        )
+        rows = analytic.transform(events, settings.analytics).select(*analytic.columns)
+        results[name] = in_interval(rows, TIME_KEYS[name], interval)
+    return results
+
+
+def write(settings: Settings, name: str, rows: DataFrame, interval: Interval) -> int:
+    """Replace the interval's slice of the backfill table with `rows`; the row count."""
+    path = backfill_table(settings, name)
+    key = TIME_KEYS[name]
+    writer = rows.write.format("delta").mode("overwrite")
+    if (path / "_delta_log").exists():
+        writer = writer.option(
+            "replaceWhere",
+            f"{key} >= '{_literal(interval.start)}' AND {key} < '{_literal(interval.end)}'",
+        )
+    writer.save(str(path))
+    return rows.count()
+
+
+def reconcile(
+    spark: SparkSession, settings: Settings, name: str, rows: DataFrame, interval: Interval
+) -> dict:
+    """Backfill vs streaming table over the interval's rows the stream has emitted so far
+    (time key up to the newest one in the streaming table)."""
+    stream_path = settings.table_path(name)
+    if not (stream_path / "_delta_log").exists():
+        return {"compared": 0, "note": "no streaming table yet"}
+    key = TIME_KEYS[name]
+    stream = in_interval(spark.read.format("delta").load(str(stream_path)), key, interval)
+    stream = stream.select(*rows.columns)
+    newest = stream.agg(F.max(key)).first()[0]
+    if newest is None:
+        return {"compared": 0, "note": "the stream has no rows in this interval yet"}
+    batch = rows.filter(F.col(key) <= F.lit(newest))
+    only_backfill = batch.exceptAll(stream).count()
+    only_stream = stream.exceptAll(batch).count()
+    return {
+        "compared": batch.count(),
+        "streaming_rows": stream.count(),
+        "only_in_backfill": only_backfill,
+        "only_in_stream": only_stream,
+        "duplicate_keys_in_stream": stream.groupBy(*ROW_KEYS[name])
+        .count()
+        .filter("count > 1")
+        .count(),
+        "up_to": str(newest),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> Interval:
+    parser = argparse.ArgumentParser(prog="backfill_app", description=__doc__.splitlines()[0])
+    parser.add_argument("--start", required=True, help="interval start, ISO 8601 (UTC if no zone)")
+    parser.add_argument("--end", required=True, help="interval end (exclusive), ISO 8601")
+    args = parser.parse_args(argv)
+    try:
+        return Interval.parse(args.start, args.end)
+    except ValueError as error:
+        parser.error(str(error))
+        raise  # unreachable: parser.error exits
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    settings = get_settings()
+    interval = parse_args(argv)
+    margin = settings.backfill.margin_seconds
+    try:
+        check_retention(settings.bootstrap_servers, settings.kafka.input_topic, interval, margin)
+    except IntervalNotRetained as error:
+        log.error("%s", error)
+        print(f"backfill refused: {error}", file=sys.stderr)
+        return EXIT_NOT_RETAINED
+
+    log.info("backfilling %s from %s (margin %d s)", interval, settings.kafka.input_topic, margin)
+    spark = build_session(settings)
+    report: dict[str, dict] = {}
+    try:
+        for name, rows in compute(spark, settings, interval).items():
+            rows = rows.cache()
+            count = write(settings, name, rows, interval)
+            report[name] = {"rows": count, **reconcile(spark, settings, name, rows, interval)}
+            differences = report[name].get("only_in_backfill", 0) + report[name].get(
+                "only_in_stream", 0
+            )
+            log.info(
+                "%s: %d rows written for %s; %s",
+                name,
+                count,
+                interval,
+                "matches the streaming table"
+                if report[name].get("compared") and not differences
+                else f"reconciliation: {json.dumps(report[name])}",
+            )
+            rows.unpersist()
+    except Exception as error:
+        log.exception("the backfill failed")
+        print(f"backfill failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    out = settings.metrics_dir / "backfill"
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{interval.start:%Y%m%dT%H%M%S}--{interval.end:%Y%m%dT%H%M%S}.json"
+    (out / name).write_text(json.dumps({"interval": str(interval), "analytics": report}, indent=2))
+    log.info("reconciliation report: %s", out / name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
