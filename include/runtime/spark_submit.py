@@ -16,6 +16,7 @@ from include.runtime.services import jars, spark_environment, venv_bin
 from include.settings import PROJECT_ROOT, Settings
 
 STREAMING_APP = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
+BACKFILL_APP = PROJECT_ROOT / "spark_jobs" / "backfill_app.py"
 
 
 def spark_submit_command(

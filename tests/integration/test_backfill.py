@@ -23,8 +23,8 @@ from kafka import TopicPartition
 from include.backfill import TIME_KEYS
 from include.events import EventGenerator
 from include.kafka_client import admin, producer
-from include.runtime.spark_submit import launch_app
-from include.settings import PROJECT_ROOT, Settings
+from include.runtime.spark_submit import BACKFILL_APP, launch_app
+from include.settings import Settings
 from include.tables import read_table
 from include.topics import provision
 from spark_jobs.backfill_app import EXIT_NOT_RETAINED, backfill_table
@@ -33,7 +33,6 @@ from tests.integration.dataset import ORACLES, normalise
 
 pytestmark = pytest.mark.integration
 
-BACKFILL_APP = PROJECT_ROOT / "spark_jobs" / "backfill_app.py"
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 INTERVAL = (T0 + timedelta(minutes=10), T0 + timedelta(minutes=40))
 
