@@ -11,6 +11,8 @@ its driver lease, its progress records and Kafka's end offsets) and acts:
   driver (no lease heartbeat); graceful stop (a hard kill after
   `supervisor.stop_timeout_seconds`, logged as such), then a restart.
 * **dead**: no driver holds the checkpoints; a restart (a new `streaming` run).
+* a **zombie**, a driver running while no `streaming` run is active (Airflow marked its task
+  failed but the process lives on), is stopped before a new run is started.
 
 Every verdict is one plain sentence in the task log, e.g. "revenue_by_category stalled: no
 commit for 6 min, lag 48,210; restarting".  The health view reads

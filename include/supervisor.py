@@ -255,6 +255,18 @@ def supervise_once(
         log.log(level, "%s", verdict.reason)
     log.info("health record written to %s", path)
 
+    # A driver no active Airflow run accounts for (Airflow marked its task failed while it
+    # kept running): stop it before a new launch, or that launch would be refused.
+    zombies = not streaming_runs(["running", "queued"])
+    for verdict in verdicts:
+        if zombies and verdict.driver_pid is not None:
+            log.warning(
+                "%s: driver pid %d runs without an active streaming run in Airflow (a "
+                "zombie); stopping it before a new launch",
+                verdict.query,
+                verdict.driver_pid,
+            )
+            verdict.action = "stop_and_restart"
     stopped: set[int] = set()
     for verdict in verdicts:
         if verdict.action != "stop_and_restart" or verdict.driver_pid in stopped:

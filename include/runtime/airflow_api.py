@@ -99,6 +99,14 @@ class AirflowApi:
         params = {"state": state} if state else {}
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
+    def create_backfill(self, dag_id: str, from_date: str, to_date: str) -> dict:
+        """What `airflow backfill create` does: runs for every interval in the range."""
+        return self._call(
+            "POST",
+            "/backfills",
+            json={"dag_id": dag_id, "from_date": from_date, "to_date": to_date},
+        )
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 

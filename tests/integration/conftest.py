@@ -7,6 +7,7 @@ code as `make up`.  Settings reach child processes (spark-submit) through ECOM_*
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -40,3 +41,14 @@ def kafka(settings) -> Iterator[Kafka]:
     broker.start()
     yield broker
     broker.stop(timeout=30)
+
+
+@contextmanager
+def isolated_settings(tmp_path_factory, name: str) -> Iterator[Settings]:
+    """Settings with a state dir and topics of their own, on the session's broker."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ECOM_STATE_DIR", str(tmp_path_factory.mktemp(f"{name}_state")))
+        mp.setenv("ECOM_KAFKA__INPUT_TOPIC", f"{name}-events")
+        mp.setenv("ECOM_KAFKA__DEAD_LETTER_TOPIC", f"{name}-events-dlq")
+        mp.setenv("ECOM_KAFKA__OUTPUT_TOPIC_PREFIX", f"{name}.")
+        yield Settings()

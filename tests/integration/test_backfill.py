@@ -29,6 +29,7 @@ from include.tables import read_table
 from include.topics import provision
 from spark_jobs.backfill_app import EXIT_NOT_RETAINED, backfill_table
 from spark_jobs.streaming_app import ANALYTICS
+from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, normalise
 
 pytestmark = pytest.mark.integration
@@ -39,12 +40,8 @@ INTERVAL = (T0 + timedelta(minutes=10), T0 + timedelta(minutes=40))
 
 @pytest.fixture(scope="module")
 def backfill_settings(kafka, platform_env, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ECOM_STATE_DIR", str(tmp_path_factory.mktemp("backfill_state")))
-        mp.setenv("ECOM_KAFKA__INPUT_TOPIC", "backfill-events")
-        mp.setenv("ECOM_KAFKA__DEAD_LETTER_TOPIC", "backfill-events-dlq")
-        mp.setenv("ECOM_KAFKA__OUTPUT_TOPIC_PREFIX", "backfill.")
-        yield Settings()
+    with isolated_settings(tmp_path_factory, "backfill") as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 from include.settings import Settings
 from include.topics import provision
 from tests.conftest import poll
+from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import (
     ORACLES,
     expected_rows,
@@ -39,12 +40,8 @@ APP_ARGS = ("--max-offsets-per-trigger", "400", "--trigger-seconds", "2")
 
 @pytest.fixture(scope="module")
 def crash_settings(kafka, platform_env, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ECOM_STATE_DIR", str(tmp_path_factory.mktemp("crash_state")))
-        mp.setenv("ECOM_KAFKA__INPUT_TOPIC", "crash-events")
-        mp.setenv("ECOM_KAFKA__DEAD_LETTER_TOPIC", "crash-events-dlq")
-        mp.setenv("ECOM_KAFKA__OUTPUT_TOPIC_PREFIX", "crash.")
-        yield Settings()
+    with isolated_settings(tmp_path_factory, "crash") as settings:
+        yield settings
 
 
 def committed_batches(settings: Settings, query: str) -> int:

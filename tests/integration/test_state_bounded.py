@@ -21,6 +21,7 @@ from include.settings import Settings
 from include.topics import provision
 from spark_jobs.streaming_app import PROGRESS_FILE
 from tests.conftest import poll
+from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, send
 from tests.integration.streaming import launch
 
@@ -34,12 +35,8 @@ MAX_GROWTH = 1.5  # largest over smallest state in the steady phase
 
 @pytest.fixture(scope="module")
 def long_run_settings(kafka, platform_env, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ECOM_STATE_DIR", str(tmp_path_factory.mktemp("long_run_state")))
-        mp.setenv("ECOM_KAFKA__INPUT_TOPIC", "long-run-events")
-        mp.setenv("ECOM_KAFKA__DEAD_LETTER_TOPIC", "long-run-dlq")
-        mp.setenv("ECOM_KAFKA__OUTPUT_TOPIC_PREFIX", "long-run.")
-        yield Settings()
+    with isolated_settings(tmp_path_factory, "long_run") as settings:
+        yield settings
 
 
 def progress(settings: Settings) -> list[dict]:

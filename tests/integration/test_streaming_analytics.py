@@ -10,13 +10,15 @@ oracle, every malformed event reaches the dead-letter topic with its reason.
    rows the late events change (the stream dropped them, the backfill counts them).
 7. A second driver on the same checkpoints is refused, naming the running one.
 8. Touch the stop file: the application stops at a batch boundary and exits 0.
-9. A query started on a checkpoint it no longer fits is refused with the command to fix it.
+9. A driver Airflow lost track of (a zombie) is stopped by the supervisor.
+10. A query started on a checkpoint it no longer fits is refused with the command to fix it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -28,9 +30,12 @@ import pytest
 
 from include.backfill import TIME_KEYS
 from include.checkpoints import relocate_command
+from include.driver_lease import is_locked, read_holder
 from include.kafka_client import consumer, read_to_end
+from include.runtime.procs import alive
 from include.runtime.spark_submit import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
+from include.supervisor import supervise_once
 from include.topics import provision
 from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE, PROGRESS_FILE
 from tests.conftest import poll
@@ -269,6 +274,35 @@ def test_stop_file_stops_the_application_at_a_batch_boundary(streaming_run, sett
             for log_dir in ("offsets", "commits")
         )
         assert planned == committed, f"{query}: batch {planned} planned, {committed} committed"
+
+
+def test_the_supervisor_stops_a_driver_airflow_lost_track_of(settings):
+    """A driver runs, but Airflow has no active streaming run (it marked the task failed):
+    the supervisor stops the zombie at a batch boundary and asks for a new run."""
+    log = settings.log_dir / "streaming-zombie.log"
+    proc = launch(settings, log, "--queries", "revenue_by_category")
+    try:
+        checkpoint = settings.checkpoint_path("revenue_by_category")
+        holder = poll(
+            lambda: read_holder(checkpoint) if is_locked(checkpoint) else None,
+            lambda found: found is not None and found.pid != os.getpid(),
+            "the driver's lease",
+            timeout=120,
+        )
+        # Airflow's answer: the streaming DAG ran before, nothing of it is active now.
+        restart = supervise_once(
+            settings,
+            ["revenue_by_category"],
+            settings.bootstrap_servers,
+            lambda states: 1 if states is None else 0,
+            wait_for_run_end=5,
+        )
+        assert restart, "after stopping the zombie a new run is due"
+        assert proc.wait(timeout=60) == 0, f"the zombie should stop gracefully; see {log}"
+        assert not alive(holder.pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_a_checkpoint_that_no_longer_fits_is_refused_with_the_fix(settings, tmp_path_factory):
