@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.operators import SparkAppOperator
 from include.settings import PROJECT_ROOT
@@ -33,7 +34,9 @@ INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_inter
     doc_md=__doc__,
     tags=["ecommerce", "spark", "backfill"],
     default_args={"owner": "data-platform", "retries": 1},
-    schedule="@hourly",
+    # A data-interval timetable: Airflow 3's plain cron schedule gives zero-length
+    # intervals (start == end), and the backfill needs [start, end) to be an hour.
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=2,
@@ -48,7 +51,10 @@ def backfill() -> None:
         from include.settings import get_settings
 
         settings = get_settings()
-        interval = Interval(data_interval_start, data_interval_end)
+        try:
+            interval = Interval(data_interval_start, data_interval_end)
+        except ValueError as error:
+            raise AirflowFailException(f"bad data interval: {error}") from error
         try:
             check_retention(
                 bootstrap_from_connection(),

@@ -41,6 +41,7 @@ for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
         "tags": sorted(dag.tags or []),
+        "timetable": type(dag.timetable).__name__,
         "tasks": [
             {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool}
             for t in dag.tasks
@@ -126,3 +127,8 @@ def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):
 
     (task,) = parsed["dags"]["streaming"]["tasks"]
     assert task["pool"] == STREAMING_POOL
+
+
+def test_the_backfill_gets_hour_long_data_intervals(parsed):
+    # A plain cron schedule in Airflow 3 gives start == end: nothing to backfill.
+    assert parsed["dags"]["backfill"]["timetable"] == "CronDataIntervalTimetable"
