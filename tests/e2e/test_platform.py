@@ -108,14 +108,16 @@ def read_input_events(settings: Settings) -> list[dict]:
     return [json.loads(r.value) for r in records]
 
 
-def assert_tables_equal_oracle(settings: Settings) -> None:
+def assert_tables_equal_oracle(settings: Settings, must_have_rows: set[str]) -> None:
     """Every row of every sink table equals the oracle's row for its key, computed over the
-    events in the input topic, and no key is written twice."""
+    events in the input topic, and no key is written twice.  Tables still waiting for their
+    first closed window (5-minute windows, 30-minute sessions) may be empty, except those
+    in `must_have_rows`."""
     events = read_input_events(settings)
     for analytic, (oracle, order) in ORACLES.items():
         got = read_table(settings.table_path(analytic))
         if got is None or got.empty:
-            assert analytic == "user_sessions", f"{analytic} has no rows"  # 30-min gap
+            assert analytic not in must_have_rows, f"{analytic} has no rows"
             continue
         got = normalise(got, order)
         assert not got.duplicated(order).any(), f"{analytic}: a row written twice"
@@ -208,7 +210,7 @@ def test_platform_end_to_end(platform):
         FIRST_ROWS_TIMEOUT,
         interval=5,
     )
-    assert_tables_equal_oracle(settings)
+    assert_tables_equal_oracle(settings, {"revenue_by_category"})
 
     # 6. the quality DAG validates the table and leaves a report
     quality_run = api.trigger("data_quality")
@@ -274,7 +276,7 @@ def test_platform_end_to_end(platform):
         FIRST_ROWS_TIMEOUT,
         interval=5,
     )
-    assert_tables_equal_oracle(settings)
+    assert_tables_equal_oracle(settings, {"revenue_by_category", "conversion_funnel"})
 
     # 9. stop everything; nothing of ours survives
     make("down", env, 300)
