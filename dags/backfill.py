@@ -5,7 +5,8 @@ Recomputes every analytic for the run's data interval (hourly) from Kafka, with 
 transforms as the streaming job, into `state/tables/backfill/<analytic>`:
 
 1. `check_interval` refuses (no retry) an interval Kafka's retention no longer fully
-   covers, naming the partition and the oldest event left.
+   covers, naming the partition and the oldest event left; it skips the run while the input
+   topic does not exist yet.
 2. `recompute_interval` reads the input topic by record timestamp (the interval plus
    `backfill.margin_seconds` each side), runs the transforms in batch, and replaces the
    interval's rows of each backfill table: running it twice gives the same rows.  It then
@@ -44,9 +45,14 @@ INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_inter
 def backfill() -> None:
     @task
     def check_interval(data_interval_start=None, data_interval_end=None) -> None:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from include.backfill import Interval, IntervalNotRetained, check_retention
+        from include.backfill import (
+            Interval,
+            IntervalNotRetained,
+            NothingToBackfill,
+            check_retention,
+        )
         from include.kafka_client import bootstrap_from_connection
         from include.settings import get_settings
 
@@ -64,6 +70,8 @@ def backfill() -> None:
             )
         except IntervalNotRetained as error:
             raise AirflowFailException(str(error)) from error  # a retry cannot bring it back
+        except NothingToBackfill as error:
+            raise AirflowSkipException(str(error)) from error
 
     recompute = SparkAppOperator(
         task_id="recompute_interval",

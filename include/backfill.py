@@ -42,6 +42,10 @@ class IntervalNotRetained(RuntimeError):
     """Kafka no longer holds every event the interval needs."""
 
 
+class NothingToBackfill(RuntimeError):
+    """The input topic does not exist (yet): there are no events to recompute."""
+
+
 @dataclass(frozen=True)
 class Interval:
     start: datetime
@@ -85,7 +89,10 @@ def check_retention(bootstrap_servers: str, topic: str, interval: Interval, marg
     try:
         partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
         if not partitions:
-            raise IntervalNotRetained(f"topic {topic} does not exist")
+            raise NothingToBackfill(
+                f"topic {topic} does not exist yet (provision_topics creates it): "
+                "no events, nothing to backfill"
+            )
         starts = reader.beginning_offsets(partitions)
         ends = reader.end_offsets(partitions)
         for tp in partitions:

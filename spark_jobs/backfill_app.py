@@ -34,6 +34,7 @@ from include.backfill import (
     TIME_KEYS,
     Interval,
     IntervalNotRetained,
+    NothingToBackfill,
     check_retention,
     spark_kafka_options,
 )
@@ -160,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", error)
         print(f"backfill refused: {error}", file=sys.stderr)
         return EXIT_NOT_RETAINED
+    except NothingToBackfill as error:
+        log.info("%s", error)
+        return 0
 
     log.info("backfilling %s from %s (margin %d s)", interval, settings.kafka.input_topic, margin)
     spark = build_session(settings)
