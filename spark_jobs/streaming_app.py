@@ -452,16 +452,16 @@ def checkpoint_hint(query: str, error: object) -> str | None:
 def check_checkpoints(settings: Settings, queries: Sequence[str]) -> str | None:
     """Refusal message when a checkpoint is damaged; backs up any that code or config
     changes are about to resume."""
-    current = checkpoints.fingerprint(settings)
     damaged = []
     for name in queries:
         path = settings.checkpoint_path(name)
         report = checkpoints.inspect(path)
         if not report.healthy:
             damaged.append(f"{name} ({path}): {'; '.join(report.problems)}")
-            continue
-        checkpoints.backup_if_changed(path, current)
     if not damaged:
+        current = checkpoints.fingerprint(settings)
+        for name in queries:
+            checkpoints.backup_if_changed(settings.checkpoint_path(name), current)
         return None
     return (
         "checkpoints look damaged, nothing was changed: "
