@@ -14,7 +14,8 @@ transforms as the streaming job, into `state/tables/backfill/<analytic>`:
    closed and reports any difference (late data beyond the watermark explains it; anything
    else is a bug); the report is under `state/metrics/backfill/`.
 
-Catch-up is off, so enabling the DAG does not replay history by itself; backfill any range
+The DAG starts paused (unpause it to run hourly) and catch-up is off, so enabling it does
+not replay history by itself; backfill any range
 with `airflow backfill create --dag-id backfill --from-date ... --to-date ...` or the UI.
 """
 
@@ -40,7 +41,9 @@ INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_inter
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=2,
+    # Paused until you enable it: its Spark job competes with the stream for the cores.
+    is_paused_upon_creation=True,
+    max_active_runs=1,
 )
 def backfill() -> None:
     @task
