@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from benchmarks.pandas_sessions import user_sessions_with_state
+from include.progress import progress_path
 from include.settings import Settings, get_settings
 from spark_jobs import streaming_app as app
 from spark_jobs import transforms
@@ -113,7 +114,7 @@ def main() -> int:
         with_pandas_sessions()
 
     spark = app.build_session(settings)
-    spark.streams.addListener(app.ProgressRecorder(settings.metrics_dir / app.PROGRESS_FILE))
+    spark.streams.addListener(app.ProgressRecorder(progress_path(settings.metrics_dir)))
     parsed = transforms.parse_events(
         app.read_events(spark, settings, "earliest", args.max_offsets_per_trigger),
         settings.events,

@@ -34,13 +34,13 @@ from deltalake import DeltaTable
 from benchmarks.design_app import EVENTS_QUERY
 from include.events import EventGenerator
 from include.kafka_client import producer
+from include.progress import read_progress
 from include.runtime.procs import free_port, stop_tree
 from include.runtime.services import Kafka
 from include.runtime.spark_submit import STREAMING_APP, launch_app
 from include.settings import PROJECT_ROOT, Settings
 from include.tables import read_table
 from include.topics import provision
-from spark_jobs.streaming_app import PROGRESS_FILE
 
 log = logging.getLogger("benchmarks.designs")
 DESIGN_APP = Path(__file__).with_name("design_app.py")
@@ -117,10 +117,7 @@ def preload(settings: Settings, count: int, users: int, span: timedelta) -> None
 
 
 def progress(state: Path) -> list[dict]:
-    path = state / "metrics" / PROGRESS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return read_progress(state / "metrics")
 
 
 def kafka_offsets_read(record: dict) -> int | None:

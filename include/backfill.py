@@ -20,23 +20,6 @@ from kafka import TopicPartition
 
 from include.kafka_client import consumer
 
-# The column that places each analytic's row in an interval.
-TIME_KEYS = {
-    "revenue_by_category": "window_start",
-    "high_value_users": "window_start",
-    "conversion_funnel": "window_start",
-    "user_sessions": "session_start",
-    "click_to_purchase": "click_time",
-}
-# Rows are identified by these columns when the backfill is reconciled with the stream.
-ROW_KEYS = {
-    "revenue_by_category": ("window_start", "category"),
-    "high_value_users": ("window_start", "user_id"),
-    "conversion_funnel": ("window_start",),
-    "user_sessions": ("user_id", "session_start"),
-    "click_to_purchase": ("click_event_id", "purchase_event_id"),
-}
-
 
 class IntervalNotRetained(RuntimeError):
     """Kafka no longer holds every event the interval needs."""

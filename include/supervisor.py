@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -31,13 +30,13 @@ import psutil
 from include import checkpoints
 from include.driver_lease import Holder, is_locked, read_holder, stop_zombie
 from include.kafka_client import end_offsets
+from include.progress import last_progress
 from include.settings import Settings, SupervisorSettings
 
 log = logging.getLogger(__name__)
 
 RUNNING, LAGGING, STALLED, DEAD = "running", "lagging", "stalled", "dead"
 HEALTH_FILE = "health.json"
-PROGRESS_FILE = "progress.jsonl"
 
 
 @dataclass
@@ -109,29 +108,6 @@ def classify(obs: Observation, cfg: SupervisorSettings, now: float | None = None
 
 
 # ---------------------------------------------------------------- observing
-
-
-def last_progress(metrics_dir: Path, queries: Iterable[str]) -> dict[str, dict]:
-    """The newest progress record per query (reads the file's tail only)."""
-    path = metrics_dir / PROGRESS_FILE
-    wanted, found = set(queries), {}
-    if not path.exists():
-        return found
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, handle.tell() - 4_000_000))
-        lines = handle.read().decode("utf-8", "replace").splitlines()
-    for line in reversed(lines):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # the first, cut line
-        name = record.get("name")
-        if name in wanted and name not in found:
-            found[name] = record
-        if len(found) == len(wanted):
-            break
-    return found
 
 
 def observe(

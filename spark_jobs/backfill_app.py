@@ -30,8 +30,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from include.backfill import (
-    ROW_KEYS,
-    TIME_KEYS,
     Interval,
     IntervalNotRetained,
     NothingToBackfill,
@@ -40,6 +38,7 @@ from include.backfill import (
 )
 from include.kafka_client import consumer
 from include.settings import Settings, get_settings
+from include.tables import ROW_KEYS, TIME_KEYS
 from spark_jobs import transforms
 from spark_jobs.streaming_app import ANALYTICS, build_session
 

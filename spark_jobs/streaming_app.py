@@ -48,6 +48,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from include import checkpoints
 from include.driver_lease import CheckpointInUse, DriverLease
+from include.progress import progress_path
 from include.settings import AnalyticsSettings, Settings, get_settings
 from include.tables import (
     CLICK_TO_PURCHASE_COLUMNS,
@@ -70,7 +71,6 @@ CLICK_QUERY = "click_to_purchase"
 DEFAULT_QUERIES = ",".join(
     [REVENUE_QUERY, HIGH_VALUE_QUERY, FUNNEL_QUERY, SESSION_QUERY, CLICK_QUERY, DEAD_LETTER_QUERY]
 )
-PROGRESS_FILE = "progress.jsonl"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 POLL_SECONDS = 1.0
 # How long a graceful stop waits for the running micro-batch before interrupting it.
@@ -620,7 +620,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     spark = build_session(settings)
     queries: list[StreamingQuery] = []
     try:
-        spark.streams.addListener(ProgressRecorder(settings.metrics_dir / PROGRESS_FILE))
+        spark.streams.addListener(ProgressRecorder(progress_path(settings.metrics_dir)))
         parsed = transforms.parse_events(
             read_events(spark, settings, args.starting_offsets, args.max_offsets_per_trigger),
             settings.events,

@@ -20,12 +20,11 @@ import pandas as pd
 import pytest
 from kafka import TopicPartition
 
-from include.backfill import TIME_KEYS
 from include.events import EventGenerator
 from include.kafka_client import admin, producer
 from include.runtime.spark_submit import BACKFILL_APP, launch_app
 from include.settings import Settings
-from include.tables import read_table
+from include.tables import TIME_KEYS, read_table
 from include.topics import provision
 from spark_jobs.backfill_app import EXIT_NOT_RETAINED, backfill_table
 from spark_jobs.streaming_app import ANALYTICS

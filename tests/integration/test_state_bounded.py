@@ -11,15 +11,14 @@ end of this run).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from include.events import EventGenerator
+from include.progress import read_progress
 from include.settings import Settings
 from include.topics import provision
-from spark_jobs.streaming_app import PROGRESS_FILE
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, send
@@ -40,10 +39,7 @@ def long_run_settings(kafka, platform_env, tmp_path_factory):
 
 
 def progress(settings: Settings) -> list[dict]:
-    path = settings.metrics_dir / PROGRESS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return read_progress(settings.metrics_dir)
 
 
 def watermark_of(record: dict) -> datetime | None:

@@ -28,16 +28,17 @@ import pandas as pd
 import psutil
 import pytest
 
-from include.backfill import TIME_KEYS
 from include.checkpoints import relocate_command
 from include.driver_lease import is_locked, read_holder
 from include.kafka_client import consumer, read_to_end
+from include.progress import read_progress
 from include.runtime.procs import alive
 from include.runtime.spark_submit import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
 from include.supervisor import supervise_once
+from include.tables import TIME_KEYS
 from include.topics import provision
-from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE, PROGRESS_FILE
+from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE
 from tests.conftest import poll
 from tests.integration.dataset import (
     MALFORMED,
@@ -145,9 +146,7 @@ def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, stream
 
 
 def progress_records(settings) -> list[dict]:
-    path = settings.metrics_dir / PROGRESS_FILE
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines]
+    return read_progress(settings.metrics_dir)
 
 
 def dropped_by_watermark(records: list[dict]) -> Counter:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from include.driver_lease import Holder
+from include.progress import last_progress
 from include.settings import SupervisorSettings
 from include.supervisor import (
     DEAD,
@@ -17,7 +18,6 @@ from include.supervisor import (
     STALLED,
     Observation,
     classify,
-    last_progress,
 )
 
 CFG = SupervisorSettings(lag_warning_records=1000, stall_seconds=300, frozen_after_seconds=30)

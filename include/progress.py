@@ -1,0 +1,59 @@
+"""The streaming progress records: one JSON line per micro-batch per query.
+
+The Spark driver's listener appends them to ``<state>/metrics/progress.jsonl``; the
+supervisor, the health page, the benchmarks and the tests read them through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+PROGRESS_FILE = "progress.jsonl"
+# A tail this big holds hours of records for every query at the default trigger.
+DEFAULT_TAIL_BYTES = 8_000_000
+
+
+def progress_path(metrics_dir: Path) -> Path:
+    return metrics_dir / PROGRESS_FILE
+
+
+def _lines(path: Path, tail_bytes: int | None) -> list[str]:
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        if tail_bytes is not None:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - tail_bytes))
+        return handle.read().decode("utf-8", "replace").splitlines()
+
+
+def _records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut by the tail, or being written right now
+        if isinstance(record, dict):
+            yield record
+
+
+def read_progress(metrics_dir: Path, tail_bytes: int | None = None) -> list[dict[str, Any]]:
+    """Every record in file order (only the file's last ``tail_bytes`` when given)."""
+    return list(_records(_lines(progress_path(metrics_dir), tail_bytes)))
+
+
+def last_progress(metrics_dir: Path, queries: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The newest record per query, read from the file's tail."""
+    wanted, found = set(queries), {}
+    lines = _lines(progress_path(metrics_dir), DEFAULT_TAIL_BYTES)
+    for record in _records(reversed(lines)):
+        name = record.get("name")
+        if name in wanted and name not in found:
+            found[name] = record
+        if len(found) == len(wanted):
+            break
+    return found
