@@ -1,16 +1,18 @@
-"""Data quality checks for the analytics tables, run with Great Expectations (GX Core 1.x).
+"""Run the data quality checks on every sink table, record the results, build the report.
 
-The checks are a small declarative list (:func:`revenue_checks`) turned into a GX
-ExpectationSuite at run time.  :func:`run_revenue_checks` validates the Delta table
-``revenue_by_category`` (or a frame handed in by tests) through a file-backed GX context
-under ``settings.quality_dir``, so the HTML Data Docs land at a stable path, and appends
-one JSON line per run to ``settings.quality_dir / "history.jsonl"``.
+:func:`run_quality` validates each table of :func:`include.quality_checks.table_suites`
+with Great Expectations (GX Core 1.x) in a file-backed context under
+``settings.quality_dir / "gx"``, so the HTML Data Docs land at a stable path.
 
-Outcomes the caller (the ``data_quality`` DAG) distinguishes:
-
-* :class:`NoDataYet` -- the table is missing or still too small; a skip, not a failure.
-* a :class:`QualityReport` -- pass it to :func:`raise_for_failures`, which raises
-  :class:`DataQualityError` naming every failing check in plain words.
+* **Incremental by default**: the row checks see only the rows committed since the last
+  validated Delta version of each table (the tables are append-only, so these are the
+  windows closed since then); ``full=True`` checks every row.  The table checks (schema,
+  duplicate keys, freshness, reconciliation, dead-letter rate) always look at the table
+  as a whole, or at the slice's windows in full.
+* **History**: one JSON line per run in ``history.jsonl``: per table and per check its
+  severity, status (pass, warn, fail), observed value and a plain-words detail.
+* **Outcome**: :func:`raise_for_failures` raises :class:`DataQualityError` naming every
+  failed ``fail`` check; failed ``warn`` checks are only reported.
 
 ``great_expectations`` is imported inside functions only: the import takes seconds and
 Airflow parses the DAG file that imports this module far more often than it runs it.
@@ -21,9 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -31,231 +36,553 @@ from urllib.request import url2pathname
 
 import pandas as pd
 
+from include.quality_checks import (
+    DEAD_LETTER_PERCENT,
+    DUPLICATE_KEYS,
+    FAIL,
+    MINUTES_BEHIND_INPUT,
+    RECONCILIATION_MISMATCHES,
+    ROWS,
+    SCHEMA_DIFFERENCES,
+    SESSION_LENGTH,
+    TABLE,
+    WARN,
+    WINDOW_LENGTH,
+    CheckSpec,
+    TableSuite,
+    table_suites,
+)
+from include.quality_source import InputSource, expected_revenue
 from include.settings import Settings
-from include.tables import REVENUE_COLUMNS, REVENUE_TABLE, read_table
+from include.tables import DEAD_LETTER_TABLE, REVENUE_TABLE, ROW_KEYS, SCHEMAS
 
 if TYPE_CHECKING:
     from great_expectations.data_context import FileDataContext
 
-# decimal(18,2) arrives from Delta as Python Decimal objects in an object column; GX's
-# pandas metrics compare against float bounds, so these are cast before validation.
-DECIMAL_COLUMNS: tuple[str, ...] = ("total_revenue", "avg_order_value")
-# Derived before validation: GX has no "difference of two columns" expectation.
-WINDOW_LENGTH_COLUMN = "window_length_seconds"
+log = logging.getLogger(__name__)
 
-# Names of the GX objects inside the context; fixed so re-runs update rather than pile up.
+PASS = "pass"
+SKIPPED = "skipped"
+# Money arrives from Delta as Python Decimals in object columns; GX's pandas metrics
+# compare against float bounds, so these are cast before validation.
+DECIMAL_COLUMNS: tuple[str, ...] = (
+    "total_revenue",
+    "avg_order_value",
+    "total_spent",
+    "revenue",
+    "cart_conversion_rate",
+    "purchase_conversion_rate",
+)
+
 GX_DIR_NAME = "gx"
 DATASOURCE_NAME = "analytics_frames"
-BATCH_DEFINITION_NAME = "whole_table"
+BATCH_DEFINITION_NAME = "whole_frame"
 DOCS_SITE_NAME = "local_site"
 HISTORY_FILE = "history.jsonl"
+VALIDATED_FILE = "validated.json"
 SAMPLE_SIZE = 3
+DETAIL_EXAMPLES = 3
 
 
 class NoDataYet(Exception):
-    """The table to check does not exist yet or has too few rows: skip, don't fail."""
+    """No sink table has enough committed rows to check: skip, don't fail."""
 
 
 class DataQualityError(Exception):
-    """At least one data quality check failed."""
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """One check, declared as data: a plain-words name plus a GX Core expectation."""
-
-    name: str
-    expectation: str  # class name in great_expectations.expectations
-    kwargs: Mapping[str, Any]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        if "column" in self.kwargs:
-            return (self.kwargs["column"],)
-        if "column_list" in self.kwargs:
-            return tuple(self.kwargs["column_list"])
-        return ()
+    """At least one check of severity ``fail`` failed."""
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Outcome of one check, reduced to what a log line or an alert needs."""
+    """Outcome of one check, reduced to what a log line, the history and the UI need."""
 
     name: str
-    expectation: str  # GX expectation type, e.g. "expect_column_values_to_be_between"
+    severity: str
+    expectation: str
     columns: tuple[str, ...]
     success: bool
     unexpected_count: int | None = None
     observed_value: Any = None
     sample: list[Any] = field(default_factory=list)
     error: str | None = None
+    detail: str | None = None  # what the measure saw, in words (table checks)
+
+    @property
+    def status(self) -> str:
+        if self.success:
+            return PASS
+        return WARN if self.severity == WARN else FAIL
 
     def describe(self) -> str:
         """One plain-words line, e.g. ``total_revenue >= 0: 3 rows violate (sample: -5.00)``."""
         if self.error:
-            return f"{self.name}: could not be evaluated ({self.error})"
-        if self.unexpected_count is not None:
+            text = f"{self.name}: could not be evaluated ({self.error})"
+        elif self.unexpected_count is not None and self.columns[0] not in TABLE_MEASURES:
             if self.success:
-                return f"{self.name}: ok"
-            rows = "row violates" if self.unexpected_count == 1 else "rows violate"
-            text = f"{self.name}: {self.unexpected_count} {rows}"
-            shown = [_format_value(v, self.columns) for v in self.sample if not _is_missing(v)]
-            if shown:
-                text += f" (sample: {', '.join(shown)})"
-            return text
-        if self.success:
-            return f"{self.name}: ok"
-        return f"{self.name}: observed {_format_value(self.observed_value, self.columns)}"
+                text = f"{self.name}: ok"
+            else:
+                rows = "row violates" if self.unexpected_count == 1 else "rows violate"
+                text = f"{self.name}: {self.unexpected_count} {rows}"
+                shown = [_format_value(v, self.columns) for v in self.sample if not _is_missing(v)]
+                if shown:
+                    text += f" (sample: {', '.join(shown)})"
+        elif self.success:
+            text = f"{self.name}: ok"
+        else:
+            text = f"{self.name}: observed {_format_value(self.observed_value, self.columns)}"
+        return f"{text}; {self.detail}" if self.detail else text
+
+
+TABLE_MEASURES = (
+    SCHEMA_DIFFERENCES,
+    DUPLICATE_KEYS,
+    MINUTES_BEHIND_INPUT,
+    RECONCILIATION_MISMATCHES,
+    DEAD_LETTER_PERCENT,
+)
 
 
 @dataclass(frozen=True)
-class QualityReport:
-    """Result of one validation run of one table."""
+class TableReport:
+    """The checks of one table in one run."""
 
     table: str
-    success: bool
-    row_count: int
+    status: str  # pass, warn, fail or skipped
+    rows_checked: int
+    rows_in_table: int
+    versions: tuple[int | None, int | None]  # (last validated before, validated now)
     checks: tuple[CheckResult, ...]
+    note: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["checks"] = [{**asdict(c), "status": c.status} for c in self.checks]
+        return data
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One run of the quality checks over the sink tables."""
+
+    run_id: str
+    at: str  # ISO-8601 UTC
+    mode: str  # incremental or full
+    tables: tuple[TableReport, ...]
     report_path: Path  # absolute path of the Data Docs index.html
-    run_time: str  # ISO-8601 UTC
+    airflow: Mapping[str, Any] = field(default_factory=dict)  # dag_id, run_id, try_number
 
     @property
-    def failures(self) -> tuple[CheckResult, ...]:
-        return tuple(check for check in self.checks if not check.success)
+    def status(self) -> str:
+        statuses = {t.status for t in self.tables}
+        for status in (FAIL, WARN, PASS):
+            if status in statuses:
+                return status
+        return SKIPPED
+
+    def checks_with(self, status: str) -> list[tuple[str, CheckResult]]:
+        return [(t.table, c) for t in self.tables for c in t.checks if c.status == status]
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
-            "timestamp": self.run_time,
-            "table": self.table,
-            "success": self.success,
-            "row_count": self.row_count,
+            "run_id": self.run_id,
+            "at": self.at,
+            "mode": self.mode,
+            "status": self.status,
+            "airflow": dict(self.airflow),
             "report_path": str(self.report_path),
-            "checks": [asdict(check) for check in self.checks],
+            "tables": [t.to_json_dict() for t in self.tables],
         }
 
 
-def revenue_checks(window_seconds: int) -> tuple[CheckSpec, ...]:
-    """The checks for ``revenue_by_category``; the window length comes from settings."""
-    return (
-        CheckSpec(
-            "window_start is not null", "ExpectColumnValuesToNotBeNull", {"column": "window_start"}
-        ),
-        CheckSpec(
-            "window_end is not null", "ExpectColumnValuesToNotBeNull", {"column": "window_end"}
-        ),
-        CheckSpec("category is not null", "ExpectColumnValuesToNotBeNull", {"column": "category"}),
-        CheckSpec(
-            "total_revenue >= 0",
-            "ExpectColumnValuesToBeBetween",
-            {"column": "total_revenue", "min_value": 0},
-        ),
-        CheckSpec(
-            "purchase_count >= 1",
-            "ExpectColumnValuesToBeBetween",
-            {"column": "purchase_count", "min_value": 1},
-        ),
-        CheckSpec(
-            "avg_order_value >= 0",
-            "ExpectColumnValuesToBeBetween",
-            {"column": "avg_order_value", "min_value": 0},
-        ),
-        CheckSpec(
-            f"window_end - window_start = {window_seconds}s",
-            "ExpectColumnValuesToBeInSet",
-            {"column": WINDOW_LENGTH_COLUMN, "value_set": [window_seconds]},
-        ),
-        CheckSpec(
-            "(window_start, category) is unique",
-            "ExpectCompoundColumnsToBeUnique",
-            {"column_list": ["window_start", "category"]},
-        ),
-        CheckSpec(
-            "columns are exactly " + ", ".join(REVENUE_COLUMNS),
-            "ExpectTableColumnsToMatchSet",
-            # The derived column is part of the validated frame, so it belongs in the set.
-            {"column_set": [*REVENUE_COLUMNS, WINDOW_LENGTH_COLUMN], "exact_match": True},
-        ),
-    )
+# ---------------------------------------------------------------- reading the tables
 
 
-def load_revenue_frame(settings: Settings) -> pd.DataFrame:
-    """Read the committed state of the Delta table, or raise :class:`NoDataYet`."""
-    path = settings.table_path(REVENUE_TABLE)
-    frame = read_table(path)
-    if frame is None:
-        raise NoDataYet(
-            f"Delta table {REVENUE_TABLE} does not exist yet at {path}: "
-            "waiting for the Spark streaming job to commit its first window"
+@dataclass
+class TableSlice:
+    """What one run validates of one table."""
+
+    rows: pd.DataFrame  # the rows committed since the last validation (all rows: full)
+    keys: pd.DataFrame  # the key (and time) columns of every row
+    schema: Any  # the table's Arrow schema
+    version: int
+    since: int | None  # last validated version; None: every row
+
+
+def read_slice(path: Path, suite: TableSuite, since: int | None) -> TableSlice | None:
+    """Rows added after Delta version ``since`` (every row when None), or None: no table."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    if not DeltaTable.is_deltatable(str(path)):
+        return None
+    try:
+        table = DeltaTable(str(path))
+    except TableNotFoundError:
+        return None
+    schema = pa.schema(table.schema().to_arrow())
+    version = table.version()
+    key_columns = [
+        c
+        for c in (*ROW_KEYS[suite.table], suite.freshness_column, "kafka_timestamp")
+        if c and c in schema.names
+    ]
+    keys = table.to_pandas(columns=list(dict.fromkeys(key_columns)))
+    if since is None or since > version:
+        since = None
+        rows = table.to_pandas()
+    else:
+        # Append-only tables: the files of the current version minus those of `since`.
+        old = set(DeltaTable(str(path), version=since).file_uris())
+        new = [uri for uri in table.file_uris() if uri not in old]
+        rows = (
+            ds.dataset(new, format="parquet", schema=schema).to_table().to_pandas()
+            if new
+            else schema.empty_table().to_pandas()
         )
-    return frame
+    return TableSlice(rows=rows, keys=keys, schema=schema, version=version, since=since)
 
 
-def prepare_revenue_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``frame`` shaped for the suite: decimals as floats, window length added."""
+def prepare_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``frame`` shaped for GX: decimals as floats, derived lengths added."""
     prepared = frame.copy()
     for column in DECIMAL_COLUMNS:
         if column in prepared.columns:
-            prepared[column] = prepared[column].astype("float64")
-    # When a window column is missing the derived column is left out too: the column-set
-    # check then names the real culprit instead of a confusing window-length failure.
-    if {"window_start", "window_end"} <= set(prepared.columns):
-        length = pd.to_datetime(prepared["window_end"], utc=True) - pd.to_datetime(
-            prepared["window_start"], utc=True
-        )
-        prepared[WINDOW_LENGTH_COLUMN] = length.dt.total_seconds()
+            prepared[column] = pd.to_numeric(prepared[column], errors="coerce").astype("float64")
+    pairs = {
+        WINDOW_LENGTH: ("window_start", "window_end"),
+        SESSION_LENGTH: ("session_start", "session_end"),
+    }
+    for derived, (begin, end) in pairs.items():
+        # A missing source column leaves the derived one out: the schema check then names
+        # the real culprit instead of a confusing length failure.
+        if {begin, end} <= set(prepared.columns):
+            length = pd.to_datetime(prepared[end], utc=True) - pd.to_datetime(
+                prepared[begin], utc=True
+            )
+            prepared[derived] = length.dt.total_seconds()
     return prepared
 
 
-def run_revenue_checks(settings: Settings, frame: pd.DataFrame | None = None) -> QualityReport:
-    """Validate ``revenue_by_category`` and record the run.
+# ---------------------------------------------------------------- table-level measures
 
-    Reads the Delta table unless ``frame`` is given.  Raises :class:`NoDataYet` when the
-    table is missing or has fewer than ``settings.quality.min_rows`` rows.
+
+@dataclass(frozen=True)
+class Measure:
+    value: float | None
+    detail: str
+
+
+def _type_name(data_type: Any) -> str:
+    import pyarrow as pa
+
+    # A list's element field is "element" in Spark's files and "item" in pyarrow's: the
+    # name carries no meaning, the element type does.
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        return f"list<{_type_name(data_type.value_type)}>"
+    return str(data_type)
+
+
+def schema_measure(table: str, schema: Any) -> Measure:
+    expected = SCHEMAS[table]
+    found = {f.name: _type_name(f.type) for f in schema}
+    problems = []
+    for f in expected:
+        if f.name not in found:
+            problems.append(f"{f.name} missing")
+        elif found[f.name] != _type_name(f.type):
+            problems.append(f"{f.name} is {found[f.name]}, expected {_type_name(f.type)}")
+    problems += [f"unexpected column {name}" for name in found if name not in expected.names]
+    return Measure(len(problems), "; ".join(problems) or "schema as expected")
+
+
+def duplicate_measure(table: str, keys: pd.DataFrame) -> Measure:
+    columns = list(ROW_KEYS[table])
+    if keys.empty or not set(columns) <= set(keys.columns):
+        return Measure(0, "no rows")
+    dupes = keys[keys.duplicated(columns, keep=False)]
+    count = int(keys.duplicated(columns).sum())
+    if not count:
+        return Measure(0, f"{len(keys):,} keys, all distinct")
+    shown = dupes.drop_duplicates(columns).head(DETAIL_EXAMPLES)
+    examples = ", ".join(
+        "(" + ", ".join(f"{c}={_format_value(row[c], (c,))}" for c in columns) + ")"
+        for _, row in shown.iterrows()
+    )
+    return Measure(count, f"{count} extra rows for already written keys, e.g. {examples}")
+
+
+def freshness_measure(
+    suite: TableSuite,
+    keys: pd.DataFrame,
+    latest_input_ms: int | None,
+    now: datetime,
+    flow_minutes: float,
+) -> Measure:
+    column = suite.freshness_column
+    if column is None or column not in keys.columns or keys.empty:
+        return Measure(None, "not applicable: no rows yet")
+    if latest_input_ms is None:
+        return Measure(None, "not applicable: the input topic is empty")
+    latest_input = datetime.fromtimestamp(latest_input_ms / 1000, UTC)
+    idle = (now - latest_input).total_seconds() / 60
+    if idle > flow_minutes:
+        return Measure(
+            None, f"not applicable: no input for {idle:.0f} min (events are not flowing)"
+        )
+    newest = pd.to_datetime(keys[column], utc=True).max()
+    behind = (latest_input - newest.to_pydatetime()).total_seconds() / 60
+    return Measure(
+        round(behind, 2),
+        f"newest {column} {newest.isoformat()}, newest input record {latest_input.isoformat()}",
+    )
+
+
+def reconciliation_measure(
+    settings: Settings,
+    table_rows: pd.DataFrame,
+    window_starts: pd.Series,
+    source: InputSource,
+    quarantined: set[tuple[int, int]],
+) -> Measure:
+    """Revenue windows whose total differs from the purchases read back from Kafka."""
+    if window_starts.empty:
+        return Measure(0, "no new windows to reconcile")
+    starts = pd.to_datetime(window_starts, utc=True)
+    first, last = starts.min(), starts.max()
+    margin_ms = settings.quality.reconcile_margin_seconds * 1000
+    records = source.records_since(int(first.timestamp() * 1000) - margin_ms)
+    a = settings.analytics
+    expected = expected_revenue(
+        records, quarantined, a.revenue_window_seconds, a.revenue_slide_seconds
+    )
+    expected = expected[(expected["window_start"] >= first) & (expected["window_start"] <= last)]
+    actual = table_rows.assign(window_start=pd.to_datetime(table_rows["window_start"], utc=True))
+    actual = actual[(actual["window_start"] >= first) & (actual["window_start"] <= last)]
+    merged = expected.merge(
+        actual[["window_start", "category", "total_revenue"]],
+        on=["window_start", "category"],
+        how="outer",
+        suffixes=("_kafka", "_table"),
+    )
+    kafka = merged["total_revenue_kafka"].map(
+        lambda v: Decimal(0) if _is_missing(v) else Decimal(v)
+    )
+    table = merged["total_revenue_table"].map(
+        lambda v: Decimal(0) if _is_missing(v) else Decimal(v)
+    )
+    off = merged[(kafka - table).abs() > Decimal("0.005")]
+    windows = merged["window_start"].nunique()
+    if off.empty:
+        return Measure(
+            0, f"{len(merged)} (window, category) totals over {windows} windows equal Kafka's"
+        )
+    examples = "; ".join(
+        f"{row.window_start.isoformat()} {row.category}: Kafka {_money(row.total_revenue_kafka)}, "
+        f"table {_money(row.total_revenue_table)}"
+        for row in off.head(DETAIL_EXAMPLES).itertuples()
+    )
+    return Measure(len(off), f"{len(off)} of {len(merged)} totals differ, e.g. {examples}")
+
+
+def dead_letter_measure(
+    settings: Settings, keys: pd.DataFrame, source: InputSource, now: datetime, full: bool
+) -> Measure:
+    q = settings.quality
+    end_ms = int(now.timestamp() * 1000)
+    start_ms = 0 if full else end_ms - int(q.dead_letter_window_minutes * 60_000)
+    inputs = source.count_between(start_ms, end_ms)
+    times = pd.to_datetime(
+        keys.get("kafka_timestamp", pd.Series(dtype="datetime64[us, UTC]")), utc=True
+    )
+    stamps = times.astype("int64") // 1000 if not times.empty else times
+    dead = int(((stamps >= start_ms) & (stamps < end_ms)).sum()) if not times.empty else 0
+    span = "since the start" if full else f"in the last {q.dead_letter_window_minutes:g} min"
+    if not inputs:
+        return Measure(None, f"not applicable: no input records {span}")
+    percent = round(100 * dead / inputs, 3)
+    return Measure(percent, f"{dead:,} dead letters among {inputs:,} input records {span}")
+
+
+def _money(value: Any) -> str:
+    return "none" if _is_missing(value) else f"{Decimal(value):.2f}"
+
+
+# ---------------------------------------------------------------- the run
+
+
+def load_validated(settings: Settings) -> dict[str, int]:
+    path = settings.quality_dir / VALIDATED_FILE
+    try:
+        return {k: int(v) for k, v in json.loads(path.read_text()).items()}
+    except (FileNotFoundError, ValueError, AttributeError):
+        return {}
+
+
+def save_validated(settings: Settings, versions: Mapping[str, int]) -> None:
+    path = settings.quality_dir / VALIDATED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(versions), sort_keys=True))
+    tmp.replace(path)
+
+
+def run_quality(
+    settings: Settings,
+    source: InputSource,
+    *,
+    full: bool = False,
+    tables: Sequence[str] | None = None,
+    now: datetime | None = None,
+    airflow: Mapping[str, Any] | None = None,
+) -> RunReport:
+    """Check the sink tables (all, or ``tables``), record the run, and return its report.
+
+    Raises :class:`NoDataYet` when none of the tables has ``quality.min_rows`` rows yet.
     """
-    if frame is None:
-        frame = load_revenue_frame(settings)
-    row_count = len(frame)
-    if row_count < settings.quality.min_rows:
+    suites = table_suites(settings)
+    names = list(tables or suites)
+    unknown = sorted(set(names) - set(suites))
+    if unknown:
+        raise ValueError(f"unknown table(s) {', '.join(unknown)}; known: {', '.join(suites)}")
+    now = now or datetime.now(UTC)
+    validated = {} if full else load_validated(settings)
+    latest_input_ms = source.latest_record_ms()
+    flow_minutes = settings.quality.freshness_minutes + settings.analytics.watermark_seconds / 60
+
+    slices: dict[str, TableSlice] = {}
+    for name in names:
+        started = time.monotonic()
+        piece = read_slice(settings.table_path(name), suites[name], validated.get(name))
+        if piece is not None and len(piece.keys) >= max(settings.quality.min_rows, 1):
+            slices[name] = piece
+            log.info(
+                "%s: %d rows to check (of %d; version %s -> %d) read in %.1f s",
+                name,
+                len(piece.rows),
+                len(piece.keys),
+                piece.since,
+                piece.version,
+                time.monotonic() - started,
+            )
+    if not slices:
         raise NoDataYet(
-            f"{REVENUE_TABLE} has {row_count} committed rows, fewer than the "
-            f"{settings.quality.min_rows} required (quality.min_rows): waiting for more windows"
+            f"none of {', '.join(names)} has {max(settings.quality.min_rows, 1)} committed "
+            "row(s) yet: waiting for the streaming job to close its first windows"
         )
 
-    specs = revenue_checks(settings.analytics.revenue_window_seconds)
-    report = _validate(
-        settings=settings,
-        table=REVENUE_TABLE,
-        frame=prepare_revenue_frame(frame),
-        specs=specs,
-        row_count=row_count,
+    quarantined: set[tuple[int, int]] = set()
+    dead = slices.get(DEAD_LETTER_TABLE) or read_slice(
+        settings.table_path(DEAD_LETTER_TABLE), suites[DEAD_LETTER_TABLE], None
+    )
+    if dead is not None:
+        quarantined = set(
+            zip(dead.keys["source_partition"], dead.keys["source_offset"], strict=True)
+        )
+
+    context = gx_context(settings)
+    reports = []
+    for name in names:
+        suite, piece = suites[name], slices.get(name)
+        if piece is None:
+            reports.append(
+                TableReport(
+                    name, SKIPPED, 0, 0, (validated.get(name), None), (), "no committed rows yet"
+                )
+            )
+            continue
+        measures = {
+            SCHEMA_DIFFERENCES: schema_measure(name, piece.schema),
+            DUPLICATE_KEYS: duplicate_measure(name, piece.keys),
+            MINUTES_BEHIND_INPUT: freshness_measure(
+                suite, piece.keys, latest_input_ms, now, flow_minutes
+            ),
+        }
+        if name == REVENUE_TABLE:
+            full_rows = (
+                piece.rows
+                if piece.since is None
+                else read_slice(settings.table_path(name), suite, None).rows
+            )
+            measures[RECONCILIATION_MISMATCHES] = reconciliation_measure(
+                settings,
+                full_rows,
+                piece.rows.get("window_start", pd.Series(dtype=object)),
+                source,
+                quarantined,
+            )
+        if name == DEAD_LETTER_TABLE:
+            measures[DEAD_LETTER_PERCENT] = dead_letter_measure(
+                settings, piece.keys, source, now, full
+            )
+        checks = _validate_table(context, suite, piece, measures)
+        statuses = {c.status for c in checks}
+        status = FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
+        reports.append(
+            TableReport(
+                name, status, len(piece.rows), len(piece.keys), (piece.since, piece.version), checks
+            )
+        )
+
+    report = RunReport(
+        run_id=uuid.uuid4().hex[:12],
+        at=now.isoformat(),
+        mode="full" if full else "incremental",
+        tables=tuple(reports),
+        report_path=_docs_index_path(context),
+        airflow=dict(airflow or {}),
     )
     append_history(settings, report)
+    versions = load_validated(settings)
+    versions.update({name: piece.version for name, piece in slices.items()})
+    save_validated(settings, versions)
     return report
 
 
-def raise_for_failures(report: QualityReport) -> None:
-    """Raise :class:`DataQualityError` listing each failing check, or return if all passed."""
-    failures = report.failures
-    if report.success and not failures:
+def raise_for_failures(report: RunReport) -> None:
+    """Raise :class:`DataQualityError` listing each failed ``fail`` check, or return."""
+    failures = report.checks_with(FAIL)
+    if not failures:
         return
-    lines = [
-        f"Data quality checks failed for {report.table} "
-        + f"({len(failures)} of {len(report.checks)} checks, {report.row_count} rows):"
-    ]
-    lines += [f"  - {check.describe()}" for check in failures]
+    lines = [f"{len(failures)} data quality check(s) of severity 'fail' failed:"]
+    lines += [f"  - {table}: {check.describe()}" for table, check in failures]
     lines.append(f"Data quality report: {report.report_path}")
     raise DataQualityError("\n".join(lines))
 
 
-def append_history(settings: Settings, report: QualityReport) -> Path:
+def append_history(settings: Settings, report: RunReport) -> Path:
     """Append one JSON line for ``report`` to the history file and return its path."""
     path = settings.quality_dir / HISTORY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    # default=str: samples can hold Timestamps or Decimals; a readable string is enough.
-    line = json.dumps(report.to_json_dict(), default=str, sort_keys=True)
+    line = json.dumps(report.to_json_dict(), default=_json_default, sort_keys=True)
     with path.open("a", encoding="utf-8") as handle:
         handle.write(line + "\n")
     return path
+
+
+def read_history(settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:
+    """The recorded runs, newest first (the last ``limit`` only, when given)."""
+    path = settings.quality_dir / HISTORY_FILE
+    if not path.exists():
+        return []
+    runs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            runs.append(json.loads(line))
+        except ValueError:
+            continue
+    runs.reverse()
+    return runs[:limit] if limit else runs
+
+
+def _json_default(value: Any) -> Any:
+    # Samples can hold Timestamps, Decimals or numpy numbers; NaN is written as null.
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 # ---------------------------------------------------------------- GX plumbing
@@ -275,8 +602,8 @@ def gx_context(settings: Settings) -> FileDataContext:
 
     settings.quality_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=settings.quality_dir)
-    # tqdm bars would flood the Airflow task log every five minutes; analytics stay off
-    # because scheduled jobs on a laptop have no business phoning home.
+    # tqdm bars would flood the Airflow task log; analytics stay off because scheduled
+    # jobs on a laptop have no business phoning home.
     if context.variables.progress_bars is None or context.variables.analytics_enabled is not False:
         context.variables.progress_bars = ProgressBarsConfig(
             globally=False, metric_calculations=False
@@ -302,106 +629,113 @@ def _batch_definition(context: FileDataContext, asset_name: str) -> Any:
         return asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION_NAME)
 
 
-def _validate(
-    settings: Settings,
-    table: str,
+def _validate_table(
+    context: FileDataContext,
+    suite: TableSuite,
+    piece: TableSlice,
+    measures: Mapping[str, Measure],
+) -> tuple[CheckResult, ...]:
+    """Validate the row checks on the slice and the table checks on the measures."""
+    parts = {TABLE: pd.DataFrame([{k: m.value for k, m in measures.items()}])}
+    if not piece.rows.empty:
+        parts[ROWS] = prepare_rows(piece.rows)
+    results: list[CheckResult] = []
+    for part, frame in parts.items():
+        specs = [s for s in suite.on(part) if part == ROWS or s.columns[0] in measures]
+        if specs:
+            results += _run_checkpoint(context, f"{suite.table}.{part}", frame, specs, measures)
+    order = {spec.name: index for index, spec in enumerate(suite.checks)}
+    results.sort(key=lambda check: order.get(check.name, len(order)))
+    return tuple(results)
+
+
+def _run_checkpoint(
+    context: FileDataContext,
+    name: str,
     frame: pd.DataFrame,
     specs: Sequence[CheckSpec],
-    row_count: int,
-) -> QualityReport:
-    context = gx_context(settings)
+    measures: Mapping[str, Measure],
+) -> list[CheckResult]:
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
-
-    batch_definition = _batch_definition(context, table)
 
     # The check's plain-words name travels in meta so results map back without relying
     # on the order GX returns them in.
     expectations = [
-        getattr(gx.expectations, spec.expectation)(**spec.kwargs, meta={"check": spec.name})
+        getattr(gx.expectations, spec.expectation)(
+            **spec.kwargs, meta={"check": spec.name, "severity": spec.severity}
+        )
         for spec in specs
     ]
-    # add_or_update everywhere: the suite follows the code (and settings) on every run,
-    # and a second run against the same directory must not fail on "already exists".
-    suite = context.suites.add_or_update(
-        gx.ExpectationSuite(name=f"{table}_suite", expectations=expectations)
+    # add_or_update everywhere: the suite follows the code (and settings) on every run.
+    gx_suite = context.suites.add_or_update(
+        gx.ExpectationSuite(name=name, expectations=expectations)
     )
     validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"{table}_validation", data=batch_definition, suite=suite)
+        gx.ValidationDefinition(name=name, data=_batch_definition(context, name), suite=gx_suite)
     )
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
-            name=f"{table}_checkpoint",
+            name=name,
             validation_definitions=[validation],
             actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE_NAME])],
             # SUMMARY carries unexpected counts plus a partial list of offending values.
             result_format=gx.ResultFormat.SUMMARY,
         )
     )
-
-    run_time = datetime.now(UTC)
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
-        run_id=gx.RunIdentifier(run_name=f"{table}_quality", run_time=run_time),
+        run_id=gx.RunIdentifier(run_name=name, run_time=datetime.now(UTC)),
     )
-
     by_name = {spec.name: spec for spec in specs}
-    checks: list[CheckResult] = []
-    for suite_result in result.run_results.values():
-        for evr in suite_result.results:
-            checks.append(_check_result(evr, by_name))
+    checks = [
+        _check_result(evr, by_name, measures)
+        for suite_result in result.run_results.values()
+        for evr in suite_result.results
+    ]
     # If GX ever dropped a result, a silently shorter list would read as "all passed".
     missing = set(by_name) - {check.name for check in checks}
     checks += [
         CheckResult(
-            name,
-            by_name[name].expectation,
-            by_name[name].columns,
+            n,
+            by_name[n].severity,
+            by_name[n].expectation,
+            by_name[n].columns,
             False,
             error="no result returned",
         )
-        for name in sorted(missing)
+        for n in sorted(missing)
     ]
-
-    # GX returns results grouped by metric, not in suite order; logs read better in spec order.
-    order = {spec.name: index for index, spec in enumerate(specs)}
-    checks.sort(key=lambda check: order.get(check.name, len(order)))
-
-    return QualityReport(
-        table=table,
-        success=bool(result.success) and all(check.success for check in checks),
-        row_count=row_count,
-        checks=tuple(checks),
-        report_path=_docs_index_path(context),
-        run_time=run_time.isoformat(),
-    )
+    return checks
 
 
-def _check_result(evr: Any, specs_by_name: Mapping[str, CheckSpec]) -> CheckResult:
+def _check_result(
+    evr: Any, specs_by_name: Mapping[str, CheckSpec], measures: Mapping[str, Measure]
+) -> CheckResult:
     config = evr.expectation_config
     name = (config.meta or {}).get("check") or config.type
     spec = specs_by_name.get(name)
     columns = spec.columns if spec else ()
     result = evr.result or {}
-
-    error = _exception_message(evr.exception_info)
-
     observed = result.get("observed_value")
     details = result.get("details") or {}
     mismatched = details.get("mismatched") if isinstance(details, dict) else None
     if mismatched:
-        # Column-set check: the mismatch says more than the full observed list does.
         observed = {key: sorted(value) for key, value in mismatched.items() if value}
-
+    measure = measures.get(columns[0]) if spec and spec.on == TABLE else None
+    if measure is not None:
+        observed = measure.value  # the measure itself, not GX's per-row view of it
     return CheckResult(
         name=name,
+        severity=spec.severity if spec else FAIL,
         expectation=config.type,
         columns=columns,
         success=bool(evr.success),
         unexpected_count=result.get("unexpected_count"),
         observed_value=observed,
         sample=_distinct(result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
-        error=error,
+        error=_exception_message(evr.exception_info),
+        detail=measure.detail if measure is not None else None,
     )
 
 

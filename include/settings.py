@@ -118,7 +118,19 @@ class BackfillSettings(BaseModel):
 
 
 class QualitySettings(BaseModel):
+    # The data_quality DAG also runs on this cron (UTC), besides on every table update.
+    schedule: str = "*/30 * * * *"
+    # A table with fewer committed rows than this is not checked yet (skipped, not failed).
     min_rows: int = Field(1, ge=0)
+    # Freshness: a table's newest row may trail the input's newest record by its own
+    # horizon (window length or session gap, plus the watermark) plus this many minutes.
+    freshness_minutes: float = Field(10, ge=0)
+    # Dead letters above this share of the input records, over the window below: a warning.
+    max_dead_letter_percent: float = Field(5, ge=0, le=100)
+    dead_letter_window_minutes: float = Field(60, gt=0)
+    # Reconciliation reads the input topic from this long (record time) before the first
+    # window it checks: room for events that reached Kafka before their event time.
+    reconcile_margin_seconds: int = Field(300, ge=0)
 
 
 class Settings(BaseSettings):

@@ -1,242 +1,301 @@
-"""Unit tests for include.quality: hand-built revenue tables, good and deliberately broken."""
+"""The quality checks on hand-built Delta tables: a good world passes, each fault fails.
+
+The good tables are the independent oracle (tests/oracle.py) over generated events, written
+with the sink tables' Arrow schemas; the input topic is those events held in memory.  Each
+bad table breaks one thing (a duplicate window, negative revenue, stale data, one purchase
+missing) and the matching check, and only it, must fail.  Great Expectations runs for real.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+from deltalake import write_deltalake
 
+from include.events import EventGenerator
 from include.quality import (
+    FAIL,
+    PASS,
+    WARN,
     DataQualityError,
     NoDataYet,
-    QualityReport,
+    RunReport,
     raise_for_failures,
-    run_revenue_checks,
+    read_history,
+    run_quality,
 )
-from include.settings import Settings, get_settings
-
-WINDOW = pd.Timedelta(seconds=60)
-CATEGORIES = ("books", "electronics", "toys")
-
-# Check names as the module words them (window length follows the default 60 s setting).
-NOT_NULL_CATEGORY = "category is not null"
-COLUMN_SET = (
-    "columns are exactly "
-    "window_start, window_end, category, total_revenue, purchase_count, avg_order_value"
+from include.quality_source import RecordsInput, SourceRecord
+from include.settings import Settings
+from include.tables import (
+    CLICK_TABLE,
+    DEAD_LETTER_TABLE,
+    FUNNEL_TABLE,
+    HIGH_VALUE_TABLE,
+    REVENUE_TABLE,
+    SCHEMAS,
+    SESSION_TABLE,
 )
-REVENUE_NON_NEGATIVE = "total_revenue >= 0"
-WINDOW_LENGTH = "window_end - window_start = 60s"
-UNIQUE_KEY = "(window_start, category) is unique"
+from tests import oracle
+
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+EVENTS = 2400  # one every 0.5 s: 20 minutes
+LAST = START + timedelta(milliseconds=500 * (EVENTS - 1))
+NOW = LAST + timedelta(minutes=1)
+ORACLES = {
+    REVENUE_TABLE: oracle.expected_revenue_by_category,
+    HIGH_VALUE_TABLE: oracle.expected_high_value_users,
+    FUNNEL_TABLE: oracle.expected_conversion_funnel,
+    SESSION_TABLE: oracle.expected_user_sessions,
+    CLICK_TABLE: oracle.expected_click_to_purchase,
+}
+REVENUE_MATCHES_KAFKA = "revenue per window and category equals the purchases in Kafka"
+NO_DUPLICATES = "no key is written twice (exactly once)"
+SCHEMA = "columns and types match the table contract"
 
 
-def good_frame() -> pd.DataFrame:
-    """Four sliding windows x three categories with internally consistent numbers."""
-    rows = []
-    start0 = pd.Timestamp("2026-01-01 12:00:00", tz="UTC")
-    for w in range(4):
-        start = start0 + pd.Timedelta(seconds=30 * w)
-        for c, category in enumerate(CATEGORIES):
-            count = 1 + w + c
-            avg = Decimal("12.50") + c
-            rows.append(
-                {
-                    "window_start": start,
-                    "window_end": start + WINDOW,
-                    "category": category,
-                    "total_revenue": avg * count,
-                    "purchase_count": count,
-                    "avg_order_value": avg,
-                }
-            )
-    return pd.DataFrame(rows).astype({"purchase_count": "int64"})
+def events() -> list[dict]:
+    generator = EventGenerator(seed=3, users=120, products=40)
+    return list(generator.stream(START, timedelta(milliseconds=500), EVENTS))
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    # One state dir (and so one GX context) for the frame-based tests: re-using it also
-    # proves that repeated runs against an existing context are idempotent.
-    state = tmp_path_factory.mktemp("state")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ECOM_STATE_DIR", str(state))
-        mp.delenv("ECOM_CONFIG_FILE", raising=False)
-        yield get_settings()
+def records(evts: list[dict], extra: list[bytes] = ()) -> list[SourceRecord]:
+    """The events as input-topic records (record time = event time), then raw extras."""
+    out = []
+    for i, event in enumerate(evts):
+        moment = oracle.event_time(event)
+        out.append(
+            SourceRecord(i % 3, i // 3, int(moment.timestamp() * 1000), json.dumps(event).encode())
+        )
+    for j, raw in enumerate(extra):
+        out.append(SourceRecord(0, len(evts) // 3 + 1 + j, int(LAST.timestamp() * 1000), raw))
+    return out
 
 
-@pytest.fixture
-def fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("ECOM_CONFIG_FILE", raising=False)
-    return get_settings()
+def write(settings: Settings, table: str, frame: pd.DataFrame, mode: str = "overwrite") -> None:
+    arrow = pa.Table.from_pandas(frame, schema=SCHEMAS[table], preserve_index=False)
+    write_deltalake(str(settings.table_path(table)), arrow, mode=mode)
 
 
-def failing_names(report: QualityReport) -> set[str]:
-    return {check.name for check in report.failures}
-
-
-def test_good_table_passes_and_writes_data_docs(settings: Settings) -> None:
-    report = run_revenue_checks(settings, good_frame())
-
-    assert report.success, [c.describe() for c in report.failures]
-    assert report.row_count == 12
-    assert len(report.checks) == 9
-    assert all(check.success for check in report.checks)
-    assert report.report_path.is_absolute()
-    assert report.report_path.name == "index.html"
-    assert report.report_path.is_file()
-    assert settings.quality_dir in report.report_path.parents
-    raise_for_failures(report)  # must not raise
-
-
-def test_rerun_is_idempotent_and_history_has_one_line_per_run(settings: Settings) -> None:
-    history = settings.quality_dir / "history.jsonl"
-    before = history.read_text().splitlines() if history.exists() else []
-
-    first = run_revenue_checks(settings, good_frame())
-    second = run_revenue_checks(settings, good_frame())
-
-    assert first.success and second.success
-    assert first.report_path == second.report_path
-    lines = history.read_text().splitlines()
-    assert len(lines) == len(before) + 2
-    entry = json.loads(lines[-1])
-    assert entry["table"] == "revenue_by_category"
-    assert entry["success"] is True
-    assert entry["row_count"] == 12
-    assert {c["name"] for c in entry["checks"]} >= {UNIQUE_KEY, WINDOW_LENGTH}
-    assert all(c["success"] for c in entry["checks"])
-
-
-def test_duplicate_key_fails_only_uniqueness(settings: Settings) -> None:
-    frame = good_frame()
-    frame = pd.concat([frame, frame.iloc[[4]]], ignore_index=True)
-
-    report = run_revenue_checks(settings, frame)
-
-    assert not report.success
-    assert failing_names(report) == {UNIQUE_KEY}
-    (check,) = report.failures
-    assert check.expectation == "expect_compound_columns_to_be_unique"
-    assert check.columns == ("window_start", "category")
-    assert check.unexpected_count == 2  # both copies of the key
-    with pytest.raises(
-        DataQualityError, match=r"\(window_start, category\) is unique: 2 rows violate"
-    ):
-        raise_for_failures(report)
-
-
-def test_negative_revenue_fails_only_revenue_check(settings: Settings) -> None:
-    frame = good_frame()
-    frame.loc[3, "total_revenue"] = Decimal("-5.00")
-
-    report = run_revenue_checks(settings, frame)
-
-    assert failing_names(report) == {REVENUE_NON_NEGATIVE}
-    (check,) = report.failures
-    assert check.unexpected_count == 1
-    assert check.sample == [-5.0]
-    with pytest.raises(DataQualityError) as excinfo:
-        raise_for_failures(report)
-    message = str(excinfo.value)
-    assert "total_revenue >= 0: 1 row violates (sample: -5.00)" in message
-    assert f"Data quality report: {report.report_path}" in message
-
-
-def test_two_minute_window_fails_only_window_length(settings: Settings) -> None:
-    frame = good_frame()
-    frame.loc[0, "window_end"] = frame.loc[0, "window_start"] + pd.Timedelta(minutes=2)
-
-    report = run_revenue_checks(settings, frame)
-
-    assert failing_names(report) == {WINDOW_LENGTH}
-    (check,) = report.failures
-    assert check.columns == ("window_length_seconds",)
-    assert check.unexpected_count == 1
-    with pytest.raises(
-        DataQualityError, match=r"window_end - window_start = 60s: 1 row violates \(sample: 120\)"
-    ):
-        raise_for_failures(report)
-
-
-def test_null_category_fails_only_not_null(settings: Settings) -> None:
-    frame = good_frame()
-    frame.loc[5, "category"] = None
-
-    report = run_revenue_checks(settings, frame)
-
-    assert failing_names(report) == {NOT_NULL_CATEGORY}
-    (check,) = report.failures
-    assert check.unexpected_count == 1
-    with pytest.raises(DataQualityError, match="category is not null: 1 row violates"):
-        raise_for_failures(report)
-
-
-def test_unexpected_column_fails_column_set(settings: Settings) -> None:
-    frame = good_frame().assign(debug_flag=True)
-
-    report = run_revenue_checks(settings, frame)
-
-    (check,) = report.failures
-    assert check.expectation == "expect_table_columns_to_match_set"
-    assert "debug_flag" in check.describe()
-
-
-def test_missing_table_raises_no_data_yet(fresh_settings: Settings) -> None:
-    with pytest.raises(NoDataYet, match="does not exist yet"):
-        run_revenue_checks(fresh_settings)
-    assert not (fresh_settings.quality_dir / "history.jsonl").exists()
-
-
-def test_too_few_rows_raises_no_data_yet(fresh_settings: Settings) -> None:
-    with pytest.raises(NoDataYet, match="fewer than the 1 required"):
-        run_revenue_checks(fresh_settings, good_frame().iloc[:0])
-
-
-def test_reads_delta_table_written_to_disk(fresh_settings: Settings) -> None:
-    import pyarrow as pa
-    from deltalake import write_deltalake
-
-    frame = good_frame()
-    schema = pa.schema(
-        [
-            ("window_start", pa.timestamp("us", tz="UTC")),
-            ("window_end", pa.timestamp("us", tz="UTC")),
-            ("category", pa.string()),
-            ("total_revenue", pa.decimal128(18, 2)),
-            ("purchase_count", pa.int64()),
-            ("avg_order_value", pa.decimal128(18, 2)),
-        ]
-    )
-    path = fresh_settings.table_path("revenue_by_category")
-    write_deltalake(str(path), pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
-
-    report = run_revenue_checks(fresh_settings)
-
-    assert report.success, [c.describe() for c in report.failures]
-    assert report.row_count == len(frame)
-    assert report.report_path.is_file()
-    history = (fresh_settings.quality_dir / "history.jsonl").read_text().splitlines()
-    assert len(history) == 1
-
-
-def test_missing_column_is_reported_not_crashed(settings: Settings) -> None:
-    frame = good_frame().drop(columns=["avg_order_value"])
-
-    report = run_revenue_checks(settings, frame)
-
-    assert failing_names(report) == {
-        "avg_order_value >= 0",
-        COLUMN_SET,
-    }
-    by_name = {check.name: check for check in report.checks}
-    assert by_name["avg_order_value >= 0"].error is not None
-    assert [c.name for c in report.checks][:3] == [
-        "window_start is not null",
-        "window_end is not null",
-        "category is not null",
+def dead_letter_rows(source: list[SourceRecord]) -> pd.DataFrame:
+    rows = [
+        {
+            "reason": "not_json",
+            "reason_code": "not_json",
+            "source_topic": "ecommerce-events",
+            "source_partition": r.partition,
+            "source_offset": r.offset,
+            "kafka_timestamp": pd.Timestamp(r.timestamp_ms, unit="ms", tz="UTC"),
+            "raw_key": b"",
+            "raw_value": r.value,
+            "raw_value_text": None,
+            "raw_value_bytes": len(r.value),
+        }
+        for r in source
     ]
-    with pytest.raises(DataQualityError, match="avg_order_value >= 0: could not be evaluated"):
+    return pd.DataFrame(rows, columns=SCHEMAS[DEAD_LETTER_TABLE].names)
+
+
+@pytest.fixture()
+def world(tmp_path: Path):
+    """Settings on a fresh state dir holding the good tables, plus the input records."""
+    settings = Settings(state_dir=tmp_path / "state")
+    evts = events()
+    garbage = [b"{not json", b"\xff\xfe"]
+    source = records(evts, garbage)
+    for table, compute in ORACLES.items():
+        write(settings, table, compute(evts, settings.analytics))
+    write(settings, DEAD_LETTER_TABLE, dead_letter_rows(source[-len(garbage) :]))
+    return settings, evts, source
+
+
+def statuses(report: RunReport, table: str) -> dict[str, str]:
+    (found,) = [t for t in report.tables if t.table == table]
+    return {check.name: check.status for check in found.checks}
+
+
+def failing(report: RunReport) -> set[tuple[str, str]]:
+    return {(t, c.name) for t, c in report.checks_with(FAIL) + report.checks_with(WARN)}
+
+
+def test_good_tables_pass_every_check_and_leave_docs_and_history(world) -> None:
+    settings, _, source = world
+    report = run_quality(settings, RecordsInput(source), now=NOW)
+
+    assert failing(report) == set(), [c.describe() for _, c in report.checks_with(FAIL)]
+    assert report.status == PASS
+    assert {t.table for t in report.tables} == set(SCHEMAS)
+    revenue = statuses(report, REVENUE_TABLE)
+    assert revenue[REVENUE_MATCHES_KAFKA] == PASS and revenue[NO_DUPLICATES] == PASS
+    raise_for_failures(report)  # nothing to raise
+    assert report.report_path.is_file() and settings.quality_dir in report.report_path.parents
+    (line,) = read_history(settings)
+    assert line["status"] == PASS and line["run_id"] == report.run_id
+    checks = {
+        c["name"]: c for t in line["tables"] for c in t["checks"] if t["table"] == REVENUE_TABLE
+    }
+    assert checks[REVENUE_MATCHES_KAFKA]["observed_value"] == 0
+    assert checks[REVENUE_MATCHES_KAFKA]["severity"] == FAIL
+
+
+def test_duplicate_window_fails_exactly_once_check(world) -> None:
+    settings, evts, source = world
+    good = oracle.expected_revenue_by_category(evts, settings.analytics)
+    write(settings, REVENUE_TABLE, good.iloc[[5]], mode="append")
+
+    report = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+
+    assert failing(report) == {(REVENUE_TABLE, NO_DUPLICATES)}
+    (check,) = [c for _, c in report.checks_with(FAIL)]
+    assert check.observed_value == 1
+    assert good.iloc[5]["category"] in check.describe()
+    with pytest.raises(DataQualityError, match="no key is written twice"):
         raise_for_failures(report)
+
+
+def test_negative_revenue_fails_range_and_reconciliation(world) -> None:
+    settings, evts, source = world
+    bad = oracle.expected_revenue_by_category(evts, settings.analytics)
+    bad.loc[3, "total_revenue"] = Decimal("-5.00")
+    write(settings, REVENUE_TABLE, bad)
+
+    report = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+
+    assert failing(report) == {
+        (REVENUE_TABLE, "total_revenue >= 0"),
+        (REVENUE_TABLE, REVENUE_MATCHES_KAFKA),
+    }
+    (range_check,) = [c for _, c in report.checks_with(FAIL) if c.name == "total_revenue >= 0"]
+    assert range_check.unexpected_count == 1 and "-5.00" in range_check.describe()
+
+
+def test_one_purchase_missing_fails_reconciliation_only(world) -> None:
+    settings, evts, source = world
+    purchases = [i for i, e in enumerate(evts) if e["event_type"] == "purchase"]
+    missing = evts[purchases[len(purchases) // 2]]
+    short = [e for e in evts if e is not missing]
+    write(settings, REVENUE_TABLE, oracle.expected_revenue_by_category(short, settings.analytics))
+
+    report = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+
+    assert failing(report) == {(REVENUE_TABLE, REVENUE_MATCHES_KAFKA)}
+    (check,) = [c for _, c in report.checks_with(FAIL)]
+    # A purchase lies in two sliding windows (60 s every 30 s): both are off by its revenue.
+    assert check.observed_value == 2
+    assert missing["category"] in check.detail
+
+
+def test_stale_tables_fail_freshness_while_events_flow(world) -> None:
+    settings, evts, source = world
+    later = dict(evts[-1], event_id="later", event_type="page_view")
+    later.pop("revenue", None)
+    moment = LAST + timedelta(minutes=45)
+    later["timestamp"] = moment.isoformat()
+    flowing = [
+        *source,
+        SourceRecord(1, 10_000, int(moment.timestamp() * 1000), json.dumps(later).encode()),
+    ]
+
+    report = run_quality(settings, RecordsInput(flowing), now=moment + timedelta(minutes=1))
+
+    fresh = {t: c for t, c in failing(report) if c.startswith("newest")}
+    assert set(fresh) == {REVENUE_TABLE, FUNNEL_TABLE, HIGH_VALUE_TABLE, CLICK_TABLE, SESSION_TABLE}
+    by_table = {t: c for t, c in report.checks_with(FAIL) + report.checks_with(WARN)}
+    assert by_table[REVENUE_TABLE].status == FAIL and by_table[FUNNEL_TABLE].status == FAIL
+    assert by_table[SESSION_TABLE].status == WARN  # sessions trail by their 30-minute gap
+    assert by_table[REVENUE_TABLE].observed_value > 44
+    # The same tables with no input for an hour: freshness does not apply.
+    idle = run_quality(settings, RecordsInput(source), now=LAST + timedelta(hours=1), full=True)
+    assert not [c for _, c in idle.checks_with(FAIL) if c.name.startswith("newest")]
+
+
+def test_high_dead_letter_rate_warns_without_failing(world) -> None:
+    settings, _, source = world
+    write(settings, DEAD_LETTER_TABLE, dead_letter_rows(source[:300]))
+
+    report = run_quality(
+        settings, RecordsInput(source), tables=[DEAD_LETTER_TABLE], now=NOW, full=True
+    )
+
+    (check,) = [c for _, c in report.checks_with(WARN)]
+    assert check.name.startswith("dead letters at most")
+    assert check.observed_value == pytest.approx(100 * 300 / len(source), abs=0.01)
+    assert report.status == WARN
+    raise_for_failures(report)  # a warning does not fail the task
+
+
+def test_row_checks_catch_broken_values_in_every_table(world) -> None:
+    settings, evts, source = world
+    a = settings.analytics
+    funnel = oracle.expected_conversion_funnel(evts, a)
+    funnel.loc[0, "cart_conversion_rate"] = Decimal("120.00")
+    funnel.loc[1, "window_end"] = funnel.loc[1, "window_start"] + pd.Timedelta(minutes=2)
+    write(settings, FUNNEL_TABLE, funnel)
+    sessions = oracle.expected_user_sessions(evts, a)
+    sessions.loc[0, "session_end"] = sessions.loc[0, "session_start"] - pd.Timedelta(seconds=1)
+    write(settings, SESSION_TABLE, sessions)
+    clicks = oracle.expected_click_to_purchase(evts, a)
+    clicks.loc[0, "time_to_purchase_seconds"] = 0.0
+    write(settings, CLICK_TABLE, clicks)
+
+    report = run_quality(
+        settings, RecordsInput(source), tables=[FUNNEL_TABLE, SESSION_TABLE, CLICK_TABLE], now=NOW
+    )
+
+    assert failing(report) == {
+        (FUNNEL_TABLE, "cart_conversion_rate in [0, 100]"),
+        (FUNNEL_TABLE, f"window_end - window_start = {a.funnel_window_seconds}s"),
+        (SESSION_TABLE, "session_end >= session_start"),
+        (CLICK_TABLE, f"time_to_purchase_seconds in (0, {a.attribution_seconds}]"),
+    }
+
+
+def test_wrong_column_type_fails_schema_check(world) -> None:
+    settings, evts, source = world
+    frame = oracle.expected_revenue_by_category(evts, settings.analytics)
+    schema = SCHEMAS[REVENUE_TABLE].set(4, pa.field("purchase_count", pa.int32()))
+    write_deltalake(
+        str(settings.table_path(REVENUE_TABLE)),
+        pa.Table.from_pandas(frame, schema=schema, preserve_index=False),
+        mode="overwrite",
+        schema_mode="overwrite",
+    )
+
+    report = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+
+    assert failing(report) == {(REVENUE_TABLE, SCHEMA)}
+    (check,) = [c for _, c in report.checks_with(FAIL)]
+    assert "purchase_count is int32, expected int64" in check.detail
+
+
+def test_incremental_run_checks_only_new_rows_and_full_run_all(world) -> None:
+    settings, evts, source = world
+    everything = oracle.expected_revenue_by_category(evts, settings.analytics)
+    cut = everything["window_start"].sort_values().iloc[len(everything) // 2]
+    write(settings, REVENUE_TABLE, everything[everything["window_start"] < cut])
+    first = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+    newer = everything[everything["window_start"] >= cut]
+    write(settings, REVENUE_TABLE, newer, mode="append")
+
+    second = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+    full = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW, full=True)
+
+    assert first.tables[0].rows_checked == len(everything) - len(newer)
+    assert second.tables[0].rows_checked == len(newer)
+    assert second.tables[0].versions == (1, 2)  # v0: the fixture's table, v1: the cut
+    assert full.tables[0].rows_checked == len(everything)
+    assert {r.status for r in (first, second, full)} == {PASS}
+    assert [run["mode"] for run in read_history(settings)] == ["full", "incremental", "incremental"]
+
+
+def test_no_tables_yet_is_no_data_and_unknown_table_is_refused(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "empty")
+    with pytest.raises(NoDataYet, match="waiting for the streaming job"):
+        run_quality(settings, RecordsInput([]))
+    with pytest.raises(ValueError, match=r"unknown table.*revenue_by_categry"):
+        run_quality(settings, RecordsInput([]), tables=["revenue_by_categry"])

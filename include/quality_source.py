@@ -1,0 +1,208 @@
+"""What the quality checks know about the input topic, and the revenue it implies.
+
+:class:`KafkaInput` asks the broker; :class:`RecordsInput` answers from records held in
+memory (a replay, a test).  :func:`expected_revenue` recomputes revenue per sliding window
+and category from raw input records in plain Python, independently of the Spark job, so
+the reconciliation check compares two separate computations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Protocol
+
+import pandas as pd
+
+from include.kafka_client import consumer
+
+PURCHASE = "purchase"
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    partition: int
+    offset: int
+    timestamp_ms: int  # Kafka record time
+    value: bytes | None
+
+
+class InputSource(Protocol):
+    def latest_record_ms(self) -> int | None:
+        """Record time of the newest record on the input topic, or None when it is empty."""
+
+    def records_since(self, since_ms: int) -> Iterable[SourceRecord]:
+        """Records with record time >= since_ms, up to the topic's end at call time."""
+
+    def count_between(self, start_ms: int, end_ms: int) -> int:
+        """How many records have a record time in [start_ms, end_ms)."""
+
+
+class RecordsInput:
+    """An input topic held in memory."""
+
+    def __init__(self, records: Iterable[SourceRecord]) -> None:
+        self.records = list(records)
+
+    def latest_record_ms(self) -> int | None:
+        return max((r.timestamp_ms for r in self.records), default=None)
+
+    def records_since(self, since_ms: int) -> list[SourceRecord]:
+        return [r for r in self.records if r.timestamp_ms >= since_ms]
+
+    def count_between(self, start_ms: int, end_ms: int) -> int:
+        return sum(start_ms <= r.timestamp_ms < end_ms for r in self.records)
+
+
+class KafkaInput:
+    """The input topic on a live broker (kafka-python; one short-lived consumer per call)."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float = 120.0) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.timeout_s = timeout_s
+
+    def _open(self):
+        from kafka import TopicPartition
+
+        reader = consumer(self.bootstrap_servers, consumer_timeout_ms=1000)
+        partitions = [
+            TopicPartition(self.topic, p) for p in reader.partitions_for_topic(self.topic) or []
+        ]
+        reader.assign(partitions)
+        return reader, partitions
+
+    def _offsets_at(self, reader, partitions, ms: int) -> dict:
+        ends = reader.end_offsets(partitions)
+        found = reader.offsets_for_times({tp: ms for tp in partitions})
+        # No record at or after ms: the partition's end.
+        return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in partitions}
+
+    def latest_record_ms(self) -> int | None:
+        reader, partitions = self._open()
+        try:
+            ends = reader.end_offsets(partitions)
+            starts = reader.beginning_offsets(partitions)
+            newest = None
+            for tp in partitions:
+                if ends[tp] <= starts[tp]:
+                    continue
+                reader.seek(tp, ends[tp] - 1)
+                for batch in reader.poll(timeout_ms=5000, max_records=50).values():
+                    for record in batch:
+                        if record.partition == tp.partition:
+                            newest = max(newest or 0, int(record.timestamp))
+            return newest
+        finally:
+            reader.close()
+
+    def records_since(self, since_ms: int) -> list[SourceRecord]:
+        import time
+
+        reader, partitions = self._open()
+        try:
+            ends = reader.end_offsets(partitions)
+            for tp, offset in self._offsets_at(reader, partitions, since_ms).items():
+                reader.seek(tp, offset)
+            records: list[SourceRecord] = []
+            deadline = time.monotonic() + self.timeout_s
+            while any(reader.position(tp) < ends[tp] for tp in partitions):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"could not read {self.topic} to its end in {self.timeout_s:.0f} s"
+                    )
+                for tp, batch in reader.poll(timeout_ms=1000).items():
+                    records += [
+                        SourceRecord(r.partition, r.offset, int(r.timestamp), r.value)
+                        for r in batch
+                        if r.offset < ends[tp] and r.timestamp >= since_ms
+                    ]
+            return records
+        finally:
+            reader.close()
+
+    def count_between(self, start_ms: int, end_ms: int) -> int:
+        reader, partitions = self._open()
+        try:
+            first = self._offsets_at(reader, partitions, start_ms)
+            last = self._offsets_at(reader, partitions, end_ms)
+            return sum(max(0, last[tp] - first[tp]) for tp in partitions)
+        finally:
+            reader.close()
+
+
+def _event_time(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _revenue(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return Decimal(str(value)).quantize(CENT)
+    except InvalidOperation:
+        return None
+
+
+def expected_revenue(
+    records: Iterable[SourceRecord],
+    quarantined: set[tuple[int, int]],
+    window_seconds: int,
+    slide_seconds: int,
+) -> pd.DataFrame:
+    """Revenue per (window_start, category) over the purchases in ``records``.
+
+    A record the pipeline quarantined (its (partition, offset) is in ``quarantined``) is left
+    out; so is a second record with an already seen event_id (retries, replays).  Windows
+    are [start, start + window) every ``slide_seconds``, aligned to the epoch, as Spark's.
+    """
+    totals: dict[tuple[datetime, str], Decimal] = defaultdict(Decimal)
+    counts: dict[tuple[datetime, str], int] = defaultdict(int)
+    seen: set[str] = set()
+    window, slide = timedelta(seconds=window_seconds), slide_seconds
+    for record in records:
+        if (record.partition, record.offset) in quarantined or record.value is None:
+            continue
+        try:
+            event = json.loads(record.value)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get("event_type") != PURCHASE:
+            continue
+        event_id, moment = event.get("event_id"), _event_time(event.get("timestamp"))
+        revenue, category = _revenue(event.get("revenue")), event.get("category")
+        if moment is None or revenue is None or not isinstance(category, str):
+            continue
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        epoch = int(moment.timestamp())
+        start = epoch - epoch % slide
+        while datetime.fromtimestamp(start, UTC) + window > moment:
+            key = (datetime.fromtimestamp(start, UTC), category)
+            totals[key] += revenue
+            counts[key] += 1
+            start -= slide
+    rows = [
+        {
+            "window_start": key[0],
+            "category": key[1],
+            "total_revenue": total,
+            "purchases": counts[key],
+        }
+        for key, total in totals.items()
+    ]
+    frame = pd.DataFrame(rows, columns=["window_start", "category", "total_revenue", "purchases"])
+    frame["window_start"] = pd.to_datetime(frame["window_start"], utc=True)
+    return frame
