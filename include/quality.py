@@ -26,7 +26,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -54,7 +54,7 @@ from include.quality_checks import (
 )
 from include.quality_source import InputSource, expected_revenue
 from include.settings import Settings
-from include.tables import DEAD_LETTER_TABLE, REVENUE_TABLE, ROW_KEYS, SCHEMAS
+from include.tables import DEAD_LETTER_TABLE, REVENUE_TABLE, ROW_KEYS, SCHEMAS, TIME_KEYS
 
 if TYPE_CHECKING:
     from great_expectations.data_context import FileDataContext
@@ -428,6 +428,42 @@ def save_validated(settings: Settings, versions: Mapping[str, int]) -> None:
     tmp.replace(path)
 
 
+@dataclass(frozen=True)
+class Target:
+    """One table a run checks: a streaming sink table, or a backfill table."""
+
+    label: str  # its name in reports, logs and GX: "revenue_by_category", "backfill/..."
+    suite: TableSuite
+    path: Path
+    streamed: bool
+
+
+def targets(settings: Settings, tables: Sequence[str] | None = None) -> list[Target]:
+    """The sink tables (all, or ``tables``) and, for the analytics among them, their
+    backfill tables when a backfill has written one."""
+    suites = table_suites(settings)
+    names = list(tables or suites)
+    unknown = sorted(set(names) - set(suites))
+    if unknown:
+        raise ValueError(
+            f"unknown table(s) {', '.join(unknown)}; the tables are: {', '.join(suites)}"
+        )
+    found = [Target(n, suites[n], settings.table_path(n), True) for n in names]
+    for name in names:
+        path = settings.backfill_table_path(name)
+        if name in TIME_KEYS and path.exists():
+            # A backfill is not a stream: freshness does not apply to it.
+            suite = replace(
+                suites[name],
+                checks=tuple(
+                    c for c in suites[name].checks if c.columns != (MINUTES_BEHIND_INPUT,)
+                ),
+                freshness_column=None,
+            )
+            found.append(Target(f"backfill/{name}", suite, path, False))
+    return found
+
+
 def run_quality(
     settings: Settings,
     source: InputSource,
@@ -439,27 +475,30 @@ def run_quality(
 ) -> RunReport:
     """Check the sink tables (all, or ``tables``), record the run, and return its report.
 
-    Raises :class:`NoDataYet` when none of the tables has ``quality.min_rows`` rows yet.
+    Backfill tables are checked too, when they changed since their last check.  Raises
+    :class:`NoDataYet` when no table has ``quality.min_rows`` rows yet.
     """
-    suites = table_suites(settings)
-    names = list(tables or suites)
-    unknown = sorted(set(names) - set(suites))
-    if unknown:
-        raise ValueError(f"unknown table(s) {', '.join(unknown)}; known: {', '.join(suites)}")
+    chosen = targets(settings, tables)
     now = now or datetime.now(UTC)
     validated = {} if full else load_validated(settings)
     latest_input_ms = source.latest_record_ms()
     flow_minutes = settings.quality.freshness_minutes + settings.analytics.watermark_seconds / 60
+    min_rows = max(settings.quality.min_rows, 1)
 
     slices: dict[str, TableSlice] = {}
-    for name in names:
+    notes: dict[str, str] = {}
+    for target in chosen:
         started = time.monotonic()
-        piece = read_slice(settings.table_path(name), suites[name], validated.get(name))
-        if piece is not None and len(piece.keys) >= max(settings.quality.min_rows, 1):
-            slices[name] = piece
+        piece = read_slice(target.path, target.suite, validated.get(target.label))
+        if piece is None or len(piece.keys) < min_rows:
+            notes[target.label] = f"fewer than {min_rows} committed row(s) yet"
+        elif not target.streamed and piece.since == piece.version:
+            notes[target.label] = f"unchanged since version {piece.version}, checked before"
+        else:
+            slices[target.label] = piece
             log.info(
                 "%s: %d rows to check (of %d; version %s -> %d) read in %.1f s",
-                name,
+                target.label,
                 len(piece.rows),
                 len(piece.keys),
                 piece.since,
@@ -468,46 +507,42 @@ def run_quality(
             )
     if not slices:
         raise NoDataYet(
-            f"none of {', '.join(names)} has {max(settings.quality.min_rows, 1)} committed "
-            "row(s) yet: waiting for the streaming job to close its first windows"
+            f"no table has {min_rows} committed row(s) yet, or none changed: "
+            "waiting for the streaming job to close its first windows"
         )
 
-    quarantined: set[tuple[int, int]] = set()
-    dead = slices.get(DEAD_LETTER_TABLE) or read_slice(
-        settings.table_path(DEAD_LETTER_TABLE), suites[DEAD_LETTER_TABLE], None
+    dead = read_slice(
+        settings.table_path(DEAD_LETTER_TABLE), table_suites(settings)[DEAD_LETTER_TABLE], None
     )
-    if dead is not None:
-        quarantined = set(
-            zip(dead.keys["source_partition"], dead.keys["source_offset"], strict=True)
-        )
+    quarantined = (
+        set(zip(dead.keys["source_partition"], dead.keys["source_offset"], strict=True))
+        if dead is not None
+        else set()
+    )
 
     context = gx_context(settings)
     reports = []
-    for name in names:
-        suite, piece = suites[name], slices.get(name)
+    for target in chosen:
+        name, suite, piece = target.suite.table, target.suite, slices.get(target.label)
         if piece is None:
+            since = validated.get(target.label)
             reports.append(
-                TableReport(
-                    name, SKIPPED, 0, 0, (validated.get(name), None), (), "no committed rows yet"
-                )
+                TableReport(target.label, SKIPPED, 0, 0, (since, None), (), notes[target.label])
             )
             continue
         measures = {
             SCHEMA_DIFFERENCES: schema_measure(name, piece.schema),
             DUPLICATE_KEYS: duplicate_measure(name, piece.keys),
-            MINUTES_BEHIND_INPUT: freshness_measure(
-                suite, piece.keys, latest_input_ms, now, flow_minutes
-            ),
         }
-        if name == REVENUE_TABLE:
-            full_rows = (
-                piece.rows
-                if piece.since is None
-                else read_slice(settings.table_path(name), suite, None).rows
+        if target.streamed and suite.freshness_column:
+            measures[MINUTES_BEHIND_INPUT] = freshness_measure(
+                suite, piece.keys, latest_input_ms, now, flow_minutes
             )
+        if name == REVENUE_TABLE:
+            whole = piece if piece.since is None else read_slice(target.path, suite, None)
             measures[RECONCILIATION_MISMATCHES] = reconciliation_measure(
                 settings,
-                full_rows,
+                whole.rows,
                 piece.rows.get("window_start", pd.Series(dtype=object)),
                 source,
                 quarantined,
@@ -516,13 +551,12 @@ def run_quality(
             measures[DEAD_LETTER_PERCENT] = dead_letter_measure(
                 settings, piece.keys, source, now, full
             )
-        checks = _validate_table(context, suite, piece, measures)
+        checks = _validate_table(context, target.label, suite, piece, measures)
         statuses = {c.status for c in checks}
         status = FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
+        versions = (piece.since, piece.version)
         reports.append(
-            TableReport(
-                name, status, len(piece.rows), len(piece.keys), (piece.since, piece.version), checks
-            )
+            TableReport(target.label, status, len(piece.rows), len(piece.keys), versions, checks)
         )
 
     report = RunReport(
@@ -535,7 +569,7 @@ def run_quality(
     )
     append_history(settings, report)
     versions = load_validated(settings)
-    versions.update({name: piece.version for name, piece in slices.items()})
+    versions.update({label: piece.version for label, piece in slices.items()})
     save_validated(settings, versions)
     return report
 
@@ -631,6 +665,7 @@ def _batch_definition(context: FileDataContext, asset_name: str) -> Any:
 
 def _validate_table(
     context: FileDataContext,
+    label: str,
     suite: TableSuite,
     piece: TableSlice,
     measures: Mapping[str, Measure],
@@ -643,7 +678,9 @@ def _validate_table(
     for part, frame in parts.items():
         specs = [s for s in suite.on(part) if part == ROWS or s.columns[0] in measures]
         if specs:
-            results += _run_checkpoint(context, f"{suite.table}.{part}", frame, specs, measures)
+            results += _run_checkpoint(
+                context, f"{label.replace('/', '.')}.{part}", frame, specs, measures
+            )
     order = {spec.name: index for index, spec in enumerate(suite.checks)}
     results.sort(key=lambda check: order.get(check.name, len(order)))
     return tuple(results)

@@ -207,6 +207,10 @@ class Settings(BaseSettings):
     def table_root(self) -> Path:
         return self.state / "tables"
 
+    def backfill_table_path(self, analytic: str) -> Path:
+        """Where the backfill writes an analytic's recomputed rows (beside the stream's)."""
+        return self.table_root / "backfill" / analytic
+
     @property
     def metrics_dir(self) -> Path:
         return self.state / "metrics"

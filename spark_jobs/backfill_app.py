@@ -46,10 +46,6 @@ log = logging.getLogger("backfill_app")
 EXIT_NOT_RETAINED = 5
 
 
-def backfill_table(settings: Settings, analytic: str) -> Path:
-    return settings.table_root / "backfill" / analytic
-
-
 def _literal(moment) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
@@ -91,7 +87,7 @@ def compute(spark: SparkSession, settings: Settings, interval: Interval) -> dict
 
 def write(settings: Settings, name: str, rows: DataFrame, interval: Interval) -> int:
     """Replace the interval's slice of the backfill table with `rows`; the row count."""
-    path = backfill_table(settings, name)
+    path = settings.backfill_table_path(name)
     key = TIME_KEYS[name]
     writer = rows.write.format("delta").mode("overwrite")
     if (path / "_delta_log").exists():

@@ -299,3 +299,23 @@ def test_no_tables_yet_is_no_data_and_unknown_table_is_refused(tmp_path: Path) -
         run_quality(settings, RecordsInput([]))
     with pytest.raises(ValueError, match=r"unknown table.*revenue_by_categry"):
         run_quality(settings, RecordsInput([]), tables=["revenue_by_categry"])
+
+
+def test_backfill_tables_are_checked_once_per_change(world) -> None:
+    settings, evts, source = world
+    purchase = next(e for e in evts if e["event_type"] == "purchase")
+    short = [e for e in evts if e is not purchase]
+    backfilled = oracle.expected_revenue_by_category(short, settings.analytics)
+    write_deltalake(
+        str(settings.backfill_table_path(REVENUE_TABLE)),
+        pa.Table.from_pandas(backfilled, schema=SCHEMAS[REVENUE_TABLE], preserve_index=False),
+    )
+
+    first = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+    again = run_quality(settings, RecordsInput(source), tables=[REVENUE_TABLE], now=NOW)
+
+    backfill = f"backfill/{REVENUE_TABLE}"
+    assert failing(first) == {(backfill, REVENUE_MATCHES_KAFKA)}
+    assert all(not c.name.startswith("newest") for c in first.tables[1].checks)
+    (skipped,) = [t for t in again.tables if t.table == backfill]
+    assert skipped.status == "skipped" and "unchanged" in skipped.note
