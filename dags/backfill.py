@@ -25,8 +25,9 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from include.assets import backfill_asset
 from include.operators import SparkAppOperator
-from include.settings import PROJECT_ROOT
+from include.settings import ANALYTICS, PROJECT_ROOT
 
 INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_interval_end }}"]
 
@@ -82,6 +83,8 @@ def backfill() -> None:
         name="ecommerce-backfill",
         application=str(PROJECT_ROOT / "spark_jobs" / "backfill_app.py"),
         application_args=INTERVAL_ARGS,
+        # The quality checks follow a rewritten interval.
+        outlets=[backfill_asset(a) for a in ANALYTICS],
     )
     check_interval() >> recompute
 

@@ -1,32 +1,31 @@
-"""Data quality: validate the `revenue_by_category` Delta table every five minutes.
+"""
+### Data quality on every sink table
 
-Runs the Great Expectations suite from `include/quality.py` against the committed state
-of the table the Spark streaming job writes:
+Runs the Great Expectations checks of `include/quality_checks.py` on the five analytics
+tables and the dead letters (and on backfill tables a backfill has changed):
 
-* key columns (`window_start`, `window_end`, `category`) are never null;
-* `total_revenue` and `avg_order_value` are >= 0, `purchase_count` >= 1;
-* every window is exactly `analytics.revenue_window_seconds` long;
-* `(window_start, category)` is unique, and the column set is exactly the expected one.
+* **rows**: keys not null, revenue and totals >= 0, rates in [0, 100] or null, window
+  lengths, `session_end >= session_start`, `time_to_purchase_seconds` in (0, 1800];
+* **tables**: columns and types, no key written twice (exactly once), freshness against the
+  input topic, revenue per window reconciled with the purchases in Kafka, dead-letter rate.
 
-Outcomes:
+**When**: whenever a sink table changes (the supervisor and the backfill DAG emit Airflow
+Asset events) and on `quality.schedule`.  **What**: only the rows committed since the last
+check; trigger with `{"full": true}` to check every row, `{"tables": [...]}` to pick tables.
 
-* **skipped** -- the table does not exist yet or has fewer than `quality.min_rows` rows;
-* **failed** -- at least one check failed; the log names each failing check in plain words;
-* **success** -- all checks passed.
-
-Every run rebuilds the Data Docs (path in the task log as "Data quality report: ...",
-under `<state_dir>/quality/gx/uncommitted/data_docs/local_site/index.html`) and appends
-one JSON line to `<state_dir>/quality/history.jsonl`.
+**Outcome**: a failed check of severity *fail* fails the task; a *warn* is logged and
+reported.  The task's **Quality report** button opens this run's results; the
+**Data quality** page (left nav) has the history and the GX Data Docs.
 """
 
 from __future__ import annotations
 
-import logging
-
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
-log = logging.getLogger(__name__)
+from include.assets import SINK_TABLES, backfill_asset, sink_asset
+from include.operators import DataQualityOperator
+from include.settings import ANALYTICS, get_settings
 
 
 @dag(
@@ -34,36 +33,28 @@ log = logging.getLogger(__name__)
     doc_md=__doc__,
     tags=["ecommerce", "quality"],
     default_args={"owner": "data-platform", "retries": 1},
-    schedule="*/5 * * * *",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(get_settings().quality.schedule, timezone="UTC"),
+        assets=AssetAny(
+            *(sink_asset(t) for t in SINK_TABLES), *(backfill_asset(a) for a in ANALYTICS)
+        ),
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # Table updates arriving during a run are picked up by the next one.
     max_active_runs=1,
+    params={
+        "full": Param(False, type="boolean", description="Check every row, not only the new ones."),
+        "tables": Param(
+            [],
+            type="array",
+            items={"type": "string", "enum": list(SINK_TABLES)},
+            description="Tables to check; empty: all of them.",
+        ),
+    },
 )
 def data_quality() -> None:
-    @task
-    def validate_revenue_by_category() -> None:
-        # Imported here, not at module level: the scheduler parses this file often and
-        # the quality module's dependencies (Great Expectations, deltalake) are slow.
-        # airflow.sdk.exceptions, not airflow.exceptions: the latter is a deprecated alias
-        # in Airflow 3 that warns on every import.
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from include.quality import NoDataYet, raise_for_failures, run_revenue_checks
-        from include.settings import get_settings
-
-        try:
-            report = run_revenue_checks(get_settings())
-        except NoDataYet as exc:
-            raise AirflowSkipException(str(exc)) from exc
-
-        log.info("Checked %d rows of %s", report.row_count, report.table)
-        for check in report.checks:
-            log.info("%s %s", "PASS" if check.success else "FAIL", check.describe())
-        log.info("Data quality report: %s", report.report_path)
-        raise_for_failures(report)
-
-    validate_revenue_by_category()
+    DataQualityOperator(task_id="check_sink_tables")
 
 
-# Main flow: validate_revenue_by_category (skip when no data yet, fail on any failed check).
 data_quality()

@@ -14,6 +14,9 @@ its driver lease, its progress records and Kafka's end offsets) and acts:
 * a **zombie**, a driver running while no `streaming` run is active (Airflow marked its task
   failed but the process lives on), is stopped before a new run is started.
 
+Beside that, it announces every sink table with new commits as an Airflow Asset event,
+which triggers the `data_quality` DAG.
+
 Every verdict is one plain sentence in the task log, e.g. "revenue_by_category stalled: no
 commit for 6 min, lag 48,210; restarting".  The health view reads
 `<state_dir>/metrics/health.json`.  The `streaming` task has no Airflow retries: this DAG is
@@ -28,6 +31,8 @@ import logging
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
+
+from include.assets import SINK_UPDATES, sink_asset
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,23 @@ def supervisor() -> None:
         wait_for_completion=False,
     )
     assess_and_stop_stalled() >> restart
+
+    @task(outlets=[SINK_UPDATES])
+    def announce_table_updates(*, outlet_events=None) -> dict[str, int]:
+        """An Asset event per sink table with new commits: the quality checks follow."""
+        from include.assets import changed_tables
+        from include.settings import get_settings
+
+        changed = changed_tables(get_settings())
+        for table, version in changed.items():
+            outlet_events[SINK_UPDATES].add(sink_asset(table), extra={"version": version})
+        log.info(
+            "tables with new commits: %s",
+            ", ".join(f"{t} (version {v})" for t, v in changed.items()) or "none",
+        )
+        return changed
+
+    announce_table_updates()
 
 
 supervisor()

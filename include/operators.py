@@ -1,8 +1,8 @@
 """Operators the DAGs use; everything that touches disk, settings or clients is in execute().
 
-Both operators run for as long as their job does.  Airflow stops a running task by calling
-`on_kill()` and, five seconds later, killing the process: so `on_kill()` must make the job
-wind down quickly and cleanly, which is what each one here does.
+The producer and Spark operators run for as long as their job does.  Airflow stops a
+running task by calling `on_kill()` and, five seconds later, killing the process: so
+`on_kill()` must make the job wind down quickly and cleanly, which is what each one does.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import psutil
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.settings import PROJECT_ROOT, get_settings
@@ -156,3 +157,107 @@ class StreamingJobOperator(SparkAppOperator):
                 "the driver did not stop within %.0f s; killing spark-submit", GRACEFUL_STOP_SECONDS
             )
         super().on_kill()
+
+
+# The plugin (plugins/ecom_ui.py) serves the quality pages under this prefix.
+UI_PREFIX = "/ecom"
+
+
+class QualityReportLink(BaseOperatorLink):
+    """The "Quality report" button on a quality task: this run's results in the plugin."""
+
+    name = "Quality report"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        query = urlencode({"dag_id": ti_key.dag_id, "run_id": ti_key.run_id})
+        return f"{UI_PREFIX}/quality/run?{query}"
+
+
+class DataQualityOperator(BaseOperator):
+    """Runs the quality checks of include/quality.py on the sink tables.
+
+    Params (from the DAG run): ``full`` checks every row instead of the rows committed since
+    the last check; ``tables`` limits the run to some tables.  Fails (without retry: the
+    data will not get better by asking again) when a check of severity ``fail`` fails;
+    warnings are logged and reported.  Skips while no table has rows yet.
+    """
+
+    operator_extra_links = (QualityReportLink(),)
+
+    def __init__(self, *, kafka_conn_id: str = "kafka_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kafka_conn_id = kafka_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from include.kafka_client import bootstrap_from_connection
+        from include.quality import FAIL, NoDataYet, run_quality
+        from include.quality_source import KafkaInput
+
+        settings = get_settings()
+        full, tables = quality_params(context["params"])
+        ti = context["ti"]
+        source = KafkaInput(
+            bootstrap_from_connection(self.kafka_conn_id), settings.kafka.input_topic
+        )
+        try:
+            report = run_quality(
+                settings,
+                source,
+                full=full,
+                tables=tables,
+                airflow={
+                    "dag_id": ti.dag_id,
+                    "run_id": ti.run_id,
+                    "task_id": ti.task_id,
+                    "try_number": ti.try_number,
+                },
+            )
+        except NoDataYet as exc:
+            raise AirflowSkipException(str(exc)) from exc
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+        for table in report.tables:
+            self.log.info(
+                "%s: %s (%d of %d rows checked)%s",
+                table.table,
+                table.status.upper(),
+                table.rows_checked,
+                table.rows_in_table,
+                f"; {table.note}" if table.note else "",
+            )
+            for check in table.checks:
+                level = {"pass": self.log.info, "warn": self.log.warning}.get(
+                    check.status, self.log.error
+                )
+                level("  %-4s [%s] %s", check.status.upper(), check.severity, check.describe())
+        self.log.info("Data quality report (GX Data Docs): %s", report.report_path)
+        self.log.info("Results in the Airflow UI: Quality report button, or %s/quality", UI_PREFIX)
+        failures = report.checks_with(FAIL)
+        if failures:
+            raise AirflowFailException(
+                f"{len(failures)} data quality check(s) of severity 'fail' failed: "
+                + "; ".join(f"{table}: {check.describe()}" for table, check in failures)
+            )
+        return {"run_id": report.run_id, "status": report.status}
+
+
+def quality_params(params: Any) -> tuple[bool, list[str] | None]:
+    """``full`` and ``tables`` from the run's params, or a fail-fast error saying what to fix."""
+    from include.quality_checks import table_suites
+
+    full = params.get("full", False)
+    if not isinstance(full, bool):
+        raise AirflowFailException(
+            f"param 'full' must be true or false, got {full!r}: "
+            'trigger with {"full": true} to check every row'
+        )
+    tables = params.get("tables") or []
+    known = list(table_suites(get_settings()))
+    if not isinstance(tables, list) or any(t not in known for t in tables):
+        raise AirflowFailException(
+            f"param 'tables' must be a list of table names from {', '.join(known)}; got {tables!r}"
+        )
+    return full, tables or None

@@ -42,8 +42,14 @@ for dag_id, dag in bag.dags.items():
         "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
         "tags": sorted(dag.tags or []),
         "timetable": type(dag.timetable).__name__,
+        "schedule_assets": sorted(
+            a.uri for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", [])
+        ),
+        "params": sorted(dag.params.keys()),
         "tasks": [
-            {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool}
+            {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool,
+             "outlets": sorted(getattr(o, "uri", None) or "alias:" + o.name for o in t.outlets),
+             "links": sorted(type(l).__name__ for l in t.operator_extra_links)}
             for t in dag.tasks
         ],
     }
@@ -132,3 +138,22 @@ def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):
 def test_the_backfill_gets_hour_long_data_intervals(parsed):
     # A plain cron schedule in Airflow 3 gives start == end: nothing to backfill.
     assert parsed["dags"]["backfill"]["timetable"] == "CronDataIntervalTimetable"
+
+
+def test_table_updates_trigger_the_quality_checks(parsed):
+    from include.assets import SINK_TABLES, SINK_UPDATES, backfill_asset, sink_asset
+    from include.settings import ANALYTICS
+
+    quality = parsed["dags"]["data_quality"]
+    assert quality["timetable"] == "AssetOrTimeSchedule"
+    announced = {sink_asset(t).uri for t in SINK_TABLES}
+    backfilled = {backfill_asset(a).uri for a in ANALYTICS}
+    assert set(quality["schedule_assets"]) == announced | backfilled
+    assert quality["params"] == ["full", "tables"]
+    (check,) = quality["tasks"]
+    assert check["links"] == ["QualityReportLink"]
+    # The supervisor announces the sink tables, the backfill its own tables.
+    supervisor = {t["id"]: t for t in parsed["dags"]["supervisor"]["tasks"]}
+    assert supervisor["announce_table_updates"]["outlets"] == [f"alias:{SINK_UPDATES.name}"]
+    backfill = {t["id"]: t for t in parsed["dags"]["backfill"]["tasks"]}
+    assert set(backfill["recompute_interval"]["outlets"]) == backfilled

@@ -319,3 +319,16 @@ def test_backfill_tables_are_checked_once_per_change(world) -> None:
     assert all(not c.name.startswith("newest") for c in first.tables[1].checks)
     (skipped,) = [t for t in again.tables if t.table == backfill]
     assert skipped.status == "skipped" and "unchanged" in skipped.note
+
+
+def test_bad_dag_params_fail_fast_with_what_to_fix() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.operators import quality_params
+
+    assert quality_params({}) == (False, None)
+    assert quality_params({"full": True, "tables": [REVENUE_TABLE]}) == (True, [REVENUE_TABLE])
+    with pytest.raises(AirflowFailException, match="'full' must be true or false"):
+        quality_params({"full": "yes"})
+    with pytest.raises(AirflowFailException, match="'tables' must be a list of table names"):
+        quality_params({"tables": ["revenue"]})

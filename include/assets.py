@@ -1,0 +1,63 @@
+"""The Airflow Assets of the sink tables: how table updates trigger the quality checks.
+
+The streaming job runs for days in one task, so it cannot announce each commit itself.
+The supervisor DAG, every two minutes, compares each table's Delta version with the one it
+announced last and emits an asset event (through the alias below) for every table that
+changed; the backfill DAG emits its tables' events when it has rewritten an interval.  The
+data_quality DAG is scheduled on all of them (and on a cron).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from airflow.sdk import Asset, AssetAlias
+
+from include.settings import ANALYTICS, Settings
+from include.tables import DEAD_LETTER_TABLE
+
+SINK_TABLES = (*ANALYTICS, DEAD_LETTER_TABLE)
+SINK_UPDATES = AssetAlias(name="sink-table-updates")
+ANNOUNCED_FILE = "announced_versions.json"
+
+
+def sink_asset(table: str) -> Asset:
+    return Asset(name=f"sink.{table}", uri=f"ecom://sink/{table}", group="sink-tables")
+
+
+def backfill_asset(analytic: str) -> Asset:
+    return Asset(
+        name=f"backfill.{analytic}", uri=f"ecom://backfill/{analytic}", group="backfill-tables"
+    )
+
+
+def table_version(path: Path) -> int | None:
+    """The latest committed Delta version of the table at ``path``, or None."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    if not DeltaTable.is_deltatable(str(path)):
+        return None
+    try:
+        return DeltaTable(str(path)).version()
+    except TableNotFoundError:
+        return None
+
+
+def changed_tables(settings: Settings) -> dict[str, int]:
+    """Sink tables whose version moved since the last call, with their new versions; the
+    versions are remembered in ``<state>/metrics/announced_versions.json``."""
+    path = settings.metrics_dir / ANNOUNCED_FILE
+    try:
+        announced = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        announced = {}
+    current = {t: table_version(settings.table_path(t)) for t in SINK_TABLES}
+    changed = {t: v for t, v in current.items() if v is not None and announced.get(t) != v}
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**announced, **changed}, sort_keys=True))
+        tmp.replace(path)
+    return changed
