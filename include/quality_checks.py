@@ -17,7 +17,7 @@ succeeds.  Thresholds come from ``[quality]`` and ``[analytics]`` in config/plat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from include.settings import Settings
@@ -102,6 +102,13 @@ def _between(
         name = f"{column} {'<' if strict_high else '<='} {high:g}"
     kwargs = {"column": column, "min_value": low, "max_value": high, **options}
     return CheckSpec(name, "ExpectColumnValuesToBeBetween", kwargs)
+
+
+def _rate_checks(column: str) -> list[CheckSpec]:
+    """A negative rate is a bug (fail).  Above 100 % is a warning: in a windowed funnel a
+    user can buy in this window after adding to the cart in an earlier one."""
+    above = _between(column, None, 100)
+    return [_between(column, 0), replace(above, severity=WARN)]
 
 
 def _window_length(seconds: int) -> CheckSpec:
@@ -195,8 +202,8 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
                 _between("cart_users", 0),
                 _between("purchasers", 0),
                 # Null (no visitors / no cart users) is allowed: GX skips nulls here.
-                _between("cart_conversion_rate", 0, 100),
-                _between("purchase_conversion_rate", 0, 100),
+                *_rate_checks("cart_conversion_rate"),
+                *_rate_checks("purchase_conversion_rate"),
                 _window_length(a.funnel_window_seconds),
                 *_table_checks("window_end", FAIL, allowance(a.funnel_window_seconds)),
             ),

@@ -48,4 +48,19 @@ fetch() {  # fetch <pom> <dir>
 mkdir -p .cache/jars
 fetch jars/kafka-broker.pom.xml .cache/jars/kafka
 fetch jars/spark-connectors.pom.xml .cache/jars/spark
-say "ready: .venv and .cache/jars"
+# ---- a headless browser for the UI plugin's tests (Debian's chromium + its driver)
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && $as_root true 2>/dev/null; then
+    say "installing chromium and chromium-driver from Debian's packages (browser tests of the UI)"
+    export DEBIAN_FRONTEND=noninteractive
+    $as_root apt-get install -y -q chromium chromium-driver > .cache/apt-chromium.log 2>&1 \
+      || { $as_root apt-get update -q >> .cache/apt-chromium.log 2>&1 \
+           && $as_root apt-get install -y -q chromium chromium-driver >> .cache/apt-chromium.log 2>&1; } \
+      || die "apt-get could not install chromium chromium-driver (log: .cache/apt-chromium.log)"
+  else
+    say "WARNING: chromium/chromedriver not found and apt-get is not usable here; the UI browser tests will fail until you install them (Debian: apt-get install chromium chromium-driver)"
+  fi
+fi
+say "ready: .venv, .cache/jars and a headless browser"

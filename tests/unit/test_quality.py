@@ -234,6 +234,7 @@ def test_row_checks_catch_broken_values_in_every_table(world) -> None:
     a = settings.analytics
     funnel = oracle.expected_conversion_funnel(evts, a)
     funnel.loc[0, "cart_conversion_rate"] = Decimal("120.00")
+    funnel.loc[2, "purchase_conversion_rate"] = Decimal("-1.00")
     funnel.loc[1, "window_end"] = funnel.loc[1, "window_start"] + pd.Timedelta(minutes=2)
     write(settings, FUNNEL_TABLE, funnel)
     sessions = oracle.expected_user_sessions(evts, a)
@@ -248,11 +249,15 @@ def test_row_checks_catch_broken_values_in_every_table(world) -> None:
     )
 
     assert failing(report) == {
-        (FUNNEL_TABLE, "cart_conversion_rate in [0, 100]"),
+        (FUNNEL_TABLE, "cart_conversion_rate <= 100"),
+        (FUNNEL_TABLE, "purchase_conversion_rate >= 0"),
         (FUNNEL_TABLE, f"window_end - window_start = {a.funnel_window_seconds}s"),
         (SESSION_TABLE, "session_end >= session_start"),
         (CLICK_TABLE, f"time_to_purchase_seconds in (0, {a.attribution_seconds}]"),
     }
+    # Over 100 % only warns (a windowed funnel can get there honestly); below 0 fails.
+    assert statuses(report, FUNNEL_TABLE)["cart_conversion_rate <= 100"] == WARN
+    assert statuses(report, FUNNEL_TABLE)["purchase_conversion_rate >= 0"] == FAIL
 
 
 def test_wrong_column_type_fails_schema_check(world) -> None:

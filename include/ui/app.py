@@ -1,0 +1,154 @@
+"""The FastAPI app the Airflow plugin mounts at ``/ecom``: health and quality pages.
+
+Every route, the static files and the GX Data Docs included, sits behind Airflow's own
+authentication: the user Airflow's login put in the ``_token`` cookie (or a bearer token,
+for scripts).  A plain ``StaticFiles`` mount would serve the reports to anyone who can reach
+the port; here an unauthenticated request gets 401 and a link to the login page.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from include.settings import get_settings
+from include.ui import views
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+PREFIX = "/ecom"
+STATIC_FILES = {"ecom.css", "ecom.js"}
+
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
+)
+
+
+def _ago(moment: datetime | str | None, now: datetime | None = None) -> str:
+    if isinstance(moment, str):
+        moment = views._when(moment)
+    if moment is None:
+        return "never"
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+templates.filters["ago"] = _ago
+templates.filters["number"] = _number
+
+
+async def current_user(request: Request) -> Any:
+    """The logged-in Airflow user, or 401 with the way to the login page."""
+    from airflow.api_fastapi.core_api.security import get_user
+
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    credentials = None
+    if scheme.lower() == "bearer" and token:
+        from fastapi.security import HTTPAuthorizationCredentials
+
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+    try:
+        return await get_user(request, None, credentials)
+    except HTTPException as exc:
+        raise HTTPException(
+            status_code=401,
+            detail=f"Log in to Airflow first ({exc.detail}).",
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from exc
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="E-commerce pipeline: health and data quality",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(current_user)],
+    )
+
+    @app.exception_handler(HTTPException)
+    async def _refused(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
+            page = templates.get_template("login_required.html").render(
+                detail=exc.detail, next=str(request.url)
+            )
+            return HTMLResponse(page, status_code=401, headers=exc.headers)
+        return Response(content=str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+    def render(name: str, **context: Any) -> HTMLResponse:
+        page = templates.get_template(name).render(prefix=PREFIX, **context)
+        # Pages are live views: never cache them, and let only Airflow frame them.
+        return HTMLResponse(
+            page,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'self'; style-src 'self'; "
+                "img-src 'self' data:; frame-ancestors 'self'",
+            },
+        )
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return render("index.html")
+
+    @app.get("/health", response_class=HTMLResponse)
+    def health(hours: float = Query(3, gt=0, le=48)) -> HTMLResponse:
+        view = views.health_view(get_settings(), hours=hours)
+        return render("health.html", view=view, active="health")
+
+    @app.get("/quality", response_class=HTMLResponse)
+    def quality() -> HTMLResponse:
+        view = views.quality_view(get_settings())
+        return render("quality.html", view=view, active="quality")
+
+    @app.get("/quality/run", response_class=HTMLResponse)
+    def quality_run(
+        dag_id: str | None = None, run_id: str | None = None, id: str | None = None
+    ) -> HTMLResponse:
+        settings = get_settings()
+        if id:
+            run = views.run_by_id(settings, id)
+        elif dag_id and run_id:
+            run = views.run_for_airflow(settings, dag_id, run_id)
+        else:
+            raise HTTPException(400, "give id=<quality run id>, or dag_id and run_id")
+        return render("quality_run.html", run=run, dag_id=dag_id, run_id=run_id, active="quality")
+
+    @app.get("/quality/docs/{path:path}")
+    def data_docs(path: str) -> FileResponse:
+        root = views.docs_root(get_settings()).resolve()
+        target = (root / (path or "index.html")).resolve()
+        if root not in target.parents or not target.is_file():
+            raise HTTPException(404, f"no such report file: {path}")
+        media, _ = mimetypes.guess_type(target.name)
+        return FileResponse(target, media_type=media or "application/octet-stream")
+
+    @app.get("/static/{name}")
+    def static(name: str) -> FileResponse:
+        if name not in STATIC_FILES:
+            raise HTTPException(404, f"no such file: {name}")
+        media, _ = mimetypes.guess_type(name)
+        return FileResponse(
+            STATIC_DIR / name, media_type=media, headers={"Cache-Control": "max-age=300"}
+        )
+
+    return app

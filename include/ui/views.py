@@ -1,0 +1,281 @@
+"""What the pages show, gathered from the files the pipeline leaves behind.
+
+* ``<state>/metrics/health.json``: the supervisor's verdict per query (every 2 minutes);
+* ``<state>/metrics/progress.jsonl``: the Spark listener's record of every micro-batch;
+* ``<state>/quality/history.jsonl``: every quality run, per table and check;
+* the Delta tables: revenue by category and the funnel over time, dead-letter count.
+
+Nothing here needs Spark, Kafka or Airflow: the pages stay up when those are down, and say so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from include.progress import read_progress
+from include.quality import read_history
+from include.settings import ANALYTICS, Settings
+from include.tables import DEAD_LETTER_TABLE, FUNNEL_TABLE, REVENUE_TABLE, read_table
+from include.ui.charts import line_chart, sparkline
+
+QUERIES = (*ANALYTICS, DEAD_LETTER_TABLE)
+HEALTH_FILE = "health.json"
+UNKNOWN = "unknown"
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class QueryHealth:
+    query: str
+    state: str
+    reason: str
+    lag: int | None = None
+    input_rate: float | None = None
+    processed_rate: float | None = None
+    batch_seconds: float | None = None
+    state_rows: int | None = None
+    late_dropped: int = 0
+    last_batch: datetime | None = None
+    charts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class HealthView:
+    now: datetime
+    hours: float
+    checked_at: datetime | None  # when the supervisor last judged the queries
+    queries: list[QueryHealth]
+    dead_letters: int | None
+    last_quality: dict[str, Any] | None
+    revenue_by_category: dict[str, float]  # over the shown hours, from whole windows
+    revenue_chart: str
+    funnel_chart: str
+    conversion_chart: str
+
+
+def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str, Any]]]:
+    path = settings.metrics_dir / HEALTH_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None, {}
+    at = record.get("at")
+    checked = datetime.fromtimestamp(at, UTC) if isinstance(at, (int, float)) else None
+    return checked, {q["query"]: q for q in record.get("queries", []) if "query" in q}
+
+
+def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, list[QueryHealth]]:
+    checked, verdicts = read_health(settings)
+    records = [
+        r
+        for r in read_progress(settings.metrics_dir, tail_bytes=32_000_000)
+        if (_when(r.get("timestamp")) or since) >= since
+    ]
+    by_query: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_query[record.get("name")].append(record)
+    found = []
+    for query in QUERIES:
+        verdict = verdicts.get(query)
+        history = by_query.get(query, [])
+        last = history[-1] if history else {}
+        item = QueryHealth(
+            query=query,
+            state=verdict["state"] if verdict else UNKNOWN,
+            reason=verdict["reason"]
+            if verdict
+            else "not judged yet: the supervisor DAG writes this every 2 minutes",
+            lag=verdict.get("total_lag") if verdict else None,
+            input_rate=last.get("inputRowsPerSecond"),
+            processed_rate=last.get("processedRowsPerSecond"),
+            batch_seconds=(
+                last["batchDurationMs"] / 1000 if last.get("batchDurationMs") is not None else None
+            ),
+            state_rows=last.get("stateRowsTotal"),
+            late_dropped=sum(r.get("rowsDroppedByWatermark") or 0 for r in history),
+            last_batch=_when(last.get("timestamp")),
+        )
+        item.charts = {
+            "input": sparkline([r.get("inputRowsPerSecond") for r in history]),
+            "duration": sparkline([(r.get("batchDurationMs") or 0) / 1000 for r in history]),
+            "state": sparkline([r.get("stateRowsTotal") for r in history]),
+        }
+        found.append(item)
+    return checked, found
+
+
+def dead_letter_count(settings: Settings) -> int | None:
+    """Rows in the dead-letter table, from the Delta log's statistics (no data read)."""
+    from deltalake import DeltaTable
+
+    path = settings.table_path(DEAD_LETTER_TABLE)
+    if not DeltaTable.is_deltatable(str(path)):
+        return None
+    actions = DeltaTable(str(path)).get_add_actions(flatten=True)
+    counts = actions.column("num_records").to_pylist()
+    if any(c is None for c in counts):  # files written without statistics: count rows
+        frame = read_table(path, columns=["source_offset"])
+        return 0 if frame is None else len(frame)
+    return int(sum(counts))
+
+
+def _recent(frame: pd.DataFrame | None, since: datetime) -> pd.DataFrame:
+    if frame is None or frame.empty:
+        return pd.DataFrame()
+    frame = frame.assign(window_start=pd.to_datetime(frame["window_start"], utc=True))
+    return frame[frame["window_start"] >= pd.Timestamp(since)].sort_values("window_start")
+
+
+def whole_windows(frame: pd.DataFrame, length_seconds: int) -> pd.DataFrame:
+    """The windows starting on a multiple of their length: they tile time without overlap,
+    so each event is counted once although the windows slide."""
+    if frame.empty:
+        return frame
+    starts = frame["window_start"].astype("int64") // 1_000_000
+    return frame[starts % length_seconds == 0]
+
+
+def revenue_totals(frame: pd.DataFrame) -> dict[str, float]:
+    """Revenue per category over ``frame``'s (whole) windows."""
+    if frame.empty:
+        return {}
+    totals = frame.groupby("category")["total_revenue"].sum()
+    return {category: float(total) for category, total in sorted(totals.items())}
+
+
+def revenue_series(frame: pd.DataFrame, bucket_seconds: int) -> dict[str, list]:
+    """Revenue per category summed into buckets: about 60 points a line, whatever the span."""
+    series: dict[str, list] = defaultdict(list)
+    if frame.empty:
+        return series
+    buckets = frame["window_start"].dt.floor(f"{bucket_seconds}s")
+    summed = frame.assign(bucket=buckets).groupby(["category", "bucket"])["total_revenue"].sum()
+    for (category, bucket), total in summed.items():
+        series[category].append((bucket.to_pydatetime(), float(total)))
+    return series
+
+
+def health_view(settings: Settings, hours: float = 3, now: datetime | None = None) -> HealthView:
+    now = now or datetime.now(UTC)
+    since = now - timedelta(hours=hours)
+    checked, queries = query_health(settings, since)
+    a = settings.analytics
+    revenue = whole_windows(
+        _recent(read_table(settings.table_path(REVENUE_TABLE)), since), a.revenue_window_seconds
+    )
+    funnel = whole_windows(
+        _recent(read_table(settings.table_path(FUNNEL_TABLE)), since), a.funnel_window_seconds
+    )
+    window = a.revenue_window_seconds
+    bucket = max(window, round(hours * 3600 / 60 / window) * window)
+
+    funnel_series: dict[str, list] = defaultdict(list)
+    rate_series: dict[str, list] = defaultdict(list)
+    for row in funnel.itertuples():
+        moment = row.window_start.to_pydatetime()
+        for name in ("unique_visitors", "cart_users", "purchasers"):
+            funnel_series[name].append((moment, float(getattr(row, name))))
+        for name in ("cart_conversion_rate", "purchase_conversion_rate"):
+            value = getattr(row, name)
+            if value is not None and not pd.isna(value):
+                rate_series[name].append((moment, float(value)))
+
+    runs = read_history(settings, limit=1)
+    return HealthView(
+        now=now,
+        hours=hours,
+        checked_at=checked,
+        queries=queries,
+        dead_letters=dead_letter_count(settings),
+        last_quality=runs[0] if runs else None,
+        revenue_by_category=revenue_totals(revenue),
+        revenue_chart=line_chart(
+            revenue_series(revenue, bucket),
+            title=f"Revenue per {bucket // 60} min, by category",
+        ),
+        funnel_chart=line_chart(
+            funnel_series,
+            title=f"Funnel: distinct users per {a.funnel_window_seconds // 60}-minute window",
+        ),
+        conversion_chart=line_chart(rate_series, title="Conversion rates", unit="%"),
+    )
+
+
+# ---------------------------------------------------------------- quality
+
+
+@dataclass
+class QualityView:
+    runs: list[dict[str, Any]]  # newest first
+    latest: dict[str, Any] | None
+    matrix_runs: list[dict[str, Any]]  # oldest first, for the per-check history
+    matrix: list[tuple[str, str, list[dict[str, Any] | None]]]  # (table, check, per run)
+    docs_available: bool
+
+
+def counts(run: dict[str, Any]) -> dict[str, int]:
+    found = {"pass": 0, "warn": 0, "fail": 0}
+    for table in run.get("tables", []):
+        for check in table.get("checks", []):
+            found[check["status"]] = found.get(check["status"], 0) + 1
+    return found
+
+
+def quality_view(settings: Settings, limit: int = 50, columns: int = 20) -> QualityView:
+    runs = read_history(settings, limit=limit)
+    for run in runs:
+        run["counts"] = counts(run)
+    shown = list(reversed(runs[:columns]))
+    rows: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
+    for i, run in enumerate(shown):
+        for table in run.get("tables", []):
+            for check in table.get("checks", []):
+                cells = rows.setdefault((table["table"], check["name"]), [None] * len(shown))
+                cells[i] = check
+    matrix = [(table, check, cells) for (table, check), cells in rows.items()]
+    return QualityView(
+        runs=runs,
+        latest=runs[0] if runs else None,
+        matrix_runs=shown,
+        matrix=matrix,
+        docs_available=docs_root(settings).joinpath("index.html").exists(),
+    )
+
+
+def run_for_airflow(settings: Settings, dag_id: str, run_id: str) -> dict[str, Any] | None:
+    """The latest quality run recorded for an Airflow DAG run (its last try)."""
+    for run in read_history(settings):
+        meta = run.get("airflow") or {}
+        if meta.get("dag_id") == dag_id and meta.get("run_id") == run_id:
+            run["counts"] = counts(run)
+            return run
+    return None
+
+
+def run_by_id(settings: Settings, run_id: str) -> dict[str, Any] | None:
+    for run in read_history(settings):
+        if run.get("run_id") == run_id:
+            run["counts"] = counts(run)
+            return run
+    return None
+
+
+def docs_root(settings: Settings):
+    from include.quality import DOCS_SITE_NAME, GX_DIR_NAME
+
+    return settings.quality_dir / GX_DIR_NAME / "uncommitted" / "data_docs" / DOCS_SITE_NAME

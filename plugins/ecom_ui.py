@@ -1,0 +1,37 @@
+"""Airflow plugin: the pipeline's health and data-quality pages inside the Airflow UI.
+
+* a FastAPI app at ``/ecom`` (include/ui/app.py), every page behind Airflow's login;
+* two entries in the Airflow nav, each opening its page inside the UI;
+* the "Quality report" button on the data_quality task (include/operators.py).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from include.operators import QualityReportLink
+from include.ui.app import PREFIX, create_app
+
+
+class EcommerceUiPlugin(AirflowPlugin):
+    name = "ecommerce_ui"
+    fastapi_apps = [
+        {"app": create_app(), "url_prefix": PREFIX, "name": "E-commerce pipeline pages"}
+    ]
+    external_views = [
+        {
+            "name": "Pipeline health",
+            "href": f"{PREFIX}/health",
+            "url_route": "pipeline-health",
+            "destination": "nav",
+            "category": "browse",
+        },
+        {
+            "name": "Data quality",
+            "href": f"{PREFIX}/quality",
+            "url_route": "data-quality",
+            "destination": "nav",
+            "category": "browse",
+        },
+    ]
+    operator_extra_links = [QualityReportLink()]
