@@ -310,7 +310,8 @@ def duplicate_measure(table: str, keys: pd.DataFrame) -> Measure:
         "(" + ", ".join(f"{c}={_format_value(row[c], (c,))}" for c in columns) + ")"
         for _, row in shown.iterrows()
     )
-    return Measure(count, f"{count} extra rows for already written keys, e.g. {examples}")
+    rows = "row repeats a key" if count == 1 else "rows repeat keys"
+    return Measure(count, f"{count} {rows} already written, e.g. {examples}")
 
 
 def freshness_measure(

@@ -48,6 +48,18 @@ fetch() {  # fetch <pom> <dir>
 mkdir -p .cache/jars
 fetch jars/kafka-broker.pom.xml .cache/jars/kafka
 fetch jars/spark-connectors.pom.xml .cache/jars/spark
+# ---- the files GX Data Docs would load from CDNs, served by the UI plugin instead
+command -v npm >/dev/null 2>&1 || die "npm (Node.js) is required to fetch the report pages' CSS and JavaScript. Install it (Debian: apt-get install npm)."
+want=$(stamp include/ui/vendor/package.json include/ui/vendor/package-lock.json)
+if [ "$(cat .cache/web/.stamp 2>/dev/null)" != "$want" ]; then
+  say "fetching the report pages' CSS and JavaScript from the npm registry into .cache/web"
+  rm -rf .cache/web && mkdir -p .cache/web
+  cp include/ui/vendor/package.json include/ui/vendor/package-lock.json include/ui/vendor/.npmrc .cache/web/
+  (cd .cache/web && npm ci --ignore-scripts --omit=dev > npm.log 2>&1) \
+    || die "npm could not install the report assets (log: .cache/web/npm.log). Is the npm registry reachable?"
+  echo "$want" > .cache/web/.stamp
+fi
+
 # ---- a headless browser for the UI plugin's tests (Debian's chromium + its driver)
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   as_root=""

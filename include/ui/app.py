@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from include.settings import get_settings
 from include.ui import views
+from include.ui.vendor import VENDOR_ROOT, localise
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -74,6 +75,15 @@ async def current_user(request: Request) -> Any:
             detail=f"Log in to Airflow first ({exc.detail}).",
             headers={"WWW-Authenticate": "Bearer"},
         ) from exc
+
+
+def _inside(root: Path, path: str) -> Path:
+    """``root / path`` if that is a file inside ``root``; 404 otherwise (no ``..`` escapes)."""
+    base = root.resolve()
+    target = (base / path).resolve()
+    if base not in target.parents or not target.is_file():
+        raise HTTPException(404, f"no such file: {path}")
+    return target
 
 
 def create_app() -> FastAPI:
@@ -134,13 +144,24 @@ def create_app() -> FastAPI:
         return render("quality_run.html", run=run, dag_id=dag_id, run_id=run_id, active="quality")
 
     @app.get("/quality/docs/{path:path}")
-    def data_docs(path: str) -> FileResponse:
-        root = views.docs_root(get_settings()).resolve()
-        target = (root / (path or "index.html")).resolve()
-        if root not in target.parents or not target.is_file():
-            raise HTTPException(404, f"no such report file: {path}")
+    def data_docs(path: str) -> Response:
+        target = _inside(views.docs_root(get_settings()), path or "index.html")
+        if target.suffix == ".html":
+            # The report's own CSS/JS come from the plugin, not from CDNs.
+            html = localise(target.read_text(encoding="utf-8"), PREFIX)
+            return HTMLResponse(html, headers={"Cache-Control": "no-store"})
         media, _ = mimetypes.guess_type(target.name)
         return FileResponse(target, media_type=media or "application/octet-stream")
+
+    @app.get("/vendor/{path:path}")
+    def vendor(path: str) -> FileResponse:
+        target = _inside(VENDOR_ROOT, path)
+        media, _ = mimetypes.guess_type(target.name)
+        return FileResponse(
+            target,
+            media_type=media or "application/octet-stream",
+            headers={"Cache-Control": "max-age=86400"},
+        )
 
     @app.get("/static/{name}")
     def static(name: str) -> FileResponse:
