@@ -1,0 +1,249 @@
+"""The plugin's pages in a real browser (Debian's chromium, driven by Selenium), served by a
+real Airflow API server on a real PostgreSQL.
+
+The state dir is built by tests/ui/pipeline_state.py from known numbers, so each page must
+show exactly those: the supervisor's verdicts and the last progress record per query, the
+dead-letter count, the revenue per category summed in plain Python over the events, and the
+failed exactly-once check of the crafted quality history.  Without a login every page and
+file is refused.  Screenshots land in ``state/screenshots/`` of the checkout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from include.runtime.procs import free_port
+from include.runtime.services import (
+    AirflowComponent,
+    Postgres,
+    migrate_airflow_db,
+    platform_secrets,
+)
+from include.settings import PROJECT_ROOT, Settings
+from include.ui.vendor import remaining_cdn_addresses
+from tests.ui.pipeline_state import DEAD_LETTERS, QUALITY_RUN_ID, QUERIES, Crafted, build
+
+pytestmark = pytest.mark.ui
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SCREENSHOTS = PROJECT_ROOT / "state" / "screenshots"
+PAGES = [
+    "/ecom/health",
+    "/ecom/quality",
+    "/ecom/quality/run?id=x",
+    "/ecom/quality/docs/index.html",
+    "/ecom/static/ecom.css",
+    "/ecom/vendor/jquery/dist/jquery.min.js",
+]
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory) -> Iterator[tuple[Settings, Crafted, str]]:
+    env = {
+        "ECOM_STATE_DIR": str(tmp_path_factory.mktemp("ui_state")),
+        "ECOM_POSTGRES__PORT": str(free_port()),
+        "ECOM_AIRFLOW__PORT": str(free_port()),
+        "ECOM_KAFKA__PORT": str(free_port()),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        settings = Settings()
+        crafted = build(settings, datetime.now(UTC))
+        services = [Postgres(settings), AirflowComponent("api-server", settings)]
+        try:
+            services[0].start()
+            migrate_airflow_db(settings)
+            services[1].start()
+            yield settings, crafted, f"http://{settings.bind_host}:{settings.airflow.port}"
+        finally:
+            for service in reversed(services):
+                service.stop(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not found: the UI tests need Debian's chromium and "
+            "chromium-driver (make setup installs them, or: apt-get install chromium "
+            "chromium-driver)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1400,1000")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, condition, what: str, timeout: float = 30):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout).until(condition)
+    except TimeoutException as exc:
+        raise AssertionError(
+            f"browser: timed out waiting for {what} at {driver.current_url}"
+        ) from exc
+
+
+def screenshot(driver, name: str) -> Path:
+    """A full-height screenshot of the current page (or frame) as state/screenshots/<name>."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, max(1000, min(int(height) + 40, 4000)))
+    path = SCREENSHOTS / name
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    return path
+
+
+def log_in(driver, base: str, settings: Settings) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    password = platform_secrets(settings)["airflow_admin_password"]
+    driver.get(f"{base}/auth/login?next=%2F")
+    wait(driver, lambda d: d.find_elements(By.NAME, "username"), "the login form")
+    driver.find_element(By.NAME, "username").send_keys(settings.airflow.admin_user)
+    driver.find_element(By.NAME, "password").send_keys(password + Keys.ENTER)
+    wait(driver, lambda d: "/auth/login" not in d.current_url, "the login to finish")
+
+
+def text_of(driver, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css).text.strip()
+
+
+def test_every_page_and_file_is_refused_without_a_login(airflow, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings, _, base = airflow
+    for page in PAGES:
+        answer = requests.get(base + page, timeout=30)
+        assert answer.status_code == 401, f"{page} answered {answer.status_code} without a login"
+        forged = requests.get(base + page, cookies={"_token": "not-a-jwt"}, timeout=30)
+        assert forged.status_code == 401, f"{page} accepted a forged token"
+    browser.delete_all_cookies()
+    browser.get(base + "/ecom/health")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Log in to Airflow first"
+    assert "Pipeline health" not in browser.page_source
+    screenshot(browser, "refused-without-login.png")
+
+    # Scripts use a bearer token from Airflow's own token endpoint.
+    token = requests.post(
+        f"{base}/auth/token",
+        json={
+            "username": settings.airflow.admin_user,
+            "password": platform_secrets(settings)["airflow_admin_password"],
+        },
+        timeout=30,
+    ).json()["access_token"]
+    answer = requests.get(
+        f"{base}/ecom/health", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    assert answer.status_code == 200 and "Pipeline health" in answer.text
+
+
+def test_health_page_two_clicks_from_airflow_shows_the_pipeline(airflow, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings, crafted, base = airflow
+    log_in(browser, base, settings)
+    # Two clicks from any Airflow page: Browse, then Pipeline health.
+    wait(browser, lambda d: d.find_elements(By.XPATH, "//button[@aria-label='Browse']"), "nav")
+    browser.find_element(By.XPATH, "//button[@aria-label='Browse']").click()
+    item = wait(
+        browser,
+        lambda d: [
+            e
+            for e in d.find_elements(By.XPATH, "//*[@role='menuitem']")
+            if e.text == "Pipeline health"
+        ],
+        "the Pipeline health entry in the Browse menu",
+    )
+    item[0].click()
+    frame = wait(browser, lambda d: d.find_elements(By.TAG_NAME, "iframe"), "the plugin frame")
+    assert frame[0].get_attribute("src").endswith("/ecom/health")
+    browser.switch_to.frame(frame[0])
+    try:
+        wait(browser, lambda d: d.find_elements(By.ID, "queries"), "the queries table")
+        assert text_of(browser, "#dead-letters .big") == str(DEAD_LETTERS)
+        assert text_of(browser, "#last-quality .big") == "FAIL"
+        for query, (state, lag, rate, batch_ms, state_rows) in QUERIES.items():
+            row = f"#queries tr[data-query='{query}']"
+            assert text_of(browser, f"{row} .state") == state, query
+            assert text_of(browser, f"{row} .lag") == f"{lag:,}", query
+            expected_rate = "-" if rate is None else f"{rate:,.1f}"
+            assert text_of(browser, f"{row} .input-rate") == expected_rate, query
+            expected_batch = "-" if batch_ms is None else f"{batch_ms / 1000:,.1f}"
+            assert text_of(browser, f"{row} .batch-duration") == expected_batch, query
+            expected_rows = "-" if state_rows is None else f"{state_rows:,}"
+            assert text_of(browser, f"{row} .state-rows") == expected_rows, query
+            assert text_of(browser, f"{row} .late") == "2", query  # one each 5 and 6 min ago
+        shown = {
+            cells[0].text: cells[1].text
+            for cells in (
+                tr.find_elements(By.TAG_NAME, "td")
+                for tr in browser.find_elements(By.CSS_SELECTOR, "#revenue-by-category tbody tr")
+            )
+        }
+        assert shown == {c: f"{v:.2f}" for c, v in sorted(crafted.revenue_by_category.items())}
+        charts = browser.find_elements(By.CSS_SELECTOR, "figure svg polyline")
+        assert len(charts) >= len(crafted.revenue_by_category) + 3 + 2  # lines drawn
+        screenshot(browser, "pipeline-health.png")
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_quality_pages_show_the_failed_check_and_the_data_docs_render_offline(
+    airflow, browser
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings, crafted, base = airflow
+    log_in(browser, base, settings)
+    browser.get(f"{base}/ecom/quality")
+    assert text_of(browser, "#latest-status") == "fail"
+    duplicate = (
+        "section[data-table='revenue_by_category'] "
+        "tr[data-check='no key is written twice (exactly once)']"
+    )
+    assert text_of(browser, f"{duplicate} .status") == "fail"
+    assert text_of(browser, f"{duplicate} .observed") == "1"
+    runs = browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+    assert len(runs) == len(crafted.quality_runs)
+    columns = browser.find_elements(By.CSS_SELECTOR, "#history-matrix thead th")
+    assert len(columns) == 2 + len(crafted.quality_runs)
+    screenshot(browser, "data-quality.png")
+
+    # The task's "Quality report" link leads here.
+    browser.get(f"{base}/ecom/quality/run?dag_id=data_quality&run_id={quote(QUALITY_RUN_ID)}")
+    assert text_of(browser, "#run-status") == "fail"
+    screenshot(browser, "quality-run.png")
+
+    browser.get(f"{base}/ecom/quality/docs/index.html")
+    assert remaining_cdn_addresses(browser.page_source) == []
+    # bootstrap-table (from the plugin, not a CDN) has turned the results into a table.
+    wait(
+        browser,
+        lambda d: "Showing 1 to" in d.find_element(By.TAG_NAME, "body").text,
+        "the Data Docs results table",
+    )
+    screenshot(browser, "data-docs.png")
