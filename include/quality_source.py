@@ -32,9 +32,17 @@ class SourceRecord:
     value: bytes | None
 
 
+@dataclass(frozen=True)
+class Newest:
+    """The input topic's newest record: when it reached Kafka, and its event time."""
+
+    record_ms: int
+    event_time: datetime  # the record time when its own timestamp cannot be read
+
+
 class InputSource(Protocol):
-    def latest_record_ms(self) -> int | None:
-        """Record time of the newest record on the input topic, or None when it is empty."""
+    def newest(self) -> Newest | None:
+        """The newest record on the input topic, or None when it is empty."""
 
     def records_since(self, since_ms: int) -> Iterable[SourceRecord]:
         """Records with record time >= since_ms, up to the topic's end at call time."""
@@ -49,8 +57,8 @@ class RecordsInput:
     def __init__(self, records: Iterable[SourceRecord]) -> None:
         self.records = list(records)
 
-    def latest_record_ms(self) -> int | None:
-        return max((r.timestamp_ms for r in self.records), default=None)
+    def newest(self) -> Newest | None:
+        return newest_of(self.records)
 
     def records_since(self, since_ms: int) -> list[SourceRecord]:
         return [r for r in self.records if r.timestamp_ms >= since_ms]
@@ -83,21 +91,23 @@ class KafkaInput:
         # No record at or after ms: the partition's end.
         return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in partitions}
 
-    def latest_record_ms(self) -> int | None:
+    def newest(self) -> Newest | None:
         reader, partitions = self._open()
         try:
             ends = reader.end_offsets(partitions)
             starts = reader.beginning_offsets(partitions)
-            newest = None
+            last: list[SourceRecord] = []
             for tp in partitions:
                 if ends[tp] <= starts[tp]:
                     continue
+                reader.assign([tp])
                 reader.seek(tp, ends[tp] - 1)
-                for batch in reader.poll(timeout_ms=5000, max_records=50).values():
-                    for record in batch:
-                        if record.partition == tp.partition:
-                            newest = max(newest or 0, int(record.timestamp))
-            return newest
+                for batch in reader.poll(timeout_ms=5000).values():
+                    last += [
+                        SourceRecord(r.partition, r.offset, int(r.timestamp), r.value)
+                        for r in batch
+                    ]
+            return newest_of(last)
         finally:
             reader.close()
 
@@ -144,6 +154,20 @@ def _event_time(text: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def newest_of(records: Iterable[SourceRecord]) -> Newest | None:
+    """The newest record time and the newest event time among ``records``."""
+    record_ms, event_time = None, None
+    for record in records:
+        record_ms = max(record_ms or record.timestamp_ms, record.timestamp_ms)
+        try:
+            moment = _event_time(json.loads(record.value or b"").get("timestamp"))
+        except (ValueError, AttributeError):
+            moment = None
+        moment = moment or datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+        event_time = max(event_time or moment, moment)
+    return Newest(record_ms, event_time) if record_ms is not None else None
 
 
 def _revenue(value: object) -> Decimal | None:
