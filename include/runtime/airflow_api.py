@@ -99,16 +99,16 @@ class AirflowApi:
         params = {"state": state} if state else {}
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
-    def create_backfill(self, dag_id: str, from_date: str, to_date: str) -> dict:
-        """What `airflow backfill create` does: runs for every interval in the range."""
-        return self._call(
-            "POST",
-            "/backfills",
-            json={"dag_id": dag_id, "from_date": from_date, "to_date": to_date},
-        )
-
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def task_links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
+        """The extra links (name -> URL) of a task instance, e.g. "Quality report"."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links")
+
+    def page(self, path: str) -> requests.Response:
+        """A page of the API server outside /api/v2 (the plugin's), with this login."""
+        return self._session.get(f"{self.base_url}{path}", timeout=self.timeout)
 
     def health(self) -> dict:
         return self._call("GET", "/monitor/health")

@@ -7,7 +7,8 @@
 4. Trigger producer (long-running) and streaming (SparkSubmitOperator), wait until running.
 5. Wait for closed revenue windows in the Delta sink table; every row of every sink table
    must equal an independent computation over the events read back from the input topic.
-6. Trigger data_quality and wait for success; its HTML report exists.
+6. Trigger data_quality (full) and wait for success; its task's Quality report link opens
+   its results in the plugin, which refuses callers without a login.
 7. kill -9 the driver: the streaming run fails, the supervisor DAG starts a new driver.
 8. SIGSTOP the new driver: the supervisor finds it frozen, stops it and starts another;
    then the scheduled restart DAG, run at once, stops the driver gracefully and starts one.
@@ -210,12 +211,19 @@ def test_platform_end_to_end(platform):
     )
     assert_tables_equal_oracle(settings, {"revenue_by_category"})
 
-    # 6. the quality DAG validates the table and leaves a report
-    quality_run = api.trigger("data_quality")
+    # 6. the quality DAG checks every table; its task links to its report in the plugin
+    quality_run = api.trigger("data_quality", {"full": True})
     assert api.wait_for_run("data_quality", quality_run, {"success"}, timeout=300) == "success"
     assert (
         settings.quality_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     ).exists()
+    link = api.task_links("data_quality", quality_run, "check_sink_tables")["Quality report"]
+    report = api.page(link)
+    assert report.status_code == 200 and 'id="run-status"' in report.text, report.text[:500]
+    assert "revenue_by_category" in report.text
+    health = api.page("/ecom/health")
+    assert health.status_code == 200 and 'data-query="revenue_by_category"' in health.text
+    assert requests.get(f"{api.base_url}/ecom/health", timeout=30).status_code == 401
 
     # 7. chaos: kill -9 the driver (Python and its JVM); the supervisor starts a new one
     driver = read_holder(settings.checkpoint_path("revenue_by_category"))
