@@ -51,6 +51,17 @@ def money(value: Decimal | float | str) -> Decimal:
     return Decimal(str(value)).quantize(CENTS, rounding=ROUND_HALF_UP)
 
 
+def parse_utc(text: object) -> datetime | None:
+    """An ISO-8601 time as an aware UTC datetime (naive means UTC), or None if unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def iso_utc(moment: datetime) -> str:
     """ISO-8601 with milliseconds and an explicit UTC offset."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")

@@ -408,8 +408,8 @@ def dead_letter_measure(
     times = pd.to_datetime(
         keys.get("kafka_timestamp", pd.Series(dtype="datetime64[us, UTC]")), utc=True
     )
-    stamps = times.astype("int64") // 1000 if not times.empty else times
-    dead = int(((stamps >= start_ms) & (stamps < end_ms)).sum()) if not times.empty else 0
+    start, end = (pd.Timestamp(ms, unit="ms", tz="UTC") for ms in (start_ms, end_ms))
+    dead = int(((times >= start) & (times < end)).sum())
     span = "since the start" if full else f"in the last {q.dead_letter_window_minutes:g} min"
     if not inputs:
         return Measure(None, f"not applicable: no input records {span}")

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from include.events import parse_utc
 from include.kafka_client import consumer
 
 PURCHASE = "purchase"
@@ -146,23 +147,13 @@ class KafkaInput:
             reader.close()
 
 
-def _event_time(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def newest_of(records: Iterable[SourceRecord]) -> Newest | None:
     """The newest record time and the newest event time among ``records``."""
     record_ms, event_time = None, None
     for record in records:
         record_ms = max(record_ms or record.timestamp_ms, record.timestamp_ms)
         try:
-            moment = _event_time(json.loads(record.value or b"").get("timestamp"))
+            moment = parse_utc(json.loads(record.value or b"").get("timestamp"))
         except (ValueError, AttributeError):
             moment = None
         moment = moment or datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
@@ -204,7 +195,7 @@ def expected_revenue(
             continue
         if not isinstance(event, dict) or event.get("event_type") != PURCHASE:
             continue
-        event_id, moment = event.get("event_id"), _event_time(event.get("timestamp"))
+        event_id, moment = event.get("event_id"), parse_utc(event.get("timestamp"))
         revenue, category = _revenue(event.get("revenue")), event.get("category")
         if moment is None or revenue is None or not isinstance(category, str):
             continue

@@ -104,7 +104,8 @@ class AirflowApi:
 
     def task_links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
         """The extra links (name -> URL) of a task instance, e.g. "Quality report"."""
-        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links")
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+        return self._call("GET", path)["extra_links"]
 
     def page(self, path: str) -> requests.Response:
         """A page of the API server outside /api/v2 (the plugin's), with this login."""

@@ -111,6 +111,8 @@ The platform is up.
                    user: {settings.airflow.admin_user}   password: {sec["airflow_admin_password"]}
   Kafka            {settings.bootstrap_servers}  (input topic {settings.kafka.input_topic})
   PostgreSQL       {host}:{settings.postgres.port} (Airflow metadata)
+  Pipeline health  http://{host}:{settings.airflow.port}/ecom/health  (Airflow UI: Browse)
+  Data quality     http://{host}:{settings.airflow.port}/ecom/quality  (log in to Airflow first)
   Sink tables      {settings.table_root} (Delta Lake)
   Quality reports  {settings.quality_dir}
   Streaming stats  {settings.metrics_dir / "progress.jsonl"}

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from include.events import parse_utc
 from include.settings import get_settings
 from include.ui import views
 from include.ui.vendor import VENDOR_ROOT, localise
@@ -33,7 +34,7 @@ templates = Environment(
 
 def _ago(moment: datetime | str | None, now: datetime | None = None) -> str:
     if isinstance(moment, str):
-        moment = views._when(moment)
+        moment = parse_utc(moment)
     if moment is None:
         return "never"
     seconds = ((now or datetime.now(UTC)) - moment).total_seconds()

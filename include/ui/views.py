@@ -18,25 +18,17 @@ from typing import Any
 
 import pandas as pd
 
+from include.events import parse_utc
 from include.progress import read_progress
 from include.quality import read_history
 from include.settings import ANALYTICS, Settings
+from include.supervisor import HEALTH_FILE
 from include.tables import DEAD_LETTER_TABLE, FUNNEL_TABLE, REVENUE_TABLE, read_table
 from include.ui.charts import line_chart, sparkline
 
 QUERIES = (*ANALYTICS, DEAD_LETTER_TABLE)
-HEALTH_FILE = "health.json"
 UNKNOWN = "unknown"
-
-
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 @dataclass
@@ -84,7 +76,7 @@ def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, 
     records = [
         r
         for r in read_progress(settings.metrics_dir, tail_bytes=32_000_000)
-        if (_when(r.get("timestamp")) or since) >= since
+        if (parse_utc(r.get("timestamp")) or since) >= since
     ]
     by_query: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -108,7 +100,7 @@ def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, 
             ),
             state_rows=last.get("stateRowsTotal"),
             late_dropped=sum(r.get("rowsDroppedByWatermark") or 0 for r in history),
-            last_batch=_when(last.get("timestamp")),
+            last_batch=parse_utc(last.get("timestamp")),
         )
         item.charts = {
             "input": sparkline([r.get("inputRowsPerSecond") for r in history]),
@@ -146,7 +138,7 @@ def whole_windows(frame: pd.DataFrame, length_seconds: int) -> pd.DataFrame:
     so each event is counted once although the windows slide."""
     if frame.empty:
         return frame
-    starts = frame["window_start"].astype("int64") // 1_000_000
+    starts = (frame["window_start"] - EPOCH) // pd.Timedelta(seconds=1)
     return frame[starts % length_seconds == 0]
 
 
