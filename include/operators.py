@@ -192,7 +192,12 @@ class DataQualityOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from include.kafka_client import bootstrap_from_connection
-        from include.quality import FAIL, NoDataYet, run_quality
+        from include.quality import (
+            DataQualityError,
+            NoDataYet,
+            raise_for_failures,
+            run_quality,
+        )
         from include.quality_source import KafkaInput
 
         settings = get_settings()
@@ -235,12 +240,10 @@ class DataQualityOperator(BaseOperator):
                 level("  %-4s [%s] %s", check.status.upper(), check.severity, check.describe())
         self.log.info("Data quality report (GX Data Docs): %s", report.report_path)
         self.log.info("Results in the Airflow UI: Quality report button, or %s/quality", UI_PREFIX)
-        failures = report.checks_with(FAIL)
-        if failures:
-            raise AirflowFailException(
-                f"{len(failures)} data quality check(s) of severity 'fail' failed: "
-                + "; ".join(f"{table}: {check.describe()}" for table, check in failures)
-            )
+        try:
+            raise_for_failures(report)
+        except DataQualityError as exc:
+            raise AirflowFailException(str(exc)) from exc
         return {"run_id": report.run_id, "status": report.status}
 
 

@@ -113,11 +113,24 @@ class CheckResult:
             return PASS
         return WARN if self.severity == WARN else FAIL
 
+    @property
+    def is_row_check(self) -> bool:
+        return bool(self.columns) and self.columns[0] not in TABLE_MEASURES
+
+    @property
+    def observed_text(self) -> str:
+        """What the check saw, short: "3 rows" for a row check, the measure otherwise."""
+        if self.is_row_check and self.unexpected_count is not None:
+            return f"{self.unexpected_count} row{'' if self.unexpected_count == 1 else 's'}"
+        if _is_missing(self.observed_value):
+            return "-"
+        return _format_value(self.observed_value, self.columns)
+
     def describe(self) -> str:
         """One plain-words line, e.g. ``total_revenue >= 0: 3 rows violate (sample: -5.00)``."""
         if self.error:
             text = f"{self.name}: could not be evaluated ({self.error})"
-        elif self.unexpected_count is not None and self.columns[0] not in TABLE_MEASURES:
+        elif self.unexpected_count is not None and self.is_row_check:
             if self.success:
                 text = f"{self.name}: ok"
             else:
@@ -156,7 +169,9 @@ class TableReport:
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["checks"] = [{**asdict(c), "status": c.status} for c in self.checks]
+        data["checks"] = [
+            {**asdict(c), "status": c.status, "observed_text": c.observed_text} for c in self.checks
+        ]
         return data
 
 
