@@ -23,14 +23,25 @@ PRODUCER_DEFAULTS = {
 }
 
 
+def security() -> dict:
+    """The client security options of the platform settings (none for PLAINTEXT)."""
+    from include.settings import get_settings
+
+    return get_settings().kafka_client_options()
+
+
 def admin(bootstrap_servers: str, **overrides) -> KafkaAdminClient:
     return KafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id="ecom-admin", **overrides
+        bootstrap_servers=bootstrap_servers,
+        client_id="ecom-admin",
+        **{**security(), **overrides},
     )
 
 
 def producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **overrides})
+    return KafkaProducer(
+        bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **security(), **overrides}
+    )
 
 
 def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer:
@@ -39,6 +50,7 @@ def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer
         "enable_auto_commit": False,
         "consumer_timeout_ms": 5_000,
     }
+    options.update(security())
     options.update(overrides)
     return KafkaConsumer(*topics, bootstrap_servers=bootstrap_servers, **options)
 
