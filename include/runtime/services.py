@@ -521,9 +521,18 @@ class Kafka(Service):
     def cluster_id(self) -> str:
         """One id for every node of the cluster, made once and kept in the state dir."""
         path = self.settings.kafka_data_dir / "cluster.id"
+        path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+            # Written aside, then linked into place: link fails if another node formatting
+            # at the same moment got there first, and then both use that node's id.
+            draft = path.with_name(f"cluster.id.{os.getpid()}.{uuid.uuid4().hex}")
+            draft.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
         return path.read_text().strip()
 
     def prepare(self) -> None:
