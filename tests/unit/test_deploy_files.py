@@ -76,7 +76,7 @@ def test_the_example_env_holds_no_secret_and_compose_refuses_to_start_without_th
 
 
 def test_three_kafka_brokers_with_replication_3_and_min_isr_2(resolved) -> None:
-    brokers = {n: s for n, s in resolved["services"].items() if n.startswith("kafka-")}
+    brokers = {n: s for n, s in resolved["services"].items() if re.fullmatch(r"kafka-\d", n)}
     assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]
     for name, service in brokers.items():
         env = service["environment"]
@@ -108,7 +108,9 @@ def test_every_long_running_service_has_a_healthcheck_and_loopback_ports(resolve
         if name not in ("airflow-init", "kafka-ui"):
             assert "healthcheck" in service, name
         for port in service.get("ports", []):
-            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+            # Short syntax ("127.0.0.1:9092:9092") or long ({"host_ip": ...}).
+            host = port.split(":")[0] if isinstance(port, str) else port.get("host_ip")
+            assert host == "127.0.0.1", f"{name} publishes {port} beyond loopback"
     assert {"kafka-1-data", "postgres-data", "ecom-state"} <= set(resolved["volumes"])
 
 
