@@ -85,13 +85,15 @@ def send_tracked(settings: Settings, events: list[dict]) -> set[str]:
 
 
 def topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """The topic's non-default configs: {key: value}."""
     client = admin(settings.bootstrap_servers)
     try:
-        (response,) = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        found = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         client.close()
-    entries = response.resources[0][4]  # (error, message, type, name, config entries)
-    return {entry[0]: entry[1] for entry in entries}
+    # {resource type: {resource name: {key: {config data}}}}
+    (by_name,) = found.values()
+    return {key: data["value"] for key, data in by_name[topic].items()}
 
 
 def test_topics_are_replicated_three_times_with_two_in_sync_required(cluster) -> None:
@@ -102,7 +104,8 @@ def test_topics_are_replicated_three_times_with_two_in_sync_required(cluster) ->
         (described,) = client.describe_topics([settings.kafka.input_topic])
     finally:
         client.close()
-    assert {len(p["replicas"]) for p in described["partitions"]} == {3}
+    assert {len(p["replica_nodes"]) for p in described["partitions"]} == {3}
+    assert {len(p["isr_nodes"]) for p in described["partitions"]} == {3}
     assert topic_config(settings, settings.kafka.input_topic)["min.insync.replicas"] == "2"
 
 

@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
+import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from include import kafka_acls
+from include.events import EventGenerator
 from include.kafka_client import admin
+from include.progress import read_progress
 from include.runtime.procs import free_port
 from include.runtime.services import SecuredKafka, scram_client_options
+from include.runtime.spark_submit import STREAMING_APP, launch_app
 from include.runtime.tls import make_broker_tls
 from include.settings import Settings
 from include.topics import provision
+from tests.conftest import poll
+from tests.integration.dataset import as_bytes
 
 pytestmark = pytest.mark.cluster
 
@@ -121,3 +129,47 @@ def test_the_streaming_user_reads_the_input_and_writes_outputs_only(secured) -> 
             writer.send(settings.kafka.input_topic, b"forged event").get(timeout=30)
     finally:
         writer.close()
+
+
+def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
+    """Spark's Kafka source and sink, as the streaming user over SASL_SSL: the ACLs of
+    include/kafka_acls.py are enough for it to read, commit batches and write outputs."""
+    settings, broker = secured
+    events = list(EventGenerator(seed=4).stream(datetime.now(UTC), timedelta(seconds=1), 400))
+    writer = producer_for(settings, **as_user(broker, "producer"))
+    for event in events:
+        writer.send(
+            settings.kafka.input_topic, key=event["user_id"].encode(), value=as_bytes(event)
+        )
+    writer.flush()
+    writer.close()
+    log = settings.log_dir / "streaming-secured.log"
+    env = {
+        "ECOM_KAFKA__SECURITY__PROTOCOL": "SASL_SSL",
+        "ECOM_KAFKA__SECURITY__USERNAME": "streaming",
+        "ECOM_KAFKA__SECURITY__PASSWORD": broker.users["streaming"],
+        "ECOM_KAFKA__SECURITY__SSL_CAFILE": str(broker.tls.ca_file),
+    }
+    app = launch_app(settings, STREAMING_APP, log, env=env)
+    try:
+        read = poll(
+            lambda: sum(
+                r.get("numInputRows") or 0
+                for r in read_progress(settings.metrics_dir)
+                if r.get("name") == "revenue_by_category"
+            ),
+            lambda total: total >= len(events) or app.poll() is not None,
+            f"the secured stream to read {len(events)} events (log: {log})",
+            timeout=300,
+            interval=3,
+        )
+        assert app.poll() is None, f"the streaming app exited; see {log}"
+        assert read >= len(events)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(60)
+        except subprocess.TimeoutExpired:
+            app.kill()
+    text = log.read_text(errors="replace")
+    assert "AuthorizationException" not in text and "AuthenticationException" not in text
