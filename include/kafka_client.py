@@ -1,7 +1,9 @@
 """The one place that builds Kafka clients (kafka-python 3.x) from platform settings.
 
 Airflow tasks pass the bootstrap servers of the `kafka_default` connection; tools and tests
-pass the platform's own.  Nothing here connects at import time.
+pass the platform's own.  Authentication (SASL_SSL on a secured cluster) comes from the
+settings (`[kafka.security]`, password from the environment only).  Nothing here connects
+at import time.
 """
 
 from __future__ import annotations

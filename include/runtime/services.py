@@ -730,7 +730,9 @@ class SparkWorker(Service):
         return {**os.environ, **spark_environment(self.settings)}
 
     def healthy(self) -> bool:
-        return self.answers() and self.master.alive_workers() > 0
+        # Registered: the master counts as many live workers as have been started.
+        index = int(self.name.rsplit("-", 1)[1])
+        return self.answers() and self.master.alive_workers() >= index
 
     def start_timeout(self) -> float:
         return 90.0
