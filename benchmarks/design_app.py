@@ -87,7 +87,7 @@ def parse_once(
             table_columns=analytic.columns,
             kafka_records=lambda df, a=analytic: transforms.to_kafka_records(df, a.key_columns),
             topic=settings.output_topic(name),
-            bootstrap_servers=settings.bootstrap_servers,
+            kafka_options=settings.spark_kafka_options(),
         )
         # A transform that de-duplicates sets the watermark itself (setting it twice is
         # refused); the de-duplication finds nothing left to drop.

@@ -1,7 +1,9 @@
 """The one place that builds Kafka clients (kafka-python 3.x) from platform settings.
 
 Airflow tasks pass the bootstrap servers of the `kafka_default` connection; tools and tests
-pass the platform's own.  Nothing here connects at import time.
+pass the platform's own.  Authentication (SASL_SSL on a secured cluster) comes from the
+settings (`[kafka.security]`, password from the environment only).  Nothing here connects
+at import time.
 """
 
 from __future__ import annotations
@@ -23,14 +25,25 @@ PRODUCER_DEFAULTS = {
 }
 
 
+def security() -> dict:
+    """The client security options of the platform settings (none for PLAINTEXT)."""
+    from include.settings import get_settings
+
+    return get_settings().kafka_client_options()
+
+
 def admin(bootstrap_servers: str, **overrides) -> KafkaAdminClient:
     return KafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id="ecom-admin", **overrides
+        bootstrap_servers=bootstrap_servers,
+        client_id="ecom-admin",
+        **{**security(), **overrides},
     )
 
 
 def producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **overrides})
+    return KafkaProducer(
+        bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **security(), **overrides}
+    )
 
 
 def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer:
@@ -39,6 +52,7 @@ def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer
         "enable_auto_commit": False,
         "consumer_timeout_ms": 5_000,
     }
+    options.update(security())
     options.update(overrides)
     return KafkaConsumer(*topics, bootstrap_servers=bootstrap_servers, **options)
 

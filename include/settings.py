@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,7 +35,23 @@ ANALYTICS = (
 STREAMING_POOL = "streaming"
 
 
+class KafkaSecurity(BaseModel):
+    """How clients authenticate to the brokers.  PLAINTEXT locally; SASL_SSL (SCRAM) on a
+    secured cluster, with the password only ever from the environment
+    (ECOM_KAFKA__SECURITY__PASSWORD), never from a file in the repo."""
+
+    protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    # PEM file of the CA that signed the brokers' certificates.
+    ssl_cafile: str = ""
+
+
 class KafkaSettings(BaseModel):
+    # Brokers to bootstrap from, "host:port,host:port"; empty: the local broker below.
+    bootstrap_servers: str = ""
+    security: KafkaSecurity = KafkaSecurity()
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
@@ -42,6 +59,7 @@ class KafkaSettings(BaseModel):
     dead_letter_topic: str = "ecommerce-events-dlq"
     partitions: int = Field(3, ge=1)
     replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int = Field(1, ge=1)
     output_topic_prefix: str = "analytics."
     output_partitions: int = Field(3, ge=1)
     retention_ms: int = 604_800_000
@@ -230,7 +248,40 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{self.bind_host}:{self.kafka.port}"
+        return self.kafka.bootstrap_servers or f"{self.bind_host}:{self.kafka.port}"
+
+    def kafka_client_options(self) -> dict[str, str | bool]:
+        """kafka-python options for the configured security (none for PLAINTEXT)."""
+        sec = self.kafka.security
+        if sec.protocol == "PLAINTEXT":
+            return {}
+        return {
+            "security_protocol": sec.protocol,
+            "sasl_mechanism": sec.sasl_mechanism,
+            "sasl_plain_username": sec.username,
+            "sasl_plain_password": sec.password.get_secret_value(),
+            **({"ssl_cafile": sec.ssl_cafile} if sec.ssl_cafile else {}),
+        }
+
+    def spark_kafka_options(self) -> dict[str, str]:
+        """Options of Spark's Kafka source and sink: the brokers and the security."""
+        sec = self.kafka.security
+        options = {"kafka.bootstrap.servers": self.bootstrap_servers}
+        if sec.protocol == "PLAINTEXT":
+            return options
+        login = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        options |= {
+            "kafka.security.protocol": sec.protocol,
+            "kafka.sasl.mechanism": sec.sasl_mechanism,
+            "kafka.sasl.jaas.config": f'{login} required username="{sec.username}" '
+            f'password="{sec.password.get_secret_value()}";',
+        }
+        if sec.ssl_cafile:
+            options |= {
+                "kafka.ssl.truststore.type": "PEM",
+                "kafka.ssl.truststore.location": sec.ssl_cafile,
+            }
+        return options
 
 
 def get_settings() -> Settings:

@@ -33,7 +33,11 @@ class TopicDriftError(RuntimeError):
 
 def desired_topics(settings: Settings) -> list[TopicSpec]:
     k = settings.kafka
-    retention = {"retention.ms": str(k.retention_ms)}
+    retention = {
+        "retention.ms": str(k.retention_ms),
+        # With acks=all, a write needs this many in-sync replicas or it is refused.
+        "min.insync.replicas": str(k.min_insync_replicas),
+    }
     specs = [
         TopicSpec(k.input_topic, k.partitions, k.replication_factor, retention),
         TopicSpec(k.dead_letter_topic, k.partitions, k.replication_factor, retention),

@@ -60,19 +60,24 @@ if [ "$(cat .cache/web/.stamp 2>/dev/null)" != "$want" ]; then
   echo "$want" > .cache/web/.stamp
 fi
 
-# ---- a headless browser for the UI plugin's tests (Debian's chromium + its driver)
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# ---- Debian tools the tests use: a headless browser for the UI plugin's pages, and
+# docker-compose to validate docker-compose.yaml (no Docker engine is needed for that)
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
   as_root=""
   [ "$(id -u)" -eq 0 ] || as_root="sudo -n"
   if command -v apt-get >/dev/null 2>&1 && $as_root true 2>/dev/null; then
-    say "installing chromium and chromium-driver from Debian's packages (browser tests of the UI)"
+    say "installing ${missing[*]} from Debian's packages (used by the tests)"
     export DEBIAN_FRONTEND=noninteractive
-    $as_root apt-get install -y -q chromium chromium-driver > .cache/apt-chromium.log 2>&1 \
-      || { $as_root apt-get update -q >> .cache/apt-chromium.log 2>&1 \
-           && $as_root apt-get install -y -q chromium chromium-driver >> .cache/apt-chromium.log 2>&1; } \
-      || die "apt-get could not install chromium chromium-driver (log: .cache/apt-chromium.log)"
+    $as_root apt-get install -y -q "${missing[@]}" > .cache/apt.log 2>&1 \
+      || { $as_root apt-get update -q >> .cache/apt.log 2>&1 \
+           && $as_root apt-get install -y -q "${missing[@]}" >> .cache/apt.log 2>&1; } \
+      || die "apt-get could not install ${missing[*]} (log: .cache/apt.log)"
   else
-    say "WARNING: chromium/chromedriver not found and apt-get is not usable here; the UI browser tests will fail until you install them (Debian: apt-get install chromium chromium-driver)"
+    say "WARNING: ${missing[*]} not found and apt-get is not usable here; the tests that need them will fail until you install them (Debian: apt-get install ${missing[*]})"
   fi
 fi
-say "ready: .venv, .cache/jars and a headless browser"
+say "ready: .venv, .cache/jars, .cache/web and the test tools"

@@ -66,7 +66,7 @@ def compute(spark: SparkSession, settings: Settings, interval: Interval) -> dict
     reader.close()
     raw = (
         spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .options(**settings.spark_kafka_options())
         .options(
             **spark_kafka_options(topic, partitions, interval, settings.backfill.margin_seconds)
         )

@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -129,7 +129,7 @@ def read_events(
     """
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .options(**settings.spark_kafka_options())
         .option("subscribe", settings.kafka.input_topic)
         .option("startingOffsets", starting_offsets)
         .option("maxOffsetsPerTrigger", str(max_offsets))
@@ -163,7 +163,7 @@ class BatchSink:
     table_columns: Sequence[str]
     kafka_records: Callable[[DataFrame], DataFrame]
     topic: str
-    bootstrap_servers: str
+    kafka_options: Mapping[str, str]  # brokers and security: Settings.spark_kafka_options()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         batch.persist()
@@ -185,7 +185,7 @@ class BatchSink:
             (
                 self.kafka_records(batch)
                 .write.format("kafka")
-                .option("kafka.bootstrap.servers", self.bootstrap_servers)
+                .options(**self.kafka_options)
                 .option("topic", self.topic)
                 .save()
             )
@@ -266,7 +266,7 @@ def start_analytic(
         table_columns=analytic.columns,
         kafka_records=lambda df: transforms.to_kafka_records(df, analytic.key_columns),
         topic=settings.output_topic(name),
-        bootstrap_servers=settings.bootstrap_servers,
+        kafka_options=settings.spark_kafka_options(),
     )
     return start_query(analytic.transform(events, settings.analytics), name, sink, trigger_seconds)
 
@@ -283,7 +283,7 @@ def start_dead_letters(
         table_columns=transforms.QUARANTINE_COLUMNS,
         kafka_records=lambda df: df.select("key", "value"),
         topic=settings.kafka.dead_letter_topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        kafka_options=settings.spark_kafka_options(),
     )
     return start_query(result, DEAD_LETTER_QUERY, sink, trigger_seconds)
 

@@ -38,6 +38,9 @@ def spark_submit_command(
         f"spark.pyspark.python={sys.executable}",
         "--conf",
         f"spark.pyspark.driver.python={sys.executable}",
+        # Executors on a standalone worker import the project too.
+        "--conf",
+        f"spark.executorEnv.PYTHONPATH={PROJECT_ROOT}",
         str(app),
         *app_args,
     ]

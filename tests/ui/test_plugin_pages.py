@@ -140,6 +140,8 @@ def test_every_page_and_file_is_refused_without_a_login(airflow, browser) -> Non
         assert answer.status_code == 401, f"{page} answered {answer.status_code} without a login"
         forged = requests.get(base + page, cookies={"_token": "not-a-jwt"}, timeout=30)
         assert forged.status_code == 401, f"{page} accepted a forged token"
+    # Airflow's own API too: authentication is on, there is no anonymous access.
+    assert requests.get(f"{base}/api/v2/dags", timeout=30).status_code == 401
     browser.delete_all_cookies()
     browser.get(base + "/ecom/health")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Log in to Airflow first"

@@ -26,3 +26,30 @@ def test_another_config_file_can_be_used(monkeypatch, tmp_path):
     monkeypatch.setenv("ECOM_CONFIG_FILE", str(other))
     assert Settings().producer.rate == 7
     assert Settings().kafka.port == 9092  # untouched keys keep their defaults
+
+
+def test_kafka_security_reaches_kafka_python_and_spark_options(monkeypatch) -> None:
+    from include.settings import Settings
+
+    plain = Settings()
+    assert plain.kafka_client_options() == {}
+    assert plain.spark_kafka_options() == {"kafka.bootstrap.servers": plain.bootstrap_servers}
+    monkeypatch.setenv("ECOM_KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("ECOM_KAFKA__SECURITY__PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("ECOM_KAFKA__SECURITY__USERNAME", "streaming")
+    monkeypatch.setenv("ECOM_KAFKA__SECURITY__PASSWORD", "s3cret")
+    monkeypatch.setenv("ECOM_KAFKA__SECURITY__SSL_CAFILE", "/certs/ca.pem")
+    secured = Settings()
+    assert secured.bootstrap_servers == "k1:9092,k2:9092"
+    assert secured.kafka_client_options() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "streaming",
+        "sasl_plain_password": "s3cret",
+        "ssl_cafile": "/certs/ca.pem",
+    }
+    spark = secured.spark_kafka_options()
+    assert spark["kafka.security.protocol"] == "SASL_SSL"
+    assert 'username="streaming" password="s3cret";' in spark["kafka.sasl.jaas.config"]
+    assert spark["kafka.ssl.truststore.location"] == "/certs/ca.pem"
+    assert "s3cret" not in repr(secured)  # the password never shows in logs of the settings

@@ -1,0 +1,63 @@
+"""Least-privilege ACLs for the pipeline on a secured Kafka (StandardAuthorizer).
+
+* the producer may write (and describe) the input topic, nothing else;
+* the streaming job may read the input topic, write its outputs (the per-analytic topics
+  and the dead-letter topic) and use Spark's consumer groups (``spark-kafka-source-*``).
+
+Anything not granted is refused (``allow.everyone.if.no.acl.found=false``).
+"""
+
+from __future__ import annotations
+
+from kafka.admin import (
+    ACL,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    ResourcePattern,
+    ResourceType,
+)
+
+from include.settings import Settings
+
+SPARK_GROUP_PREFIX = "spark-kafka-source"
+
+
+def _allow(user: str, kind: ResourceType, name: str, op: ACLOperation, prefixed=False) -> ACL:
+    pattern = ACLResourcePatternType.PREFIXED if prefixed else ACLResourcePatternType.LITERAL
+    return ACL(
+        principal=f"User:{user}",
+        host="*",
+        operation=op,
+        permission_type=ACLPermissionType.ALLOW,
+        resource_pattern=ResourcePattern(kind, name, pattern),
+    )
+
+
+def pipeline_acls(settings: Settings, producer_user: str, streaming_user: str) -> list[ACL]:
+    k = settings.kafka
+    topic, read, write, describe = (
+        ResourceType.TOPIC,
+        ACLOperation.READ,
+        ACLOperation.WRITE,
+        ACLOperation.DESCRIBE,
+    )
+    return [
+        _allow(producer_user, topic, k.input_topic, write),
+        _allow(producer_user, topic, k.input_topic, describe),
+        _allow(streaming_user, topic, k.input_topic, read),
+        _allow(streaming_user, topic, k.input_topic, describe),
+        _allow(streaming_user, topic, k.output_topic_prefix, write, prefixed=True),
+        _allow(streaming_user, topic, k.output_topic_prefix, describe, prefixed=True),
+        _allow(streaming_user, topic, k.dead_letter_topic, write),
+        _allow(streaming_user, topic, k.dead_letter_topic, describe),
+        _allow(streaming_user, ResourceType.GROUP, SPARK_GROUP_PREFIX, read, prefixed=True),
+    ]
+
+
+def grant(admin_client, acls: list[ACL]) -> None:
+    """Create the ACLs (idempotent: Kafka keeps one copy of an identical ACL)."""
+    result = admin_client.create_acls(acls)
+    failed = result.get("failed") or []
+    if failed:
+        raise RuntimeError(f"Kafka refused {len(failed)} ACL(s): {failed}")
