@@ -9,11 +9,11 @@ data_quality DAG is scheduled on all of them (and on a cron).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from airflow.sdk import Asset, AssetAlias
 
+from include.jsonfile import read_json, write_json
 from include.settings import ANALYTICS, Settings
 from include.tables import DEAD_LETTER_TABLE
 
@@ -49,15 +49,9 @@ def changed_tables(settings: Settings) -> dict[str, int]:
     """Sink tables whose version moved since the last call, with their new versions; the
     versions are remembered in ``<state>/metrics/announced_versions.json``."""
     path = settings.metrics_dir / ANNOUNCED_FILE
-    try:
-        announced = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        announced = {}
+    announced = read_json(path, {})
     current = {t: table_version(settings.table_path(t)) for t in SINK_TABLES}
     changed = {t: v for t, v in current.items() if v is not None and announced.get(t) != v}
     if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**announced, **changed}, sort_keys=True))
-        tmp.replace(path)
+        write_json(path, {**announced, **changed})
     return changed

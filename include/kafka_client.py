@@ -71,8 +71,18 @@ def bootstrap_from_connection(conn_id: str = "kafka_default") -> str:
     return servers
 
 
-def read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 120.0) -> list:
-    """Every record of `topic` from the beginning up to its end offsets at call time.
+def offsets_at(reader: KafkaConsumer, partitions: list, ms: int) -> dict:
+    """Per partition, the first offset with a record time >= ms (the end if there is none)."""
+    ends = reader.end_offsets(partitions)
+    found = reader.offsets_for_times({tp: ms for tp in partitions})
+    return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in partitions}
+
+
+def read_to_end(
+    bootstrap_servers: str, topic: str, timeout_s: float = 120.0, since_ms: int | None = None
+) -> list:
+    """Every record of `topic` from the beginning (or from record time `since_ms`) up to its
+    end offsets at call time.
 
     Unlike iterating a consumer until it goes quiet, this ends on a topic that is still
     being written to.
@@ -85,7 +95,11 @@ def read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 120.0) ->
     try:
         partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
         reader.assign(partitions)
-        reader.seek_to_beginning(*partitions)
+        if since_ms is None:
+            reader.seek_to_beginning(*partitions)
+        else:
+            for tp, offset in offsets_at(reader, partitions, since_ms).items():
+                reader.seek(tp, offset)
         end = reader.end_offsets(partitions)
         records = []
         deadline = time.monotonic() + timeout_s

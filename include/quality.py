@@ -35,7 +35,9 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import pandas as pd
+import pyarrow as pa
 
+from include.jsonfile import read_json, write_json
 from include.quality_checks import (
     DEAD_LETTER_PERCENT,
     DUPLICATE_KEYS,
@@ -54,7 +56,14 @@ from include.quality_checks import (
 )
 from include.quality_source import InputSource, Newest, expected_revenue
 from include.settings import Settings
-from include.tables import DEAD_LETTER_TABLE, REVENUE_TABLE, ROW_KEYS, SCHEMAS, TIME_KEYS
+from include.tables import (
+    DEAD_LETTER_TABLE,
+    REVENUE_TABLE,
+    ROW_KEYS,
+    SCHEMAS,
+    TIME_KEYS,
+    read_table,
+)
 
 if TYPE_CHECKING:
     from great_expectations.data_context import FileDataContext
@@ -63,15 +72,10 @@ log = logging.getLogger(__name__)
 
 PASS = "pass"
 SKIPPED = "skipped"
-# Money arrives from Delta as Python Decimals in object columns; GX's pandas metrics
-# compare against float bounds, so these are cast before validation.
-DECIMAL_COLUMNS: tuple[str, ...] = (
-    "total_revenue",
-    "avg_order_value",
-    "total_spent",
-    "revenue",
-    "cart_conversion_rate",
-    "purchase_conversion_rate",
+# Money and rates arrive from Delta as Python Decimals in object columns; GX's pandas
+# metrics compare against float bounds, so these are cast before validation.
+DECIMAL_COLUMNS: frozenset[str] = frozenset(
+    f.name for schema in SCHEMAS.values() for f in schema if pa.types.is_decimal(f.type)
 )
 
 GX_DIR_NAME = "gx"
@@ -440,19 +444,12 @@ def _money(value: Any) -> str:
 
 
 def load_validated(settings: Settings) -> dict[str, int]:
-    path = settings.quality_dir / VALIDATED_FILE
-    try:
-        return {k: int(v) for k, v in json.loads(path.read_text()).items()}
-    except (FileNotFoundError, ValueError, AttributeError):
-        return {}
+    found = read_json(settings.quality_dir / VALIDATED_FILE, {})
+    return {k: int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def save_validated(settings: Settings, versions: Mapping[str, int]) -> None:
-    path = settings.quality_dir / VALIDATED_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(versions), sort_keys=True))
-    tmp.replace(path)
+    write_json(settings.quality_dir / VALIDATED_FILE, dict(versions))
 
 
 @dataclass(frozen=True)
@@ -538,11 +535,9 @@ def run_quality(
             "waiting for the streaming job to close its first windows"
         )
 
-    dead = read_slice(
-        settings.table_path(DEAD_LETTER_TABLE), table_suites(settings)[DEAD_LETTER_TABLE], None
-    )
+    dead = read_table(settings.table_path(DEAD_LETTER_TABLE), ["source_partition", "source_offset"])
     quarantined = (
-        set(zip(dead.keys["source_partition"], dead.keys["source_offset"], strict=True))
+        set(zip(dead["source_partition"], dead["source_offset"], strict=True))
         if dead is not None
         else set()
     )
@@ -566,10 +561,16 @@ def run_quality(
                 suite, piece.keys, newest, now, flow_minutes
             )
         if name == REVENUE_TABLE:
-            whole = piece if piece.since is None else read_slice(target.path, suite, None)
+            # Incremental: the slice's windows in the whole table (a duplicate of one may
+            # sit in an older file), read with only the columns reconciliation needs.
+            whole = (
+                piece.rows
+                if piece.since is None
+                else read_table(target.path, ["window_start", "category", "total_revenue"])
+            )
             measures[RECONCILIATION_MISMATCHES] = reconciliation_measure(
                 settings,
-                whole.rows,
+                whole,
                 piece.rows.get("window_start", pd.Series(dtype=object)),
                 source,
                 quarantined,

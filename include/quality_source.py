@@ -19,7 +19,7 @@ from typing import Protocol
 import pandas as pd
 
 from include.events import parse_utc
-from include.kafka_client import consumer
+from include.kafka_client import consumer, offsets_at, read_to_end
 
 PURCHASE = "purchase"
 CENT = Decimal("0.01")
@@ -86,12 +86,6 @@ class KafkaInput:
         reader.assign(partitions)
         return reader, partitions
 
-    def _offsets_at(self, reader, partitions, ms: int) -> dict:
-        ends = reader.end_offsets(partitions)
-        found = reader.offsets_for_times({tp: ms for tp in partitions})
-        # No record at or after ms: the partition's end.
-        return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in partitions}
-
     def newest(self) -> Newest | None:
         reader, partitions = self._open()
         try:
@@ -113,35 +107,18 @@ class KafkaInput:
             reader.close()
 
     def records_since(self, since_ms: int) -> list[SourceRecord]:
-        import time
-
-        reader, partitions = self._open()
-        try:
-            ends = reader.end_offsets(partitions)
-            for tp, offset in self._offsets_at(reader, partitions, since_ms).items():
-                reader.seek(tp, offset)
-            records: list[SourceRecord] = []
-            deadline = time.monotonic() + self.timeout_s
-            while any(reader.position(tp) < ends[tp] for tp in partitions):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"could not read {self.topic} to its end in {self.timeout_s:.0f} s"
-                    )
-                for tp, batch in reader.poll(timeout_ms=1000).items():
-                    records += [
-                        SourceRecord(r.partition, r.offset, int(r.timestamp), r.value)
-                        for r in batch
-                        if r.offset < ends[tp] and r.timestamp >= since_ms
-                    ]
-            return records
-        finally:
-            reader.close()
+        records = read_to_end(self.bootstrap_servers, self.topic, self.timeout_s, since_ms)
+        return [
+            SourceRecord(r.partition, r.offset, int(r.timestamp), r.value)
+            for r in records
+            if r.timestamp >= since_ms
+        ]
 
     def count_between(self, start_ms: int, end_ms: int) -> int:
         reader, partitions = self._open()
         try:
-            first = self._offsets_at(reader, partitions, start_ms)
-            last = self._offsets_at(reader, partitions, end_ms)
+            first = offsets_at(reader, partitions, start_ms)
+            last = offsets_at(reader, partitions, end_ms)
             return sum(max(0, last[tp] - first[tp]) for tp in partitions)
         finally:
             reader.close()

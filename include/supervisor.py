@@ -16,7 +16,6 @@ commit for a while although there is input, or a frozen driver: stop, then resta
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
@@ -29,6 +28,7 @@ import psutil
 
 from include import checkpoints
 from include.driver_lease import Holder, is_locked, read_holder, stop_zombie
+from include.jsonfile import write_json
 from include.kafka_client import end_offsets
 from include.progress import last_progress
 from include.settings import Settings, SupervisorSettings
@@ -176,12 +176,8 @@ def assess(
 
 def write_health(settings: Settings, verdicts: list[Verdict]) -> Path:
     """The record the health view reads: state/metrics/health.json (replaced atomically)."""
-    path = settings.metrics_dir / HEALTH_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"at": time.time(), "queries": [asdict(v) for v in verdicts]}))
-    tmp.replace(path)
-    return path
+    record = {"at": time.time(), "queries": [asdict(v) for v in verdicts]}
+    return write_json(settings.metrics_dir / HEALTH_FILE, record)
 
 
 # ---------------------------------------------------------------- acting

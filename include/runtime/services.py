@@ -673,8 +673,19 @@ def scram_client_options(username: str, password: str, tls: Any) -> dict[str, An
 # ---------------------------------------------------------------- Spark standalone
 
 
-class SparkMaster(Service):
-    """A Spark standalone master (``spark-class ...deploy.master.Master`` from pyspark)."""
+class SparkDaemon(Service):
+    """A Spark standalone daemon, run in the foreground by pyspark's own ``spark-class``."""
+
+    def spark_class(self, main_class: str) -> list[str]:
+        home = Path(spark_environment(self.settings)["SPARK_HOME"])
+        return [str(home / "bin" / "spark-class"), main_class]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **spark_environment(self.settings)}
+
+
+class SparkMaster(SparkDaemon):
+    """A Spark standalone master."""
 
     def __init__(self, settings: Settings, port: int, webui_port: int) -> None:
         super().__init__("spark-master", settings, port)
@@ -683,14 +694,10 @@ class SparkMaster(Service):
 
     def command(self) -> list[str]:
         return [
-            str(Path(spark_environment(self.settings)["SPARK_HOME"]) / "bin" / "spark-class"),
-            "org.apache.spark.deploy.master.Master",
+            *self.spark_class("org.apache.spark.deploy.master.Master"),
             *("--host", self.settings.bind_host, "--port", str(self.port)),
             *("--webui-port", str(self.webui_port)),
         ]
-
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, **spark_environment(self.settings)}
 
     def alive_workers(self) -> int:
         """Workers the master counts as ALIVE (from its JSON status page)."""
@@ -704,7 +711,7 @@ class SparkMaster(Service):
         return sum(1 for w in status.get("workers", []) if w.get("state") == "ALIVE")
 
 
-class SparkWorker(Service):
+class SparkWorker(SparkDaemon):
     """A Spark standalone worker registered with ``master``; executors run under it."""
 
     def __init__(
@@ -718,16 +725,12 @@ class SparkWorker(Service):
     def command(self) -> list[str]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         return [
-            str(Path(spark_environment(self.settings)["SPARK_HOME"]) / "bin" / "spark-class"),
-            "org.apache.spark.deploy.worker.Worker",
+            *self.spark_class("org.apache.spark.deploy.worker.Worker"),
             self.master.url,
             *("--host", self.settings.bind_host, "--port", str(self.port)),
             *("--webui-port", str(self.webui_port), "--work-dir", str(self.work_dir)),
             *("--cores", "2", "--memory", "2g"),
         ]
-
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, **spark_environment(self.settings)}
 
     def healthy(self) -> bool:
         # Registered: the master counts as many live workers as have been started.

@@ -10,8 +10,8 @@ Nothing here needs Spark, Kafka or Airflow: the pages stay up when those are dow
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from include.events import parse_utc
+from include.jsonfile import read_json
 from include.progress import read_progress
 from include.quality import read_history
 from include.settings import ANALYTICS, Settings
@@ -61,11 +62,7 @@ class HealthView:
 
 
 def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str, Any]]]:
-    path = settings.metrics_dir / HEALTH_FILE
-    try:
-        record = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None, {}
+    record = read_json(settings.metrics_dir / HEALTH_FILE, {})
     at = record.get("at")
     checked = datetime.fromtimestamp(at, UTC) if isinstance(at, (int, float)) else None
     return checked, {q["query"]: q for q in record.get("queries", []) if "query" in q}
@@ -249,22 +246,24 @@ def quality_view(settings: Settings, limit: int = 50, columns: int = 20) -> Qual
     )
 
 
+def _newest_run(settings: Settings, matches: Callable[[dict], bool]) -> dict[str, Any] | None:
+    run = next((run for run in read_history(settings) if matches(run)), None)
+    return {**run, "counts": counts(run)} if run else None
+
+
 def run_for_airflow(settings: Settings, dag_id: str, run_id: str) -> dict[str, Any] | None:
     """The latest quality run recorded for an Airflow DAG run (its last try)."""
-    for run in read_history(settings):
-        meta = run.get("airflow") or {}
-        if meta.get("dag_id") == dag_id and meta.get("run_id") == run_id:
-            run["counts"] = counts(run)
-            return run
-    return None
+    return _newest_run(
+        settings,
+        lambda run: (
+            (run.get("airflow") or {}).get("dag_id") == dag_id
+            and (run.get("airflow") or {}).get("run_id") == run_id
+        ),
+    )
 
 
 def run_by_id(settings: Settings, run_id: str) -> dict[str, Any] | None:
-    for run in read_history(settings):
-        if run.get("run_id") == run_id:
-            run["counts"] = counts(run)
-            return run
-    return None
+    return _newest_run(settings, lambda run: run.get("run_id") == run_id)
 
 
 def docs_root(settings: Settings):
