@@ -72,10 +72,7 @@ def as_user(broker: SecuredKafka, user: str, password: str | None = None) -> dic
 def producer_for(settings: Settings, **options) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
-        acks="all",
-        max_block_ms=15_000,
-        request_timeout_ms=15_000,
-        **options,
+        **{"acks": "all", "max_block_ms": 15_000, "request_timeout_ms": 15_000, **options},
     )
 
 
@@ -84,12 +81,13 @@ def test_a_client_without_credentials_or_with_a_wrong_password_is_refused(secure
     with pytest.raises(KafkaError):  # plain TCP on a TLS port: no broker answers
         KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
-            request_timeout_ms=10_000,
-            api_version_auto_timeout_ms=10_000,
+            request_timeout_ms=5_000,
+            api_version_auto_timeout_ms=5_000,
         )
     # kafka-python reports a refused login as "unable to bootstrap"; its log says why.
+    wrong = as_user(broker, "producer", password="not-the-password")
     with caplog.at_level(logging.WARNING, logger="kafka"), pytest.raises(KafkaError):
-        producer_for(settings, **as_user(broker, "producer", password="not-the-password"))
+        producer_for(settings, api_version_auto_timeout_ms=5_000, **wrong)
     assert "SaslAuthenticationFailedError" in caplog.text
 
 

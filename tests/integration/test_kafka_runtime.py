@@ -38,7 +38,9 @@ def test_fewer_partitions_than_configured_fails_with_the_fix(kafka, settings, mo
 
 def test_producer_delivers_every_event_once_keyed_by_user(kafka, settings):
     topic = "producer-check"
-    admin(settings.bootstrap_servers).create_topics([NewTopic(topic, 3, 1)])
+    client = admin(settings.bootstrap_servers)
+    client.create_topics([NewTopic(topic, 3, 1)])
+    client.close()
     stats = run_producer(
         settings.bootstrap_servers, topic, ProducerParams(rate=1500, duration_seconds=3, seed=3)
     )
