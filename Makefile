@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CLI := $(PY) -m include.runtime.cli
 
-.PHONY: setup up down status test lint
+.PHONY: setup up down status test lint bench bench-short
 
 setup:
 	@bash scripts/setup.sh
@@ -25,3 +25,10 @@ test: setup
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@$(PY) -m pytest
+
+# The benchmarks (benchmarks/run.py): the full run by hand rewrites BENCHMARKS.md.
+bench: setup
+	@$(PY) -m benchmarks.run
+
+bench-short: setup
+	@$(PY) -m benchmarks.run --short

@@ -66,6 +66,13 @@ def encode(event: dict) -> tuple[bytes, bytes]:
     return event["user_id"].encode(), json.dumps(event, separators=(",", ":")).encode()
 
 
+def send_event(client, topic: str, event: dict, stats: DeliveryStats) -> None:
+    """Send without waiting: the outcome is counted in `stats` when the broker answers."""
+    key, value = encode(event)
+    client.send(topic, key=key, value=value).add_callback(stats.ok).add_errback(stats.error)
+    stats.sent += 1
+
+
 def run_producer(
     bootstrap_servers: str,
     topic: str,
@@ -96,11 +103,7 @@ def run_producer(
             # Pace by the schedule, not by sleeping a fixed interval: no drift when sends are slow.
             due = int(elapsed * params.rate) + 1 - stats.sent
             for _ in range(max(due, 0)):
-                key, value = encode(generator.event(now_utc()))
-                client.send(topic, key=key, value=value).add_callback(stats.ok).add_errback(
-                    stats.error
-                )
-                stats.sent += 1
+                send_event(client, topic, generator.event(now_utc()), stats)
             if time.monotonic() >= next_report:
                 log.info(
                     "sent %d events, %d acknowledged, %d failed%s",

@@ -84,6 +84,9 @@ class SparkSettings(BaseModel):
     trigger_seconds: int = Field(10, ge=1)
     max_offsets_per_trigger: int = Field(200_000, ge=1)
     min_batches_to_retain: int = Field(100, ge=2)
+    # Where streaming state lives: "rocksdb" (off-heap, bounded memory) or "hdfs" (the JVM
+    # heap, faster per row).  A checkpoint keeps the store it was started with.
+    state_store: Literal["rocksdb", "hdfs"] = "rocksdb"
     # Scheduled graceful restart of the streaming driver (cron, UTC); "" turns it off.
     restart_schedule: str = "30 3 * * *"
 

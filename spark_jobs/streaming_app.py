@@ -71,7 +71,10 @@ CLICK_QUERY = "click_to_purchase"
 DEFAULT_QUERIES = ",".join(
     [REVENUE_QUERY, HIGH_VALUE_QUERY, FUNNEL_QUERY, SESSION_QUERY, CLICK_QUERY, DEAD_LETTER_QUERY]
 )
-ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+STATE_STORE_PROVIDERS = {
+    "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+}
 POLL_SECONDS = 1.0
 # How long a graceful stop waits for the running micro-batch before interrupting it.
 # Interrupting is still safe (the Delta writes are idempotent), just wasteful.
@@ -89,9 +92,11 @@ def session_conf(settings: Settings) -> dict[str, str]:
     return {
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
-        # State lives off-heap in RocksDB; the changelog makes each commit a small delta
-        # instead of a full snapshot upload.
-        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        # By default state lives off-heap in RocksDB; the changelog makes each commit a
+        # small delta instead of a full snapshot upload.
+        "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDERS[
+            settings.spark.state_store
+        ],
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         # Checkpoint retention: the offsets, commits and state versions of this many
         # batches are kept (older ones are cleaned by Spark's maintenance).

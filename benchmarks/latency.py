@@ -1,0 +1,121 @@
+"""Event-to-output latency of the analytics' rows: what it means and how it is computed.
+
+An analytic row cannot appear before the event that makes it final has arrived:
+
+* a window row (revenue_by_category, high_value_users, conversion_funnel) is final once
+  the watermark passes its end, i.e. once an event stamped ``window_end + watermark`` has
+  been read;
+* a session row once the watermark passes ``session_end + gap``;
+* a click_to_purchase row once its purchase has been read (the click came first).
+
+The benchmark producer stamps every event with the wall clock at send time, so the row's
+``final_at`` is also the wall time its closing event was sent.  Latency is then
+``visible_at - final_at``: the time the platform itself adds (trigger wait, micro-batch
+processing, the commit), not the window length or the watermark delay, which are
+semantics the user chose.  ``visible_at`` is the Kafka record's timestamp in the output
+topic (the time Spark's producer created it) or the Delta commit time of the table
+version that added the row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from include.events import parse_utc
+from include.settings import AnalyticsSettings
+from include.tables import (
+    CLICK_TABLE,
+    FUNNEL_TABLE,
+    HIGH_VALUE_TABLE,
+    REVENUE_TABLE,
+    SESSION_TABLE,
+)
+
+WINDOWED = (REVENUE_TABLE, HIGH_VALUE_TABLE, FUNNEL_TABLE)
+LATENCY_ANALYTICS = (*WINDOWED, SESSION_TABLE, CLICK_TABLE)
+
+
+def final_at(analytic: str, row: dict, analytics: AnalyticsSettings) -> float:
+    """Epoch seconds at which `row` became final by event time (see the module doc)."""
+    delay = analytics.watermark_seconds
+    if analytic in WINDOWED:
+        return _epoch(row["window_end"]) + delay
+    if analytic == SESSION_TABLE:
+        return _epoch(row["session_end"]) + analytics.session_gap_seconds + delay
+    if analytic == CLICK_TABLE:
+        return _epoch(row["purchase_time"])
+    raise ValueError(f"no latency definition for {analytic}")
+
+
+def _epoch(value: str | datetime) -> float:
+    """A row's time as epoch seconds: JSON text from the topic, a datetime from the
+    table (naive means UTC, the session time zone)."""
+    moment = parse_utc(value) if isinstance(value, str) else value
+    if moment is None:
+        raise ValueError(f"not a time: {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    rows: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+    @classmethod
+    def of(cls, latencies: list[float]) -> Percentiles:
+        if not latencies:
+            return cls(0, None, None, None)
+        p50, p95, p99 = (round(float(v), 3) for v in np.percentile(latencies, [50, 95, 99]))
+        return cls(len(latencies), p50, p95, p99)
+
+
+def latencies(
+    analytic: str,
+    rows: Iterable[tuple[dict, float]],
+    analytics: AnalyticsSettings,
+    since: float,
+) -> list[float]:
+    """Seconds from final to visible for every (row, visible_at) whose final_at >= since
+    (rows closed by events sent before the measured run began are left out)."""
+    found = []
+    for row, visible_at in rows:
+        closed = final_at(analytic, row, analytics)
+        if closed >= since:
+            found.append(visible_at - closed)
+    return found
+
+
+def topic_rows(records: Iterable) -> Iterator[tuple[dict, float]]:
+    """(row, visible_at) of Kafka records of an output topic: the value is the row as
+    JSON, the record timestamp (ms) the moment Spark's producer created it."""
+    for record in records:
+        yield json.loads(record.value), record.timestamp / 1000
+
+
+def table_rows(table: Path) -> Iterator[tuple[dict, float]]:
+    """(row, visible_at) of a Delta table: every row of every file a commit added, at that
+    commit's timestamp (when readers could first see it)."""
+    for entry in sorted((table / "_delta_log").glob("*.json")):
+        added, committed_ms = [], None
+        for line in entry.read_text(encoding="utf-8").splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                added.append(action["add"]["path"])
+            elif "commitInfo" in action:
+                committed_ms = action["commitInfo"]["timestamp"]
+        if committed_ms is None:
+            continue
+        for path in added:
+            for row in pq.read_table(table / path).to_pylist():
+                yield row, committed_ms / 1000

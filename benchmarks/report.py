@@ -1,0 +1,340 @@
+"""The benchmark results as BENCHMARKS.md, a PNG plot and a console summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchmarks.latency import LATENCY_ANALYTICS
+
+COMMAND = {"full": "make bench", "short": "make bench-short"}
+
+
+def _n(value, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def markdown(results: dict, plot: Path) -> str:
+    m = results["machine"]
+    ceiling = results["kafka_ceiling"]
+    producer = results["producer"]
+    out = [
+        "# Benchmarks",
+        "",
+        f"Written by `{COMMAND[results['mode']]}` ({results['mode']} mode, "
+        f"{results['seconds'] / 60:.0f} minutes) on {results['started'][:10]}. Every figure "
+        "below comes from the same run on one broker, so each sits beside the ceiling it is "
+        "compared with; this machine is shared and noisy, so trust ratios over absolute "
+        "numbers.",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}. "
+        f"Versions: Kafka {m['kafka']}, PySpark {m['pyspark']}, delta-spark "
+        f"{m['delta-spark']}, kafka-python {m['kafka-python']}, Python {m['python']}, "
+        f"{m['java']}.",
+        "",
+        f"![benchmarks]({os.path.relpath(plot, start=_markdown_dir(results, plot))})",
+        "",
+        *(
+            [
+                "**Short mode**: small counts, so JVM start-up and first micro-batches "
+                "dominate every figure. It proves the command works end to end; `make bench` "
+                "measures the platform.",
+                "",
+            ]
+            if results["mode"] == "short"
+            else []
+        ),
+        "## Targets",
+        "",
+    ]
+    out += _table(
+        ["target", "goal", "measured", "met"],
+        [
+            [
+                t["name"],
+                t["target"],
+                _n(
+                    t["measured"],
+                    3 if isinstance(t["measured"], float) and t["measured"] < 100 else 0,
+                ),
+                "yes" if t["met"] else "**no**",
+            ]
+            for t in results["targets"]
+        ],
+    )
+    out += [
+        "## 1 and 2. Producers against Kafka's own",
+        "",
+        f"{ceiling['record_size']}-byte records for the Java tool; the platform's events "
+        f"average {producer['mean_value_bytes']:.0f} bytes of JSON. The Java tool runs with "
+        "the platform's producer settings: "
+        + ", ".join(f"`{k}={v}`" for k, v in ceiling["producer_props"].items())
+        + ".",
+        "",
+    ]
+    java = ceiling["producer"]["records_per_second"]
+    out += _table(
+        ["producer", "events", "events/s", "ratio to Java producer"],
+        [
+            [
+                "Kafka ProducerPerformance (Java)",
+                _n(ceiling["producer"]["records"]),
+                _n(java),
+                "1.000",
+            ],
+            [
+                "platform (async, acks=all, idempotent, lz4)",
+                _n(producer["platform"]["events"]),
+                _n(producer["platform"]["events_per_second"]),
+                f"{producer['ratio_platform_to_java']:.3f}",
+            ],
+            [
+                "tutorial (`future.get()` per send)",
+                _n(producer["tutorial"]["events"]),
+                _n(producer["tutorial"]["events_per_second"]),
+                f"{producer['ratio_tutorial_to_java']:.4f}",
+            ],
+            [
+                "Kafka ConsumerPerformance (Java), reading",
+                _n(ceiling["consumer"]["records"]),
+                _n(ceiling["consumer"]["records_per_second"]),
+                "-",
+            ],
+        ],
+    )
+    out += [
+        f"Encoding alone (JSON, no Kafka) runs at {_n(producer['encoding_events_per_second'])} "
+        f"events/s; generating the events at {_n(producer['generation_events_per_second'])} "
+        "events/s (not timed in the producer figure).",
+        "",
+    ]
+    if profile := producer.get("profile"):
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in profile["share_under"].items())
+        out += [
+            f"Where the platform producer's time goes (py-spy, {profile['samples']:,} "
+            f"samples): {shares}. Busiest functions:",
+            "",
+        ]
+        out += _table(
+            ["function (file:line)", "share of samples"],
+            [[f"`{p['frame']}`", f"{p['share']:.1%}"] for p in profile["top_own"]],
+        )
+    consumer = ceiling["consumer"]["records_per_second"]
+    header = ["settings", "events", "seconds", "batches", "batch p50 ms", "events/s"]
+    header.append("ratio to consumer ceiling")
+
+    def run_row(r: dict) -> list[str]:
+        return [
+            r["label"],
+            _n(r["events"]),
+            _n(r["seconds"], 1),
+            str(r["batches"]),
+            _n(r["batch_ms"]["p50"]),
+            _n(r["events_per_second"]),
+            f"{r['ratio_to_consumer_ceiling']:.4f}",
+        ]
+
+    out += ["## 3. Pipeline throughput (all analytics, from the earliest offset)", ""]
+    out += _table(header, [run_row(results["pipeline"])])
+    out += [
+        f"The consumer ceiling is {_n(consumer)} records/s (Kafka's ConsumerPerformance on "
+        "the same preloaded topic).",
+        "",
+    ]
+    if levers := results.get("levers"):
+        out += [
+            "The levers, side by side on a preload of their own (each row the same events, "
+            "one run after the other):",
+            "",
+        ]
+        out += _table(header, [run_row(r) for r in levers])
+        base = levers[0]["events_per_second"]
+        out += [
+            "Ratios to the first row: "
+            + ", ".join(f"{r['label']}: {r['events_per_second'] / base:.2f}" for r in levers)
+            + ".",
+            "",
+        ]
+    out += [
+        "Where the streaming queries' trigger time goes in the sustained run (Spark's "
+        "progress durations; addBatch is the micro-batch's own Spark jobs: read, parse, "
+        "de-duplicate, aggregate, write Delta and Kafka). The queries run concurrently on "
+        "the same cores, so their trigger seconds add up to more than the run's:",
+        "",
+    ]
+    parts = ["addBatch", "latestOffset", "queryPlanning", "walCommit", "commitOffsets"]
+    out += _table(
+        ["query", *parts, "trigger seconds"],
+        [
+            [name, *(f"{shares[p]:.0%}" for p in parts), _n(shares["trigger_seconds_total"], 1)]
+            for name, shares in results["pipeline"]["where_time_goes"].items()
+        ],
+    )
+    out += [
+        "## 4. Latency at steady input rates",
+        "",
+        "Seconds from the moment a row became final (a window's end plus the watermark "
+        "delay, a session's end plus gap plus delay, a purchase for click_to_purchase: "
+        "benchmarks/latency.py) to the row being visible: the Kafka record's time in the "
+        "output topic, the Delta commit time in the sink table.",
+        "",
+    ]
+    for run in results["latency"]:
+        if "skipped" in run:
+            out += [f"**{_n(run['rate'])} events/s**: not run, {run['skipped']}.", ""]
+            continue
+        out += [
+            f"**{_n(run['rate'])} events/s** asked, {_n(run['achieved_rate'])} delivered, for "
+            f"{run['seconds']:.0f} s; trigger {run['trigger_seconds']} s, watermark "
+            f"{run['watermark_seconds']} s; batch duration p50 {_n(run['batch_ms']['p50'])} ms, "
+            f"max {_n(run['batch_ms']['max'])} ms."
+            + (
+                f" **Fell behind** ({run['fell_behind']}): rows still pending are not "
+                "counted, so the true latency is higher."
+                if run.get("fell_behind")
+                else ""
+            ),
+            "",
+        ]
+        rows = []
+        for analytic in LATENCY_ANALYTICS:
+            figures = run["analytics"][analytic]
+            for where in ("topic", "table"):
+                p = figures[where]
+                rows.append(
+                    [
+                        analytic,
+                        where,
+                        str(p["rows"]),
+                        _n(p["p50"], 2),
+                        _n(p["p95"], 2),
+                        _n(p["p99"], 2),
+                    ]
+                )
+        out += _table(["analytic", "visible in", "rows", "p50 s", "p95 s", "p99 s"], rows)
+    out += ["## 5. Scale: state as distinct users grow", ""]
+    out += _table(
+        [
+            "user pool",
+            "distinct users",
+            "events",
+            "state rows (peak)",
+            "state memory (peak)",
+            "batch p50 ms",
+            "batch max ms",
+            "events/s",
+        ],
+        [
+            [
+                _n(s["users"]),
+                _n(s["distinct_users"]),
+                _n(s["events"]),
+                _n(s["state_rows"]),
+                f"{s['state_memory_bytes'] / 2**20:,.1f} MiB",
+                _n(s["batch_ms"]["p50"]),
+                _n(s["batch_ms"]["max"]),
+                _n(s["events_per_second"]),
+            ]
+            for s in results["scale"]
+        ],
+    )
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _markdown_dir(results: dict, plot: Path) -> Path:
+    """BENCHMARKS.md sits at the project root when published, beside the plot otherwise."""
+    from benchmarks.run import PUBLISHED
+
+    return PUBLISHED.parent.parent if plot.parent == PUBLISHED else plot.parent
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    ceiling = results["kafka_ceiling"]
+    producer = results["producer"]
+
+    ax = axes[0][0]
+    bars = {
+        "Java producer": ceiling["producer"]["records_per_second"],
+        "platform producer": producer["platform"]["events_per_second"],
+        "tutorial producer": producer["tutorial"]["events_per_second"],
+        "Java consumer": ceiling["consumer"]["records_per_second"],
+        "pipeline (sustained)": results["pipeline"]["events_per_second"],
+        **{f"lever: {r['label'][:28]}": r["events_per_second"] for r in results.get("levers", [])},
+    }
+    ax.barh(list(bars), list(bars.values()), color="#4c72b0")
+    ax.set_xscale("log")
+    ax.set_xlabel("events per second (log scale)")
+    ax.set_title("Throughput beside Kafka's own tools")
+    ax.invert_yaxis()
+
+    ax = axes[0][1]
+    for analytic in LATENCY_ANALYTICS:
+        xs, ys = [], []
+        for run in results["latency"]:
+            if "skipped" in run:
+                continue
+            p95 = run["analytics"][analytic]["topic"]["p95"]
+            if p95 is not None:
+                xs.append(run["rate"])
+                ys.append(p95)
+        if xs:
+            ax.plot(xs, ys, marker="o", label=analytic)
+    ax.axhline(3, color="grey", linestyle="--", linewidth=1, label="target p95 3 s")
+    ax.set_xlabel("input events per second")
+    ax.set_ylabel("p95 seconds, final to visible in topic")
+    ax.set_title("Latency")
+    ax.legend(fontsize=8)
+
+    scale = results["scale"]
+    users = [s["distinct_users"] for s in scale]
+    ax = axes[1][0]
+    ax.plot(users, [s["state_rows"] for s in scale], marker="o", label="state rows")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("distinct users")
+    ax.set_ylabel("peak state rows")
+    ax.set_title("State as users grow")
+    twin = ax.twinx()
+    twin.plot(users, [s["state_memory_bytes"] / 2**20 for s in scale], marker="s", color="#dd8452")
+    twin.set_ylabel("peak state memory, MiB", color="#dd8452")
+
+    ax = axes[1][1]
+    ax.plot(users, [s["batch_ms"]["p50"] for s in scale], marker="o", label="p50")
+    ax.plot(users, [s["batch_ms"]["max"] for s in scale], marker="o", label="max")
+    ax.set_xscale("log")
+    ax.set_xlabel("distinct users")
+    ax.set_ylabel("batch duration, ms")
+    ax.set_title("Batch duration as users grow")
+    ax.legend()
+
+    fig.suptitle(
+        f"{results['mode']} run, {results['machine']['cpus']} CPUs, {results['started'][:10]}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def summary(results: dict) -> str:
+    """The console's last words: each target, measured, met or not."""
+    lines = [f"benchmarks ({results['mode']}) done in {results['seconds']} s"]
+    for t in results["targets"]:
+        lines.append(
+            f"  {t['name']}: {t['measured']} (target {t['target']}) "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""The benchmark command's short mode, end to end: every stage runs and what it reports
+holds together (counts match what was sent, ratios match their parts, no row is visible
+before the event that closed it was sent, state grows with distinct users)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from include.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.bench
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--short", "--out", str(out)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "benchmarks (short) done" in done.stdout
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_every_event_sent_is_counted_by_each_stage(results) -> None:
+    from benchmarks.run import SHORT
+
+    _, found = results
+    ceiling, producer = found["kafka_ceiling"], found["producer"]
+    assert ceiling["producer"]["records"] == SHORT.events
+    assert ceiling["consumer"]["records"] == SHORT.events
+    assert producer["platform"]["events"] == SHORT.events
+    assert producer["platform"]["failed"] == 0
+    assert producer["tutorial"]["events"] == SHORT.tutorial_events
+    pipeline = found["pipeline"]
+    assert pipeline["events"] == SHORT.events
+    assert pipeline["batches"] >= 1
+
+
+def test_ratios_are_the_quotients_of_their_parts(results) -> None:
+    _, found = results
+    java = found["kafka_ceiling"]["producer"]["records_per_second"]
+    producer = found["producer"]
+    assert producer["ratio_platform_to_java"] == pytest.approx(
+        producer["platform"]["events_per_second"] / java, abs=1e-3
+    )
+    consumer = found["kafka_ceiling"]["consumer"]["records_per_second"]
+    pipeline = found["pipeline"]
+    assert pipeline["ratio_to_consumer_ceiling"] == pytest.approx(
+        pipeline["events_per_second"] / consumer, abs=1e-4
+    )
+    # The tutorial waits a round trip per event: it cannot beat the batching producer.
+    assert producer["tutorial"]["events_per_second"] < producer["platform"]["events_per_second"]
+
+
+def test_no_row_is_visible_before_the_event_that_closed_it(results) -> None:
+    _, found = results
+    (run,) = found["latency"]
+    clicks = run["analytics"]["click_to_purchase"]
+    assert clicks["topic"]["rows"] > 0 and clicks["table"]["rows"] > 0
+    for analytic, figures in run["analytics"].items():
+        for where, p in figures.items():
+            if p["rows"]:
+                assert 0 <= p["p50"] <= p["p95"] <= p["p99"], (analytic, where, p)
+    # A row reaches the topic after its table commit (the sink writes Delta first).
+    assert clicks["topic"]["p50"] >= clicks["table"]["p50"]
+
+
+def test_state_grows_with_distinct_users(results) -> None:
+    _, found = results
+    small, large = found["scale"]
+    assert small["distinct_users"] < large["distinct_users"] <= large["users"]
+    assert small["state_rows"] < large["state_rows"]
+
+
+def test_the_report_has_its_table_and_plot(results) -> None:
+    out, found = results
+    markdown = (out / "BENCHMARKS.md").read_text()
+    for heading in ("## Targets", "## 3. Pipeline", "## 4. Latency", "## 5. Scale"):
+        assert heading in markdown
+    assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {t["name"] for t in found["targets"]} >= {
+        "producer events/s",
+        "pipeline events/s, all analytics",
+    }

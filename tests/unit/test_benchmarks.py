@@ -1,0 +1,164 @@
+"""The benchmarks' pure logic: tool output parsing, latency semantics, summaries."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from benchmarks import kafka_tools, latency, producers, run
+from include.settings import AnalyticsSettings
+
+# As printed by Kafka 4.1's tools (interim lines first, the summary last).
+PRODUCER_OUTPUT = (
+    "1195873 records sent, 239174.6 records/sec (68.43 MB/sec), 199.2 ms avg latency, "
+    "520.0 ms max latency.\n"
+    "2000000 records sent, 251572.3 records/sec (71.98 MB/sec), 191.05 ms avg latency, "
+    "620.00 ms max latency, 180 ms 50th, 402 ms 95th, 540 ms 99th, 611 ms 99.9th.\n"
+)
+CONSUMER_OUTPUT = (
+    "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
+    "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
+    "2026-11-27 03:40:49:276, 2026-11-27 03:40:53:391, 572.2046, 139.0532, 2000000, "
+    "486026.7315, 2369, 1746, 327.7231, 1145475.3723\n"
+)
+
+
+def test_the_producer_tools_summary_is_its_last_line() -> None:
+    result = kafka_tools.parse_producer_performance(PRODUCER_OUTPUT)
+    assert result.records == 2_000_000
+    assert result.records_per_second == 251572.3
+    assert result.mb_per_second == 71.98
+    assert result.details["latency_p95_ms"] == 402
+    assert result.details["latency_avg_ms"] == 191.05
+
+
+def test_the_consumer_tools_values_follow_its_header() -> None:
+    result = kafka_tools.parse_consumer_performance(CONSUMER_OUTPUT)
+    assert (result.records, result.records_per_second) == (2_000_000, 486026.7315)
+    assert result.details["fetch_time_ms"] == 1746
+
+
+def test_a_tool_that_printed_no_result_says_what_it_printed() -> None:
+    with pytest.raises(kafka_tools.ToolFailed, match="Topic perf not present"):
+        kafka_tools.parse_producer_performance("TimeoutException: Topic perf not present")
+    with pytest.raises(kafka_tools.ToolFailed, match="no result"):
+        kafka_tools.parse_consumer_performance("WARNING: Exiting before consuming")
+
+
+def test_the_java_tool_gets_the_platform_producers_settings() -> None:
+    props = producers.java_producer_props(
+        {"acks": "all", "enable_idempotence": True, "linger_ms": 20, "compression_type": "gzip"}
+    )
+    assert props == {
+        "acks": "all",
+        "enable.idempotence": "true",
+        "linger.ms": "20",
+        "compression.type": "gzip",
+    }
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_a_row_is_final_when_the_event_that_closes_it_arrives() -> None:
+    analytics = AnalyticsSettings(watermark_seconds=60, session_gap_seconds=1800)
+    window = {"window_start": "2026-01-01T00:00:00.000Z", "window_end": "2026-01-01T00:01:00.000Z"}
+    assert latency.final_at("revenue_by_category", window, analytics) == _epoch(
+        "2026-01-01T00:02:00"
+    )
+    session = {"session_end": datetime(2026, 1, 1, 0, 10)}  # a naive table time is UTC
+    assert latency.final_at("user_sessions", session, analytics) == _epoch("2026-01-01T00:41:00")
+    click = {"click_time": "2026-01-01T00:00:00Z", "purchase_time": "2026-01-01T00:05:00Z"}
+    assert latency.final_at("click_to_purchase", click, analytics) == _epoch("2026-01-01T00:05:00")
+
+
+def test_latency_counts_only_rows_closed_after_the_run_began() -> None:
+    analytics = AnalyticsSettings(watermark_seconds=10)
+    began = _epoch("2026-01-01T00:00:00")
+    rows = [
+        ({"purchase_time": "2026-01-01T00:00:05Z"}, began + 7.5),  # 2.5 s
+        ({"purchase_time": "2026-01-01T00:00:10Z"}, began + 10.25),  # 0.25 s
+        ({"purchase_time": "2025-12-31T23:59:59Z"}, began + 3),  # closed before: left out
+    ]
+    assert latency.latencies("click_to_purchase", rows, analytics, began) == [2.5, 0.25]
+
+
+def test_percentiles_interpolate_like_the_inclusive_quantiles() -> None:
+    values = [0.1 * i**1.5 for i in range(1, 237)]
+    expected = statistics.quantiles(values, n=100, method="inclusive")
+    found = latency.Percentiles.of(values)
+    assert found.rows == 236
+    assert found.p50 == pytest.approx(expected[49], abs=1e-3)
+    assert found.p95 == pytest.approx(expected[94], abs=1e-3)
+    assert found.p99 == pytest.approx(expected[98], abs=1e-3)
+    assert latency.Percentiles.of([]).p95 is None
+
+
+def test_table_rows_carry_the_time_of_the_commit_that_added_them(tmp_path) -> None:
+    table = tmp_path / "t"
+    write_deltalake(str(table), pd.DataFrame({"k": [1, 2]}))
+    write_deltalake(str(table), pd.DataFrame({"k": [3]}), mode="append")
+    committed = {h["version"]: h["timestamp"] / 1000 for h in DeltaTable(str(table)).history()}
+    found = sorted((row["k"], visible) for row, visible in latency.table_rows(table))
+    assert found == [(1, committed[0]), (2, committed[0]), (3, committed[1])]
+
+
+def test_the_profile_summary_ranks_leaf_frames_and_groups_stacks() -> None:
+    raw = "\n".join(
+        [
+            "main (run.py:1);send_event (include/producer.py:70);dumps (json/__init__.py:238) 30",
+            "main (run.py:1);send (kafka/producer/kafka.py:900);append (kafka/x.py:3) 50",
+            "main (run.py:1);event (include/events.py:90) 20",
+        ]
+    )
+    summary = run.profile_summary(raw, top=2)
+    assert summary["samples"] == 100
+    assert summary["share_under"] == {
+        "generate events": 0.2,
+        "encode JSON": 0.3,
+        "kafka-python": 0.5,
+    }
+    assert [f["frame"] for f in summary["top_own"]] == [
+        "append (kafka/x.py:3)",
+        "dumps (json/__init__.py:238)",
+    ]
+
+
+def test_time_breakdown_shares_sum_the_batches_that_read_input() -> None:
+    records = [
+        {
+            "name": "q",
+            "numInputRows": 5,
+            "durationMs": {"triggerExecution": 1000, "addBatch": 800, "walCommit": 100},
+        },
+        {
+            "name": "q",
+            "numInputRows": 5,
+            "durationMs": {"triggerExecution": 3000, "addBatch": 2400, "walCommit": 300},
+        },
+        {"name": "q", "numInputRows": 0, "durationMs": {"triggerExecution": 9000, "addBatch": 0}},
+    ]
+    shares = run.time_breakdown(records)["q"]
+    assert shares["addBatch"] == 0.8
+    assert shares["walCommit"] == 0.1
+    assert shares["trigger_seconds_total"] == 4.0
+
+
+def test_state_size_is_the_peak_per_query_summed() -> None:
+    def record(name, rows, memory):
+        return {
+            "name": name,
+            "stateOperators": [
+                {"numRowsTotal": r, "memoryUsedBytes": m} for r, m in zip(rows, memory, strict=True)
+            ],
+        }
+
+    found = run.state_size(
+        [record("a", [3, 4], [10, 0]), record("a", [1, 1], [50, 0]), record("b", [9], [5])]
+    )
+    assert (found["state_rows"], found["state_memory_bytes"]) == (7 + 9, 50 + 5)
