@@ -71,7 +71,7 @@ class Lever:
 
     label: str
     env: dict[str, str] = field(default_factory=dict)
-    max_offsets: int = 500_000
+    max_offsets: int = 200_000  # the platform's default (config/platform.toml)
 
 
 @dataclass(frozen=True)
@@ -92,16 +92,10 @@ class Plan:
     timeout: float = 3600
 
 
-BEFORE = Lever(
-    "before: 6 shuffle partitions, 200k records per batch",
-    {"ECOM_SPARK__SHUFFLE_PARTITIONS": "6"},
-    200_000,
-)
-AFTER = Lever("platform defaults: 2 shuffle partitions, 500k per batch", {}, 500_000)
+BEFORE = Lever("before: 6 shuffle partitions", {"ECOM_SPARK__SHUFFLE_PARTITIONS": "6"})
+AFTER = Lever("platform defaults: 2 shuffle partitions")
 HDFS_STATE = Lever(
-    "platform defaults, state in the JVM heap (hdfs store)",
-    {"ECOM_SPARK__STATE_STORE": "hdfs"},
-    500_000,
+    "platform defaults, state in the JVM heap (hdfs store)", {"ECOM_SPARK__STATE_STORE": "hdfs"}
 )
 
 FULL = Plan(

@@ -148,6 +148,7 @@ def fingerprint(settings: Settings) -> str:
     digest.update(settings.analytics.model_dump_json().encode())
     digest.update(settings.events.model_dump_json().encode())
     digest.update(str(settings.spark.shuffle_partitions).encode())
+    digest.update(settings.spark.state_store.encode())
     return digest.hexdigest()[:16]
 
 
