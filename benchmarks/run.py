@@ -260,9 +260,9 @@ class Bench:
         if lever == AFTER and topics == "pipeline":
             self.scale_points[(self.plan.users, count)] = (result, records)
         return {
+            **asdict(result),
             "label": lever.label,
             "settings": {**lever.env, "max_offsets_per_trigger": lever.max_offsets},
-            **asdict(result),
             "ratio_to_consumer_ceiling": round(result.events_per_second / ceiling, 4),
             "batch_ms": batch_durations(records),
             "where_time_goes": time_breakdown(records),
