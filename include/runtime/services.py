@@ -428,6 +428,19 @@ class Postgres(Service):
 # ---------------------------------------------------------------- Kafka
 
 
+def new_cluster_id() -> str:
+    """A random Kafka cluster id: 16 bytes, URL-safe base64 without padding.
+
+    Like Kafka's own Uuid.randomUuid, never one that starts with "-": the storage tool's
+    argument parser would read it as an option ("--cluster-id: expected one argument"),
+    which happened once in 64 clusters.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
+
+
 @dataclass(frozen=True)
 class KafkaNode:
     """One KRaft node (broker and controller in one JVM) of a local cluster."""
@@ -526,7 +539,7 @@ class Kafka(Service):
             # Written aside, then linked into place: link fails if another node formatting
             # at the same moment got there first, and then both use that node's id.
             draft = path.with_name(f"cluster.id.{os.getpid()}.{uuid.uuid4().hex}")
-            draft.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+            draft.write_text(new_cluster_id())
             try:
                 os.link(draft, path)
             except FileExistsError:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import psutil
 import pytest
@@ -19,7 +20,7 @@ from include.runtime.procs import (
     spawn,
     stop_tree,
 )
-from include.runtime.services import Kafka, Postgres, java_binary
+from include.runtime.services import Kafka, Postgres, java_binary, new_cluster_id
 from include.settings import PROJECT_ROOT, Settings
 
 
@@ -143,3 +144,16 @@ def test_setup_script_refuses_a_missing_java_with_a_message(tmp_path):
     )
     assert result.returncode == 2
     assert "Java 17+ is required" in result.stderr
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
+    # The storage tool parses "-t -xyz" as a missing value; 0xf8.. encodes to "-".
+    dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))
+    plain = uuid.UUID(bytes=b"\x10" + bytes(15))
+    draws = iter([dashed, dashed, plain])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+
+    cluster_id = new_cluster_id()
+
+    assert cluster_id == "EAAAAAAAAAAAAAAAAAAAAA"
+    assert next(draws, None) is None, "every dashed draw should have been thrown away"
