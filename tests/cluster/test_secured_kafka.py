@@ -82,12 +82,12 @@ def test_a_client_without_credentials_or_with_a_wrong_password_is_refused(secure
         KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             request_timeout_ms=5_000,
-            api_version_auto_timeout_ms=5_000,
+            bootstrap_timeout_ms=5_000,
         )
     # kafka-python reports a refused login as "unable to bootstrap"; its log says why.
     wrong = as_user(broker, "producer", password="not-the-password")
     with caplog.at_level(logging.WARNING, logger="kafka"), pytest.raises(KafkaError):
-        producer_for(settings, api_version_auto_timeout_ms=5_000, **wrong)
+        producer_for(settings, bootstrap_timeout_ms=5_000, **wrong)
     assert "SaslAuthenticationFailedError" in caplog.text
 
 
