@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -127,6 +128,7 @@ def markdown(results: dict, plot: Path) -> str:
             ["function (file:line)", "share of samples"],
             [[f"`{p['frame']}`", f"{p['share']:.1%}"] for p in profile["top_own"]],
         )
+    out += _producer_levers(results)
     consumer = ceiling["consumer"]["records_per_second"]
     header = ["settings", "events", "seconds", "batches", "batch p50 ms", "events/s"]
     header.append("ratio to consumer ceiling")
@@ -263,6 +265,42 @@ def markdown(results: dict, plot: Path) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _producer_levers(results: dict) -> list[str]:
+    """The producer's levers: a stage of the full run, or else a separate run's file."""
+    from benchmarks.run import PUBLISHED
+
+    found = results.get("producer_levers")
+    intro = "The producer's levers, side by side in this run"
+    separate = PUBLISHED / "producer_levers.json"
+    if found is None and results["mode"] == "full" and separate.exists():
+        measured = json.loads(separate.read_text())
+        found = measured["variants"]
+        intro = (
+            "The producer's levers, side by side in a separate run "
+            f"(`python -m benchmarks.producer_levers`, {measured['started'][:16]})"
+        )
+    if not found:
+        return []
+    out = [
+        intro + ": the same events through the platform's producer, each variant in a fresh "
+        "process, the variants interleaved; median of the rounds.",
+        "",
+    ]
+    return out + _table(
+        ["producer settings", "events", "events/s (median)", "runs", "ratio to before"],
+        [
+            [
+                r["label"],
+                _n(r["events"]),
+                _n(r["events_per_second"]),
+                ", ".join(_n(x) for x in r["runs"]),
+                f"{r['ratio_to_before']:.2f}",
+            ]
+            for r in found
+        ],
+    )
+
+
 def _markdown_dir(results: dict, plot: Path) -> Path:
     """BENCHMARKS.md sits at the project root when published, beside the plot otherwise."""
     from benchmarks.run import PUBLISHED
@@ -287,7 +325,7 @@ def plot(results: dict, path: Path) -> None:
         "tutorial producer": producer["tutorial"]["events_per_second"],
         "Java consumer": ceiling["consumer"]["records_per_second"],
         "pipeline (sustained)": results["pipeline"]["events_per_second"],
-        **{f"lever: {r['label'][:28]}": r["events_per_second"] for r in results.get("levers", [])},
+        **{f"lever: {r['label'][:40]}": r["events_per_second"] for r in results.get("levers", [])},
     }
     ax.barh(list(bars), list(bars.values()), color="#4c72b0")
     ax.set_xscale("log")

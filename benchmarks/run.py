@@ -44,7 +44,7 @@ from types import SimpleNamespace
 
 from kafka.admin import NewTopic
 
-from benchmarks import kafka_tools, latency, producers
+from benchmarks import kafka_tools, latency, producer_levers, producers
 from benchmarks.designs import ANALYTICS, Variant, run_variant
 from include.events import EventGenerator, iso_utc
 from include.kafka_client import admin, read_to_end
@@ -442,6 +442,9 @@ class Bench:
             self.producers()
             if self.plan.profile:
                 self.profile()
+                self.results["producer_levers"] = producer_levers.compare(
+                    self.settings.bootstrap_servers, self.make_topic, 200_000, rounds=4
+                )
             self.levers()
             self.pipeline()
             self.latency()

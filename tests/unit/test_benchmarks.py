@@ -162,3 +162,23 @@ def test_state_size_is_the_peak_per_query_summed() -> None:
         [record("a", [3, 4], [10, 0]), record("a", [1, 1], [50, 0]), record("b", [9], [5])]
     )
     assert (found["state_rows"], found["state_memory_bytes"]) == (7 + 9, 50 + 5)
+
+
+def test_producer_levers_report_the_median_of_interleaved_rounds(monkeypatch) -> None:
+    from benchmarks import producer_levers
+
+    order: list[str] = []
+    rates = {"gzip-False": [100, 140], "gzip-True": [150, 160], "lz4-True": [300, 200]}
+
+    def fake(variant, bootstrap, topic, events):
+        key = f"{variant.compression}-{variant.crc32c_package}"
+        order.append(key)
+        return rates[key][order.count(key) - 1]
+
+    monkeypatch.setattr(producer_levers, "timed_variant", fake)
+    topics: list[str] = []
+    found = producer_levers.compare("b:1", topics.append, 10, rounds=2)
+    assert order == ["gzip-False", "gzip-True", "lz4-True"] * 2  # interleaved
+    assert len(set(topics)) == 6  # a fresh topic per run
+    assert [r["events_per_second"] for r in found] == [120, 155, 250]
+    assert [r["ratio_to_before"] for r in found] == [1.0, round(155 / 120, 2), round(250 / 120, 2)]
