@@ -76,9 +76,11 @@ STATE_STORE_PROVIDERS = {
     "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
 }
 POLL_SECONDS = 1.0
-# How long a graceful stop waits for the running micro-batch before interrupting it.
-# Interrupting is still safe (the Delta writes are idempotent), just wasteful.
-GRACEFUL_STOP_TIMEOUT_SECONDS = 120.0
+# How long a graceful stop waits for the running micro-batches before interrupting them.
+# Interrupting is still safe (the Delta writes are idempotent), just wasteful.  Below the
+# supervisor's stop_timeout_seconds (120 s), so that the driver ends before a hard kill.
+GRACEFUL_STOP_TIMEOUT_SECONDS = 90.0
+STOP_POLL_SECONDS = 0.1
 # Exit code when another driver holds a checkpoint (1 is a failed query).
 EXIT_CHECKPOINT_IN_USE = 3
 EXIT_CHECKPOINT_DAMAGED = 4
@@ -417,17 +419,43 @@ def error_summary(error: object) -> str:
     return lines[0]
 
 
-def stop_gracefully(query: StreamingQuery, timeout: float = GRACEFUL_STOP_TIMEOUT_SECONDS) -> None:
-    """Stop after the running micro-batch, if any, has finished."""
+def last_batch_id(query: StreamingQuery) -> int:
+    """The id of the query's last finished micro-batch in this run (-1: none yet)."""
+    progress = query.lastProgress
+    return -1 if progress is None else int(progress["batchId"])
+
+
+def stop_gracefully(
+    queries: Sequence[StreamingQuery], timeout: float = GRACEFUL_STOP_TIMEOUT_SECONDS
+) -> None:
+    """Stop every query as soon as the micro-batch it is running has finished.
+
+    The queries are watched together, so the wait is the longest running batch, not the
+    sum.  A query that is behind starts its next batch the moment one ends, so it is
+    rarely seen idle: its boundary is the end of the batch that was running when the stop
+    was asked (a newer batch id).  A batch Spark may have planned in that instant is
+    interrupted and replayed on the next start (once in Delta, at least once on Kafka,
+    as after any crash).  After `timeout`, a batch still running is interrupted.
+    """
+    running = {q: last_batch_id(q) for q in queries if q.isActive}
     deadline = time.monotonic() + timeout
-    while query.isActive and query.status.get("isTriggerActive"):
-        if time.monotonic() >= deadline:
-            log.warning("query %s still busy after %.0f s; interrupting it", query.name, timeout)
+    while running:
+        for query, batch_at_request in list(running.items()):
+            busy = query.isActive and query.status.get("isTriggerActive")
+            if busy and last_batch_id(query) == batch_at_request:
+                continue
+            if query.isActive:
+                query.stop()
+            log.info("stopped query %s after batch %d", query.name, last_batch_id(query))
+            del running[query]
+        if running and time.monotonic() >= deadline:
+            for query in running:
+                log.warning(
+                    "query %s still busy after %.0f s; interrupting it", query.name, timeout
+                )
+                query.stop()
             break
-        time.sleep(0.2)
-    if query.isActive:
-        query.stop()
-    log.info("stopped query %s", query.name)
+        time.sleep(STOP_POLL_SECONDS)
 
 
 # What Spark says when a query no longer fits its checkpoint (changed aggregation, state
@@ -499,9 +527,7 @@ def supervise(
             break
         stop_requested.wait(POLL_SECONDS)
 
-    for query in queries:
-        if query.isActive:
-            stop_gracefully(query)
+    stop_gracefully(queries)
 
     code = 0
     for query in queries:

@@ -1,4 +1,5 @@
-"""kill -9 the streaming driver mid-stream, three times; the sinks still equal the oracle.
+"""kill -9 the streaming driver mid-stream, three times, then SIGTERM it while it is still
+busy; the sinks still equal the oracle.
 
 1. A separate state dir and topics; the seeded data set of tests/integration/dataset.py.
 2. Run every query with small micro-batches (400 offsets), so the data takes ~10 batches.
@@ -6,7 +7,10 @@
    EXPECTED_KILL_POINTS[0] batches; start again on the same checkpoints; repeat for the
    other kill points.  A kill can land anywhere: mid-batch, between a batch's Delta commit
    and its checkpoint commit, or while idle.
-4. After the last restart, every row of every table equals the oracle (nothing lost,
+4. SIGTERM it at GRACEFUL_STOP_POINT, with batches still queued (a query that is behind
+   is never idle): it finishes its running batches, stops and exits 0, no batch
+   interrupted (the graceful stop used to wait for an idle moment that never came).
+5. After the last restart, every row of every table equals the oracle (nothing lost,
    nothing written twice) and each malformed record is quarantined exactly once.
 """
 
@@ -18,6 +22,7 @@ import signal
 import pandas as pd
 import pytest
 
+from include.driver_lease import read_holder
 from include.settings import Settings
 from include.topics import provision
 from tests.conftest import poll
@@ -35,6 +40,7 @@ from tests.integration.streaming import launch
 pytestmark = pytest.mark.integration
 
 EXPECTED_KILL_POINTS = (2, 4, 7)  # committed revenue batches before each kill -9
+GRACEFUL_STOP_POINT = 9  # of about 12 batches: the queries are still behind
 APP_ARGS = ("--max-offsets-per-trigger", "400", "--trigger-seconds", "2")
 
 
@@ -54,20 +60,39 @@ def kill_hard(proc) -> None:
     proc.wait(30)
 
 
-def run_then_kill(settings: Settings, log, kill_point: int) -> None:
-    """Start the app and kill -9 it once the revenue query has committed kill_point batches."""
+def run_until(settings: Settings, log, batches: int):
+    """Start the app; return it once the revenue query has committed `batches` batches."""
     proc = launch(settings, log, *APP_ARGS)
     try:
         poll(
             lambda: (proc.poll(), committed_batches(settings, "revenue_by_category")),
-            lambda state: state[0] is not None or state[1] >= kill_point,
-            f"{kill_point} committed revenue batches before the kill",
+            lambda state: state[0] is not None or state[1] >= batches,
+            f"{batches} committed revenue batches",
             timeout=240,
             interval=0.5,
         )
         assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
-    finally:
+    except BaseException:
         kill_hard(proc)
+        raise
+    return proc
+
+
+def stop_under_load(settings: Settings, log) -> None:
+    """SIGTERM while batches are queued: exit 0 at a batch boundary, nothing interrupted."""
+    proc = run_until(settings, log, GRACEFUL_STOP_POINT)
+    try:
+        driver = read_holder(settings.checkpoint_path("revenue_by_category"))
+        assert driver is not None, f"no driver holds the checkpoint; see {log}"
+        os.kill(driver.pid, signal.SIGTERM)  # the Python driver, as the supervisor does
+        assert proc.wait(timeout=180) == 0, f"a graceful stop must exit 0; see {log}"
+    finally:
+        if proc.poll() is None:
+            kill_hard(proc)
+    said = log.read_text()
+    assert "interrupting it" not in said, f"a batch was interrupted; see {log}"
+    for query in ORACLES:
+        assert f"stopped query {query} after batch" in said, f"{query} not stopped; see {log}"
 
 
 def wait_for_oracle_rows(analytic: str, expected: pd.DataFrame, proc, settings, log):
@@ -84,7 +109,7 @@ def wait_for_oracle_rows(analytic: str, expected: pd.DataFrame, proc, settings, 
     )
 
 
-def test_three_hard_kills_lose_and_duplicate_nothing(crash_settings):
+def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_settings):
     settings = crash_settings
     provision(settings)
     sent, flush = seeded_events()
@@ -92,7 +117,8 @@ def test_three_hard_kills_lose_and_duplicate_nothing(crash_settings):
     log = settings.log_dir / "streaming-crash.log"
 
     for kill_point in EXPECTED_KILL_POINTS:
-        run_then_kill(settings, log, kill_point)
+        kill_hard(run_until(settings, log, kill_point))
+    stop_under_load(settings, settings.log_dir / "streaming-graceful.log")
 
     proc = launch(settings, log, *APP_ARGS)
     try:

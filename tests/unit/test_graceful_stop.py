@@ -1,0 +1,103 @@
+"""The graceful stop: each query after the batch it is running, together, without waiting
+for an idle moment that a query behind on its input never has."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from spark_jobs import streaming_app
+
+
+class Clock:
+    """Fake time: every sleep moves it on and lets the queries work."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.queries: list[ScriptedQuery] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        for query in self.queries:
+            query.tick(self.now)
+
+
+class ScriptedQuery:
+    """A query whose micro-batches end at the given times, each starting as the one before
+    ends (a query behind on its input); with no times, an idle query."""
+
+    def __init__(self, name: str, clock: Clock, batch_ends: list[float]) -> None:
+        self.name = name
+        self.clock = clock
+        self.batch_ends = list(batch_ends)
+        self.finished = 4  # batches finished before the stop was asked
+        self.stopped_at: float | None = None
+        clock.queries.append(self)
+
+    def tick(self, now: float) -> None:
+        while self.isActive and self.batch_ends and self.batch_ends[0] <= now:
+            self.batch_ends.pop(0)
+            self.finished += 1
+
+    @property
+    def isActive(self) -> bool:
+        return self.stopped_at is None
+
+    @property
+    def status(self) -> dict:
+        return {"isTriggerActive": bool(self.batch_ends)}
+
+    @property
+    def lastProgress(self) -> dict:
+        return {"batchId": self.finished - 1}
+
+    def stop(self) -> None:
+        self.stopped_at = self.clock.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(streaming_app.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(streaming_app.time, "sleep", fake.sleep)
+    return fake
+
+
+def test_a_query_behind_stops_when_its_running_batch_ends(clock, caplog):
+    # Always busy: batches end at 7 s, 15 s, 22 s... and the next starts at once.
+    behind = ScriptedQuery("revenue_by_category", clock, [7.0, 15.0, 22.0, 30.0, 38.0])
+    idle = ScriptedQuery("dead_letters", clock, [])
+
+    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
+        streaming_app.stop_gracefully([behind, idle], timeout=90)
+
+    assert idle.stopped_at == 0.0
+    assert behind.stopped_at == pytest.approx(7.0, abs=0.15)
+    assert behind.finished == 5, "exactly the batch that was running finished"
+    assert "interrupting" not in caplog.text
+    assert "stopped query revenue_by_category after batch 4" in caplog.text
+
+
+def test_queries_are_waited_for_together_not_one_after_another(clock):
+    first = ScriptedQuery("high_value_users", clock, [20.0, 40.0])
+    second = ScriptedQuery("conversion_funnel", clock, [25.0, 50.0])
+
+    streaming_app.stop_gracefully([first, second], timeout=90)
+
+    assert first.stopped_at == pytest.approx(20.0, abs=0.15)
+    assert second.stopped_at == pytest.approx(25.0, abs=0.15)
+
+
+def test_a_batch_still_running_at_the_timeout_is_interrupted_and_said_so(clock, caplog):
+    slow = ScriptedQuery("user_sessions", clock, [500.0])
+
+    with caplog.at_level(logging.WARNING, logger=streaming_app.log.name):
+        streaming_app.stop_gracefully([slow], timeout=30)
+
+    assert slow.stopped_at == pytest.approx(30.0, abs=0.15)
+    assert slow.finished == 4
+    assert "query user_sessions still busy after 30 s; interrupting it" in caplog.text
