@@ -8,7 +8,15 @@ at import time.
 
 from __future__ import annotations
 
+import logging
+
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+# kafka-python 3 logs every bootstrap, connection and IO-loop start at INFO: twenty lines
+# per supervisor round in the Airflow task log.  Warnings and errors still show; a level
+# set on the "kafka" logger elsewhere is left alone.
+if logging.getLogger("kafka").level == logging.NOTSET:
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 PRODUCER_DEFAULTS = {
     # Durability first: every in-sync replica acknowledges, and idempotence makes the
@@ -20,8 +28,8 @@ PRODUCER_DEFAULTS = {
     "max_in_flight_requests_per_connection": 5,
     # Throughput: let records batch for a few ms and compress whole batches.  lz4, not
     # gzip: the benchmark (BENCHMARKS.md) measured gzip as the producer's busiest function
-    # and lz4 at 1.5 times its rate; the crc32c package keeps kafka-python from computing
-    # each batch's CRC-32C in pure Python.
+    # and lz4 at 1.4 times its rate; the crc32c package keeps kafka-python from computing
+    # each batch's CRC-32C in pure Python (both: 1.75 times, benchmarks/producer_levers.py).
     "linger_ms": 20,
     "batch_size": 256 * 1024,
     "compression_type": "lz4",
