@@ -255,6 +255,16 @@ def test_platform_end_to_end(platform):
         api, settings, running, asked, dag_id="streaming_restart"
     )
     (settings.state / "restart-timings.json").write_text(json.dumps(timings))
+    # Both stops were graceful: the drivers, busy catching up, ended at a batch boundary.
+    stops = [
+        line
+        for dag_id in ("supervisor", "streaming_restart")
+        for path in (settings.log_dir / "airflow" / f"dag_id={dag_id}").rglob("*.log")
+        for line in path.read_text().splitlines()
+        if "driver pid" in line and "stop" in line
+    ]
+    assert sum("stopped at a batch boundary" in line for line in stops) == 2, stops
+    assert not [line for line in stops if "hard-killed" in line], stops
     print("\n".join(f"{what}: {secs:.0f} s" for what, secs in timings.items()))
 
     # Still exact: every table, with the windows closed across the restarts, equals the oracle.
