@@ -250,15 +250,12 @@ def supervise_once(
     if not any(v.action in ("restart", "stop_and_restart") for v in verdicts):
         return False
     # The stopped driver's task has to notice and end its run before a new one may start.
-    deadline = time.monotonic() + wait_for_run_end
-    while (active := streaming_runs(["running", "queued"])) and time.monotonic() < deadline:
-        time.sleep(5)
-    if active:
-        log.warning(
-            "the streaming DAG still has %d active run(s) without a live driver; not starting "
-            "another (Airflow has to end it first: it may be waiting to retry)",
-            active,
-        )
+    queried = [verdict.query for verdict in verdicts]
+    outcome = wait_for_streaming_to_end(
+        settings, queried, streaming_runs, stopped, wait_for_run_end
+    )
+    if outcome != ENDED:
+        log.warning("%s; not starting another", outcome)
         return False
     log.warning("starting a new streaming run")
     return True
@@ -272,24 +269,63 @@ def restart_gracefully(
 ) -> bool:
     """The scheduled restart: stop the running driver at a batch boundary (a hard kill only
     after the stop timeout, logged), wait for its Airflow run to end; True when a new run
-    should be started (False: nothing was running, or the old run did not end)."""
-    holders = {
-        holder.pid: holder
-        for query in queries
-        if is_locked(path := settings.checkpoint_path(query))
-        and (holder := read_holder(path)) is not None
-    }
+    should be started (False: nothing was running, another run already replaced the
+    driver, or the old run did not end)."""
+    queries = list(queries)
+    holders = live_drivers(settings, queries)
     if not holders:
         log.info("no streaming driver is running: nothing to restart")
         return False
     for holder in holders.values():
         log.info("scheduled restart: asking %s to stop", holder.describe())
         log.info("%s", stop_driver(holder, settings.supervisor.stop_timeout_seconds))
-    deadline = time.monotonic() + wait_for_run_end
-    while (active := streaming_runs(["running", "queued"])) and time.monotonic() < deadline:
-        time.sleep(5)
-    if active:
-        log.warning("the streaming run did not end after its driver stopped; not restarting")
+    outcome = wait_for_streaming_to_end(
+        settings, queries, streaming_runs, set(holders), wait_for_run_end
+    )
+    if outcome != ENDED:
+        log.warning("%s; not starting another", outcome)
         return False
     log.info("starting the streaming DAG again")
     return True
+
+
+def live_drivers(settings: Settings, queries: Iterable[str]) -> dict[int, Holder]:
+    """The drivers holding the queries' checkpoints now, by pid."""
+    return {
+        holder.pid: holder
+        for query in queries
+        if is_locked(path := settings.checkpoint_path(query))
+        and (holder := read_holder(path)) is not None
+    }
+
+
+ENDED = "ended"
+
+
+def wait_for_streaming_to_end(
+    settings: Settings,
+    queries: Iterable[str],
+    streaming_runs: Callable[[list[str] | None], int],
+    stopped: set[int],
+    timeout: float,
+    interval: float = 5.0,
+) -> str:
+    """After stopping drivers, wait until Airflow has no active streaming run: ENDED.
+
+    Otherwise, in words: a driver other than the stopped ones already holds the
+    checkpoints (the supervisor and the scheduled restart both start runs, and the other
+    one got there first: a second run would only be refused), or the timeout passed.
+    """
+    queries = list(queries)
+    deadline = time.monotonic() + timeout
+    while active := streaming_runs(["running", "queued"]):
+        newer = [h for pid, h in live_drivers(settings, queries).items() if pid not in stopped]
+        if newer:
+            return f"{newer[0].describe()} already holds the checkpoints (a newer streaming run)"
+        if time.monotonic() >= deadline:
+            return (
+                f"the streaming DAG still has {active} active run(s) {timeout:.0f} s after its "
+                "driver stopped (Airflow has to end it first: it may be waiting to retry)"
+            )
+        time.sleep(interval)
+    return ENDED

@@ -263,7 +263,8 @@ def test_platform_end_to_end(platform):
         for line in path.read_text().splitlines()
         if "driver pid" in line and "stop" in line
     ]
-    assert sum("stopped at a batch boundary" in line for line in stops) == 2, stops
+    # At least 2: a scheduled supervisor or restart run may stop a driver too.
+    assert sum("stopped at a batch boundary" in line for line in stops) >= 2, stops
     assert not [line for line in stops if "hard-killed" in line], stops
     print("\n".join(f"{what}: {secs:.0f} s" for what, secs in timings.items()))
 

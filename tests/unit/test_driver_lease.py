@@ -20,7 +20,8 @@ from include.driver_lease import (
     stop_zombie,
 )
 from include.runtime.procs import alive
-from include.settings import PROJECT_ROOT
+from include.settings import PROJECT_ROOT, Settings
+from include.supervisor import ENDED, wait_for_streaming_to_end
 from tests.conftest import poll
 
 HOLDER = textwrap.dedent(
@@ -99,3 +100,48 @@ def test_a_frozen_driver_is_found_and_stopped(holder) -> None:
     assert not alive(proc.pid)
     with DriverLease({"q": checkpoint}):
         assert find_zombie(checkpoint, stale_after=0.8) is None
+
+
+# After a stop, the supervisor and the scheduled restart wait for the streaming run to end
+# before starting another; whichever starts one first wins, the other must not wait for it.
+
+
+def settings_for(monkeypatch, tmp_path: Path) -> Settings:
+    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))  # checkpoints/q is the holder's
+    return Settings()
+
+
+def test_a_driver_started_by_the_other_dag_ends_the_wait_at_once(holder, monkeypatch, tmp_path):
+    proc, _ = holder
+    settings = settings_for(monkeypatch, tmp_path)
+    started = time.monotonic()
+
+    outcome = wait_for_streaming_to_end(
+        settings, ["q"], lambda states: 1, stopped={proc.pid + 1}, timeout=60, interval=0.1
+    )
+
+    assert outcome.startswith(f"driver pid {proc.pid} ")
+    assert "already holds the checkpoints" in outcome
+    assert time.monotonic() - started < 30, "it must not wait for the timeout"
+
+
+def test_the_stopped_driver_still_holding_does_not_count(holder, monkeypatch, tmp_path):
+    proc, _ = holder
+    settings = settings_for(monkeypatch, tmp_path)
+    active = iter([1, 1, 1, 0])
+
+    outcome = wait_for_streaming_to_end(
+        settings, ["q"], lambda states: next(active), {proc.pid}, timeout=60, interval=0.1
+    )
+
+    assert outcome == ENDED
+
+
+def test_a_run_that_never_ends_is_reported_after_the_timeout(monkeypatch, tmp_path):
+    settings = settings_for(monkeypatch, tmp_path)
+
+    outcome = wait_for_streaming_to_end(
+        settings, ["q"], lambda states: 2, set(), timeout=0.3, interval=0.1
+    )
+
+    assert outcome.startswith("the streaming DAG still has 2 active run(s) 0 s after")
