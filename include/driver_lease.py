@@ -83,6 +83,11 @@ def is_locked(checkpoint: Path) -> bool:
         return False
 
 
+def live_holder(checkpoint: Path) -> Holder | None:
+    """The driver holding the checkpoint's lease now; None when no live process holds it."""
+    return read_holder(checkpoint) if is_locked(checkpoint) else None
+
+
 class DriverLease:
     """Exclusive leases on a set of checkpoints, held until :meth:`release` or exit."""
 

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 
 from include import checkpoints
-from include.driver_lease import Holder, is_locked, read_holder, stop_zombie
+from include.driver_lease import Holder, live_holder, read_holder, stop_zombie
 from include.jsonfile import write_json
 from include.kafka_client import end_offsets
 from include.progress import last_progress
@@ -120,7 +120,7 @@ def observe(
     now = now or time.time()
     path = settings.checkpoint_path(query)
     report = checkpoints.inspect(path)
-    holder = read_holder(path) if is_locked(path) else None
+    holder = live_holder(path)
     since = None
     if report.last_committed is not None:
         since = now - (path / "commits" / str(report.last_committed)).stat().st_mtime
@@ -294,8 +294,7 @@ def live_drivers(settings: Settings, queries: Iterable[str]) -> dict[int, Holder
     return {
         holder.pid: holder
         for query in queries
-        if is_locked(path := settings.checkpoint_path(query))
-        and (holder := read_holder(path)) is not None
+        if (holder := live_holder(settings.checkpoint_path(query))) is not None
     }
 
 

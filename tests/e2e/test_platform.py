@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from include.checkpoints import inspect
-from include.driver_lease import Holder, is_locked, read_holder
+from include.driver_lease import Holder, live_holder, read_holder
 from include.kafka_client import read_to_end
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
@@ -137,7 +137,7 @@ def restarted_by(
     committed = inspect(checkpoint).last_committed or -1
 
     def new_driver() -> Holder | None:
-        holder = read_holder(checkpoint) if is_locked(checkpoint) else None
+        holder = live_holder(checkpoint)
         return holder if holder and holder.pid != old.pid else None
 
     run = api.trigger(dag_id)

@@ -29,7 +29,7 @@ import psutil
 import pytest
 
 from include.checkpoints import relocate_command
-from include.driver_lease import is_locked, read_holder
+from include.driver_lease import live_holder
 from include.kafka_client import consumer, read_to_end
 from include.progress import read_progress
 from include.quality import run_quality
@@ -317,7 +317,7 @@ def test_the_supervisor_stops_a_driver_airflow_lost_track_of(settings):
     try:
         checkpoint = settings.checkpoint_path("revenue_by_category")
         holder = poll(
-            lambda: read_holder(checkpoint) if is_locked(checkpoint) else None,
+            lambda: live_holder(checkpoint),
             lambda found: found is not None and found.pid != os.getpid(),
             "the driver's lease",
             timeout=120,
