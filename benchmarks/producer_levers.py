@@ -73,16 +73,17 @@ def compare(
             rate = timed_variant(variant, bootstrap, topic, events)
             log.info("round %d, %s: %d events/s", round_number + 1, variant.label, rate)
             rates[variant.label].append(rate)
-    base = statistics.median(rates[VARIANTS[0].label])
+    medians = {label: statistics.median(runs) for label, runs in rates.items()}
+    base = medians[VARIANTS[0].label]
     return [
         {
             "label": v.label,
             "compression": v.compression,
             "crc32c_package": v.crc32c_package,
             "events": events,
-            "events_per_second": round(statistics.median(rates[v.label])),
+            "events_per_second": round(medians[v.label]),
             "runs": rates[v.label],
-            "ratio_to_before": round(statistics.median(rates[v.label]) / base, 2),
+            "ratio_to_before": round(medians[v.label] / base, 2),
         }
         for v in VARIANTS
     ]
