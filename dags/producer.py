@@ -5,8 +5,11 @@ Runs the e-commerce event generator as a long-running task: JSON events keyed by
 into the input topic, asynchronous sends with `acks=all`, idempotence and compression.
 
 Params: `rate` (events/s, > 0), `duration_seconds` (0 = until the task is stopped),
-`seed` (reproducible event stream); left empty, each comes from `[producer]` in
-`config/platform.toml`.  A bad value fails the run before anything is sent.
+`seed` (reproducible event stream), `event_format`: `platform` (visits: a user arrives,
+browses a few minutes, maybe buys, and leaves) or `tutorial` (the Kafka + Spark
+tutorial's own events: zone-less timestamps read in `[events] naive_timezone`, quantity 0
+on views and removals, float revenue, snappy batches); left empty, each comes from
+`[producer]` in `config/platform.toml`.  A bad value fails the run before anything is sent.
 Marking the task failed or success in the UI stops the producer; it flushes what is in
 flight and logs how many events were sent, acknowledged and failed.
 """
@@ -18,6 +21,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag
 
 from include.operators import ProducerOperator
+from include.settings import EVENT_FORMATS
 
 DEFAULT_ARGS = {"owner": "data-platform", "retries": 1, "retry_delay": timedelta(seconds=30)}
 
@@ -45,6 +49,12 @@ DEFAULT_ARGS = {"owner": "data-platform", "retries": 1, "retry_delay": timedelta
         "seed": Param(
             None, type=["null", "integer"], description="random seed of the event stream"
         ),
+        "event_format": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *EVENT_FORMATS],
+            description="platform (visits) or tutorial (the tutorial's own events)",
+        ),
     },
     # Params reach the operator as numbers (or None), not as rendered strings.
     render_template_as_native_obj=True,
@@ -55,6 +65,7 @@ def producer():
         rate="{{ params.rate }}",
         duration_seconds="{{ params.duration_seconds }}",
         seed="{{ params.seed }}",
+        event_format="{{ params.event_format }}",
         kafka_conn_id="kafka_default",
         execution_timeout=None,
     )

@@ -27,7 +27,7 @@ GRACEFUL_STOP_SECONDS = 4.0  # inside Airflow's 5 s before it kills the task pro
 class ProducerOperator(BaseOperator):
     """Runs the event producer until `duration_seconds` pass or the task is stopped."""
 
-    template_fields: Sequence[str] = ("rate", "duration_seconds", "seed")
+    template_fields: Sequence[str] = ("rate", "duration_seconds", "seed", "event_format")
 
     def __init__(
         self,
@@ -35,6 +35,7 @@ class ProducerOperator(BaseOperator):
         rate: Any,
         duration_seconds: Any,
         seed: Any,
+        event_format: Any = None,
         kafka_conn_id: str = "kafka_default",
         **kwargs: Any,
     ) -> None:
@@ -42,6 +43,7 @@ class ProducerOperator(BaseOperator):
         self.rate = rate
         self.duration_seconds = duration_seconds
         self.seed = seed
+        self.event_format = event_format
         self.kafka_conn_id = kafka_conn_id
         self._stop = threading.Event()
 
@@ -62,6 +64,8 @@ class ProducerOperator(BaseOperator):
                 seed=int(defaults.seed if self.seed is None else self.seed),
                 users=settings.producer.users,
                 products=settings.producer.products,
+                event_format=str(self.event_format or defaults.event_format),
+                naive_timezone=settings.events.naive_timezone,
             ).validate()
         except (ValueError, TypeError) as exc:
             # Retrying cannot fix a bad parameter: fail now, with the reason.

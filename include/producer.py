@@ -13,10 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from include.events import EventGenerator, now_utc
+from include.events import EventGenerator, TutorialEventGenerator, now_utc
 from include.kafka_client import producer as kafka_producer
+from include.settings import EVENT_FORMATS
 
 log = logging.getLogger(__name__)
+
+
+# The tutorial's producer compresses its batches with snappy; in that format, so do we.
+TUTORIAL_COMPRESSION = "snappy"
 
 
 @dataclass
@@ -24,8 +29,12 @@ class ProducerParams:
     rate: float
     duration_seconds: float = 0.0
     seed: int = 42
-    users: int = 1000
+    users: int = 10_000
     products: int = 200
+    # "platform" (visits of `users` over `products`) or "tutorial" (the tutorial's events).
+    event_format: str = "platform"
+    # The zone the tutorial format writes its zone-less timestamps in.
+    naive_timezone: str = "UTC"
 
     def validate(self) -> ProducerParams:
         problems = []
@@ -38,6 +47,10 @@ class ProducerParams:
             )
         if self.users < 1 or self.products < 1:
             problems.append("users and products must be at least 1")
+        if self.event_format not in EVENT_FORMATS:
+            problems.append(
+                f"event_format must be one of {', '.join(EVENT_FORMATS)}, got {self.event_format!r}"
+            )
         if problems:
             raise ValueError("invalid producer parameters: " + "; ".join(problems))
         return self
@@ -61,14 +74,16 @@ class DeliveryStats:
             self.last_error = repr(exc)
 
 
-def encode(event: dict) -> tuple[bytes, bytes]:
-    """Key = user_id, so one user's events stay ordered within a partition."""
-    return event["user_id"].encode(), json.dumps(event, separators=(",", ":")).encode()
+def encode(event: dict, compact: bool = True) -> tuple[bytes, bytes]:
+    """Key = user_id, so one user's events stay ordered within a partition.  `compact`
+    drops the blanks of ``json.dumps``'s default separators (the tutorial keeps them)."""
+    separators = (",", ":") if compact else None
+    return event["user_id"].encode(), json.dumps(event, separators=separators).encode()
 
 
-def send_event(client, topic: str, event: dict, stats: DeliveryStats) -> None:
+def send_event(client, topic: str, event: dict, stats: DeliveryStats, compact: bool = True) -> None:
     """Send without waiting: the outcome is counted in `stats` when the broker answers."""
-    key, value = encode(event)
+    key, value = encode(event, compact)
     client.send(topic, key=key, value=value).add_callback(stats.ok).add_errback(stats.error)
     stats.sent += 1
 
@@ -83,13 +98,21 @@ def run_producer(
     """Produce until duration elapses or `stop` is set; always flushes before returning."""
     params.validate()
     stop = stop or threading.Event()
-    generator = EventGenerator(params.seed, params.users, params.products)
-    client = kafka_producer(bootstrap_servers)
+    tutorial = params.event_format == "tutorial"
+    if tutorial:
+        generator = TutorialEventGenerator(params.seed, params.naive_timezone)
+        client = kafka_producer(bootstrap_servers, compression_type=TUTORIAL_COMPRESSION)
+        shape = f"the tutorial's events (zone-less {params.naive_timezone} times, snappy)"
+    else:
+        generator = EventGenerator(params.seed, params.users, params.products)
+        client = kafka_producer(bootstrap_servers)
+        shape = f"visits of {params.users} users to {params.products} products"
     stats = DeliveryStats()
     started = time.monotonic()
     next_report = started + report_every
     log.info(
-        "producing to %s at %.0f events/s (%s), seed %d",
+        "producing %s to %s at %.0f events/s (%s), seed %d",
+        shape,
         topic,
         params.rate,
         f"for {params.duration_seconds:.0f}s" if params.duration_seconds else "until stopped",
@@ -103,7 +126,7 @@ def run_producer(
             # Pace by the schedule, not by sleeping a fixed interval: no drift when sends are slow.
             due = int(elapsed * params.rate) + 1 - stats.sent
             for _ in range(max(due, 0)):
-                send_event(client, topic, generator.event(now_utc()), stats)
+                send_event(client, topic, generator.event(now_utc()), stats, not tutorial)
             if time.monotonic() >= next_report:
                 log.info(
                     "sent %d events, %d acknowledged, %d failed%s",

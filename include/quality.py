@@ -381,7 +381,11 @@ def reconciliation_measure(
     records = source.records_since(int(first.timestamp() * 1000) - margin_ms)
     a = settings.analytics
     expected = expected_revenue(
-        records, quarantined, a.revenue_window_seconds, a.revenue_slide_seconds
+        records,
+        quarantined,
+        a.revenue_window_seconds,
+        a.revenue_slide_seconds,
+        settings.events.naive_timezone,
     )
     expected = expected[(expected["window_start"] >= first) & (expected["window_start"] <= last)]
     actual = table_rows.assign(window_start=pd.to_datetime(table_rows["window_start"], utc=True))
@@ -505,7 +509,7 @@ def run_quality(
     chosen = targets(settings, tables)
     now = now or datetime.now(UTC)
     validated = {} if full else load_validated(settings)
-    newest = source.newest()
+    newest = source.newest(settings.events.naive_timezone)
     flow_minutes = settings.quality.freshness_minutes + settings.analytics.watermark_seconds / 60
     min_rows = max(settings.quality.min_rows, 1)
 

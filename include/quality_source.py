@@ -18,11 +18,10 @@ from typing import Protocol
 
 import pandas as pd
 
-from include.events import parse_utc
+from include.events import money, parse_utc
 from include.kafka_client import consumer, offsets_at, read_to_end
 
 PURCHASE = "purchase"
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,9 @@ class Newest:
 
 
 class InputSource(Protocol):
-    def newest(self) -> Newest | None:
-        """The newest record on the input topic, or None when it is empty."""
+    def newest(self, naive_zone: str = "UTC") -> Newest | None:
+        """The newest record on the input topic, or None when it is empty; a zone-less
+        event time is read in ``naive_zone``."""
 
     def records_since(self, since_ms: int) -> Iterable[SourceRecord]:
         """Records with record time >= since_ms, up to the topic's end at call time."""
@@ -58,8 +58,8 @@ class RecordsInput:
     def __init__(self, records: Iterable[SourceRecord]) -> None:
         self.records = list(records)
 
-    def newest(self) -> Newest | None:
-        return newest_of(self.records)
+    def newest(self, naive_zone: str = "UTC") -> Newest | None:
+        return newest_of(self.records, naive_zone)
 
     def records_since(self, since_ms: int) -> list[SourceRecord]:
         return [r for r in self.records if r.timestamp_ms >= since_ms]
@@ -86,7 +86,7 @@ class KafkaInput:
         reader.assign(partitions)
         return reader, partitions
 
-    def newest(self) -> Newest | None:
+    def newest(self, naive_zone: str = "UTC") -> Newest | None:
         reader, partitions = self._open()
         try:
             ends = reader.end_offsets(partitions)
@@ -102,7 +102,7 @@ class KafkaInput:
                         SourceRecord(r.partition, r.offset, int(r.timestamp), r.value)
                         for r in batch
                     ]
-            return newest_of(last)
+            return newest_of(last, naive_zone)
         finally:
             reader.close()
 
@@ -124,13 +124,14 @@ class KafkaInput:
             reader.close()
 
 
-def newest_of(records: Iterable[SourceRecord]) -> Newest | None:
-    """The newest record time and the newest event time among ``records``."""
+def newest_of(records: Iterable[SourceRecord], naive_zone: str = "UTC") -> Newest | None:
+    """The newest record time and the newest event time among ``records`` (a zone-less
+    event time read in ``naive_zone``)."""
     record_ms, event_time = None, None
     for record in records:
         record_ms = max(record_ms or record.timestamp_ms, record.timestamp_ms)
         try:
-            moment = parse_utc(json.loads(record.value or b"").get("timestamp"))
+            moment = parse_utc(json.loads(record.value or b"").get("timestamp"), naive_zone)
         except (ValueError, AttributeError):
             moment = None
         moment = moment or datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
@@ -139,10 +140,11 @@ def newest_of(records: Iterable[SourceRecord]) -> Newest | None:
 
 
 def _revenue(value: object) -> Decimal | None:
+    """Revenue in cents, half up (float noise such as 3899.9700000000003 is not money)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
-        return Decimal(str(value)).quantize(CENT)
+        return money(value)
     except InvalidOperation:
         return None
 
@@ -152,12 +154,14 @@ def expected_revenue(
     quarantined: set[tuple[int, int]],
     window_seconds: int,
     slide_seconds: int,
+    naive_zone: str = "UTC",
 ) -> pd.DataFrame:
     """Revenue per (window_start, category) over the purchases in ``records``.
 
     A record the pipeline quarantined (its (partition, offset) is in ``quarantined``) is left
     out; so is a second record with an already seen event_id (retries, replays).  Windows
-    are [start, start + window) every ``slide_seconds``, aligned to the epoch, as Spark's.
+    are [start, start + window) every ``slide_seconds``, aligned to the epoch, as Spark's;
+    a zone-less timestamp is the wall-clock time of ``naive_zone``.
     """
     totals: dict[tuple[datetime, str], Decimal] = defaultdict(Decimal)
     counts: dict[tuple[datetime, str], int] = defaultdict(int)
@@ -172,7 +176,7 @@ def expected_revenue(
             continue
         if not isinstance(event, dict) or event.get("event_type") != PURCHASE:
             continue
-        event_id, moment = event.get("event_id"), parse_utc(event.get("timestamp"))
+        event_id, moment = event.get("event_id"), parse_utc(event.get("timestamp"), naive_zone)
         revenue, category = _revenue(event.get("revenue")), event.get("category")
         if moment is None or revenue is None or not isinstance(category, str):
             continue

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +32,10 @@ ANALYTICS = (
     "user_sessions",
     "click_to_purchase",
 )
+# What the producer writes: "platform" events (visits, include.events.EventGenerator) or
+# "tutorial" ones (the Kafka + Spark tutorial's own, include.events.TutorialEventGenerator).
+EventFormat = Literal["platform", "tutorial"]
+EVENT_FORMATS: tuple[str, ...] = get_args(EventFormat)
 # The Airflow pool (one slot) the streaming task runs in; `make up` creates it.
 STREAMING_POOL = "streaming"
 
@@ -92,10 +97,13 @@ class SparkSettings(BaseModel):
 
 
 class ProducerSettings(BaseModel):
+    # "platform": visits of generated users (include.events.EventGenerator); "tutorial":
+    # the Kafka + Spark tutorial's own events, zone-less timestamps and snappy batches.
+    event_format: EventFormat = "platform"
     rate: float = Field(50, gt=0)
     duration_seconds: float = Field(0, ge=0)
     seed: int = 42
-    users: int = Field(1000, ge=1)
+    users: int = Field(10_000, ge=1)
     products: int = Field(200, ge=1)
 
 
@@ -103,6 +111,22 @@ class EventSettings(BaseModel):
     max_event_bytes: int = Field(65536, gt=0)
     max_event_lag_seconds: int = Field(604_800, gt=0)
     max_event_lead_seconds: int = Field(3600, ge=0)
+    # The zone a timestamp without an offset is read in (an IANA name such as "UTC" or
+    # "Europe/Berlin"): the tutorial's producer writes datetime.now().isoformat(), the
+    # producer machine's local time with no zone.
+    naive_timezone: str = "UTC"
+
+    @field_validator("naive_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as 'UTC' or "
+                "'Europe/Berlin' ([events] naive_timezone)"
+            ) from None
+        return value
 
 
 class AnalyticsSettings(BaseModel):

@@ -43,6 +43,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("total_spent", _MONEY),
             ("purchase_count", pa.int64()),
             ("products_purchased", pa.list_(pa.string())),
+            ("product_ids_purchased", pa.list_(pa.string())),
         ]
     ),
     FUNNEL_TABLE: pa.schema(

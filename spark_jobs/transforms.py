@@ -1,4 +1,4 @@
-"""Pure DataFrame transforms of the streaming pipeline (DESIGN.md section 3).
+"""Pure DataFrame transforms of the streaming pipeline (README: "Data contract and semantics").
 
 Every function here takes DataFrames and returns a DataFrame: no reads, no writes, no
 session creation, so the unit tests run them on small static frames and the streaming app
@@ -11,7 +11,13 @@ Validation gives each bad record exactly one reason, the first failing check in 
 
 ``oversize``, ``invalid_utf8``, ``not_json``, ``not_json_object``,
 ``missing_field:<field>``, ``wrong_type:<field>``, ``unknown_event_type``,
-``negative_price``, ``non_positive_quantity``, ``revenue_mismatch``, ``absurd_timestamp``.
+``negative_price``, ``negative_quantity``, ``non_positive_quantity``, ``revenue_mismatch``,
+``absurd_timestamp``.
+
+A ``timestamp`` without an offset is the wall-clock time of ``[events] naive_timezone``
+(the tutorial's producer writes ``datetime.now().isoformat()``).  ``quantity`` may be 0 on
+a page view or a removal from the cart (the tutorial sends 0 there), never below 0, and at
+least 1 on an add to cart or a purchase.
 """
 
 from __future__ import annotations
@@ -79,9 +85,13 @@ STRING_FIELDS: tuple[str, ...] = tuple(
 )
 PURCHASE = "purchase"
 
-# ISO-8601 date-time with a mandatory offset: a bare local time would be read in the
-# session time zone, so the same event could land in different windows on different hosts.
-ISO_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)$"
+# ISO-8601 date-time, fraction and offset optional.  A time without an offset is read in
+# the configured zone (EventSettings.naive_timezone), never in the Spark session's or the
+# host's: the same event must land in the same window on every host.
+ISO_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)?$"
+ZONE_SUFFIX_PATTERN = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+# Event types that carry a quantity of at least 1; the others may carry 0.
+COUNTED_EVENT_TYPES = ("add_to_cart", "purchase")
 # Kafka record keys render timestamps this way (the same pattern to_json uses).
 KEY_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 REVENUE_TOLERANCE = "0.01"
@@ -98,6 +108,7 @@ MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 UNKNOWN_EVENT_TYPE = "unknown_event_type"
 NEGATIVE_PRICE = "negative_price"
+NEGATIVE_QUANTITY = "negative_quantity"
 NON_POSITIVE_QUANTITY = "non_positive_quantity"
 REVENUE_MISMATCH = "revenue_mismatch"
 ABSURD_TIMESTAMP = "absurd_timestamp"
@@ -119,6 +130,19 @@ def _absent(name: str) -> Column:
 
 def _kind_is(name: str, pattern: str) -> Column:
     return F.schema_of_variant(F.col(f"_n_{name}")).rlike(pattern)
+
+
+def _event_time(text: Column, naive_zone: str) -> Column:
+    """The event time of an ISO-8601 text, null when it is not one.
+
+    A text with an offset is that instant.  A text without one is read as UTC ("Z"
+    appended, so the Spark session's zone plays no part) and then moved from
+    ``naive_zone``'s wall clock to UTC; in a daylight-saving fold the earlier offset wins.
+    """
+    has_zone = text.rlike(ZONE_SUFFIX_PATTERN)
+    as_utc = F.when(has_zone, text).otherwise(F.concat(text, F.lit("Z"))).try_cast("timestamp")
+    instant = F.when(has_zone, as_utc).otherwise(F.to_utc_timestamp(as_utc, naive_zone))
+    return F.when(text.rlike(ISO_TIMESTAMP_PATTERN), instant)
 
 
 def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
@@ -157,10 +181,8 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
         _get("quantity", "decimal(38,9)").alias("_quantity_exact"),
         _get("revenue", MONEY_TYPE).alias("_revenue"),
     )
-    ts_text = F.col(f"_s_{TIMESTAMP_FIELD}")
     staged = staged.withColumn(
-        "_event_time",
-        F.when(ts_text.rlike(ISO_TIMESTAMP_PATTERN), ts_text.try_cast("timestamp")),
+        "_event_time", _event_time(F.col(f"_s_{TIMESTAMP_FIELD}"), events.naive_timezone)
     )
 
     is_purchase = F.col("_s_event_type") == PURCHASE
@@ -202,7 +224,11 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
         (is_purchase & wrong_type["revenue"], f"{WRONG_TYPE}:revenue"),
         (~F.col("_s_event_type").isin(*EVENT_TYPES), UNKNOWN_EVENT_TYPE),
         (F.col("_price") < 0, NEGATIVE_PRICE),
-        (F.col("_quantity") <= 0, NON_POSITIVE_QUANTITY),
+        (F.col("_quantity") < 0, NEGATIVE_QUANTITY),
+        (
+            F.col("_s_event_type").isin(*COUNTED_EVENT_TYPES) & (F.col("_quantity") <= 0),
+            NON_POSITIVE_QUANTITY,
+        ),
         (
             is_purchase
             & (
@@ -373,7 +399,8 @@ def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFra
     """Per sliding window and user: spend, purchases and products bought; big spenders only.
 
     Columns: ``include.tables.HIGH_VALUE_USER_COLUMNS``.  ``products_purchased`` is the
-    sorted set of product ids, so a row is the same whatever order events arrived in.  Only
+    sorted set of product names (what the tutorial reports), ``product_ids_purchased`` that
+    of their ids, so a row is the same whatever order events arrived in.  Only
     rows with ``total_spent`` above ``analytics.high_value_threshold`` are kept: filtering
     the finished aggregate keeps the sum exact.
     """
@@ -386,7 +413,8 @@ def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFra
         .agg(
             F.sum("revenue").alias("_total"),
             F.count(F.lit(1)).alias("purchase_count"),
-            F.array_sort(F.collect_set("product_id")).alias("products_purchased"),
+            F.array_sort(F.collect_set("product_name")).alias("products_purchased"),
+            F.array_sort(F.collect_set("product_id")).alias("product_ids_purchased"),
         )
     )
     return spend.filter(F.col("_total") > F.lit(analytics.high_value_threshold)).select(
@@ -396,6 +424,7 @@ def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFra
         F.col("_total").cast(MONEY_TYPE).alias("total_spent"),
         F.col("purchase_count"),
         F.col("products_purchased"),
+        F.col("product_ids_purchased"),
     )
 
 

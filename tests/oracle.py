@@ -1,7 +1,10 @@
-"""Independent expectations for the analytics, written from DESIGN.md section 3 in plain Python.
+"""Independent expectations for the analytics, written from the README's data contract in
+plain Python.
 
 Nothing here imports Spark or the project's transforms: a test compares the platform's output
-with these computations over the same events.
+with these computations over the same events.  The events are valid ones; a timestamp
+without an offset is read as UTC (the contract's default zone; :func:`naive_times_in`
+reads them in another).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -25,8 +29,23 @@ CENTS = Decimal("0.01")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def event_time(event: dict) -> datetime:
-    return datetime.fromisoformat(event["timestamp"]).astimezone(UTC)
+def event_time(event: dict, naive_zone: str = "UTC") -> datetime:
+    moment = datetime.fromisoformat(event["timestamp"])
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(naive_zone))
+    return moment.astimezone(UTC)
+
+
+def naive_times_in(events: list[dict], zone: str) -> list[dict]:
+    """The events with every zone-less timestamp read as the wall-clock time of `zone`
+    (the contract's ``[events] naive_timezone``), written with its UTC offset."""
+    return [{**e, "timestamp": event_time(e, zone).isoformat()} for e in events]
+
+
+def revenue(event: dict) -> Decimal:
+    """A purchase's revenue in cents, half up: float noise (``1299.99 * 3`` is
+    ``3899.9700000000003``) is not money."""
+    return Decimal(str(event["revenue"])).quantize(CENTS, rounding=ROUND_HALF_UP)
 
 
 def sliding_windows(moment: datetime, length_s: int, slide_s: int) -> list[datetime]:
@@ -61,7 +80,7 @@ def expected_revenue_by_category(events: list[dict], analytics) -> pd.DataFrame:
             continue
         for start in sliding_windows(event_time(event), length, slide):
             key = (start, event["category"])
-            totals[key] += Decimal(str(event["revenue"]))
+            totals[key] += revenue(event)
             counts[key] += 1
     rows = [
         {
@@ -88,19 +107,21 @@ def closed_windows(expected: pd.DataFrame, watermark: datetime) -> pd.DataFrame:
 
 
 def expected_high_value_users(events: list[dict], analytics) -> pd.DataFrame:
-    """Per sliding window and user: total spent, purchases, sorted distinct products; only
-    users who spent more than the threshold."""
+    """Per sliding window and user: total spent, purchases, sorted distinct product names
+    and ids; only users who spent more than the threshold."""
     length, slide = analytics.high_value_window_seconds, analytics.high_value_slide_seconds
     spent: dict[tuple[datetime, str], Decimal] = defaultdict(Decimal)
     counts: dict[tuple[datetime, str], int] = defaultdict(int)
+    names: dict[tuple[datetime, str], set[str]] = defaultdict(set)
     products: dict[tuple[datetime, str], set[str]] = defaultdict(set)
     for event in first_of_each_event_id(events):
         if event["event_type"] != "purchase":
             continue
         for start in sliding_windows(event_time(event), length, slide):
             key = (start, event["user_id"])
-            spent[key] += Decimal(str(event["revenue"]))
+            spent[key] += revenue(event)
             counts[key] += 1
+            names[key].add(event["product_name"])
             products[key].add(event["product_id"])
     threshold = Decimal(str(analytics.high_value_threshold))
     rows = [
@@ -110,7 +131,8 @@ def expected_high_value_users(events: list[dict], analytics) -> pd.DataFrame:
             "user_id": user,
             "total_spent": spent[(start, user)].quantize(CENTS),
             "purchase_count": counts[(start, user)],
-            "products_purchased": sorted(products[(start, user)]),
+            "products_purchased": sorted(names[(start, user)]),
+            "product_ids_purchased": sorted(products[(start, user)]),
         }
         for start, user in spent
         if spent[(start, user)] > threshold
@@ -179,11 +201,7 @@ def expected_user_sessions(events: list[dict], analytics) -> pd.DataFrame:
                     "duration_seconds": (end - start).total_seconds(),
                     "event_count": len(session),
                     "total_revenue": sum(
-                        (
-                            Decimal(str(e["revenue"]))
-                            for e in session
-                            if e["event_type"] == "purchase"
-                        ),
+                        (revenue(e) for e in session if e["event_type"] == "purchase"),
                         Decimal("0.00"),
                     ),
                     "unique_products": len(
@@ -229,7 +247,7 @@ def expected_click_to_purchase(events: list[dict], analytics) -> pd.DataFrame:
                         "purchase_time": pd.Timestamp(bought),
                         "time_to_purchase_seconds": (bought - clicked).total_seconds(),
                         "device_type": view["device_type"],
-                        "revenue": Decimal(str(buy["revenue"])).quantize(CENTS),
+                        "revenue": revenue(buy),
                     }
                 )
     columns = list(CLICK_TO_PURCHASE_COLUMNS)

@@ -4,7 +4,9 @@
    (ECOM_AUTOSTART=0: this test triggers the DAGs itself, through the REST API).
 2. Log in with the printed admin credentials: POST /auth/token -> access_token.
 3. Trigger provision_topics and wait for success.
-4. Trigger producer (long-running) and streaming (SparkSubmitOperator), wait until running.
+4. Trigger producer (long-running, in the tutorial's own event format: zone-less times read
+   in Europe/Berlin, quantity 0 on views, float revenue, snappy) and streaming
+   (SparkSubmitOperator), wait until running.
 5. Wait for closed revenue windows in the Delta sink table; every row of every sink table
    must equal an independent computation over the events read back from the input topic.
 6. Trigger data_quality (full) and wait for success; its task's Quality report link opens
@@ -12,8 +14,10 @@
 7. kill -9 the driver: the streaming run fails, the supervisor DAG starts a new driver.
 8. SIGSTOP the new driver: the supervisor finds it frozen, stops it and starts another;
    then the scheduled restart DAG, run at once, stops the driver gracefully and starts one.
-   The times are measured (state/restart-timings.json); the sink still equals the oracle.
-9. `make down`: no platform process is left, the ports are free again, data is kept.
+   The times are measured (state/restart-timings.json).
+9. Stop the producer, stay silent longer than the (shortened) session gap, produce again:
+   sessions close, and all five tables have rows, every one equal to the oracle.
+10. `make down`: no platform process is left, the ports are free again, data is kept.
 """
 
 from __future__ import annotations
@@ -32,18 +36,23 @@ import requests
 
 from include.checkpoints import inspect
 from include.driver_lease import Holder, live_holder, read_holder
-from include.kafka_client import read_to_end
+from include.kafka_client import end_offsets, read_to_end
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
 from include.tables import read_table
 from tests.conftest import poll
-from tests.integration.dataset import ORACLES, normalise
+from tests.integration.dataset import ORACLES, expected_of, normalise
 
 pytestmark = pytest.mark.e2e
 
 EXPECTED_RATE = 40  # events/s: enough purchases per window, light on 2 cores
 EXPECTED_WATERMARK_SECONDS = 10  # closes the first 1-minute window ~70 s after the first event
+# The tutorial's 100 users click every ~2.5 s at 40 events/s: their sessions close only in
+# a pause of the producer longer than this gap.
+EXPECTED_SESSION_GAP_SECONDS = 30
+EXPECTED_NAIVE_ZONE = "Europe/Berlin"
+ALL_TABLES = set(ORACLES)
 UP_TIMEOUT = 600
 FIRST_ROWS_TIMEOUT = 420
 FROZEN_AFTER_SECONDS = 15  # lease heartbeat age that makes a driver "frozen"
@@ -70,6 +79,8 @@ def platform(tmp_path_factory):
         "ECOM_POSTGRES__PORT": str(free_port()),
         "ECOM_AIRFLOW__PORT": str(free_port()),
         "ECOM_ANALYTICS__WATERMARK_SECONDS": str(EXPECTED_WATERMARK_SECONDS),
+        "ECOM_ANALYTICS__SESSION_GAP_SECONDS": str(EXPECTED_SESSION_GAP_SECONDS),
+        "ECOM_EVENTS__NAIVE_TIMEZONE": EXPECTED_NAIVE_ZONE,
         "ECOM_SPARK__TRIGGER_SECONDS": "5",
         "ECOM_AUTOSTART": "0",
         "ECOM_SUPERVISOR__FROZEN_AFTER_SECONDS": str(FROZEN_AFTER_SECONDS),
@@ -113,19 +124,38 @@ def assert_tables_equal_oracle(settings: Settings, must_have_rows: set[str]) -> 
     first closed window (5-minute windows, 30-minute sessions) may be empty, except those
     in `must_have_rows`."""
     events = read_input_events(settings)
-    for analytic, (oracle, order) in ORACLES.items():
+    for analytic, (_, order) in ORACLES.items():
         got = read_table(settings.table_path(analytic))
         if got is None or got.empty:
             assert analytic not in must_have_rows, f"{analytic} has no rows"
             continue
         got = normalise(got, order)
         assert not got.duplicated(order).any(), f"{analytic}: a row written twice"
-        expected = normalise(oracle(events, settings.analytics), order)
+        expected = normalise(expected_of(analytic, events, settings), order)
         matched = expected.merge(got[order], on=order, how="inner")
         assert len(matched) == len(got), f"{analytic}: sink rows the oracle does not have"
         pd.testing.assert_frame_equal(
             got[list(expected.columns)], matched[list(expected.columns)], check_dtype=False
         )
+
+
+def row_counts(settings: Settings) -> dict[str, int]:
+    """Committed rows per analytic table (0 before its first commit)."""
+    tables = {a: read_table(settings.table_path(a)) for a in ALL_TABLES}
+    return {a: 0 if frame is None else len(frame) for a, frame in tables.items()}
+
+
+def steady_for(seconds: float):
+    """A poll condition: the polled value has not changed for `seconds`."""
+    seen: dict[str, object] = {}
+
+    def steady(value: object) -> bool:
+        now = time.monotonic()
+        if seen.get("value") != value:
+            seen.update(value=value, since=now)
+        return now - float(seen["since"]) >= seconds
+
+    return steady
 
 
 def restarted_by(
@@ -174,9 +204,8 @@ def test_platform_end_to_end(platform):
     assert api.wait_for_run("provision_topics", run, {"success"}, timeout=240) == "success"
 
     # 4. producer and streaming, both long-running
-    producer_run = api.trigger(
-        "producer", {"rate": EXPECTED_RATE, "duration_seconds": 0, "seed": 7}
-    )
+    tutorial = {"rate": EXPECTED_RATE, "seed": 7, "event_format": "tutorial"}
+    producer_run = api.trigger("producer", {**tutorial, "duration_seconds": 0})
     api.wait_for_task_state("producer", producer_run, "produce_events", {"running"}, timeout=240)
     streaming_run = api.trigger("streaming")
     api.wait_for_task_state(
@@ -268,18 +297,29 @@ def test_platform_end_to_end(platform):
     assert not [line for line in stops if "hard-killed" in line], stops
     print("\n".join(f"{what}: {secs:.0f} s" for what, secs in timings.items()))
 
-    # Still exact: every table, with the windows closed across the restarts, equals the oracle.
-    rows_before = len(read_revenue(settings))
+    # 9. A pause longer than the session gap, then more events: the sessions close.
+    api.finish_run("producer", producer_run, note="a pause, so that sessions close")
     poll(
-        lambda: read_revenue(settings),
-        lambda df: len(df) > rows_before,
-        "windows closed after the restarts",
+        lambda: end_offsets(settings.bootstrap_servers, settings.kafka.input_topic),
+        steady_for(10),
+        "the producer to stop sending",
+        timeout=120,
+    )
+    time.sleep(EXPECTED_SESSION_GAP_SECONDS + 10)
+    rows_before = len(read_revenue(settings))
+    second_run = api.trigger("producer", {**tutorial, "seed": 8, "duration_seconds": 90})
+    poll(
+        lambda: row_counts(settings),
+        lambda counts: all(counts.values()) and counts["revenue_by_category"] > rows_before,
+        "rows in all five tables",
         FIRST_ROWS_TIMEOUT,
         interval=5,
     )
-    assert_tables_equal_oracle(settings, {"revenue_by_category", "conversion_funnel"})
+    # Still exact: every table, with the windows closed across the restarts, equals the oracle.
+    assert_tables_equal_oracle(settings, ALL_TABLES)
+    assert api.wait_for_run("producer", second_run, {"success"}, timeout=240) == "success"
 
-    # 9. stop everything; nothing of ours survives
+    # 10. stop everything; nothing of ours survives
     make("down", env, 300)
     assert marked_processes(str(settings.state)) == []
     for port in (settings.kafka.port, settings.postgres.port, settings.airflow.port):

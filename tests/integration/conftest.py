@@ -14,6 +14,7 @@ import pytest
 from include.runtime.procs import free_port
 from include.runtime.services import Kafka
 from include.settings import Settings, get_settings
+from tests.integration.dataset import NAIVE_ZONE
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,9 @@ def platform_env(tmp_path_factory) -> Iterator[dict[str, str]]:
         "ECOM_STATE_DIR": str(state),
         "ECOM_KAFKA__PORT": str(free_port()),
         "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
+        # The data set's tutorial-format events carry zone-less times in this zone: a
+        # half-hour offset, so a zone read as UTC would put them in the wrong windows.
+        "ECOM_EVENTS__NAIVE_TIMEZONE": NAIVE_ZONE,
     }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():

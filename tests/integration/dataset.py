@@ -1,8 +1,11 @@
 """The seeded event set the streaming integration tests share, and the oracle's view of it.
 
-~10 minutes of generated events shuffled within 15-second blocks (out of order, inside the
-watermark), re-sent duplicates, one malformed record of each kind, then page views an hour
-later whose only job is to move the watermark past every window and session.
+~10 minutes of events in two formats, the platform's (visits, times with an offset) and
+the tutorial's (zone-less times in NAIVE_ZONE, some without a fraction, quantity 0 on views
+and removals, float revenue with binary noise), shuffled within ~10-second blocks (out of
+order, inside the watermark); re-sent duplicates; one malformed record of each kind; all
+sent in snappy batches as the tutorial's producer sends them; then page views an hour later
+whose only job is to move the watermark past every window and session.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from include.events import EventGenerator
+from include.events import EventGenerator, TutorialEventGenerator
 from include.kafka_client import producer
 from include.settings import Settings
 from include.tables import read_table as committed_table
@@ -25,11 +28,18 @@ from tests.oracle import (
     expected_high_value_users,
     expected_revenue_by_category,
     expected_user_sessions,
+    naive_times_in,
 )
 
 EXPECTED_EVENTS = 4000
+EXPECTED_TUTORIAL_EVENTS = 1500
 EXPECTED_DUPLICATES = 40
 START = (datetime.now(UTC) - timedelta(hours=1)).replace(second=7, microsecond=0)
+# The zone the streaming app reads zone-less times in, for the tests (the integration
+# conftest sets [events] naive_timezone to it).
+NAIVE_ZONE = "Asia/Kolkata"
+# The tutorial's producer compresses with snappy.
+COMPRESSION = "snappy"
 
 
 def good_event(**changes) -> dict:
@@ -49,6 +59,12 @@ def as_bytes(event: dict) -> bytes:
     return json.dumps(event).encode()
 
 
+def tutorial_event(**changes) -> dict:
+    event = TutorialEventGenerator(seed=98, zone=NAIVE_ZONE).event(START + timedelta(minutes=3))
+    event.update(changes)
+    return event
+
+
 MALFORMED: list[tuple[bytes, str]] = [
     (b"\xff\xfe\x00 not utf-8", "invalid_utf8"),
     (b"this is not json", "not_json"),
@@ -60,19 +76,41 @@ MALFORMED: list[tuple[bytes, str]] = [
     (as_bytes(good_event(price=-10.0, revenue=-20.0)), "negative_price"),
     (as_bytes(good_event(timestamp="2199-01-01T00:00:00+00:00")), "absurd_timestamp"),
     (as_bytes(good_event(product_name="x" * 70_000)), "oversize"),
+    # The tutorial's shape, broken: a purchase must have a quantity, nothing a negative one;
+    # a space instead of the "T"; revenue 0.02 off price * quantity.
+    (
+        as_bytes(tutorial_event(event_type="purchase", quantity=0, revenue=0.0)),
+        "non_positive_quantity",
+    ),
+    (as_bytes(tutorial_event(event_type="page_view", quantity=-1)), "negative_quantity"),
+    (
+        as_bytes(tutorial_event(timestamp=tutorial_event()["timestamp"].replace("T", " "))),
+        "wrong_type:timestamp",
+    ),
+    (
+        as_bytes(tutorial_event(event_type="purchase", price=49.99, quantity=3, revenue=150.01)),
+        "revenue_mismatch",
+    ),
 ]
 
 
 def seeded_events() -> tuple[list[dict], list[dict]]:
     """(events as sent, including duplicates) and (watermark-advancing page views)."""
     rng = random.Random(5)
-    events = list(
-        EventGenerator(seed=11, users=300, products=60).stream(
-            START, timedelta(milliseconds=150), EXPECTED_EVENTS
-        )
+    platform = EventGenerator(seed=11, users=300, products=60).stream(
+        START, timedelta(milliseconds=150), EXPECTED_EVENTS
     )
+    tutorial = TutorialEventGenerator(seed=12, zone=NAIVE_ZONE)
+    # Every 4th tutorial event on a whole second: its timestamp then has no fraction.
+    tutorial_times = [
+        START + timedelta(milliseconds=400 * i + (0 if i % 4 == 0 else 123))
+        for i in range(EXPECTED_TUTORIAL_EVENTS)
+    ]
+    timed = [(datetime.fromisoformat(e["timestamp"]), e) for e in platform]
+    timed += [(at, tutorial.event(at)) for at in tutorial_times]
+    events = [event for _, event in sorted(timed, key=lambda pair: pair[0])]
     shuffled = []
-    for i in range(0, len(events), 100):  # 100 events = 15 s: well inside the watermark
+    for i in range(0, len(events), 100):  # 100 events = ~11 s: well inside the watermark
         block = events[i : i + 100]
         rng.shuffle(block)
         shuffled += block
@@ -106,7 +144,7 @@ def late_events() -> list[dict]:
 
 def send(settings: Settings, events: list[dict]) -> dict[int, int]:
     """Send events to the input topic; return the highest offset written per partition."""
-    client = producer(settings.bootstrap_servers)
+    client = producer(settings.bootstrap_servers, compression_type=COMPRESSION)
     sends = [
         client.send(settings.kafka.input_topic, key=e["user_id"].encode(), value=as_bytes(e))
         for e in events
@@ -121,7 +159,7 @@ def send(settings: Settings, events: list[dict]) -> dict[int, int]:
 def produce_dataset(settings: Settings, sent: list[dict], flush: list[dict]) -> dict:
     """Send the data set to the input topic; return (partition, offset) -> (raw, reason)
     of every malformed record, to find it again among the dead letters."""
-    client = producer(settings.bootstrap_servers)
+    client = producer(settings.bootstrap_servers, compression_type=COMPRESSION)
     topic = settings.kafka.input_topic
     for event in sent:
         client.send(topic, key=event["user_id"].encode(), value=as_bytes(event))
@@ -177,16 +215,22 @@ def normalise(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return frame.sort_values(order, ignore_index=True)
 
 
+def expected_of(analytic: str, events: list[dict], settings: Settings) -> pd.DataFrame:
+    """The oracle's rows of `analytic` over `events`, zone-less times read in the zone the
+    streaming app reads them in."""
+    oracle, _ = ORACLES[analytic]
+    return oracle(naive_times_in(events, settings.events.naive_timezone), settings.analytics)
+
+
 def expected_rows(analytic: str, sent: list[dict], flush: list[dict], settings: Settings):
     """The oracle's rows of `analytic` that the query has emitted once the flush events
     have moved the watermark, normalised for comparison."""
-    oracle, order = ORACLES[analytic]
+    _, order = ORACLES[analytic]
     watermark = max(datetime.fromisoformat(e["timestamp"]) for e in flush) - timedelta(
         seconds=settings.analytics.watermark_seconds
     )
-    return normalise(
-        emitted(analytic, oracle(sent + flush, settings.analytics), watermark, settings), order
-    )
+    expected = expected_of(analytic, sent + flush, settings)
+    return normalise(emitted(analytic, expected, watermark, settings), order)
 
 
 def table_rows(analytic: str, settings: Settings, columns) -> pd.DataFrame:

@@ -7,9 +7,12 @@ from decimal import Decimal
 
 from include.settings import AnalyticsSettings
 from tests.oracle import (
+    event_time,
     expected_conversion_funnel,
     expected_high_value_users,
     expected_revenue_by_category,
+    naive_times_in,
+    revenue,
     sliding_windows,
 )
 
@@ -96,6 +99,7 @@ def test_hand_worked_high_value_users():
             "timestamp": ts,
             "user_id": user,
             "product_id": product,
+            "product_name": f"Name of {product}",
             "revenue": revenue,
         }
 
@@ -118,6 +122,25 @@ def test_hand_worked_high_value_users():
     assert all(
         r.user_id == "u1"
         and r.total_spent == Decimal("110.00")
-        and r.products_purchased == ["p1", "p2"]
+        and r.products_purchased == ["Name of p1", "Name of p2"]
+        and r.product_ids_purchased == ["p1", "p2"]
         for r in got.itertuples()
     )
+
+
+def test_zone_less_times_are_read_in_the_given_zone():
+    # 10:00:07 in Berlin in winter (UTC+1) is 09:00:07 UTC; the contract's default is UTC.
+    event = {"timestamp": "2026-01-26T10:00:07"}
+    assert event_time(event) == datetime(2026, 1, 26, 10, 0, 7, tzinfo=UTC)
+    assert event_time(event, "Europe/Berlin") == datetime(2026, 1, 26, 9, 0, 7, tzinfo=UTC)
+    (moved,) = naive_times_in([event | {"timestamp": "2026-07-26T10:00:07.5"}], "Europe/Berlin")
+    assert moved["timestamp"] == "2026-07-26T08:00:07.500000+00:00"  # summer: UTC+2
+    # A time with an offset stays that instant whatever the zone.
+    assert event_time({"timestamp": "2026-01-26T10:00:07+05:30"}, "Europe/Berlin") == datetime(
+        2026, 1, 26, 4, 30, 7, tzinfo=UTC
+    )
+
+
+def test_float_noise_in_revenue_is_rounded_to_cents_half_up():
+    assert revenue({"revenue": 1299.99 * 3}) == Decimal("3899.97")  # 3899.9700000000003
+    assert revenue({"revenue": 0.125}) == Decimal("0.13")  # half up, not half even

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from include.settings import Settings
 
 
@@ -53,3 +55,12 @@ def test_kafka_security_reaches_kafka_python_and_spark_options(monkeypatch) -> N
     assert 'username="streaming" password="s3cret";' in spark["kafka.sasl.jaas.config"]
     assert spark["kafka.ssl.truststore.location"] == "/certs/ca.pem"
     assert "s3cret" not in repr(secured)  # the password never shows in logs of the settings
+
+
+def test_the_zone_of_zone_less_timestamps_must_be_a_known_one(monkeypatch):
+    monkeypatch.setenv("ECOM_EVENTS__NAIVE_TIMEZONE", "Europe/Berlin")
+    assert Settings().events.naive_timezone == "Europe/Berlin"
+    for bad in ("Mars/Olympus", "../etc/passwd", ""):
+        monkeypatch.setenv("ECOM_EVENTS__NAIVE_TIMEZONE", bad)
+        with pytest.raises(ValueError, match="naive_timezone"):
+            Settings()

@@ -126,6 +126,72 @@ def test_offset_is_applied_and_non_purchase_has_no_revenue(spark: SparkSession) 
     assert row.revenue is None
 
 
+@pytest.mark.parametrize(
+    ("timestamp", "zone", "expected"),
+    [
+        # Python's datetime.now().isoformat(): no zone, microseconds ...
+        ("2026-01-01T12:00:30.123456", "UTC", "2026-01-01 12:00:30.123456"),
+        # ... and no fraction at all when the microseconds are 0.
+        ("2026-01-01T12:00:30", "UTC", "2026-01-01 12:00:30"),
+        # Read in the configured zone: Berlin is UTC+1 in January, UTC+2 in July.
+        ("2026-01-01T13:00:30", "Europe/Berlin", "2026-01-01 12:00:30"),
+        ("2026-07-01T14:00:30.5", "Europe/Berlin", "2026-07-01 12:00:30.5"),
+        ("2026-01-01T17:30:30", "Asia/Kolkata", "2026-01-01 12:00:30"),
+        # An offset in the text wins over the configured zone.
+        ("2026-01-01T12:00:30Z", "Europe/Berlin", "2026-01-01 12:00:30"),
+        ("2026-01-01T13:00:30+01:00", "Asia/Kolkata", "2026-01-01 12:00:30"),
+    ],
+)
+def test_zone_less_timestamps_are_read_in_the_configured_zone(
+    spark: SparkSession, timestamp: str, zone: str, expected: str
+) -> None:
+    events = EVENTS.model_copy(update={"naive_timezone": zone})
+    # Kafka's record time = the expected event time: inside the absurd-timestamp bounds.
+    raw = raw_frame(spark, [event_bytes(timestamp=timestamp)], kafka_ts=expected)
+    parsed = parse_events(raw, events)
+    row = parsed.withColumn("event_time", F.col("event_time").cast("string")).collect()[0]
+    assert (row.dlq_reason, row.event_time) == (None, expected)
+
+
+@pytest.mark.parametrize("event_type", ["page_view", "remove_from_cart"])
+def test_quantity_0_is_valid_on_views_and_removals(spark: SparkSession, event_type: str) -> None:
+    # The tutorial sends quantity 0 on every page view and removal from the cart.
+    value = event_bytes(event_type=event_type, quantity=0, revenue=None)
+    row = parse_events(raw_frame(spark, [value]), EVENTS).collect()[0]
+    assert (row.dlq_reason, row.quantity) == (None, 0)
+
+
+@pytest.mark.parametrize(
+    ("revenue", "expected"),
+    [
+        # price 12.50 * quantity 2 = 25.00; revenue is read to the cent (half up), and a
+        # difference up to 0.01 is float noise or a rounding shop, not a mismatch.
+        (25.0000000000001, None),
+        (25.01, None),
+        (24.99, None),
+        (25.014999, None),  # reads as 25.01
+        (25.015, "revenue_mismatch"),  # reads as 25.02
+        (24.985, None),  # reads as 24.99: half up
+        (24.984, "revenue_mismatch"),  # reads as 24.98
+    ],
+)
+def test_revenue_noise_within_the_tolerance_is_accepted(
+    spark: SparkSession, revenue: float, expected: str | None
+) -> None:
+    assert reason_of(spark, event_bytes(revenue=revenue)) == expected
+
+
+def test_the_tutorials_float_revenue_is_exact_to_the_cent(spark: SparkSession) -> None:
+    # 1299.99 * 3 in floats is 3899.9700000000003: the event is valid, its revenue 3899.97.
+    value = event_bytes(price=1299.99, quantity=3, revenue=1299.99 * 3)
+    row = parse_events(raw_frame(spark, [value]), EVENTS).collect()[0]
+    assert (row.dlq_reason, row.price, row.revenue) == (
+        None,
+        Decimal("1299.99"),
+        Decimal("3899.97"),
+    )
+
+
 def test_generator_style_values_are_accepted(spark: SparkSession) -> None:
     # "Z" offset, a numeric string price (castable), revenue within the 0.01 tolerance.
     value = event_bytes(timestamp="2026-01-01T12:00:30Z", price="12.50", revenue=25.01)
@@ -158,7 +224,8 @@ def test_generator_style_values_are_accepted(spark: SparkSession) -> None:
         (event_bytes(quantity="x"), "wrong_type:quantity"),
         (event_bytes(timestamp="yesterday"), "wrong_type:timestamp"),
         (event_bytes(timestamp="2026-01-01 12:00:30"), "wrong_type:timestamp"),
-        (event_bytes(timestamp="2026-01-01T12:00:30"), "wrong_type:timestamp"),
+        (event_bytes(timestamp="2026-01-01T12:00"), "wrong_type:timestamp"),
+        (event_bytes(timestamp="2026-01-01T12:00:30.123456 UTC"), "wrong_type:timestamp"),
         (event_bytes(timestamp="2026-02-30T12:00:30Z"), "wrong_type:timestamp"),
         (event_bytes(timestamp=1767268830), "wrong_type:timestamp"),
         (event_bytes(category={"name": "Books"}), "wrong_type:category"),
@@ -166,7 +233,10 @@ def test_generator_style_values_are_accepted(spark: SparkSession) -> None:
         (event_bytes(event_type="refund"), "unknown_event_type"),
         (event_bytes(event_type="page_view", price=-1), "negative_price"),
         (event_bytes(quantity=0, revenue=0), "non_positive_quantity"),
-        (event_bytes(quantity=-1, revenue=-12.5), "non_positive_quantity"),
+        (event_bytes(event_type="add_to_cart", quantity=0), "non_positive_quantity"),
+        (event_bytes(quantity=-1, revenue=-12.5), "negative_quantity"),
+        (event_bytes(event_type="page_view", quantity=-1), "negative_quantity"),
+        (event_bytes(event_type="remove_from_cart", quantity=-2), "negative_quantity"),
         # 12.50 * 2 = 25.00; 25.02 is 0.02 off
         (event_bytes(revenue=25.02), "revenue_mismatch"),
     ],
@@ -427,6 +497,7 @@ USER_EVENT_SCHEMA = (
     "event_id string, event_type string, event_time string, user_id string, "
     "product_id string, revenue string"
 )
+# Product names in the frames below are the id in capitals: "p1" is named "P1".
 
 
 def user_events(spark: SparkSession, rows: list[tuple]) -> DataFrame:
@@ -436,6 +507,7 @@ def user_events(spark: SparkSession, rows: list[tuple]) -> DataFrame:
         F.col("event_time").cast("timestamp").alias("event_time"),
         "user_id",
         "product_id",
+        F.upper("product_id").alias("product_name"),
         F.col("revenue").cast("decimal(18,2)").alias("revenue"),
     )
 
@@ -455,13 +527,14 @@ def test_high_value_users_threshold_windows_and_sorted_products(spark: SparkSess
             r.total_spent,
             r.purchase_count,
             list(r.products_purchased),
+            list(r.product_ids_purchased),
         )
         for r in result.collect()
     )
     # u1 spent 60 + 50 = 110 in each 5-minute window holding both purchases: the windows
     # starting 11:57 to 12:00. The window starting 12:01 holds only 'b' (50), 11:56 only 'a'.
     assert got == [
-        (start, "u1", Decimal("110.00"), 2, ["p1", "p2"])
+        (start, "u1", Decimal("110.00"), 2, ["P1", "P2"], ["p1", "p2"])
         for start in ("11:57", "11:58", "11:59", "12:00")
     ]
 
