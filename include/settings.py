@@ -115,6 +115,8 @@ class EventSettings(BaseModel):
     # "Europe/Berlin"): the tutorial's producer writes datetime.now().isoformat(), the
     # producer machine's local time with no zone.
     naive_timezone: str = "UTC"
+    # A number sent as text ("19.99") is wrong_type:<field> unless this is true.
+    accept_numeric_strings: bool = False
 
     @field_validator("naive_timezone")
     @classmethod

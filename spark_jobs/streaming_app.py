@@ -93,6 +93,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
     """Spark settings the application depends on, whatever launched it."""
     return {
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        # The Spark UI has no login: nobody who can reach it may kill the streaming stages.
+        "spark.ui.killEnabled": "false",
         "spark.sql.session.timeZone": "UTC",
         # By default state lives off-heap in RocksDB; the changelog makes each commit a
         # small delta instead of a full snapshot upload.

@@ -10,7 +10,8 @@ Validation gives each bad record exactly one reason, the first failing check in 
 (codes are stable; ``<field>`` names the offending field):
 
 ``oversize``, ``invalid_utf8``, ``not_json``, ``not_json_object``,
-``missing_field:<field>``, ``wrong_type:<field>``, ``unknown_event_type``,
+``missing_field:<field>``, ``wrong_type:<field>``, ``unsafe_text:<field>``,
+``unknown_event_type``,
 ``negative_price``, ``negative_quantity``, ``non_positive_quantity``, ``revenue_mismatch``,
 ``absurd_timestamp``.
 
@@ -90,6 +91,12 @@ PURCHASE = "purchase"
 # host's: the same event must land in the same window on every host.
 ISO_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)?$"
 ZONE_SUFFIX_PATTERN = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+# What schema_of_variant calls a JSON number (integers, decimals, and exponents as doubles).
+JSON_NUMBER_KINDS = r"^(TINYINT|SMALLINT|INT|BIGINT|DECIMAL|FLOAT|DOUBLE)\b"
+# Control characters and the bidirectional controls that reorder text on screen (a
+# right-to-left override makes "Books\u202etxt.exe" look like another name): no text field,
+# least of all one that becomes a table key or a Kafka key, may carry them.
+UNSAFE_TEXT_PATTERN = r"[\p{Cc}\x{061C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}]"
 # Event types that carry a quantity of at least 1; the others may carry 0.
 COUNTED_EVENT_TYPES = ("add_to_cart", "purchase")
 # Kafka record keys render timestamps this way (the same pattern to_json uses).
@@ -106,6 +113,7 @@ NOT_JSON = "not_json"
 NOT_JSON_OBJECT = "not_json_object"
 MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
+UNSAFE_TEXT = "unsafe_text"
 UNKNOWN_EVENT_TYPE = "unknown_event_type"
 NEGATIVE_PRICE = "negative_price"
 NEGATIVE_QUANTITY = "negative_quantity"
@@ -193,16 +201,25 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
             return _absent(name) | (F.trim(F.col(f"_s_{name}")) == "")
         return _absent(name)
 
-    # Objects and arrays never convert to a column; booleans would cast to 1/0 silently.
-    not_number = r"^(OBJECT|ARRAY|BOOLEAN)"
+    # The contract is typed JSON: text where a number belongs (or a number where text
+    # belongs) is a wrong type, not something to coerce.  Numeric strings pass only when
+    # [events] accept_numeric_strings says so.
+    number = JSON_NUMBER_KINDS + (r"|^STRING$" if events.accept_numeric_strings else "")
+
+    def not_text(name: str) -> Column:
+        return ~_kind_is(name, r"^STRING$")
+
+    def not_number(name: str) -> Column:
+        return ~_kind_is(name, number)
+
     wrong_type: dict[str, Column] = {
-        **{f: _kind_is(f, r"^(OBJECT|ARRAY)") for f in STRING_FIELDS},
-        TIMESTAMP_FIELD: ~_kind_is(TIMESTAMP_FIELD, r"^STRING$") | F.col("_event_time").isNull(),
-        "price": _kind_is("price", not_number) | F.col("_price").isNull(),
-        "quantity": _kind_is("quantity", not_number)
+        **{f: not_text(f) for f in STRING_FIELDS},
+        TIMESTAMP_FIELD: not_text(TIMESTAMP_FIELD) | F.col("_event_time").isNull(),
+        "price": not_number("price") | F.col("_price").isNull(),
+        "quantity": not_number("quantity")
         | F.col("_quantity").isNull()
         | (F.col("_quantity_exact") != F.col("_quantity")),
-        "revenue": _kind_is("revenue", not_number) | F.col("_revenue").isNull(),
+        "revenue": not_number("revenue") | F.col("_revenue").isNull(),
     }
 
     lag_us = events.max_event_lag_seconds * 1_000_000
@@ -222,6 +239,10 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
         (is_purchase & missing("revenue"), f"{MISSING_FIELD}:revenue"),
         *[(wrong_type[f], f"{WRONG_TYPE}:{f}") for f in REQUIRED_FIELDS],
         (is_purchase & wrong_type["revenue"], f"{WRONG_TYPE}:revenue"),
+        *[
+            (F.col(f"_s_{f}").rlike(UNSAFE_TEXT_PATTERN), f"{UNSAFE_TEXT}:{f}")
+            for f in STRING_FIELDS
+        ],
         (~F.col("_s_event_type").isin(*EVENT_TYPES), UNKNOWN_EVENT_TYPE),
         (F.col("_price") < 0, NEGATIVE_PRICE),
         (F.col("_quantity") < 0, NEGATIVE_QUANTITY),

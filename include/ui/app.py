@@ -16,11 +16,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.events import parse_utc
 from include.settings import get_settings
 from include.ui import views
-from include.ui.vendor import VENDOR_ROOT, localise
+from include.ui.vendor import SERVED_VENDOR_PATHS, VENDOR_ROOT, localise
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -78,12 +79,26 @@ async def current_user(request: Request) -> Any:
         ) from exc
 
 
+NOT_FOUND = "Not found."
+# Error bodies are plain text that browsers must not sniff into HTML or script.
+PLAIN_TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+# Every route answers HEAD like GET (headers, no body): link checkers and proxies send it.
+READ = ["GET", "HEAD"]
+
+
 def _inside(root: Path, path: str) -> Path:
-    """``root / path`` if that is a file inside ``root``; 404 otherwise (no ``..`` escapes)."""
-    base = root.resolve()
-    target = (base / path).resolve()
-    if base not in target.parents or not target.is_file():
-        raise HTTPException(404, f"no such file: {path}")
+    """``root / path`` if that is a file inside ``root``; 404 otherwise: no ``..`` escapes,
+    and a path the file system cannot even hold (a NUL byte, too long) is not found either."""
+    if "\x00" in path:
+        raise HTTPException(404, NOT_FOUND)
+    try:
+        base = root.resolve()
+        target = (base / path).resolve()
+        found = base in target.parents and target.is_file()
+    except (OSError, ValueError, RuntimeError):
+        found = False
+    if not found:
+        raise HTTPException(404, NOT_FOUND)
     return target
 
 
@@ -96,14 +111,21 @@ def create_app() -> FastAPI:
         dependencies=[Depends(current_user)],
     )
 
-    @app.exception_handler(HTTPException)
-    async def _refused(request: Request, exc: HTTPException) -> Response:
+    # Starlette's HTTPException: FastAPI's, and the router's own 404 and 405, alike.
+    @app.exception_handler(StarletteHTTPException)
+    async def _refused(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
             page = templates.get_template("login_required.html").render(
                 detail=exc.detail, next=str(request.url)
             )
             return HTMLResponse(page, status_code=401, headers=exc.headers)
-        return Response(content=str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+        # Never echo the request back: a body made of the caller's path is an injection.
+        detail = NOT_FOUND if exc.status_code == 404 else str(exc.detail)
+        return Response(
+            content=detail,
+            status_code=exc.status_code,
+            headers={**(exc.headers or {}), **PLAIN_TEXT},
+        )
 
     def render(name: str, **context: Any) -> HTMLResponse:
         page = templates.get_template(name).render(prefix=PREFIX, **context)
@@ -117,21 +139,21 @@ def create_app() -> FastAPI:
             },
         )
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=READ, response_class=HTMLResponse)
     def index() -> HTMLResponse:
         return render("index.html")
 
-    @app.get("/health", response_class=HTMLResponse)
+    @app.api_route("/health", methods=READ, response_class=HTMLResponse)
     def health(hours: float = Query(3, gt=0, le=48)) -> HTMLResponse:
         view = views.health_view(get_settings(), hours=hours)
         return render("health.html", view=view, active="health")
 
-    @app.get("/quality", response_class=HTMLResponse)
+    @app.api_route("/quality", methods=READ, response_class=HTMLResponse)
     def quality() -> HTMLResponse:
         view = views.quality_view(get_settings())
         return render("quality.html", view=view, active="quality")
 
-    @app.get("/quality/run", response_class=HTMLResponse)
+    @app.api_route("/quality/run", methods=READ, response_class=HTMLResponse)
     def quality_run(
         dag_id: str | None = None, run_id: str | None = None, id: str | None = None
     ) -> HTMLResponse:
@@ -144,7 +166,7 @@ def create_app() -> FastAPI:
             raise HTTPException(400, "give id=<quality run id>, or dag_id and run_id")
         return render("quality_run.html", run=run, dag_id=dag_id, run_id=run_id, active="quality")
 
-    @app.get("/quality/docs/{path:path}")
+    @app.api_route("/quality/docs/{path:path}", methods=READ)
     def data_docs(path: str) -> Response:
         target = _inside(views.docs_root(get_settings()), path or "index.html")
         if target.suffix == ".html":
@@ -154,8 +176,11 @@ def create_app() -> FastAPI:
         media, _ = mimetypes.guess_type(target.name)
         return FileResponse(target, media_type=media or "application/octet-stream")
 
-    @app.get("/vendor/{path:path}")
+    @app.api_route("/vendor/{path:path}", methods=READ)
     def vendor(path: str) -> FileResponse:
+        # Only what the reports load, not the whole of node_modules.
+        if not path.startswith(SERVED_VENDOR_PATHS):
+            raise HTTPException(404, NOT_FOUND)
         target = _inside(VENDOR_ROOT, path)
         media, _ = mimetypes.guess_type(target.name)
         return FileResponse(
@@ -164,10 +189,10 @@ def create_app() -> FastAPI:
             headers={"Cache-Control": "max-age=86400"},
         )
 
-    @app.get("/static/{name}")
+    @app.api_route("/static/{name}", methods=READ)
     def static(name: str) -> FileResponse:
         if name not in STATIC_FILES:
-            raise HTTPException(404, f"no such file: {name}")
+            raise HTTPException(404, NOT_FOUND)
         media, _ = mimetypes.guess_type(name)
         return FileResponse(
             STATIC_DIR / name, media_type=media, headers={"Cache-Control": "max-age=300"}

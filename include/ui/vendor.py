@@ -29,6 +29,8 @@ CDN_FILES: dict[str, str] = {
     "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega-lite/build/vega-lite.min.js",
     "https://cdn.jsdelivr.net/npm/vega@5": "vega/build/vega.min.js",
 }
+# What /ecom/vendor serves: the files and folders above, nothing else of node_modules.
+SERVED_VENDOR_PATHS: tuple[str, ...] = tuple(sorted(set(CDN_FILES.values())))
 # GX's logo comes from S3 with tracking parameters; the site has its own copy.
 REMOTE_LOGO = re.compile(r"https://great-expectations-web-assets\.s3[^\"']*logo-long\.png[^\"']*")
 

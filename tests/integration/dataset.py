@@ -72,6 +72,10 @@ MALFORMED: list[tuple[bytes, str]] = [
     (as_bytes(without("price")), "missing_field:price"),
     (as_bytes(without("revenue")), "missing_field:revenue"),
     (as_bytes(good_event(price="ten")), "wrong_type:price"),
+    # Types are checked, not coerced; text may not reorder itself on screen.
+    (as_bytes(good_event(price="10.0")), "wrong_type:price"),
+    (as_bytes(good_event(event_id=12345)), "wrong_type:event_id"),
+    (as_bytes(good_event(category="Books\u202egpj.exe")), "unsafe_text:category"),
     (as_bytes(good_event(event_type="refund")), "unknown_event_type"),
     (as_bytes(good_event(price=-10.0, revenue=-20.0)), "negative_price"),
     (as_bytes(good_event(timestamp="2199-01-01T00:00:00+00:00")), "absurd_timestamp"),

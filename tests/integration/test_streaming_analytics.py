@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import psutil
 import pytest
+import requests
 
 from include.checkpoints import relocate_command
 from include.driver_lease import live_holder
@@ -294,6 +295,19 @@ def test_a_second_driver_on_the_same_checkpoints_is_refused(streaming_run, setti
     running_driver = psutil.Process(int(message.group(1)))
     assert running_driver.parent().pid == proc.pid  # the first app's Python driver
     assert proc.poll() is None, f"the first app must keep running; see {log}"
+
+
+def test_the_spark_ui_answers_on_loopback_only_and_cannot_kill(streaming_run, settings):
+    """The UI has no login, so it listens on loopback and its kill links are off."""
+    _, _, log = streaming_run
+    found = re.search(r"Start Jetty ([\d.]+):(\d+) for SparkUI", log.read_text())
+    assert found, f"no Spark UI start in {log}"
+    host, port = found.group(1), int(found.group(2))
+    assert host == settings.bind_host == "127.0.0.1"
+    api = f"http://{host}:{port}/api/v1/applications"
+    (app,) = requests.get(api, timeout=30).json()
+    environment = requests.get(f"{api}/{app['id']}/environment", timeout=30).json()
+    assert dict(environment["sparkProperties"])["spark.ui.killEnabled"] == "false"
 
 
 def test_stop_file_stops_the_application_at_a_batch_boundary(streaming_run, settings):

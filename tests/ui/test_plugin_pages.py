@@ -149,6 +149,12 @@ def test_every_page_and_file_is_refused_without_a_login(airflow, browser) -> Non
     screenshot(browser, "refused-without-login.png")
 
     # Scripts use a bearer token from Airflow's own token endpoint.
+    answer = requests.get(f"{base}/ecom/health", headers=bearer(settings, base), timeout=30)
+    assert answer.status_code == 200 and "Pipeline health" in answer.text
+
+
+def bearer(settings: Settings, base: str) -> dict[str, str]:
+    """The Authorization header of a token from Airflow's own token endpoint."""
     token = requests.post(
         f"{base}/auth/token",
         json={
@@ -157,10 +163,37 @@ def test_every_page_and_file_is_refused_without_a_login(airflow, browser) -> Non
         },
         timeout=30,
     ).json()["access_token"]
-    answer = requests.get(
-        f"{base}/ecom/health", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    assert answer.status_code == 200 and "Pipeline health" in answer.text
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_bad_paths_are_plain_404s_and_head_answers_like_get(airflow) -> None:
+    settings, _, base = airflow
+    auth = bearer(settings, base)
+    bad = [
+        "/ecom/quality/docs/index%00.html",  # a NUL byte: was a 500
+        "/ecom/quality/docs/%00",
+        "/ecom/quality/docs/" + "a" * 5000,  # longer than a file name may be
+        "/ecom/quality/docs/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/ecom/vendor/",  # no listing of node_modules ...
+        "/ecom/vendor/jquery/package.json",  # ... nor files the reports do not load
+        "/ecom/vendor/lodash/lodash.js",
+        "/ecom/static/<script>alert(1)</script>",
+        "/ecom/no-such-page",
+    ]
+    for path in bad:
+        answer = requests.get(base + path, headers=auth, timeout=30)
+        assert answer.status_code == 404, f"{path} answered {answer.status_code}"
+        assert answer.headers["content-type"].startswith("text/plain"), path
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert "script" not in answer.text and "passwd" not in answer.text, answer.text
+    # The files the reports do load are still served.
+    assert requests.get(base + PAGES[-1], headers=auth, timeout=30).status_code == 200
+    for page in ("/ecom/health", "/ecom/quality", "/ecom/static/ecom.css", PAGES[-1]):
+        got = requests.get(base + page, headers=auth, timeout=30)
+        head = requests.head(base + page, headers=auth, timeout=30)
+        assert head.status_code == got.status_code == 200, page
+        assert head.content == b"", page
+        assert head.headers["content-type"] == got.headers["content-type"], page
 
 
 def test_health_page_two_clicks_from_airflow_shows_the_pipeline(airflow, browser) -> None:

@@ -193,9 +193,61 @@ def test_the_tutorials_float_revenue_is_exact_to_the_cent(spark: SparkSession) -
 
 
 def test_generator_style_values_are_accepted(spark: SparkSession) -> None:
-    # "Z" offset, a numeric string price (castable), revenue within the 0.01 tolerance.
-    value = event_bytes(timestamp="2026-01-01T12:00:30Z", price="12.50", revenue=25.01)
+    # "Z" offset, revenue within the 0.01 tolerance, quantity written as 2.0.
+    value = event_bytes(timestamp="2026-01-01T12:00:30Z", quantity=2.0, revenue=25.01)
     assert reason_of(spark, value) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"price": "12.50"}, "wrong_type:price"),
+        ({"quantity": "2"}, "wrong_type:quantity"),
+        ({"revenue": "25.00"}, "wrong_type:revenue"),
+        ({"event_id": 123}, "wrong_type:event_id"),
+        ({"category": 5}, "wrong_type:category"),
+        ({"user_id": True}, "wrong_type:user_id"),
+        ({"session_id": 1.5}, "wrong_type:session_id"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_types_are_checked_not_coerced(spark: SparkSession, changes: dict, expected: str) -> None:
+    assert reason_of(spark, event_bytes(**changes)) == expected
+
+
+def test_numeric_strings_pass_only_when_the_setting_allows_them(spark: SparkSession) -> None:
+    lenient = EVENTS.model_copy(update={"accept_numeric_strings": True})
+    value = event_bytes(price="12.50", quantity="2", revenue="25.00")
+    row = parse_events(raw_frame(spark, [value]), lenient).collect()[0]
+    assert (row.dlq_reason, row.price, row.quantity) == (None, Decimal("12.50"), 2)
+    # Still only numbers: text that is no number is a wrong type either way.
+    wrong = parse_events(raw_frame(spark, [event_bytes(price="ten")]), lenient).collect()[0]
+    assert wrong.dlq_reason == "wrong_type:price"
+    # Text fields stay text.
+    numeric_id = parse_events(raw_frame(spark, [event_bytes(event_id=7)]), lenient).collect()[0]
+    assert numeric_id.dlq_reason == "wrong_type:event_id"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"category": "Books\u202etxt.exe"}, "unsafe_text:category"),  # right-to-left override
+        ({"category": "\u2066Books\u2069"}, "unsafe_text:category"),  # isolates
+        ({"category": "Books\u200f"}, "unsafe_text:category"),  # right-to-left mark
+        ({"category": "Bo\u0007oks"}, "unsafe_text:category"),  # a bell
+        ({"category": "Books\n"}, "unsafe_text:category"),
+        ({"product_name": "Tab\there"}, "unsafe_text:product_name"),
+        ({"user_id": "u\u0000"}, "unsafe_text:user_id"),
+        # Any printable text is fine, accents, scripts and emoji included.
+        ({"category": "Bücher & Spiele"}, None),
+        ({"category": "玩具 🧸"}, None),
+        ({"category": "ألعاب"}, None),  # right-to-left script, no override
+    ],
+)
+def test_control_and_bidi_characters_in_text_are_dead_letters(
+    spark: SparkSession, changes: dict, expected: str | None
+) -> None:
+    assert reason_of(spark, event_bytes(**changes)) == expected
 
 
 @pytest.mark.parametrize(
