@@ -300,10 +300,13 @@ def test_a_second_driver_on_the_same_checkpoints_is_refused(streaming_run, setti
 def test_the_spark_ui_answers_on_loopback_only_and_cannot_kill(streaming_run, settings):
     """The UI has no login, so it listens on loopback and its kill links are off."""
     _, _, log = streaming_run
-    found = re.search(r"Start Jetty ([\d.]+):(\d+) for SparkUI", log.read_text())
-    assert found, f"no Spark UI start in {log}"
-    host, port = found.group(1), int(found.group(2))
-    assert host == settings.bind_host == "127.0.0.1"
+    text = log.read_text()
+    # Spark tries 4040, 4041, ... until a port is free: the last attempt is the UI's.
+    hosts = re.findall(r"Start Jetty ([\d.]+):\d+ for SparkUI", text)
+    started = re.search(r"Successfully started service 'SparkUI' on port (\d+)", text)
+    assert hosts and started, f"no Spark UI start in {log}"
+    assert set(hosts) == {settings.bind_host} == {"127.0.0.1"}
+    host, port = hosts[-1], int(started.group(1))
     api = f"http://{host}:{port}/api/v1/applications"
     (app,) = requests.get(api, timeout=30).json()
     environment = requests.get(f"{api}/{app['id']}/environment", timeout=30).json()
