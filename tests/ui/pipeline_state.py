@@ -57,6 +57,24 @@ def _records(events: list[dict]) -> list[SourceRecord]:
     ]
 
 
+LONG_CATEGORIES = [
+    f"{name} and everything that goes with it"
+    for name in (
+        "Electronics",
+        "Clothing",
+        "Books",
+        "Home and Garden",
+        "Sports",
+        "Beauty",
+        "Toys",
+        "Grocery",
+        "Automotive",
+        "Pet Supplies",
+        "Office Products",
+    )
+]
+
+
 def _write(settings: Settings, table: str, frame: pd.DataFrame, mode: str = "overwrite") -> None:
     arrow = pa.Table.from_pandas(frame, schema=SCHEMAS[table], preserve_index=False)
     write_deltalake(str(settings.table_path(table)), arrow, mode=mode)
@@ -66,6 +84,10 @@ def build(settings: Settings, now: datetime) -> Crafted:
     start = (now - timedelta(hours=2)).replace(second=0, microsecond=0)
     generator = EventGenerator(seed=8, users=150, products=30)
     events = list(generator.stream(start, timedelta(seconds=2), 3500))
+    # Eleven long category names: more series than the chart has colours, and a legend
+    # wider than the figure.
+    for event in events:
+        event["category"] = LONG_CATEGORIES[int(event["product_id"][-5:]) % len(LONG_CATEGORIES)]
     a = settings.analytics
     revenue = oracle.expected_revenue_by_category(events, a)
     _write(settings, REVENUE_TABLE, revenue)

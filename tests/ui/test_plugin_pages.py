@@ -241,7 +241,26 @@ def test_health_page_two_clicks_from_airflow_shows_the_pipeline(airflow, browser
         }
         assert shown == {c: f"{v:.2f}" for c, v in sorted(crafted.revenue_by_category.items())}
         charts = browser.find_elements(By.CSS_SELECTOR, "figure svg polyline")
-        assert len(charts) >= len(crafted.revenue_by_category) + 3 + 2  # lines drawn
+        # Revenue: the 8 largest categories and "other"; funnel 3 lines, conversion 2.
+        assert len(crafted.revenue_by_category) == 11
+        assert len(charts) == 9 + 3 + 2
+        revenue_chart = browser.find_element(By.CSS_SELECTOR, "svg.chart[aria-label^='Revenue']")
+        legend = browser.execute_script(
+            """
+            const svg = arguments[0], box = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('.legend-entry text')].map(t => {
+              const r = t.getBoundingClientRect();
+              return [t.textContent, r.left >= box.left && r.right <= box.right
+                      && r.top >= box.top && r.bottom <= box.bottom];
+            });""",
+            revenue_chart,
+        )
+        assert len(legend) == 9 and all(inside for _, inside in legend), legend
+        colours = [
+            line.get_attribute("stroke")
+            for line in revenue_chart.find_elements(By.TAG_NAME, "polyline")
+        ]
+        assert len(set(colours)) == len(colours) == 9, colours
         screenshot(browser, "pipeline-health.png")
     finally:
         browser.switch_to.default_content()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -45,3 +46,26 @@ def test_every_cdn_file_of_the_data_docs_is_installed_and_rewritten() -> None:
     rewritten = localise(page, "/ecom")
     assert remaining_cdn_addresses(rewritten) == []
     assert '"/ecom/vendor/jquery/dist/jquery.min.js"' in rewritten
+
+
+def test_eleven_long_series_keep_distinct_colours_and_a_legend_inside_the_figure() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    names = [f"Category number {i} with a rather long name indeed" for i in range(11)]
+    # Series i totals 11 - i: the three smallest (8, 9, 10) become "other (3)".
+    series = {
+        name: [(start, float(11 - i)), (start + timedelta(minutes=5), 0.0)]
+        for i, name in enumerate(names)
+    }
+    svg = line_chart(series, title="Revenue", width=640)
+    width = int(re.search(r'width="(\d+)"', svg).group(1))
+    height = int(re.search(r'height="(\d+)"', svg).group(1))
+    strokes = re.findall(r'<polyline fill="none" stroke="(#[0-9A-Fa-f]{6})"', svg)
+    assert len(strokes) == 9 and len(set(strokes)) == 9  # 8 largest + "other", all distinct
+    legend = re.findall(r'<text x="([\d.]+)" y="(\d+)" class="legend">([^<]*)</text>', svg)
+    assert [label for _, _, label in legend][-1] == "other (3)"
+    assert names[0] not in [label for _, _, label in legend]  # cut, with "…"
+    assert f"<title>{names[0]}</title>" in svg  # the full name in the tooltip
+    for x, y, label in legend:
+        # ~6.5 px per character of 11 px text: every entry ends inside the figure.
+        assert float(x) + 6.5 * len(label) <= width and int(y) <= height, label
+    assert len({y for _, y, _ in legend}) > 1  # the legend wrapped onto more rows
