@@ -28,7 +28,14 @@ from include.runtime.spark_submit import STREAMING_APP, launch_app
 from include.settings import Settings
 from include.topics import provision
 from tests.conftest import poll
-from tests.integration.dataset import ORACLES, as_bytes, expected_rows, seeded_events, table_rows
+from tests.integration.dataset import (
+    NAIVE_ZONE,
+    ORACLES,
+    as_bytes,
+    expected_rows,
+    seeded_events,
+    table_rows,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -46,6 +53,8 @@ def cluster(tmp_path_factory) -> Iterator[tuple[Settings, list[Kafka], SparkMast
         "ECOM_KAFKA__MIN_INSYNC_REPLICAS": "2",
         "ECOM_ANALYTICS__WATERMARK_SECONDS": "60",
         "ECOM_SPARK__TRIGGER_SECONDS": "5",
+        # The shared data set's tutorial-format events carry zone-less times in this zone.
+        "ECOM_EVENTS__NAIVE_TIMEZONE": NAIVE_ZONE,
     }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
