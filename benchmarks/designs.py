@@ -100,7 +100,7 @@ def preload(settings: Settings, count: int, users: int, span: timedelta) -> None
     """count events evenly over `span` of event time, ending now.  The span must exceed
     the 30-minute session gap, or no session closes and there is nothing to compare."""
     start = datetime.now(UTC) - span
-    generator = EventGenerator(seed=2024, users=users, products=500)
+    generator = EventGenerator(seed=2024, users=users, products=500, visits=False)
     client = producer(settings.bootstrap_servers, linger_ms=50, batch_size=1024 * 1024)
     began = time.monotonic()
     for i, event in enumerate(generator.stream(start, span / count, count), 1):

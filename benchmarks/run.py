@@ -179,7 +179,8 @@ class Bench:
         exceeds the 30-minute session gap, so sessions close and state is bounded)."""
         span = timedelta(minutes=self.plan.span_minutes)
         start = datetime.now(UTC) - span
-        generator = EventGenerator(seed=SEED, users=users, products=500)
+        # Spread over the whole pool, not visits: the scale points compare distinct users.
+        generator = EventGenerator(seed=SEED, users=users, products=500, visits=False)
         return list(generator.stream(start, span / count, count))
 
     # ------------------------------------------------------------------ stages

@@ -107,12 +107,22 @@ class EventGenerator:
     rate, and a user pool too small for the rate gives quicker clicks and longer visits
     (the last visit running stays until a user is back), never a user back before their
     away time is over.
+
+    ``visits=False`` spreads the events evenly over the whole pool instead (each event by
+    a user drawn at random, the way this generator worked before it modelled visits): the
+    benchmarks use it, so that "more users" means more distinct users in the same events,
+    and their figures stay comparable across runs.
     """
 
-    def __init__(self, seed: int = 42, users: int = 1000, products: int = 200) -> None:
+    def __init__(
+        self, seed: int = 42, users: int = 1000, products: int = 200, visits: bool = True
+    ) -> None:
         self._rng = random.Random(seed)
         self._products = [self._make_product(i) for i in range(products)]
         names = [f"user_{i:06d}" for i in range(users)]
+        # visits=False: each user's current visit (None before their first event).
+        self._spread: dict[str, Visit | None] | None = None if visits else dict.fromkeys(names)
+        self._users = names
         self._rng.shuffle(names)
         # Users not in a visit, by when they may come back: (free_at, tie-break, user).
         self._away: list[tuple[float, int, str]] = [
@@ -135,20 +145,31 @@ class EventGenerator:
         self._ticket += 1
         return self._ticket
 
+    def _new_visit(self, user_id: str, now: float) -> Visit:
+        rng = self._rng
+        wanted = min(len(self._products), rng.randint(1, 4))
+        return Visit(
+            user_id=user_id,
+            session_id=self._uuid(),
+            products=rng.sample(self._products, wanted),
+            leaves_at=now + rng.expovariate(1 / VISIT_SECONDS),
+        )
+
+    def _spread_visit(self, now: float) -> Visit:
+        """visits=False: a user drawn at random, who keeps a session id for a while."""
+        assert self._spread is not None
+        user_id = self._rng.choice(self._users)
+        visit = self._spread[user_id]
+        if visit is None or self._rng.random() < 0.05:
+            visit = self._spread[user_id] = self._new_visit(user_id, now)
+        return visit
+
     def _visit_at(self, now: float) -> Visit:
         """The visit that clicks at `now`, taken off the queue."""
         if self._visits and self._visits[0][0] <= now:
             return heapq.heappop(self._visits)[2]
         if self._away and (self._away[0][0] <= now or not self._visits):
-            user_id = heapq.heappop(self._away)[2]
-            rng = self._rng
-            wanted = min(len(self._products), rng.randint(1, 4))
-            return Visit(
-                user_id=user_id,
-                session_id=self._uuid(),
-                products=rng.sample(self._products, wanted),
-                leaves_at=now + rng.expovariate(1 / VISIT_SECONDS),
-            )
+            return self._new_visit(heapq.heappop(self._away)[2], now)
         return heapq.heappop(self._visits)[2]
 
     def _step(self, visit: Visit) -> tuple[str, Product]:
@@ -170,7 +191,7 @@ class EventGenerator:
     def event(self, at: datetime) -> dict:
         rng = self._rng
         now = at.timestamp()
-        visit = self._visit_at(now)
+        visit = self._visit_at(now) if self._spread is None else self._spread_visit(now)
         event_type, product = self._step(visit)
         quantity = rng.randint(1, 3) if event_type in ("add_to_cart", "purchase") else 1
         event = {
@@ -189,6 +210,13 @@ class EventGenerator:
         }
         if event_type == "purchase":
             event["revenue"] = float(money(product.price * quantity))
+        if self._spread is None:
+            self._queue(visit, now)
+        return event
+
+    def _queue(self, visit: Visit, now: float) -> None:
+        """After a click: the visit's next click, or the user leaves for a while."""
+        rng = self._rng
         next_at = now + rng.expovariate(1 / THINK_SECONDS)
         # The last visit running stays until a user is back to take over.
         stays = not self._visits and not (self._away and self._away[0][0] <= now)
@@ -197,7 +225,6 @@ class EventGenerator:
         else:
             back_at = now + rng.uniform(AWAY_MIN_SECONDS, AWAY_MAX_SECONDS)
             heapq.heappush(self._away, (back_at, self._next_ticket(), visit.user_id))
-        return event
 
     def stream(
         self, start: datetime, spacing: timedelta, count: int | None = None

@@ -209,3 +209,17 @@ def test_tutorial_timestamps_are_zone_less_wall_clock_times():
     assert events[0]["timestamp"] == "2026-03-01T13:00:00"  # no fraction at .000000
     assert events[1]["timestamp"] == "2026-03-01T13:00:00.012345"
     assert all(datetime.fromisoformat(e["timestamp"]).tzinfo is None for e in events)
+
+
+def test_without_visits_the_events_spread_over_the_whole_pool():
+    """The benchmarks' mode: the same events over more users reach more distinct users."""
+
+    def distinct(users: int, visits: bool) -> int:
+        generator = EventGenerator(seed=5, users=users, products=50, visits=visits)
+        events = generator.stream(START, timedelta(seconds=0.36), 10_000)  # 1 hour
+        return len({e["user_id"] for e in events})
+
+    assert distinct(1_000, visits=False) > 990  # nearly every user of the pool
+    assert distinct(1_000, visits=False) < distinct(10_000, visits=False)
+    # Visits: as many users as visits started (a few clicks each), far fewer.
+    assert distinct(10_000, visits=True) < distinct(10_000, visits=False) / 2
