@@ -34,6 +34,9 @@ from include.runtime.procs import (
 from include.settings import PROJECT_ROOT, Settings
 
 PG_SYSTEM_USER = "ecom-postgres"  # PostgreSQL refuses to run as root
+# The server's own superuser; only the platform uses it (to create Airflow's role and
+# database).  Airflow logs in as [postgres] user, which owns its database and nothing more.
+PG_ADMIN_ROLE = "ecom_admin"
 MIN_JAVA = 17
 
 
@@ -41,22 +44,27 @@ MIN_JAVA = 17
 
 
 def platform_secrets(settings: Settings) -> dict[str, str]:
-    """Generated once per state dir, kept with mode 0600; never in the repo."""
-    path = settings.run_dir / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    """Generated once per state dir, kept with mode 0600; never in the repo.  A secret
+    added in a later version is generated into an existing file the first time it is
+    asked for."""
     from cryptography.fernet import Fernet
 
-    values = {
-        "postgres_password": secrets.token_urlsafe(18),
-        "airflow_admin_password": secrets.token_urlsafe(12),
-        "jwt_secret": secrets.token_urlsafe(32),
-        "api_secret_key": secrets.token_urlsafe(32),
-        "fernet_key": Fernet.generate_key().decode(),
+    path = settings.run_dir / "secrets.json"
+    values = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        "postgres_password": lambda: secrets.token_urlsafe(18),
+        "postgres_admin_password": lambda: secrets.token_urlsafe(18),
+        "airflow_admin_password": lambda: secrets.token_urlsafe(12),
+        "jwt_secret": lambda: secrets.token_urlsafe(32),
+        "api_secret_key": lambda: secrets.token_urlsafe(32),
+        "fernet_key": lambda: Fernet.generate_key().decode(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values, indent=2))
+    missing = {name: make() for name, make in wanted.items() if name not in values}
+    if missing:
+        values |= missing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values, indent=2))
     return values
 
 
@@ -258,6 +266,18 @@ class Postgres(Service):
     def socket_dir(self) -> Path:
         return self.settings.postgres_data_dir / "socket"
 
+    @property
+    def superuser_file(self) -> Path:
+        """Names the server's superuser; absent in data dirs made before it had its own."""
+        return self.settings.postgres_data_dir / "superuser"
+
+    def _superuser(self) -> tuple[str, str]:
+        known = platform_secrets(self.settings)
+        if self.superuser_file.exists():
+            return self.superuser_file.read_text().strip(), known["postgres_admin_password"]
+        # An older data dir: initdb made Airflow's role its superuser.
+        return self.settings.postgres.user, known["postgres_password"]
+
     def _run_as(self) -> str | None:
         """PostgreSQL will not run as root; use an unprivileged system user then."""
         if os.geteuid() != 0:
@@ -313,11 +333,15 @@ class Postgres(Service):
     def prepare(self) -> None:
         for path in (self.settings.postgres_data_dir, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
+        # The socket's directory is the server's alone: no other local user reaches the
+        # socket at all, and a password is asked there as on TCP.
+        self.socket_dir.chmod(0o700)
         self._own(self.settings.postgres_data_dir, self.socket_dir)
         if (self.data_dir / "PG_VERSION").exists():
+            self._passwords_on_the_socket()
             return
         pwfile = self.settings.postgres_data_dir / "initdb.pw"
-        pwfile.write_text(platform_secrets(self.settings)["postgres_password"] + "\n")
+        pwfile.write_text(platform_secrets(self.settings)["postgres_admin_password"] + "\n")
         pwfile.chmod(0o600)
         self._own(pwfile)
         try:
@@ -327,10 +351,10 @@ class Postgres(Service):
                     "-D",
                     str(self.data_dir),
                     "-U",
-                    self.settings.postgres.user,
+                    PG_ADMIN_ROLE,
                     f"--pwfile={pwfile}",
                     "--auth-host=scram-sha-256",
-                    "--auth-local=trust",
+                    "--auth-local=scram-sha-256",
                     "--encoding=UTF8",
                     "--no-instructions",
                 ],
@@ -343,6 +367,19 @@ class Postgres(Service):
             raise PlatformError(f"initdb failed: {exc.stderr.strip()}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
+        self.superuser_file.write_text(PG_ADMIN_ROLE + "\n")
+
+    def _passwords_on_the_socket(self) -> None:
+        """Data dirs made before this version trusted every local user on the socket."""
+        hba = self.data_dir / "pg_hba.conf"
+        lines = hba.read_text().splitlines(keepends=True)
+        fixed = [
+            re.sub(r"\btrust\s*$", "scram-sha-256\n", line) if line.startswith("local") else line
+            for line in lines
+        ]
+        if fixed != lines:
+            print("[platform] PostgreSQL: a password is now required on the socket too", flush=True)
+            hba.write_text("".join(fixed))
 
     def command(self) -> list[str]:
         return [
@@ -376,19 +413,25 @@ class Postgres(Service):
         if not self.answers():
             return False
         try:
-            self.connect("postgres").close()
+            self.connect("postgres", as_superuser=True).close()
             return True
         except Exception:
             return False
 
-    def connect(self, database: str | None = None):
+    def connect(self, database: str | None = None, *, as_superuser: bool = False):
+        """A connection over TCP, as Airflow's role or (to administer) the superuser."""
         import psycopg2
 
+        if as_superuser:
+            user, password = self._superuser()
+        else:
+            user = self.settings.postgres.user
+            password = platform_secrets(self.settings)["postgres_password"]
         return psycopg2.connect(
             host=self.settings.bind_host,
             port=self.port,
-            user=self.settings.postgres.user,
-            password=platform_secrets(self.settings)["postgres_password"],
+            user=user,
+            password=password,
             dbname=database or self.settings.postgres.database,
             connect_timeout=3,
         )
@@ -399,15 +442,37 @@ class Postgres(Service):
         return started
 
     def ensure_database(self) -> None:
-        conn = self.connect("postgres")
+        """Airflow's role (login, no superuser) and its database, which it owns."""
+        from psycopg2 import sql
+
+        role, database = self.settings.postgres.user, self.settings.postgres.database
+        conn = self.connect("postgres", as_superuser=True)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (self.settings.postgres.database,)
-            )
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
             if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{self.settings.postgres.database}"')
+                cur.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD %s").format(
+                        sql.Identifier(role)
+                    ),
+                    (platform_secrets(self.settings)["postgres_password"],),
+                )
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone() is None:
+                cur.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(database), sql.Identifier(role)
+                    )
+                )
         conn.close()
+        if not self.superuser_file.exists():
+            print(
+                f"[platform] WARNING: this PostgreSQL data dir ({self.data_dir}) was made "
+                f"before the platform had its own superuser: Airflow's role {role!r} is still "
+                "a superuser. To change that, `make down`, move the postgres folder of the "
+                "state dir aside and `make up` (Airflow's run history starts afresh).",
+                flush=True,
+            )
 
     def sqlalchemy_url(self) -> str:
         pw = platform_secrets(self.settings)["postgres_password"]

@@ -10,6 +10,9 @@ file is refused.  Screenshots land in ``state/screenshots/`` of the checkout.
 
 from __future__ import annotations
 
+import os
+import pwd
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,7 @@ import requests
 
 from include.runtime.procs import free_port
 from include.runtime.services import (
+    PG_SYSTEM_USER,
     AirflowComponent,
     Postgres,
     migrate_airflow_db,
@@ -301,3 +305,47 @@ def test_quality_pages_show_the_failed_check_and_the_data_docs_render_offline(
         "the Data Docs results table",
     )
     screenshot(browser, "data-docs.png")
+
+
+def test_postgres_asks_every_local_user_for_a_password_and_airflow_is_no_superuser(
+    airflow,
+) -> None:
+    """The socket is no open door: before, any local user logged in over it as a superuser."""
+    settings, _, _ = airflow
+    postgres = Postgres(settings)
+    psql = [
+        *(str(postgres.bin_dir / "psql"), "-w", "-h", str(postgres.socket_dir)),
+        *("-p", str(postgres.port), "-U", settings.postgres.user, "-d", settings.postgres.database),
+        *("-c", "SELECT 1"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    assert postgres.socket_dir.stat().st_mode & 0o777 == 0o700
+    server_user: dict = {}
+    if os.geteuid() == 0:
+        server = pwd.getpwnam(PG_SYSTEM_USER)
+        assert postgres.socket_dir.stat().st_uid == server.pw_uid
+        server_user = {"user": server.pw_uid, "group": server.pw_gid, "extra_groups": []}
+        # Another local user does not even reach the socket.
+        other = subprocess.run(
+            ["runuser", "-u", "nobody", "--", *psql], capture_output=True, text=True, env=env
+        )
+        assert other.returncode != 0, other.stdout
+        assert "connection to server" in other.stderr and "Permission denied" in other.stderr
+    # The server's own user reaches it, and still needs the password (it was "trust").
+    refused = subprocess.run(psql, capture_output=True, text=True, env=env, **server_user)
+    assert refused.returncode != 0 and "password" in refused.stderr, refused.stderr
+    password = platform_secrets(settings)["postgres_password"]
+    allowed = subprocess.run(
+        psql, capture_output=True, text=True, env={**env, "PGPASSWORD": password}, **server_user
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    # Airflow's role owns its database and is no superuser (no COPY ... TO PROGRAM).
+    conn = postgres.connect()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT r.rolsuper, r.rolcreaterole, pg_get_userbyid(d.datdba) "
+            "FROM pg_roles r, pg_database d WHERE r.rolname = %s AND d.datname = %s",
+            (settings.postgres.user, settings.postgres.database),
+        )
+        assert cur.fetchone() == (False, False, settings.postgres.user)
+    conn.close()
