@@ -46,7 +46,15 @@ def api_client(settings: Settings) -> AirflowApi:
     )
 
 
+# Everything the platform and the processes it starts write (tables, checkpoints, logs,
+# metrics) is for its own user and group: directories 0750, files 0640.
+STATE_UMASK = 0o027
+
+
 def up(settings: Settings, start_pipeline: bool) -> None:
+    os.umask(STATE_UMASK)
+    settings.state.mkdir(parents=True, exist_ok=True)
+    settings.state.chmod(settings.state.stat().st_mode & ~STATE_UMASK)
     say(f"state dir: {settings.state}")
     java_binary()
     jars(settings, "kafka")

@@ -858,6 +858,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.log_dir / "airflow"),
+        # Task logs as private as the rest of the state dir (Airflow's defaults are 775/664).
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o750",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o640",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # Connections: nothing is typed into the UI by hand.
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(

@@ -199,6 +199,11 @@ def test_platform_end_to_end(platform):
     )
     assert bad.status_code == 401
 
+    # Data and logs are kept from other local users (umask 027; PostgreSQL's user may only
+    # pass through the state dir to its own folder).
+    for path in (settings.state, settings.log_dir, settings.log_dir / "kafka.log"):
+        assert path.stat().st_mode & 0o026 == 0, f"{path} is {oct(path.stat().st_mode)}"
+
     # 3. topics
     run = api.trigger("provision_topics")
     assert api.wait_for_run("provision_topics", run, {"success"}, timeout=240) == "success"
@@ -318,6 +323,15 @@ def test_platform_end_to_end(platform):
     # Still exact: every table, with the windows closed across the restarts, equals the oracle.
     assert_tables_equal_oracle(settings, ALL_TABLES)
     assert api.wait_for_run("producer", second_run, {"success"}, timeout=240) == "success"
+
+    written = [
+        settings.table_path("revenue_by_category"),
+        *settings.table_path("revenue_by_category").glob("*.parquet"),
+        *(settings.log_dir / "airflow").rglob("*.log"),
+        settings.metrics_dir / "progress.jsonl",
+    ]
+    loose = [f"{p} {oct(p.stat().st_mode)}" for p in written if p.stat().st_mode & 0o027]
+    assert not loose, loose
 
     # 10. stop everything; nothing of ours survives
     make("down", env, 300)
