@@ -18,7 +18,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.settings import PROJECT_ROOT, get_settings
+from include.settings import PROJECT_ROOT, SPARK_UMASK_CONF, get_settings
 
 APPLICATION = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
 GRACEFUL_STOP_SECONDS = 4.0  # inside Airflow's 5 s before it kills the task process
@@ -112,6 +112,7 @@ class SparkAppOperator(SparkSubmitOperator):
             **(self.conf or {}),
             "spark.pyspark.python": sys.executable,
             "spark.pyspark.driver.python": sys.executable,
+            **SPARK_UMASK_CONF,
         }
         self.log.info("submitting %s with %d connector jars", self.application, len(jars))
         super().execute(context)

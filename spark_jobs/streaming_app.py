@@ -49,7 +49,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from include import checkpoints
 from include.driver_lease import CheckpointInUse, DriverLease
 from include.progress import progress_path
-from include.settings import AnalyticsSettings, Settings, get_settings
+from include.settings import SPARK_UMASK_CONF, AnalyticsSettings, Settings, get_settings
 from include.tables import (
     CLICK_TO_PURCHASE_COLUMNS,
     FUNNEL_COLUMNS,
@@ -95,6 +95,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         # The Spark UI has no login: nobody who can reach it may kill the streaming stages.
         "spark.ui.killEnabled": "false",
+        # Tables and checkpoints as private as the rest of the state dir.
+        **SPARK_UMASK_CONF,
         "spark.sql.session.timeZone": "UTC",
         # By default state lives off-heap in RocksDB; the changelog makes each commit a
         # small delta instead of a full snapshot upload.

@@ -26,7 +26,7 @@ from include.runtime.services import (
     migrate_airflow_db,
     platform_secrets,
 )
-from include.settings import STREAMING_POOL, Settings, get_settings
+from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
 LONG_RUNNING_DAGS = ("producer", "streaming")
@@ -44,11 +44,6 @@ def api_client(settings: Settings) -> AirflowApi:
         settings.airflow.admin_user,
         platform_secrets(settings)["airflow_admin_password"],
     )
-
-
-# Everything the platform and the processes it starts write (tables, checkpoints, logs,
-# metrics) is for its own user and group: directories 0750, files 0640.
-STATE_UMASK = 0o027
 
 
 def up(settings: Settings, start_pipeline: bool) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from include.runtime.services import jars, spark_environment, venv_bin
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import PROJECT_ROOT, SPARK_UMASK_CONF, Settings
 
 STREAMING_APP = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
 BACKFILL_APP = PROJECT_ROOT / "spark_jobs" / "backfill_app.py"
@@ -41,6 +41,7 @@ def spark_submit_command(
         # Executors on a standalone worker import the project too.
         "--conf",
         f"spark.executorEnv.PYTHONPATH={PROJECT_ROOT}",
+        *(arg for key, value in SPARK_UMASK_CONF.items() for arg in ("--conf", f"{key}={value}")),
         str(app),
         *app_args,
     ]
