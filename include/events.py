@@ -22,6 +22,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase", "remove_from_cart")
+# Event types that carry a quantity of at least 1; the others may carry 0 (the tutorial does).
+COUNTED_EVENT_TYPES = ("add_to_cart", "purchase")
 # Most clicks browse; few buy (a purchase or removal needs something in the cart).
 EVENT_TYPE_WEIGHTS = (0.70, 0.15, 0.10, 0.05)
 CATEGORIES = ("Electronics", "Clothing", "Books", "Home", "Sports", "Beauty", "Toys", "Grocery")
@@ -193,7 +195,7 @@ class EventGenerator:
         now = at.timestamp()
         visit = self._visit_at(now) if self._spread is None else self._spread_visit(now)
         event_type, product = self._step(visit)
-        quantity = rng.randint(1, 3) if event_type in ("add_to_cart", "purchase") else 1
+        quantity = rng.randint(1, 3) if event_type in COUNTED_EVENT_TYPES else 1
         event = {
             "event_id": self._uuid(),
             "event_type": event_type,
@@ -267,7 +269,7 @@ class TutorialEventGenerator:
         rng = self._rng
         product = rng.choice(TUTORIAL_PRODUCTS)
         event_type = rng.choice(EVENT_TYPES)
-        quantity = rng.randint(1, 3) if event_type in ("add_to_cart", "purchase") else 0
+        quantity = rng.randint(1, 3) if event_type in COUNTED_EVENT_TYPES else 0
         price = float(product.price)
         event = {
             "event_id": f"evt_{at.timestamp()}_{rng.randint(1000, 9999)}",

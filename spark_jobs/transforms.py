@@ -30,7 +30,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampNTZType, TimestampType
 
-from include.events import EVENT_TYPES, REQUIRED_FIELDS
+from include.events import COUNTED_EVENT_TYPES, EVENT_TYPES, REQUIRED_FIELDS
 from include.settings import AnalyticsSettings, EventSettings
 
 PRICE_TYPE = "decimal(12,2)"
@@ -97,8 +97,6 @@ JSON_NUMBER_KINDS = r"^(TINYINT|SMALLINT|INT|BIGINT|DECIMAL|FLOAT|DOUBLE)\b"
 # right-to-left override makes "Books\u202etxt.exe" look like another name): no text field,
 # least of all one that becomes a table key or a Kafka key, may carry them.
 UNSAFE_TEXT_PATTERN = r"[\p{Cc}\x{061C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}]"
-# Event types that carry a quantity of at least 1; the others may carry 0.
-COUNTED_EVENT_TYPES = ("add_to_cart", "purchase")
 # Kafka record keys render timestamps this way (the same pattern to_json uses).
 KEY_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 REVENUE_TOLERANCE = "0.01"
