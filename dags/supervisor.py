@@ -1,8 +1,9 @@
 """
 ### Streaming supervisor
 
-Every two minutes, judges each streaming query from what it leaves behind (its checkpoint,
-its driver lease, its progress records and Kafka's end offsets) and acts:
+Every `supervisor.interval_seconds` (two minutes by default), judges each streaming query
+from what it leaves behind (its checkpoint, its driver lease, its progress records and
+Kafka's end offsets) and acts:
 
 * **running**: a live driver, lag under the threshold; nothing to do.
 * **lagging**: more than `supervisor.lag_warning_records` behind the topic's end; a warning
@@ -27,12 +28,14 @@ streaming DAG that has not run yet; to stop streaming on purpose, pause this DAG
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 
 from include.assets import SINK_UPDATES, sink_asset
+from include.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ STREAMING_DAG = "streaming"
     doc_md=__doc__,
     tags=["ecommerce", "streaming", "operations"],
     default_args={"owner": "data-platform", "retries": 1},
-    schedule="*/2 * * * *",
+    # Reads config/platform.toml only (no connection): allowed at parse time.
+    schedule=timedelta(seconds=get_settings().supervisor.interval_seconds),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -54,7 +58,7 @@ def supervisor() -> None:
     def assess_and_stop_stalled() -> bool:
         """True (go on to the restart) when a new streaming run is needed."""
         from include.kafka_client import bootstrap_from_connection
-        from include.settings import ANALYTICS, get_settings
+        from include.settings import ANALYTICS
         from include.supervisor import supervise_once
 
         ti = get_current_context()["ti"]
@@ -76,7 +80,6 @@ def supervisor() -> None:
     def announce_table_updates(*, outlet_events=None) -> dict[str, int]:
         """An Asset event per sink table with new commits: the quality checks follow."""
         from include.assets import changed_tables
-        from include.settings import get_settings
 
         changed = changed_tables(get_settings())
         for table, version in changed.items():

@@ -154,6 +154,8 @@ class AnalyticsSettings(BaseModel):
 
 
 class SupervisorSettings(BaseModel):
+    # How often the supervisor DAG looks (its schedule): a dead driver waits up to this long.
+    interval_seconds: int = Field(120, ge=10)
     # More records than this between the last commit and the topic's end: "lagging".
     lag_warning_records: int = Field(50_000, ge=0)
     # No commit for this long while there is input: "stalled" (stop, then restart).

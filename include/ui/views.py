@@ -1,6 +1,6 @@
 """What the pages show, gathered from the files the pipeline leaves behind.
 
-* ``<state>/metrics/health.json``: the supervisor's verdict per query (every 2 minutes);
+* ``<state>/metrics/health.json``: the supervisor's verdict per query (every 2 minutes by default);
 * ``<state>/metrics/progress.jsonl``: the Spark listener's record of every micro-batch;
 * ``<state>/quality/history.jsonl``: every quality run, per table and check;
 * the Delta tables: revenue by category and the funnel over time, dead-letter count.
@@ -88,7 +88,7 @@ def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, 
             state=verdict["state"] if verdict else UNKNOWN,
             reason=verdict["reason"]
             if verdict
-            else "not judged yet: the supervisor DAG writes this every 2 minutes",
+            else "not judged yet: the supervisor DAG writes this on each of its runs",
             lag=verdict.get("total_lag") if verdict else None,
             input_rate=last.get("inputRowsPerSecond"),
             processed_rate=last.get("processedRowsPerSecond"),

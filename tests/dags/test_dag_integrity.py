@@ -42,6 +42,7 @@ for dag_id, dag in bag.dags.items():
         "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
         "tags": sorted(dag.tags or []),
         "timetable": type(dag.timetable).__name__,
+        "delta": str(getattr(dag.timetable, "delta", "")),
         "schedule_assets": sorted(
             a.uri for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", [])
         ),
@@ -138,6 +139,17 @@ def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):
 def test_the_backfill_gets_hour_long_data_intervals(parsed):
     # A plain cron schedule in Airflow 3 gives start == end: nothing to backfill.
     assert parsed["dags"]["backfill"]["timetable"] == "CronDataIntervalTimetable"
+
+
+def test_the_supervisor_looks_every_interval_seconds(parsed):
+    from datetime import timedelta
+
+    from include.settings import get_settings
+
+    supervisor = parsed["dags"]["supervisor"]
+    assert supervisor["timetable"] == "DeltaTriggerTimetable"
+    interval = timedelta(seconds=get_settings().supervisor.interval_seconds)
+    assert supervisor["delta"] == str(interval)
 
 
 def test_table_updates_trigger_the_quality_checks(parsed):
