@@ -33,6 +33,12 @@ HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 
 
+# A probe's lock lasts microseconds; a driver's, its lifetime.  This many tries, this far
+# apart, tell the two apart.
+PROBE_TRIES = 10
+PROBE_WAIT_SECONDS = 0.1
+
+
 class CheckpointInUse(RuntimeError):
     """Another live driver holds the checkpoint's lease."""
 
@@ -83,6 +89,19 @@ def is_locked(checkpoint: Path) -> bool:
         return False
 
 
+def _lock(handle, tries: int = PROBE_TRIES) -> bool:
+    """Take the lock; a few tries, since a probe (`is_locked`, from the supervisor or a
+    monitor) holds it for an instant: only a holder that keeps it refuses the start."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(PROBE_WAIT_SECONDS)
+    return False
+
+
 def live_holder(checkpoint: Path) -> Holder | None:
     """The driver holding the checkpoint's lease now; None when no live process holds it."""
     return read_holder(checkpoint) if is_locked(checkpoint) else None
@@ -114,9 +133,7 @@ class DriverLease:
         checkpoint.mkdir(parents=True, exist_ok=True)
         previous = read_holder(checkpoint)
         handle = open(lease_path(checkpoint), "a+", encoding="utf-8")  # held until release
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(handle):
             handle.close()
             holder = previous.describe() if previous else "another process"
             raise CheckpointInUse(

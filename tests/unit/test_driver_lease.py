@@ -145,3 +145,23 @@ def test_a_run_that_never_ends_is_reported_after_the_timeout(monkeypatch, tmp_pa
     )
 
     assert outcome.startswith("the streaming DAG still has 2 active run(s) 0 s after")
+
+
+def test_a_probe_of_the_lock_does_not_refuse_a_starting_driver(tmp_path: Path) -> None:
+    """The supervisor and monitors probe the lock by taking it for an instant; a driver
+    starting at that instant must not be refused as if another driver held it."""
+    import fcntl
+    import threading
+
+    checkpoint = tmp_path / "q"
+    checkpoint.mkdir()
+    probe = open(checkpoint / "_driver.lease", "a+")
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    threading.Timer(0.3, lambda: fcntl.flock(probe, fcntl.LOCK_UN)).start()
+    lease = DriverLease({"q": checkpoint})
+    lease.acquire()  # would raise CheckpointInUse on the first try
+    try:
+        assert read_holder(checkpoint).pid == os.getpid()
+    finally:
+        lease.release()
+        probe.close()
