@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CLI := $(PY) -m include.runtime.cli
 
-.PHONY: setup up down status test lint bench bench-short
+.PHONY: setup up down status test lint bench bench-short chaos
 
 setup:
 	@bash scripts/setup.sh
@@ -32,3 +32,8 @@ bench: setup
 
 bench-short: setup
 	@$(PY) -m benchmarks.run --short
+
+# A fault campaign on a platform of its own (tests/chaos.py): `make chaos ARGS="--kills 100"`.
+# It writes docs/chaos.md; `$(PY) -m tests.chaos --help` lists the parameters.
+chaos: setup
+	@$(PY) -m tests.chaos $(ARGS)

@@ -99,6 +99,10 @@ class AirflowApi:
         params = {"state": state} if state else {}
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
+    def run_count(self, dag_id: str) -> int:
+        """How many runs the DAG has had, in any state."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 1})["total_entries"]
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 

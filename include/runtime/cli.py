@@ -49,7 +49,11 @@ def api_client(settings: Settings) -> AirflowApi:
 def up(settings: Settings, start_pipeline: bool) -> None:
     os.umask(STATE_UMASK)
     settings.state.mkdir(parents=True, exist_ok=True)
-    settings.state.chmod(settings.state.stat().st_mode & ~STATE_UMASK)
+    mode = settings.state.stat().st_mode
+    # No reading or writing by others, but keep a traverse bit already there: PostgreSQL's
+    # own user needs it to reach its data (services.Postgres), and a second `make up`
+    # taking it away would lock the running server out of its files.
+    settings.state.chmod(mode & ~STATE_UMASK | (mode & 0o001))
     say(f"state dir: {settings.state}")
     java_binary()
     jars(settings, "kafka")
