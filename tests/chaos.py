@@ -60,8 +60,9 @@ from include.events import TutorialEventGenerator
 from include.kafka_client import end_offsets, producer, read_to_end
 from include.progress import last_progress
 from include.runtime.airflow_api import AirflowApi
+from include.runtime.cli import api_client
 from include.runtime.procs import free_port
-from include.runtime.services import AirflowComponent, Kafka, platform_secrets
+from include.runtime.services import AirflowComponent, Kafka
 from include.settings import ANALYTICS, PROJECT_ROOT, Settings
 from tests.integration.dataset import MALFORMED, ORACLES, emitted, expected_of, normalise
 from tests.integration.dataset import read_table as read_sink
@@ -711,11 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"a platform of its own in {state}: make up")
     subprocess.run([*cli, "up"], check=True, cwd=PROJECT_ROOT)
     try:
-        api = AirflowApi(
-            f"http://{settings.bind_host}:{settings.airflow.port}",
-            settings.airflow.admin_user,
-            platform_secrets(settings)["airflow_admin_password"],
-        )
+        api = api_client(settings)
         api.login()
         start_streaming(settings, api)
         report = run_campaign(
