@@ -317,8 +317,20 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-def _key(row: pd.Series, order: list[str]) -> tuple:
-    return tuple(str(row[c]) for c in order)
+def _keys(frame: pd.DataFrame, order: list[str]) -> pd.Series:
+    """One string per row naming its key, the same for equal keys of either side."""
+    keys = pd.Series("", index=frame.index)
+    for column in order:
+        keys = keys + "\x1f" + frame[column].astype(str)
+    return keys
+
+
+def _differs(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """Per row: do the two values differ beyond float noise?"""
+    if pd.api.types.is_numeric_dtype(left) and pd.api.types.is_numeric_dtype(right):
+        a, b = left.to_numpy(dtype=float), right.to_numpy(dtype=float)
+        return ~np.isclose(a, b, rtol=1e-9, atol=1e-6, equal_nan=True)
+    return np.array([not _same(a, b) for a, b in zip(left, right, strict=True)], dtype=bool)
 
 
 @dataclass
@@ -347,27 +359,22 @@ def compare_rows(
 ) -> TableCount:
     """Count, by key (`order`): expected rows missing, keys written more than once, rows
     whose values differ, and rows with a key the oracle does not have."""
-    columns = list(expected.columns)
-    want = {_key(r, order): r[columns].tolist() for _, r in expected.iterrows()}
-    seen: Counter = Counter()
-    wrong = unexplained = 0
-    for _, row in got.iterrows():
-        key = _key(row, order)
-        seen[key] += 1
-        if seen[key] > 1:
-            continue
-        if key not in want:
-            unexplained += 1
-        elif not _same(row[columns].tolist(), want[key]):
-            wrong += 1
+    columns = [c for c in expected.columns if c not in order]
+    want = expected.assign(_key=_keys(expected, order)).drop_duplicates("_key")
+    keys = _keys(got, order)
+    first = got.assign(_key=keys).drop_duplicates("_key")
+    both = want.merge(first, on="_key", how="inner", suffixes=("", "_got"))
+    wrong = np.zeros(len(both), dtype=bool)
+    for column in columns:
+        wrong |= _differs(both[column], both[f"{column}_got"])
     return TableCount(
         table=table,
         expected=len(want),
         written=len(got),
-        lost=len(set(want) - set(seen)),
-        duplicated=sum(n - 1 for n in seen.values()),
-        wrong=wrong,
-        unexplained=unexplained,
+        lost=int((~want["_key"].isin(first["_key"])).sum()),
+        duplicated=len(got) - len(first),
+        wrong=int(wrong.sum()),
+        unexplained=int((~first["_key"].isin(want["_key"])).sum()),
     )
 
 

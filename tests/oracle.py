@@ -9,6 +9,7 @@ reads them in another).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -227,29 +228,36 @@ def expected_click_to_purchase(events: list[dict], analytics) -> pd.DataFrame:
     window = timedelta(seconds=analytics.attribution_seconds)
     unique = first_of_each_event_id(events)
     views = [e for e in unique if e["event_type"] == "page_view"]
+    # Each pair's purchases in time order, so a view looks only at those inside its
+    # attribution window (a scan of all of them is quadratic over a long campaign).
     purchases = defaultdict(list)
     for e in unique:
         if e["event_type"] == "purchase":
-            purchases[(e["user_id"], e["product_id"])].append(e)
+            purchases[(e["user_id"], e["product_id"])].append((event_time(e), e))
+    times = {}
+    for pair, bought in purchases.items():
+        bought.sort(key=lambda timed: timed[0])
+        times[pair] = [moment for moment, _ in bought]
     rows = []
     for view in views:
         clicked = event_time(view)
-        for buy in purchases[(view["user_id"], view["product_id"])]:
-            bought = event_time(buy)
-            if clicked < bought <= clicked + window:
-                rows.append(
-                    {
-                        "user_id": view["user_id"],
-                        "product_id": view["product_id"],
-                        "click_event_id": view["event_id"],
-                        "purchase_event_id": buy["event_id"],
-                        "click_time": pd.Timestamp(clicked),
-                        "purchase_time": pd.Timestamp(bought),
-                        "time_to_purchase_seconds": (bought - clicked).total_seconds(),
-                        "device_type": view["device_type"],
-                        "revenue": revenue(buy),
-                    }
-                )
+        pair = (view["user_id"], view["product_id"])
+        first = bisect_right(times.get(pair, []), clicked)  # bought > clicked
+        last = bisect_right(times.get(pair, []), clicked + window)  # <= clicked + window
+        for bought, buy in purchases.get(pair, [])[first:last]:
+            rows.append(
+                {
+                    "user_id": view["user_id"],
+                    "product_id": view["product_id"],
+                    "click_event_id": view["event_id"],
+                    "purchase_event_id": buy["event_id"],
+                    "click_time": pd.Timestamp(clicked),
+                    "purchase_time": pd.Timestamp(bought),
+                    "time_to_purchase_seconds": (bought - clicked).total_seconds(),
+                    "device_type": view["device_type"],
+                    "revenue": revenue(buy),
+                }
+            )
     columns = list(CLICK_TO_PURCHASE_COLUMNS)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["click_event_id", "purchase_event_id"], ignore_index=True

@@ -60,3 +60,10 @@ def test_a_different_list_is_a_wrong_row() -> None:
         ]
     )
     assert compare_rows("t", EXPECTED, got, ORDER).wrong == 1
+
+
+def test_float_columns_are_compared_with_a_tolerance_and_nan_equals_nan() -> None:
+    expected = pd.DataFrame({"k": [1, 2, 3], "share": [0.5, float("nan"), 2.0]})
+    got = pd.DataFrame({"k": [3, 2, 1], "share": [2.01, float("nan"), 0.5 + 1e-12]})
+    counted = compare_rows("t", expected, got, ["k"])
+    assert (counted.lost, counted.duplicated, counted.wrong, counted.unexplained) == (0, 0, 1, 0)
