@@ -17,7 +17,7 @@
 9. A short fault campaign (tests/chaos.py, what `make chaos` runs): one SIGKILL of the
    driver, one SIGSTOP, one Kafka broker restart, one Airflow scheduler restart, while
    tutorial-format events and malformed records stream in; the supervisor DAG, on its
-   20-second schedule, does every restart.  Then page views far ahead close every window
+   10-second schedule, does every restart.  Then page views far ahead close every window
    and session: all five tables have rows, none lost, duplicated or wrong against the
    oracle, and every malformed record is exactly one dead letter.
 10. `make down`: no platform process is left, the ports are free again, data is kept.
@@ -58,7 +58,7 @@ EXPECTED_NAIVE_ZONE = "Europe/Berlin"
 UP_TIMEOUT = 600
 FIRST_ROWS_TIMEOUT = 420
 FROZEN_AFTER_SECONDS = 15  # lease heartbeat age that makes a driver "frozen"
-SUPERVISOR_INTERVAL_SECONDS = 20
+SUPERVISOR_INTERVAL_SECONDS = 10
 
 
 def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -248,7 +248,7 @@ def test_platform_end_to_end(platform):
     assert health.status_code == 200 and 'data-query="revenue_by_category"' in health.text
     assert requests.get(f"{api.base_url}/ecom/health", timeout=30).status_code == 401
 
-    # Quality runs follow every table update; the supervisor now looks every 20 s.
+    # Quality runs follow every table update; the supervisor now looks every 10 s.
     api.pause("data_quality")
 
     # 7. The scheduled restart, run now: a graceful stop, then a new streaming run.
@@ -273,8 +273,8 @@ def test_platform_end_to_end(platform):
         api,
         Plan(kills=1, freezes=1, broker_restarts=1, scheduler_restarts=1),
         rate=EXPECTED_RATE,
-        max_pause=5,
-        settle_seconds=15,
+        max_pause=2,
+        settle_seconds=10,
     )
     (settings.state / "chaos.md").write_text(markdown(report, "tests/e2e"))
     print(summary(report))
