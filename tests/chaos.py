@@ -667,8 +667,12 @@ def summary(report: Report) -> str:
 # ---------------------------------------------------------------- `make chaos`
 
 
+FROZEN_AFTER_SECONDS = 15  # lease heartbeat age that makes the supervisor call a driver frozen
+
+
 def platform_env(state: Path, supervisor_interval: int) -> dict[str, str]:
-    """A platform of its own: a fresh state dir and free ports."""
+    """A platform of its own: a fresh state dir and free ports, nothing started by itself,
+    and a supervisor that looks every `supervisor_interval` seconds."""
     return {
         "ECOM_STATE_DIR": str(state),
         "ECOM_KAFKA__PORT": str(free_port()),
@@ -677,7 +681,7 @@ def platform_env(state: Path, supervisor_interval: int) -> dict[str, str]:
         "ECOM_AIRFLOW__PORT": str(free_port()),
         "ECOM_AUTOSTART": "0",
         "ECOM_SUPERVISOR__INTERVAL_SECONDS": str(supervisor_interval),
-        "ECOM_SUPERVISOR__FROZEN_AFTER_SECONDS": "15",
+        "ECOM_SUPERVISOR__FROZEN_AFTER_SECONDS": str(FROZEN_AFTER_SECONDS),
     }
 
 

@@ -39,10 +39,10 @@ from include.checkpoints import inspect
 from include.driver_lease import Holder, live_holder, read_holder
 from include.kafka_client import read_to_end
 from include.runtime.airflow_api import AirflowApi
-from include.runtime.procs import free_port, marked_processes, port_answers
+from include.runtime.procs import marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
 from include.tables import read_table
-from tests.chaos import Plan, markdown, run_campaign, summary
+from tests.chaos import Plan, markdown, platform_env, run_campaign, summary
 from tests.conftest import poll
 from tests.integration.dataset import ORACLES, expected_of, normalise
 
@@ -57,7 +57,6 @@ EXPECTED_SESSION_GAP_SECONDS = 30
 EXPECTED_NAIVE_ZONE = "Europe/Berlin"
 UP_TIMEOUT = 600
 FIRST_ROWS_TIMEOUT = 420
-FROZEN_AFTER_SECONDS = 15  # lease heartbeat age that makes a driver "frozen"
 SUPERVISOR_INTERVAL_SECONDS = 10
 
 
@@ -76,18 +75,11 @@ def platform(tmp_path_factory):
     state = tmp_path_factory.mktemp("e2e_state")
     env = {
         **os.environ,
-        "ECOM_STATE_DIR": str(state),
-        "ECOM_KAFKA__PORT": str(free_port()),
-        "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
-        "ECOM_POSTGRES__PORT": str(free_port()),
-        "ECOM_AIRFLOW__PORT": str(free_port()),
+        **platform_env(state, SUPERVISOR_INTERVAL_SECONDS),
         "ECOM_ANALYTICS__WATERMARK_SECONDS": str(EXPECTED_WATERMARK_SECONDS),
         "ECOM_ANALYTICS__SESSION_GAP_SECONDS": str(EXPECTED_SESSION_GAP_SECONDS),
         "ECOM_EVENTS__NAIVE_TIMEZONE": EXPECTED_NAIVE_ZONE,
         "ECOM_SPARK__TRIGGER_SECONDS": "5",
-        "ECOM_AUTOSTART": "0",
-        "ECOM_SUPERVISOR__FROZEN_AFTER_SECONDS": str(FROZEN_AFTER_SECONDS),
-        "ECOM_SUPERVISOR__INTERVAL_SECONDS": str(SUPERVISOR_INTERVAL_SECONDS),
     }
     up = make("up", env, UP_TIMEOUT)
     saved = {k: os.environ.get(k) for k in env}
