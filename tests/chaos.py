@@ -442,6 +442,7 @@ class Report:
     supervisor_interval_seconds: int
     started: str
     finished: str = ""
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     faults: list[Fault] = field(default_factory=list)
     streaming_runs_started: int = 0
     events_sent: int = 0
@@ -584,8 +585,8 @@ def markdown(report: Report, command: str) -> str:
     lines = [
         "# Fault campaign",
         "",
-        f"`{command}`, {report.started} to {report.finished}, on this repository's 2-core "
-        "development machine. Written by `make chaos` (tests/chaos.py).",
+        f"`{command}`, {report.started} to {report.finished}, on a {report.cores}-core "
+        "machine. Written by `make chaos` (tests/chaos.py).",
         "",
         f"Events in the tutorial's format at {report.rate:g}/s throughout; the supervisor DAG "
         f"looked every {report.supervisor_interval_seconds} s and did every restart. "
