@@ -361,8 +361,7 @@ def compare_rows(
     whose values differ, and rows with a key the oracle does not have."""
     columns = [c for c in expected.columns if c not in order]
     want = expected.assign(_key=_keys(expected, order)).drop_duplicates("_key")
-    keys = _keys(got, order)
-    first = got.assign(_key=keys).drop_duplicates("_key")
+    first = got.assign(_key=_keys(got, order)).drop_duplicates("_key")
     both = want.merge(first, on="_key", how="inner", suffixes=("", "_got"))
     wrong = np.zeros(len(both), dtype=bool)
     for column in columns:

@@ -242,8 +242,9 @@ def expected_click_to_purchase(events: list[dict], analytics) -> pd.DataFrame:
     for view in views:
         clicked = event_time(view)
         pair = (view["user_id"], view["product_id"])
-        first = bisect_right(times.get(pair, []), clicked)  # bought > clicked
-        last = bisect_right(times.get(pair, []), clicked + window)  # <= clicked + window
+        moments = times.get(pair, [])
+        first = bisect_right(moments, clicked)  # bought > clicked
+        last = bisect_right(moments, clicked + window)  # bought <= clicked + window
         for bought, buy in purchases.get(pair, [])[first:last]:
             rows.append(
                 {
