@@ -462,6 +462,22 @@ def stop_gracefully(
         time.sleep(STOP_POLL_SECONDS)
 
 
+# What a batch that the stop cut short fails with.  Spark stops a query by cancelling its
+# jobs and interrupting its thread, and hides the errors that causes, except where a
+# library turns the interrupt into its own error (Hadoop's shell, the Kafka producer,
+# Delta, a Python foreachBatch): then the stopped query reports a failure.
+STOP_INTERRUPTION = re.compile(
+    r"Interrupt(ed)?(Exception|IOException)?\b|ClosedByInterrupt|cancell?ed|"
+    r"SparkContext (was|has been) shut ?down",
+    re.IGNORECASE,
+)
+
+
+def interrupted_by_stop(error: object) -> bool:
+    """Whether a query's error is its last batch being cut short by our own stop."""
+    return STOP_INTERRUPTION.search(str(error)) is not None
+
+
 # What Spark says when a query no longer fits its checkpoint (changed aggregation, state
 # schema, operators, sources).
 INCOMPATIBLE_CHECKPOINT = re.compile(
@@ -537,7 +553,17 @@ def supervise(
     for query in queries:
         # A query can also fail while it is being stopped (its last batch).
         error = query.exception()
-        if error is not None:
+        if error is not None and query not in ended and interrupted_by_stop(error):
+            # Like a crash at that point: nothing of the batch is committed, and the next
+            # start replays it (once in Delta, at least once on Kafka).
+            log.warning(
+                "query %s: the stop cut short the batch after %d, which Spark had just "
+                "started; the next start runs it again (%s)",
+                query.name,
+                last_batch_id(query),
+                error_summary(error),
+            )
+        elif error is not None:
             log.error("query %s failed: %s", query.name, error_summary(error))
             print(f"query {query.name} failed: {error}", file=sys.stderr)
             if hint := checkpoint_hint(query.name, error):

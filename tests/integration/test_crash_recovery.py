@@ -35,7 +35,7 @@ from tests.integration.dataset import (
     seeded_events,
     table_rows,
 )
-from tests.integration.streaming import launch
+from tests.integration.streaming import launch, said_wrong
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,8 @@ def stop_under_load(settings: Settings, log) -> None:
         driver = read_holder(settings.checkpoint_path("revenue_by_category"))
         assert driver is not None, f"no driver holds the checkpoint; see {log}"
         os.kill(driver.pid, signal.SIGTERM)  # the Python driver, as the supervisor does
-        assert proc.wait(timeout=180) == 0, f"a graceful stop must exit 0; see {log}"
+        code = proc.wait(timeout=180)
+        assert code == 0, f"a graceful stop must exit 0, not {code}; {log} says:\n{said_wrong(log)}"
     finally:
         if proc.poll() is None:
             kill_hard(proc)

@@ -4,6 +4,7 @@ for an idle moment that a query behind on its input never has."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -36,6 +37,7 @@ class ScriptedQuery:
         self.batch_ends = list(batch_ends)
         self.finished = 4  # batches finished before the stop was asked
         self.stopped_at: float | None = None
+        self.error: str | None = None  # what exception() reports once stopped
         clock.queries.append(self)
 
     def tick(self, now: float) -> None:
@@ -57,6 +59,9 @@ class ScriptedQuery:
 
     def stop(self) -> None:
         self.stopped_at = self.clock.now
+
+    def exception(self) -> str | None:
+        return self.error
 
 
 @pytest.fixture
@@ -101,3 +106,52 @@ def test_a_batch_still_running_at_the_timeout_is_interrupted_and_said_so(clock, 
     assert slow.stopped_at == pytest.approx(30.0, abs=0.15)
     assert slow.finished == 4
     assert "query user_sessions still busy after 30 s; interrupting it" in caplog.text
+
+
+def stop_now(queries) -> int:
+    asked = threading.Event()
+    asked.set()
+    return streaming_app.supervise(queries, None, None, asked)
+
+
+# A Kafka write the stop cut short (the producer turns the interrupt into its own error),
+# and a real failure in the last batch.
+KAFKA_INTERRUPTED = (
+    "[FOREACH_BATCH_USER_FUNCTION_ERROR] An error occurred in the user provided function "
+    "in foreach batch sink.\n: org.apache.kafka.common.errors.InterruptException: "
+    "java.lang.InterruptedException"
+)
+DELTA_FAILED = (
+    "[DELTA_CONCURRENT_APPEND] ConcurrentAppendException: Files were added to the root "
+    "of the table by a concurrent update."
+)
+
+
+def test_a_batch_the_stop_cut_short_is_a_warning_and_exit_0(clock, caplog):
+    behind = ScriptedQuery("revenue_by_category", clock, [7.0, 15.0])
+    behind.error = KAFKA_INTERRUPTED
+    idle = ScriptedQuery("dead_letters", clock, [])
+
+    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
+        assert stop_now([behind, idle]) == 0
+
+    assert "query revenue_by_category: the stop cut short the batch after 4" in caplog.text
+    assert "failed" not in caplog.text
+
+
+def test_any_other_error_in_the_last_batch_is_a_failure(clock, caplog):
+    failing = ScriptedQuery("user_sessions", clock, [3.0])
+    failing.error = DELTA_FAILED
+
+    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
+        assert stop_now([failing]) == 1
+
+    assert "query user_sessions failed: [DELTA_CONCURRENT_APPEND]" in caplog.text
+
+
+def test_a_query_that_ended_before_the_stop_is_a_failure_even_if_interrupted(clock):
+    dead = ScriptedQuery("conversion_funnel", clock, [])
+    dead.stopped_at = 0.0  # ended on its own before anyone asked
+    dead.error = "java.lang.InterruptedException"
+
+    assert stop_now([dead]) == 1
