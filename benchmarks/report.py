@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from benchmarks import breakdown
 from benchmarks.latency import LATENCY_ANALYTICS
 
 COMMAND = {"full": "make bench", "short": "make bench-short"}
@@ -222,6 +223,7 @@ def markdown(results: dict, plot: Path) -> str:
                     ]
                 )
         out += _table(["analytic", "visible in", "rows", "p50 s", "p95 s", "p99 s"], rows)
+        out += _breakdown(run)
     out += ["## 5. Scale: state as distinct users grow", ""]
     out += _table(
         [
@@ -262,7 +264,74 @@ def markdown(results: dict, plot: Path) -> str:
             for s in results["scale"]
         ],
     )
+    out += _at_rest(results)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _breakdown(run: dict) -> list[str]:
+    """The application's CPU in a run and where each query's micro-batch went."""
+    if "cores" not in run:
+        return []
+    rows = [breakdown.QueryBreakdown(**b) for b in run.get("breakdown", [])]
+    out = [
+        f"The application used **{run['cores']:.2f} cores** (CPU seconds of its process tree "
+        "per wall second while the producer ran).",
+        "",
+    ]
+    if rows:
+        out += [
+            "Where a micro-batch with input went, mean per query (ms; the jobs are Spark's, "
+            "named by the sink's step; \"outside jobs\" is the driver's own work in the sink: "
+            "Python, Delta's commit, the Kafka flush):",
+            "",
+            breakdown.markdown(rows),
+        ]
+    return out
+
+
+def _at_rest(results: dict) -> list[str]:
+    """Stage 6: a stage of the full run, or else a separate run's file."""
+    from benchmarks.run import PUBLISHED
+
+    runs = results.get("at_rest")
+    where = "in this run"
+    separate = PUBLISHED / "at_rest.json"
+    if not runs and results["mode"] == "full" and separate.exists():
+        measured = json.loads(separate.read_text())
+        runs = measured["runs"]
+        where = f"in a separate run (`python -m benchmarks.at_rest`, {measured['started'][:16]})"
+    if not runs:
+        return []
+    base = runs[0]["cores"]
+    out = [
+        f"## 6. At rest: {_n(runs[0]['rate'])} events/s, the `make up` default",
+        "",
+        f"Each lever for {runs[0]['seconds']:.0f} s on the same producer, one after the other "
+        f"{where}, trigger {runs[0]['trigger_seconds']} s; CPU is the streaming "
+        "application's whole process tree, ended children included.",
+        "",
+    ]
+    out += _table(
+        ["lever", "cores", "ratio to before", "batch p50 ms", "worst topic p95 s"],
+        [
+            [
+                r["label"],
+                f"{r['cores']:.2f}",
+                f"{r['cores'] / base:.2f}" if base else "-",
+                _n(r["batch_ms"]["p50"]),
+                _n(_worst_topic_p95(r), 1),
+            ]
+            for r in runs
+        ],
+    )
+    for r in runs:
+        out += [f"**{r['label']}**", "", *_breakdown(r)]
+    return out
+
+
+def _worst_topic_p95(run: dict) -> float | None:
+    found = [a["topic"]["p95"] for a in run["analytics"].values() if a["topic"]["p95"] is not None]
+    return max(found, default=None)
 
 
 def _producer_levers(results: dict) -> list[str]:

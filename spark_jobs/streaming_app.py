@@ -32,7 +32,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -157,6 +158,18 @@ def checkpoint_query_id(checkpoint: Path) -> str:
         return str(json.loads(handle.readline())["id"])
 
 
+@contextmanager
+def job_name(batch: DataFrame, name: str) -> Iterator[None]:
+    """Names the Spark jobs started inside (the name the Spark UI and its REST API show;
+    their description keeps the query and batch): where a batch's time goes, by step."""
+    context = batch.sparkSession.sparkContext
+    context.setLocalProperty("callSite.short", name)
+    try:
+        yield
+    finally:
+        context.setLocalProperty("callSite.short", None)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class BatchSink:
     """Writes one micro-batch to a Delta table (exactly once) and a Kafka topic.
@@ -180,26 +193,29 @@ class BatchSink:
         batch.persist()
         try:
             # No-data batches (the watermark moved, nothing to emit) would add empty commits.
-            if batch.isEmpty():
-                return
+            with job_name(batch, "empty check"):
+                if batch.isEmpty():
+                    return
             app_id = f"{self.query}-{checkpoint_query_id(self.checkpoint)}"
-            (
-                batch.select(*self.table_columns)
-                .write.format("delta")
-                .mode("append")
-                .option("txnAppId", app_id)
-                .option("txnVersion", str(batch_id))
-                .save(str(self.table))
-            )
+            with job_name(batch, "Delta write"):
+                (
+                    batch.select(*self.table_columns)
+                    .write.format("delta")
+                    .mode("append")
+                    .option("txnAppId", app_id)
+                    .option("txnVersion", str(batch_id))
+                    .save(str(self.table))
+                )
             # After the table: a crash here replays the batch, the table skips it and Kafka
             # gets the rows again with the same keys (at least once).
-            (
-                self.kafka_records(batch)
-                .write.format("kafka")
-                .options(**self.kafka_options)
-                .option("topic", self.topic)
-                .save()
-            )
+            with job_name(batch, "Kafka write"):
+                (
+                    self.kafka_records(batch)
+                    .write.format("kafka")
+                    .options(**self.kafka_options)
+                    .option("topic", self.topic)
+                    .save()
+                )
         finally:
             batch.unpersist()
 
@@ -366,6 +382,11 @@ def progress_record(progress: dict[str, Any]) -> dict[str, Any]:
                 "numRowsTotal": op.get("numRowsTotal"),
                 "memoryUsedBytes": op.get("memoryUsedBytes"),
                 "numRowsDroppedByWatermark": op.get("numRowsDroppedByWatermark"),
+                # Where a batch's state time goes (benchmarks/breakdown.py reads these).
+                "commitTimeMs": op.get("commitTimeMs"),
+                "allUpdatesTimeMs": op.get("allUpdatesTimeMs"),
+                "allRemovalsTimeMs": op.get("allRemovalsTimeMs"),
+                "customMetrics": op.get("customMetrics") or {},
             }
             for op in progress.get("stateOperators") or []
         ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from include.runtime.services import jars, spark_environment, venv_bin
@@ -25,6 +26,7 @@ def spark_submit_command(
     *app_args: str,
     master: str = "local[2]",
     driver_memory: str = "1g",
+    conf: Mapping[str, str] | None = None,
 ) -> list[str]:
     return [
         str(venv_bin() / "spark-submit"),
@@ -41,7 +43,11 @@ def spark_submit_command(
         # Executors on a standalone worker import the project too.
         "--conf",
         f"spark.executorEnv.PYTHONPATH={PROJECT_ROOT}",
-        *(arg for key, value in SPARK_UMASK_CONF.items() for arg in ("--conf", f"{key}={value}")),
+        *(
+            arg
+            for key, value in {**SPARK_UMASK_CONF, **(conf or {})}.items()
+            for arg in ("--conf", f"{key}={value}")
+        ),
         str(app),
         *app_args,
     ]
@@ -53,6 +59,7 @@ def launch_app(
     log_file: Path,
     *app_args: str,
     env: dict[str, str] | None = None,
+    conf: Mapping[str, str] | None = None,
     **submit_options: str,
 ) -> subprocess.Popen:
     """Start the app in the background, its output appended to log_file."""
@@ -65,7 +72,7 @@ def launch_app(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         return subprocess.Popen(
-            spark_submit_command(settings, app, *app_args, **submit_options),
+            spark_submit_command(settings, app, *app_args, conf=conf, **submit_options),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,

@@ -1,0 +1,51 @@
+"""The streaming application at the `make up` producer rate, the per-batch levers side by
+side: its CPU and where each query's micro-batch goes (stage 6 of `make bench`, alone).
+
+    .venv/bin/python -m benchmarks.at_rest [--seconds 300]
+
+Starts a Kafka broker of its own, runs each lever of the full plan's ``rest_levers`` for
+the same time on the same producer, one after the other, and writes
+docs/benchmarks/at_rest.json, which BENCHMARKS.md shows when the full run has no stage 6
+of its own (`python -m benchmarks.report` rewrites it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from dataclasses import replace
+
+from benchmarks.run import FULL, PUBLISHED, Bench
+from include.runtime.services import Kafka
+from include.settings import PROJECT_ROOT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.at_rest")
+    parser.add_argument("--seconds", type=float, default=FULL.rest_seconds)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    out = PROJECT_ROOT / "state" / "bench" / "at_rest"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    bench = Bench(replace(FULL, rest_seconds=args.seconds), out, "3g")
+    broker = Kafka(bench.settings)
+    broker.start()
+    try:
+        bench.at_rest()
+    finally:
+        broker.stop(timeout=30)
+    found = {"started": bench.results["started"], "runs": bench.results["at_rest"]}
+    PUBLISHED.mkdir(parents=True, exist_ok=True)
+    (PUBLISHED / "at_rest.json").write_text(json.dumps(found, indent=2) + "\n")
+    base = found["runs"][0]["cores"]
+    for run in found["runs"]:
+        print(f"{run['label']:70} {run['cores']:.3f} cores  {run['cores'] / base:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
