@@ -100,6 +100,9 @@ class SparkSettings(BaseModel):
     state_store: Literal["rocksdb", "hdfs"] = "rocksdb"
     # Scheduled graceful restart of the streaming driver (cron, UTC); "" turns it off.
     restart_schedule: str = "30 3 * * *"
+    # Any further Spark setting for the streaming application, applied after the
+    # platform's own (ECOM_SPARK__CONF='{"spark.sql.codegen.cache.maxEntries": "100"}').
+    conf: dict[str, str] = {}
 
 
 class ProducerSettings(BaseModel):

@@ -89,6 +89,17 @@ EXIT_CHECKPOINT_DAMAGED = 4
 
 # ---------------------------------------------------------------- session and source
 
+# What a micro-batch costs when it carries a few rows: mostly fixed work per batch and per
+# task, not rows (profiled with Java Flight Recorder, see BENCHMARKS.md).
+PER_BATCH_COST_CONF = {
+    # Spark keeps 100 compiled classes; six queries and Delta's own plans need more, so at
+    # 100 batches kept compiling their code again (janino: 16-23% of the JVM's samples).
+    "spark.sql.codegen.cache.maxEntries": "2000",
+    # Delta rebuilds a table's state in 50 tasks by default, each shipping a Hadoop
+    # configuration and generating its projections: our tables' logs are small.
+    "spark.databricks.delta.snapshotPartitions": "2",
+}
+
 
 def session_conf(settings: Settings) -> dict[str, str]:
     """Spark settings the application depends on, whatever launched it."""
@@ -110,6 +121,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.minBatchesToRetain": str(settings.spark.min_batches_to_retain),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        **PER_BATCH_COST_CONF,
+        **settings.spark.conf,
     }
 
 
@@ -172,7 +185,8 @@ def job_name(batch: DataFrame, name: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class BatchSink:
-    """Writes one micro-batch to a Delta table (exactly once) and a Kafka topic.
+    """Writes one micro-batch to a Kafka topic (at least once) and a Delta table (exactly
+    once), in that order.
 
     The Delta append carries ``txnAppId``/``txnVersion``: Delta records the highest
     version committed per app id and skips a write whose version is not higher, so a batch
@@ -196,6 +210,18 @@ class BatchSink:
             with job_name(batch, "empty check"):
                 if batch.isEmpty():
                     return
+            # The topic first: it is the fast path that dashboards and alerts read, and the
+            # Delta write takes as long again.  A crash after it replays the batch: Kafka
+            # gets the rows again with the same keys (at least once) and the table gets
+            # them once.
+            with job_name(batch, "Kafka write"):
+                (
+                    self.kafka_records(batch)
+                    .write.format("kafka")
+                    .options(**self.kafka_options)
+                    .option("topic", self.topic)
+                    .save()
+                )
             app_id = f"{self.query}-{checkpoint_query_id(self.checkpoint)}"
             with job_name(batch, "Delta write"):
                 (
@@ -205,16 +231,6 @@ class BatchSink:
                     .option("txnAppId", app_id)
                     .option("txnVersion", str(batch_id))
                     .save(str(self.table))
-                )
-            # After the table: a crash here replays the batch, the table skips it and Kafka
-            # gets the rows again with the same keys (at least once).
-            with job_name(batch, "Kafka write"):
-                (
-                    self.kafka_records(batch)
-                    .write.format("kafka")
-                    .options(**self.kafka_options)
-                    .option("topic", self.topic)
-                    .save()
                 )
         finally:
             batch.unpersist()

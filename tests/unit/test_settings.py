@@ -64,3 +64,19 @@ def test_the_zone_of_zone_less_timestamps_must_be_a_known_one(monkeypatch):
         monkeypatch.setenv("ECOM_EVENTS__NAIVE_TIMEZONE", bad)
         with pytest.raises(ValueError, match="naive_timezone"):
             Settings()
+
+
+def test_further_spark_settings_come_last_and_win(monkeypatch) -> None:
+    from spark_jobs.streaming_app import PER_BATCH_COST_CONF, session_conf
+
+    defaults = session_conf(Settings())
+    assert defaults["spark.sql.codegen.cache.maxEntries"] == "2000"
+    monkeypatch.setenv(
+        "ECOM_SPARK__CONF",
+        '{"spark.sql.codegen.cache.maxEntries": "100", "spark.locality.wait": "0s"}',
+    )
+    mine = session_conf(Settings())
+    assert mine["spark.sql.codegen.cache.maxEntries"] == "100"
+    assert mine["spark.locality.wait"] == "0s"
+    untouched = set(PER_BATCH_COST_CONF) - {"spark.sql.codegen.cache.maxEntries"}
+    assert {k: mine[k] for k in untouched} == {k: defaults[k] for k in untouched}
