@@ -17,6 +17,7 @@ import logging
 import shutil
 from dataclasses import replace
 
+from benchmarks import jfr_summary
 from benchmarks.run import FULL, PUBLISHED, Bench
 from include.runtime.services import Kafka
 from include.settings import PROJECT_ROOT
@@ -25,6 +26,11 @@ from include.settings import PROJECT_ROOT
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.at_rest")
     parser.add_argument("--seconds", type=float, default=FULL.rest_seconds)
+    parser.add_argument(
+        "--jfr",
+        action="store_true",
+        help="record each driver with Java Flight Recorder (from 60 s in) and summarise it",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
@@ -32,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     bench = Bench(replace(FULL, rest_seconds=args.seconds), out, "3g")
+    if args.jfr:
+        bench.jfr_dir = out
     broker = Kafka(bench.settings)
     broker.start()
     try:
@@ -39,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         broker.stop(timeout=30)
     found = {"started": bench.results["started"], "runs": bench.results["at_rest"]}
+    if args.jfr:
+        for n, run in enumerate(found["runs"]):
+            # Written when the driver exits; the first minute (start-up) is left out.
+            run["jfr"] = jfr_summary.summarise(jfr_summary.read_samples(out / f"rest{n}.jfr"))
     PUBLISHED.mkdir(parents=True, exist_ok=True)
     (PUBLISHED / "at_rest.json").write_text(json.dumps(found, indent=2) + "\n")
     base = found["runs"][0]["cores"]

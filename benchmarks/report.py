@@ -326,6 +326,22 @@ def _at_rest(results: dict) -> list[str]:
     )
     for r in runs:
         out += [f"**{r['label']}**", "", *_breakdown(r)]
+    profiled = [r for r in runs if r.get("jfr")]
+    if profiled:
+        out += [
+            "Where the driver's JVM spent its CPU (Java Flight Recorder samples after the "
+            "first minute, `python -m benchmarks.at_rest --jfr`; benchmarks/jfr_summary.py "
+            "puts each stack in its first matching category):",
+            "",
+        ]
+        names = list(dict.fromkeys(k for r in profiled for k in r["jfr"]["categories"]))
+        out += _table(
+            ["CPU samples in", *(r["label"] for r in profiled)],
+            [
+                [name, *(f"{r['jfr']['categories'].get(name, 0):.1%}" for r in profiled)]
+                for name in names
+            ],
+        )
     return out
 
 

@@ -172,6 +172,9 @@ class Bench:
         self.settings = Settings(state_dir=out / "broker")
         self.results: dict = {"mode": plan.mode, "started": iso_utc(datetime.now(UTC))}
         self.scale_points: dict[tuple[int, int], tuple] = {}
+        # Set to a directory: each latency run's driver records a Java Flight Recording
+        # there (benchmarks/jfr_summary.py reads it).
+        self.jfr_dir: Path | None = None
         self.distinct_users: dict[int, int] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -191,6 +194,15 @@ class Bench:
         settings = Settings(state_dir=self.out / name)
         provision(settings)
         return settings, env
+
+    def driver_conf(self, name: str) -> dict[str, str]:
+        if self.jfr_dir is None:
+            return {}
+        recording = self.jfr_dir / f"{name}.jfr"
+        return {
+            "spark.driver.extraJavaOptions": "-XX:FlightRecorderOptions:stackdepth=512 "
+            f"-XX:StartFlightRecording=delay=60s,settings=profile,dumponexit=true,filename={recording}"
+        }
 
     def make_topic(self, name: str) -> None:
         client = admin(self.settings.bootstrap_servers)
@@ -375,6 +387,7 @@ class Bench:
                 "spark.ui.port": ui.rpartition(":")[2],
                 "spark.ui.retainedJobs": "1000000",
                 "spark.ui.retainedStages": "1000000",
+                **self.driver_conf(name),
             },
         )
         try:

@@ -88,3 +88,37 @@ def test_means_per_batch_over_the_batches_both_sources_know() -> None:
     )
     # addBatch minus the jobs: (1000 - 900) and (600 - 300)
     assert got.outside_jobs_ms == pytest.approx(200)
+
+
+def test_a_cpu_sample_goes_to_its_first_matching_category() -> None:
+    from benchmarks import jfr_summary
+
+    compile_in_a_task = [
+        "org.codehaus.janino.Scanner.peek",
+        "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator$.doCompile",
+        "org.apache.spark.sql.execution.WholeStageCodegenExec.doCodeGen",  # also "generating"
+        "org.apache.spark.executor.Executor$TaskRunner.run",
+    ]
+    chmod = ["java.lang.ProcessImpl.forkAndExec", "org.apache.hadoop.util.Shell.runCommand"]
+    rows = ["org.apache.spark.sql.catalyst.expressions.GeneratedClass$Gen.processNext"]
+    found = jfr_summary.summarise(
+        [
+            ("Executor task launch worker for task 0.0 in stage 3.0", compile_in_a_task),
+            ("Executor task launch worker for task 1.0 in stage 3.0", compile_in_a_task),
+            ("stream execution thread for revenue [id = 1]", chmod),
+            ("dispatcher-event-loop-0", rows),
+            ("Executor task launch worker for task 2.0 in stage 4.0", ["java.lang.Thread.run"]),
+        ]
+    )
+    assert found["samples"] == 5
+    assert found["categories"] == {
+        "codegen: compiling (janino)": 0.4,
+        "forking a process (chmod, stat, rm)": 0.2,
+        "generated code (the rows' own work)": 0.2,
+        "other": 0.2,
+    }
+    assert found["threads"] == {
+        "task threads": 3,
+        "query threads (planning, commits, foreachBatch)": 1,
+        "other threads": 1,
+    }
