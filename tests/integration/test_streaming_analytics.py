@@ -101,8 +101,8 @@ def test_every_row_of_every_analytic_equals_the_oracle(analytic, produced, strea
     assert len(got) == len(expected), "the sink has rows the oracle does not (duplicates?)"
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
-    # The output topic carries the same rows, at least once, with deterministic keys (the
-    # batch writes the topic before the table).
+    # The output topic carries the same rows, at least once, with deterministic keys.  The
+    # batch writes Kafka after the table, so the topic may trail the table for a moment.
     keys = poll(
         lambda: {
             r.key for r in read_to_end(settings.bootstrap_servers, settings.output_topic(analytic))
