@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import shutil
 from dataclasses import replace
 
 from benchmarks import jfr_summary
-from benchmarks.run import FULL, PUBLISHED, Bench
-from include.runtime.services import Kafka
-from include.settings import PROJECT_ROOT
+from benchmarks.run import FULL, PUBLISHED, stage_alone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,25 +28,15 @@ def main(argv: list[str] | None = None) -> int:
         help="record each driver with Java Flight Recorder (from 60 s in) and summarise it",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    out = PROJECT_ROOT / "state" / "bench" / "at_rest"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    bench = Bench(replace(FULL, rest_seconds=args.seconds), out, "3g")
-    if args.jfr:
-        bench.jfr_dir = out
-    broker = Kafka(bench.settings)
-    broker.start()
-    try:
+    with stage_alone("at_rest", replace(FULL, rest_seconds=args.seconds), "3g") as bench:
+        if args.jfr:
+            bench.jfr_dir = bench.out
         bench.at_rest()
-    finally:
-        broker.stop(timeout=30)
     found = {"started": bench.results["started"], "runs": bench.results["at_rest"]}
     if args.jfr:
         for n, run in enumerate(found["runs"]):
             # Written when the driver exits; the first minute (start-up) is left out.
-            run["jfr"] = jfr_summary.summarise(jfr_summary.read_samples(out / f"rest{n}.jfr"))
+            run["jfr"] = jfr_summary.summarise(jfr_summary.read_samples(bench.out / f"rest{n}.jfr"))
     PUBLISHED.mkdir(parents=True, exist_ok=True)
     (PUBLISHED / "at_rest.json").write_text(json.dumps(found, indent=2) + "\n")
     base = found["runs"][0]["cores"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import statistics
 import subprocess
 import sys
@@ -91,28 +90,17 @@ def compare(
 
 def main(argv: list[str] | None = None) -> int:
     # Imported here: benchmarks.run imports this module for its full plan.
-    from benchmarks.run import PUBLISHED, SHORT, Bench
+    from benchmarks.run import PUBLISHED, SHORT, stage_alone
     from include.events import iso_utc
-    from include.runtime.services import Kafka
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.producer_levers")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    out = PROJECT_ROOT / "state" / "bench" / "producer_levers"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    bench = Bench(SHORT, out, "1g")
-    broker = Kafka(bench.settings)
-    broker.start()
-    try:
+    with stage_alone("producer_levers", SHORT, "1g") as bench:
         found = compare(
             bench.settings.bootstrap_servers, bench.make_topic, args.events, args.rounds
         )
-    finally:
-        broker.stop(timeout=30)
     PUBLISHED.mkdir(parents=True, exist_ok=True)
     result = {"started": iso_utc(datetime.now(UTC)), "variants": found}
     (PUBLISHED / "producer_levers.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """The platform's benchmarks: how fast, against what ceiling, and how cost grows.
 
-    make bench          # the full run, by hand (about 40 minutes on 2 cores): rewrites
+    make bench          # the full run, by hand (about 50 minutes on 2 cores): rewrites
                         # BENCHMARKS.md and docs/benchmarks/{results.json,benchmarks.png}
     make bench-short    # the CI smoke (a few minutes): the same stages, small numbers,
                         # written under state/bench/short/
@@ -41,6 +41,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -748,6 +750,31 @@ def jar_version(cache: str, prefix: str) -> str:
     return jars[0].stem.removeprefix(prefix) if jars else "unknown"
 
 
+def console_logs() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+
+
+def fresh_dir(out: Path) -> Path:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    return out
+
+
+@contextmanager
+def stage_alone(name: str, plan: Plan, driver_memory: str) -> Iterator[Bench]:
+    """One stage run by itself (python -m benchmarks.<stage>): console logs, a fresh
+    state/bench/<name>, and a broker of its own while the stage runs."""
+    console_logs()
+    bench = Bench(plan, fresh_dir(PROJECT_ROOT / "state" / "bench" / name), driver_memory)
+    broker = Kafka(bench.settings)
+    broker.start()
+    try:
+        yield bench
+    finally:
+        broker.stop(timeout=30)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
@@ -765,14 +792,11 @@ def main(argv: list[str] | None = None) -> int:
         help="write BENCHMARKS.md and docs/benchmarks/ (default: in the full mode only)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    console_logs()
     plan = SHORT if args.short else FULL
     if args.events:
         plan = replace(plan, events=args.events)
-    out = (args.out or PROJECT_ROOT / "state" / "bench" / plan.mode).resolve()
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = fresh_dir((args.out or PROJECT_ROOT / "state" / "bench" / plan.mode).resolve())
     log.info("benchmarks (%s mode) in %s", plan.mode, out)
     results = Bench(plan, out, args.driver_memory).run()
 
