@@ -412,7 +412,11 @@ class Bench:
             except TimeoutError:
                 behind = f"still behind {DRAIN_SECONDS} s after the input stopped"
                 log.info("latency at %d events/s: %s; stopping it anyway", rate, behind)
-            jobs = breakdown.fetch_jobs(ui)
+            try:
+                jobs = breakdown.fetch_jobs(ui)
+            except (OSError, ValueError) as error:  # requests' errors are OSErrors
+                log.warning("%s: no job breakdown, the Spark UI did not answer: %s", name, error)
+                jobs = []
             stop_file.touch()
             app.wait(180)
         finally:

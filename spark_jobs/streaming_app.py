@@ -93,7 +93,7 @@ EXIT_CHECKPOINT_DAMAGED = 4
 # task, not rows (profiled with Java Flight Recorder, see BENCHMARKS.md).
 PER_BATCH_COST_CONF = {
     # Spark keeps 100 compiled classes; six queries and Delta's own plans need more, so at
-    # 100 batches kept compiling their code again (janino: 16-23% of the JVM's samples).
+    # 100 batches kept compiling their code again (janino: 22% of the JVM's samples, 2% now).
     "spark.sql.codegen.cache.maxEntries": "2000",
     # Delta rebuilds a table's state in 50 tasks by default, each shipping a Hadoop
     # configuration and generating its projections: our tables' logs are small.
