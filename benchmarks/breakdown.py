@@ -12,7 +12,7 @@ Three sources, all read from outside the streaming code:
 - what is left of addBatch once the jobs are taken away: driver-side work outside any job
   (the Python callback, Delta's log listing and commit, the Kafka producer's flush).
 
-    python -m benchmarks.breakdown --rate 50 --seconds 300      # prints a table per query
+Every latency run of `make bench` and `python -m benchmarks.at_rest` report it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _epoch_ms(stamp: str) -> float:
 class Job:
     query: str
     batch: int
-    kind: str  # "batch" (the micro-batch's own work) or Delta's name for its job
+    kind: str  # the sink's step ("Delta write"...), "batch", or "Delta: <its own step>"
     ms: float
     tasks: int
 
@@ -60,8 +60,8 @@ def parse_job(job: dict) -> Job | None:
     if query.startswith("Delta: "):
         query = query.removeprefix("Delta: ")
         # "Compute snapshot for version: 12" -> "Delta: compute snapshot"
-        kind = "Delta: " + re.sub(r"[:\s]*\d+$", "", found.group(2) or "other").split(" for ")[0]
-        kind = kind.lower().replace("delta: ", "Delta: ")
+        step = re.sub(r"[:\s]*\d+$", "", found.group(2) or "other").split(" for ")[0]
+        kind = "Delta: " + step.lower()
     return Job(
         query=query,
         batch=int(found.group(1)),
@@ -140,9 +140,10 @@ def breakdown(records: list[dict], jobs: list[Job]) -> list[QueryBreakdown]:
     return out
 
 
-def markdown(rows: list[QueryBreakdown]) -> str:
+def table(rows: list[QueryBreakdown]) -> tuple[list[str], list[list[str]]]:
+    """The header and the cells of the breakdown table, one row per query."""
     kinds = sorted({k for r in rows for k in r.jobs_ms})
-    head = [
+    header = [
         "query",
         "batches",
         "trigger ms",
@@ -153,9 +154,8 @@ def markdown(rows: list[QueryBreakdown]) -> str:
         *(f"{k} ms" for k in kinds),
         "addBatch outside jobs ms",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" + " ---: |" * (len(head) - 1)]
-    for r in rows:
-        cells = [
+    cells = [
+        [
             r.query,
             str(r.batches),
             f"{r.trigger_ms:.0f}",
@@ -166,5 +166,6 @@ def markdown(rows: list[QueryBreakdown]) -> str:
             *(f"{r.jobs_ms.get(k, 0):.0f}" for k in kinds),
             f"{r.outside_jobs_ms:.0f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        for r in rows
+    ]
+    return header, cells

@@ -119,3 +119,9 @@ def table_rows(table: Path) -> Iterator[tuple[dict, float]]:
         for path in added:
             for row in pq.read_table(table / path).to_pylist():
                 yield row, committed_ms / 1000
+
+
+def worst_p95(run: dict, where: str) -> float | None:
+    """The slowest analytic's p95 in a latency run's results, "topic" or "table"."""
+    found = [a[where]["p95"] for a in run["analytics"].values() if a[where]["p95"] is not None]
+    return max(found, default=None)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from benchmarks import breakdown
-from benchmarks.latency import LATENCY_ANALYTICS
+from benchmarks.latency import LATENCY_ANALYTICS, worst_p95
 
 COMMAND = {"full": "make bench", "short": "make bench-short"}
 
@@ -284,22 +284,32 @@ def _breakdown(run: dict) -> list[str]:
             "named by the sink's step; \"outside jobs\" is the driver's own work in the sink: "
             "Python, Delta's commit, the Kafka flush):",
             "",
-            breakdown.markdown(rows),
+            *_table(*breakdown.table(rows)),
         ]
     return out
 
 
-def _at_rest(results: dict) -> list[str]:
-    """Stage 6: a stage of the full run, or else a separate run's file."""
+def _separate_run(results: dict, stage: str) -> tuple[dict, str] | None:
+    """A stage's own published run (`python -m benchmarks.<stage>`), for a full run that
+    did not measure the stage itself, and the words that say where it comes from."""
     from benchmarks.run import PUBLISHED
 
+    separate = PUBLISHED / f"{stage}.json"
+    if results["mode"] != "full" or not separate.exists():
+        return None
+    measured = json.loads(separate.read_text())
+    return measured, (
+        f"in a separate run (`python -m benchmarks.{stage}`, {measured['started'][:16]})"
+    )
+
+
+def _at_rest(results: dict) -> list[str]:
+    """Stage 6: a stage of the full run, or else a separate run's file."""
     runs = results.get("at_rest")
     where = "in this run"
-    separate = PUBLISHED / "at_rest.json"
-    if not runs and results["mode"] == "full" and separate.exists():
-        measured = json.loads(separate.read_text())
+    if not runs and (separate := _separate_run(results, "at_rest")):
+        measured, where = separate
         runs = measured["runs"]
-        where = f"in a separate run (`python -m benchmarks.at_rest`, {measured['started'][:16]})"
     if not runs:
         return []
     base = runs[0]["cores"]
@@ -319,7 +329,7 @@ def _at_rest(results: dict) -> list[str]:
                 f"{r['cores']:.2f}",
                 f"{r['cores'] / base:.2f}" if base else "-",
                 _n(r["batch_ms"]["p50"]),
-                _n(_worst_topic_p95(r), 1),
+                _n(worst_p95(r, "topic"), 1),
             ]
             for r in runs
         ],
@@ -351,25 +361,14 @@ def _at_rest(results: dict) -> list[str]:
     return out
 
 
-def _worst_topic_p95(run: dict) -> float | None:
-    found = [a["topic"]["p95"] for a in run["analytics"].values() if a["topic"]["p95"] is not None]
-    return max(found, default=None)
-
-
 def _producer_levers(results: dict) -> list[str]:
     """The producer's levers: a stage of the full run, or else a separate run's file."""
-    from benchmarks.run import PUBLISHED
-
     found = results.get("producer_levers")
     intro = "The producer's levers, side by side in this run"
-    separate = PUBLISHED / "producer_levers.json"
-    if found is None and results["mode"] == "full" and separate.exists():
-        measured = json.loads(separate.read_text())
+    if found is None and (separate := _separate_run(results, "producer_levers")):
+        measured, where = separate
         found = measured["variants"]
-        intro = (
-            "The producer's levers, side by side in a separate run "
-            f"(`python -m benchmarks.producer_levers`, {measured['started'][:16]})"
-        )
+        intro = f"The producer's levers, side by side {where}"
     if not found:
         return []
     out = [

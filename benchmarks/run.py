@@ -697,7 +697,7 @@ def targets(results: dict) -> list[dict]:
         if "skipped" in run:
             found.append(_target(name, f"<= {limit} s", None, False))
             continue
-        worst = _worst_p95(run, where)
+        worst = latency.worst_p95(run, where)
         met = worst is not None and worst <= limit and not run.get("fell_behind")
         found.append(_target(name, f"<= {limit} s", worst, met))
     for run in results.get("at_rest", [])[-1:]:  # the platform's defaults
@@ -711,11 +711,6 @@ def targets(results: dict) -> list[dict]:
             )
         )
     return found
-
-
-def _worst_p95(run: dict, where: str) -> float | None:
-    found = [a[where]["p95"] for a in run["analytics"].values() if a[where]["p95"] is not None]
-    return max(found, default=None)
 
 
 def _target(name: str, target: str, measured, met: bool) -> dict:
