@@ -44,13 +44,13 @@ from include.topics import provision
 
 log = logging.getLogger("benchmarks.designs")
 DESIGN_APP = Path(__file__).with_name("design_app.py")
-ANALYTICS = [
+ANALYTICS = (
     "revenue_by_category",
     "high_value_users",
     "conversion_funnel",
     "user_sessions",
     "click_to_purchase",
-]
+)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import breakdown
@@ -312,53 +313,89 @@ def _at_rest(results: dict) -> list[str]:
         runs = measured["runs"]
     if not runs:
         return []
+    from benchmarks.run import defaults_at_rest
+
     base = runs[0]["cores"]
     out = [
         f"## 6. At rest: {_n(runs[0]['rate'])} events/s, the `make up` default",
         "",
-        f"Each lever for {runs[0]['seconds']:.0f} s on the same producer, one after the other "
-        f"{where}, trigger {runs[0]['trigger_seconds']} s; CPU is the streaming "
-        "application's whole process tree, ended children included.",
+        f"Each row on the same producer rate, one after the other {where}; CPU is the "
+        "streaming application's whole process tree, ended children included, over the "
+        "whole run and minute by minute (the JVM keeps compiling Spark's own code for "
+        "minutes after the start).",
         "",
     ]
     out += _table(
-        ["lever", "cores", "ratio to before", "batch p50 ms", "worst topic p95 s"],
+        [
+            "lever",
+            "trigger s",
+            "seconds",
+            "cores",
+            "ratio to before",
+            "cores per minute",
+            "batch p50 ms",
+            "worst topic p95 s",
+        ],
         [
             [
                 r["label"],
+                str(r["trigger_seconds"]),
+                f"{r['seconds']:.0f}",
                 f"{r['cores']:.2f}",
                 f"{r['cores'] / base:.2f}" if base else "-",
+                " ".join(f"{c:.2f}" for c in r.get("cores_per_minute", [])) or "-",
                 _n(r["batch_ms"]["p50"]),
                 _n(worst_p95(r, "topic"), 1),
             ]
             for r in runs
         ],
     )
-    cores = runs[-1]["cores"]
-    out += [
-        f"Target: the platform's defaults at most 0.15 cores here; "
-        f"{'met' if cores <= 0.15 else '**not met**'} ({cores:.2f}).",
-        "",
-    ]
-    for r in runs:
-        out += [f"**{r['label']}**", "", *_breakdown(r)]
-    profiled = [r for r in runs if r.get("jfr")]
-    if profiled:
+    if defaults := defaults_at_rest(runs):
+        cores = defaults["cores"]
         out += [
-            "Where the driver's JVM spent its CPU (Java Flight Recorder samples after the "
-            "first minute, `python -m benchmarks.at_rest --jfr`; benchmarks/jfr_summary.py "
-            "puts each stack in its first matching category):",
+            f"Target: the platform's defaults at most 0.15 cores here; "
+            f"{'met' if cores <= 0.15 else '**not met**'} ({cores:.2f}).",
             "",
         ]
-        names = list(dict.fromkeys(k for r in profiled for k in r["jfr"]["categories"]))
-        out += _table(
-            ["CPU samples in", *(r["label"] for r in profiled)],
-            [
-                [name, *(f"{r['jfr']['categories'].get(name, 0):.1%}" for r in profiled)]
-                for name in names
-            ],
-        )
+    out += _by_category(
+        runs,
+        lambda r: r.get("cores_by_thread"),
+        "cores in",
+        ".3f",
+        "Where the cores went, by kind of thread (Linux's CPU time of each thread of the "
+        "driver's JVM, the Python driver, and the rest of the process tree: "
+        "benchmarks/threads.py):",
+    )
+    for r in runs:
+        out += [f"**{r['label']}**", "", *_breakdown(r)]
+    out += _by_category(
+        runs,
+        lambda r: (r.get("jfr") or {}).get("categories"),
+        "CPU samples in",
+        ".1%",
+        "Where the driver's JVM spent its CPU (Java Flight Recorder samples after the "
+        "first minute, `python -m benchmarks.at_rest --jfr`; benchmarks/jfr_summary.py "
+        "puts each stack in its first matching category):",
+    )
     return out
+
+
+def _by_category(
+    runs: list[dict], values: Callable[[dict], dict | None], header: str, fmt: str, intro: str
+) -> list[str]:
+    """A table with a row per category and a column per run that has values(run)."""
+    having = [r for r in runs if values(r)]
+    if not having:
+        return []
+    names = list(dict.fromkeys(name for r in having for name in values(r)))
+    return [
+        intro,
+        "",
+        *_table(
+            [header, *(r["label"] for r in having)],
+            [[name, *(format(values(r).get(name, 0), fmt) for r in having)] for name in names],
+        ),
+    ]
 
 
 def _producer_levers(results: dict) -> list[str]:

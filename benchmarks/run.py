@@ -40,8 +40,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -51,8 +52,8 @@ from types import SimpleNamespace
 import psutil
 from kafka.admin import NewTopic
 
-from benchmarks import breakdown, kafka_tools, latency, producer_levers, producers
-from benchmarks.designs import ANALYTICS, Variant, run_variant
+from benchmarks import breakdown, kafka_tools, latency, producer_levers, producers, threads
+from benchmarks.designs import ANALYTICS, DESIGN_APP, Variant, run_variant
 from include.events import EventGenerator, iso_utc
 from include.kafka_client import admin, read_to_end
 from include.producer import ProducerParams, run_producer
@@ -79,6 +80,12 @@ class Lever:
     label: str
     env: dict[str, str] = field(default_factory=dict)
     max_offsets: int = 200_000  # the platform's default (config/platform.toml)
+    # A design of benchmarks/design_app.py instead of the platform's application.
+    design: str = ""
+    # The streaming queries the run waits for (the platform's application runs just these).
+    queries: tuple[str, ...] = ANALYTICS
+    trigger_seconds: int | None = None  # None: the stage's own
+    seconds: float | None = None  # how long a steady-rate run produces; None: the stage's
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,9 @@ class Plan:
 
 
 BEFORE = Lever("before: 6 shuffle partitions", {"ECOM_SPARK__SHUFFLE_PARTITIONS": "6"})
-AFTER = Lever("platform defaults: 2 shuffle partitions")
+TWO_PARTITIONS_ENV = {"ECOM_SPARK__SHUFFLE_PARTITIONS": "2"}
+TWO_PARTITIONS = Lever("2 shuffle partitions (the default until issue 14)", TWO_PARTITIONS_ENV)
+AFTER = Lever("platform defaults: 1 shuffle partition")
 HDFS_STATE = Lever(
     "platform defaults, state in the JVM heap (hdfs store)", {"ECOM_SPARK__STATE_STORE": "hdfs"}
 )
@@ -112,17 +121,41 @@ HDFS_STATE = Lever(
 # Spark's and Delta's own defaults for what spark_jobs/streaming_app.PER_BATCH_COST_CONF
 # changes: the before row of the per-batch cost.
 PER_BATCH_BEFORE = Lever(
-    "before: Spark's 100 cached classes, Delta's 50 snapshot partitions",
+    "before: Spark's 100 cached classes, Delta's 50 snapshot partitions, 2 shuffle partitions",
     {
+        **TWO_PARTITIONS_ENV,
         "ECOM_SPARK__CONF": json.dumps(
             {
                 "spark.sql.codegen.cache.maxEntries": "100",
                 "spark.databricks.delta.snapshotPartitions": "50",
             }
-        )
+        ),
     },
 )
 PER_BATCH_AFTER = Lever("platform defaults")
+# What a micro-batch costs at the least, and designs that share the per-batch work: at the
+# 1 s trigger that results within seconds need (latency is about two triggers and a batch).
+FLOOR = (
+    Lever(
+        "floor: the dead-letter query alone (no state, nothing to write), trigger 1 s",
+        queries=("dead_letters",),
+        trigger_seconds=1,
+        seconds=180,
+    ),
+    Lever(
+        "floor: revenue_by_category alone (de-duplication, windows, table, topic), trigger 1 s",
+        queries=("revenue_by_category",),
+        trigger_seconds=1,
+        seconds=180,
+    ),
+    Lever("platform defaults, trigger 1 s", trigger_seconds=1, seconds=180),
+    Lever(
+        "all analytics as one query (benchmarks/design_app.py one_query)",
+        design="one_query",
+        queries=("analytics",),
+        seconds=180,
+    ),
+)
 
 FULL = Plan(
     mode="full",
@@ -130,7 +163,7 @@ FULL = Plan(
     users=20_000,
     span_minutes=120,
     tutorial_events=5_000,
-    levers=(BEFORE, AFTER, HDFS_STATE),
+    levers=(BEFORE, TWO_PARTITIONS, AFTER, HDFS_STATE),
     lever_events=200_000,
     latency_rates=(1_000, 2_000, 5_000),
     latency_seconds=150,
@@ -138,7 +171,7 @@ FULL = Plan(
     scale_users=(1_000, 100_000, 1_000_000),
     scale_events=500_000,
     profile=True,
-    rest_levers=(PER_BATCH_BEFORE, PER_BATCH_AFTER),
+    rest_levers=(PER_BATCH_BEFORE, TWO_PARTITIONS, PER_BATCH_AFTER, *FLOOR),
 )
 SHORT = Plan(
     mode="short",
@@ -350,8 +383,8 @@ class Bench:
                     lever,
                     f"rest{n}",
                     # `make up`'s trigger, not the latency runs' short one.
-                    trigger_seconds=self.settings.spark.trigger_seconds,
-                    seconds=self.plan.rest_seconds,
+                    trigger_seconds=lever.trigger_seconds or self.settings.spark.trigger_seconds,
+                    seconds=lever.seconds or self.plan.rest_seconds,
                 ),
             }
             for n, lever in enumerate(self.plan.rest_levers)
@@ -375,8 +408,14 @@ class Bench:
         ui = f"http://127.0.0.1:{free_port()}"
         app = launch_app(
             settings,
-            STREAMING_APP,
+            DESIGN_APP if lever.design else STREAMING_APP,
             state / "app.log",
+            *(("--design", lever.design) if lever.design else ()),
+            *(
+                ("--queries", ",".join(lever.queries))
+                if not lever.design and lever.queries != ANALYTICS
+                else ()
+            ),
             "--trigger-seconds",
             str(trigger_seconds),
             "--stop-file",
@@ -393,21 +432,34 @@ class Bench:
             },
         )
         try:
-            wait_for(lambda: started_queries(state) >= set(ANALYTICS), app, 300, "queries start")
+            wait_for(
+                lambda: started_queries(state) >= set(lever.queries), app, 300, "queries start"
+            )
             cpu_before = cpu_seconds(app.pid)
+            reading = threads.Reading.of(app.pid, cpu_before)
             log.info(
                 "%s at %d events/s (%s): producing for %.0f s", name, rate, lever.label, seconds
             )
             began = time.time()
-            stats = run_producer(
-                settings.bootstrap_servers,
-                settings.kafka.input_topic,
-                ProducerParams(rate=rate, duration_seconds=seconds, seed=SEED),
-            )
+            with CoresPerMinute(app.pid) as per_minute:
+                stats = run_producer(
+                    settings.bootstrap_servers,
+                    settings.kafka.input_topic,
+                    ProducerParams(rate=rate, duration_seconds=seconds, seed=SEED),
+                )
             ended = time.time()
-            cores = (cpu_seconds(app.pid) - cpu_before) / (ended - began)
+            cpu_after = cpu_seconds(app.pid)
+            cores = (cpu_after - cpu_before) / (ended - began)
+            cpu_split = threads.split(
+                reading, threads.Reading.of(app.pid, cpu_after), ended - began
+            )
             try:
-                wait_for(lambda: caught_up(state, ended), app, DRAIN_SECONDS, "the backlog")
+                wait_for(
+                    lambda: caught_up(state, ended, lever.queries),
+                    app,
+                    DRAIN_SECONDS,
+                    "the backlog",
+                )
                 behind = None
             except TimeoutError:
                 behind = f"still behind {DRAIN_SECONDS} s after the input stopped"
@@ -454,6 +506,10 @@ class Bench:
             "batch_ms": batch_durations(records),
             # CPU seconds of the application's process tree per wall second while producing.
             "cores": round(cores, 3),
+            # The same, minute by minute: the JVM compiles Spark's code for minutes.
+            "cores_per_minute": per_minute.cores,
+            # The same by kind of thread (benchmarks/threads.py).
+            "cores_by_thread": cpu_split,
             "breakdown": [asdict(b) for b in breakdown.breakdown(records, jobs)],
             # Rows still pending when the run was stopped are not counted: if the pipeline
             # fell behind, the true latency is higher than these figures.
@@ -566,12 +622,38 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+class CoresPerMinute:
+    """Samples a process tree's CPU each minute in a thread of its own (a with block)."""
+
+    def __init__(self, pid: int, interval: float = 60.0) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.cores: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        last = cpu_seconds(self.pid)
+        while not self._stop.wait(self.interval):
+            now = cpu_seconds(self.pid)
+            self.cores.append(round((now - last) / self.interval, 3))
+            last = now
+
+    def __enter__(self) -> CoresPerMinute:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def started_queries(state: Path) -> set[str]:
     return {r["name"] for r in read_progress(state / "metrics")}
 
 
-def caught_up(state: Path, since: float) -> bool:
-    """Every analytic has run a batch that began after `since` and found nothing new."""
+def caught_up(state: Path, since: float, queries: Sequence[str] = ANALYTICS) -> bool:
+    """Every query has run a batch that began after `since` and found nothing new."""
     latest: dict[str, dict] = {}
     for record in read_progress(state / "metrics"):
         latest[record["name"]] = record
@@ -579,7 +661,7 @@ def caught_up(state: Path, since: float) -> bool:
         name in latest
         and _epoch(latest[name]["timestamp"]) > since
         and latest[name]["numInputRows"] == 0
-        for name in ANALYTICS
+        for name in queries
     )
 
 
@@ -700,7 +782,7 @@ def targets(results: dict) -> list[dict]:
         worst = latency.worst_p95(run, where)
         met = worst is not None and worst <= limit and not run.get("fell_behind")
         found.append(_target(name, f"<= {limit} s", worst, met))
-    for run in results.get("at_rest", [])[-1:]:  # the platform's defaults
+    if run := defaults_at_rest(results.get("at_rest", [])):
         cores = run["cores"]
         found.append(
             _target(
@@ -711,6 +793,11 @@ def targets(results: dict) -> list[dict]:
             )
         )
     return found
+
+
+def defaults_at_rest(runs: list[dict]) -> dict | None:
+    """Stage 6's run of the platform's defaults at the `make up` trigger."""
+    return next((r for r in runs if r["label"] == PER_BATCH_AFTER.label), None)
 
 
 def _target(name: str, target: str, measured, met: bool) -> dict:

@@ -398,6 +398,11 @@ def to_kafka_records(df: DataFrame, key_columns: Sequence[str]) -> DataFrame:
     ``Books|2026-01-01T12:00:00.000Z`` in a UTC session), so a replayed row gets the same
     key and consumers can dedupe; the value is the whole row as JSON.
     """
+    return df.select(*kafka_key_value(df, key_columns))
+
+
+def kafka_key_value(df: DataFrame, key_columns: Sequence[str]) -> list[Column]:
+    """The ``key`` and ``value`` columns of :func:`to_kafka_records`."""
     types = dict((field.name, field.dataType) for field in df.schema.fields)
     parts = []
     for name in key_columns:
@@ -408,10 +413,10 @@ def to_kafka_records(df: DataFrame, key_columns: Sequence[str]) -> DataFrame:
             rendered = column.cast("string")
         # concat_ws skips nulls, which would make "a|null" and "null|a" collide.
         parts.append(F.coalesce(rendered, F.lit("")))
-    return df.select(
+    return [
         F.concat_ws("|", *parts).cast("binary").alias("key"),
         F.to_json(F.struct(*[F.col(c) for c in df.columns])).cast("binary").alias("value"),
-    )
+    ]
 
 
 def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
