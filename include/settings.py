@@ -91,7 +91,7 @@ class AirflowSettings(BaseModel):
 class SparkSettings(BaseModel):
     master: str = "local[*]"
     driver_memory: str = "2g"
-    shuffle_partitions: int = Field(2, ge=1)
+    shuffle_partitions: int = Field(1, ge=1)
     trigger_seconds: int = Field(10, ge=1)
     max_offsets_per_trigger: int = Field(200_000, ge=1)
     min_batches_to_retain: int = Field(100, ge=2)
