@@ -1,10 +1,12 @@
-"""The streaming application at the `make up` producer rate, the per-batch levers side by
-side: its CPU and where each query's micro-batch goes (stage 6 of `make bench`, alone).
+"""The streaming application at the `make up` producer rate, the per-batch levers and the
+floor rows side by side: its CPU and where each query's micro-batch goes (stage 6 of
+`make bench`, alone; about 36 minutes).
 
-    .venv/bin/python -m benchmarks.at_rest [--seconds 300]
+    .venv/bin/python -m benchmarks.at_rest [--seconds 300] [--jfr]
 
-Starts a Kafka broker of its own, runs each lever of the full plan's ``rest_levers`` for
-the same time on the same producer, one after the other, and writes
+Starts a Kafka broker of its own, runs each lever of the full plan's ``rest_levers`` on
+the same producer rate, one after the other (``--seconds`` each, or the lever's own
+``seconds``: the floor rows run 3 minutes), and writes
 docs/benchmarks/at_rest.json, which BENCHMARKS.md shows when the full run has no stage 6
 of its own (`python -m benchmarks.report` rewrites it).
 """

@@ -1,6 +1,6 @@
 """The platform's benchmarks: how fast, against what ceiling, and how cost grows.
 
-    make bench          # the full run, by hand (about 50 minutes on 2 cores): rewrites
+    make bench          # the full run, by hand (about 90 minutes on 2 cores): rewrites
                         # BENCHMARKS.md and docs/benchmarks/{results.json,benchmarks.png}
     make bench-short    # the CI smoke (a few minutes): the same stages, small numbers,
                         # written under state/bench/short/
@@ -23,9 +23,11 @@ sits beside the ceiling it is compared with (this machine is shared and noisy):
    latency, would grow for as long as the run lasted.
 5. Scale: state rows, state memory and batch duration as distinct users grow.
 6. At rest (full mode): the `make up` producer rate for five minutes, the per-batch levers
-   before and after side by side: the application's CPU (its whole process tree) and
+   before and after side by side, then the floor rows (FLOOR: the 1 s trigger with one
+   query, one analytic, all six; all analytics as one query): the application's CPU (its
+   whole process tree, per minute and by kind of thread, benchmarks/threads.py) and
    where each query's micro-batch goes (benchmarks/breakdown.py).  Every latency run
-   reports the same two.
+   reports the same.
 """
 
 from __future__ import annotations
