@@ -109,12 +109,11 @@ ONE_QUERY = "analytics"
 def one_query(
     spark: SparkSession, parsed: DataFrame, settings: Settings, args
 ) -> list[StreamingQuery]:
-    """Every analytic and the dead letters as branches of one query: one read of Kafka,
-    one offset and commit log, one plan per batch; the sink splits the batch by table."""
+    """Every analytic and the dead letters as branches of one query: one offset and commit
+    log, one plan and one sink call per batch; the sink splits the batch by table."""
     valid = transforms.valid_events(parsed)
     deduplicated = transforms.deduplicate(valid, settings.analytics.watermark_seconds)
     branches: dict[str, DataFrame] = {}
-    columns: dict[str, tuple[str, ...]] = {}
     for name in args.queries:
         analytic = app.ANALYTICS[name]
         rows = analytic.transform(
@@ -125,7 +124,6 @@ def one_query(
             *transforms.kafka_key_value(rows, analytic.key_columns),
             F.struct(*analytic.columns).alias(name),
         )
-        columns[name] = tuple(analytic.columns)
     dead = transforms.dead_letters(parsed, max_raw_bytes=settings.events.max_event_bytes)
     branches[app.DEAD_LETTER_QUERY] = dead.select(
         F.lit(settings.kafka.dead_letter_topic).alias("topic"),
@@ -133,7 +131,6 @@ def one_query(
         "value",
         F.struct(*transforms.QUARANTINE_COLUMNS).alias(app.DEAD_LETTER_QUERY),
     )
-    columns[app.DEAD_LETTER_QUERY] = tuple(transforms.QUARANTINE_COLUMNS)
     types = {name: frame.schema[name].dataType for name, frame in branches.items()}
     names = list(branches)
     union = None
