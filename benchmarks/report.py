@@ -313,7 +313,7 @@ def _at_rest(results: dict) -> list[str]:
         runs = measured["runs"]
     if not runs:
         return []
-    from benchmarks.run import defaults_at_rest
+    from benchmarks.run import REST_CORES_TARGET, defaults_at_rest
 
     base = runs[0]["cores"]
     out = [
@@ -353,8 +353,8 @@ def _at_rest(results: dict) -> list[str]:
     if defaults := defaults_at_rest(runs):
         cores = defaults["cores"]
         out += [
-            f"Target: the platform's defaults at most 0.15 cores here; "
-            f"{'met' if cores <= 0.15 else '**not met**'} ({cores:.2f}).",
+            f"Target: the platform's defaults at most {REST_CORES_TARGET} cores here; "
+            f"{'met' if cores <= REST_CORES_TARGET else '**not met**'} ({cores:.2f}).",
             "",
         ]
     out += _by_category(
