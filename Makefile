@@ -26,9 +26,10 @@ test: setup
 	@.venv/bin/ruff format --check .
 	@$(PY) -m pytest
 
-# The benchmarks (benchmarks/run.py): the full run by hand rewrites BENCHMARKS.md.
+# The benchmarks (benchmarks/run.py): the full run by hand rewrites BENCHMARKS.md;
+# `make bench ARGS="--skip at_rest"` leaves stage 6 to `python -m benchmarks.at_rest`.
 bench: setup
-	@$(PY) -m benchmarks.run
+	@$(PY) -m benchmarks.run $(ARGS)
 
 bench-short: setup
 	@$(PY) -m benchmarks.run --short
