@@ -136,8 +136,10 @@ PER_BATCH_BEFORE = Lever(
     },
 )
 PER_BATCH_AFTER = Lever("platform defaults")
-# Issue 14's target for PER_BATCH_AFTER: the streaming application's cores at rest.
+# Issue 14's targets: the streaming application's cores at rest (PER_BATCH_AFTER), and
+# all analytics' events/s from a backlog.
 REST_CORES_TARGET = 0.15
+BACKLOG_TARGET = 12_000
 # The stages a full run can leave to their own runs (`--skip`).
 SKIPPABLE = ("at_rest",)
 # What a micro-batch costs at the least, and designs that share the per-batch work: at the
@@ -794,7 +796,10 @@ def targets(results: dict) -> list[dict]:
         found.append(_target("pipeline events/s, all analytics", ">= 20,000", rate, rate >= 20_000))
         found.append(
             _target(
-                "pipeline events/s from a backlog (real time)", ">= 12,000", rate, rate >= 12_000
+                "pipeline events/s from a backlog (real time)",
+                f">= {BACKLOG_TARGET:,}",
+                rate,
+                rate >= BACKLOG_TARGET,
             )
         )
     # Real time: (rate, where, seconds) -- the worst analytic's p95, the app not behind.

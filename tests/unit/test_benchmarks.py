@@ -182,3 +182,39 @@ def test_producer_levers_report_the_median_of_interleaved_rounds(monkeypatch) ->
     assert len(set(topics)) == 6  # a fresh topic per run
     assert [r["events_per_second"] for r in found] == [120, 155, 250]
     assert [r["ratio_to_before"] for r in found] == [1.0, round(155 / 120, 2), round(250 / 120, 2)]
+
+
+def _latency_run(rate: int, label: str, p95: float) -> dict:
+    figures = {"topic": {"p95": p95}, "table": {"p95": p95}}
+    return {"rate": rate, "label": label, "analytics": {"revenue_by_category": figures}}
+
+
+def test_the_latency_targets_read_the_defaults_not_the_before_row_beside_them() -> None:
+    results = {
+        "mode": "short",
+        "latency": [
+            _latency_run(2_000, run.AFTER.label, 4.0),
+            _latency_run(2_000, run.PER_BATCH_BEFORE.label, 40.0),
+        ],
+    }
+    found = {t["name"]: t for t in run.targets(results)}
+    topic = found["latency p95 at 2,000 events/s (worst analytic, topic, not behind)"]
+    assert (topic["measured"], topic["met"]) == (4.0, True)
+    results["latency"].reverse()
+    assert run.targets(results) == list(found.values())
+
+
+def test_the_backlog_floor_prices_one_event_from_each_rows_rate() -> None:
+    from benchmarks import report
+
+    dead, revenue = run.THROUGHPUT_FLOOR
+    levers = [
+        {"label": run.AFTER.label, "events_per_second": 4_000},
+        {"label": dead.label, "events_per_second": 25_000},
+        {"label": revenue.label, "events_per_second": 8_000},
+    ]
+    text = " ".join(report._backlog_floor(levers))
+    # One second of the machine over the rate: 1e6 / 25,000 = 40 us, 1e6 / 8,000 = 125 us.
+    assert "dead_letters alone 40, revenue_by_category alone 125; all analytics 250" in text
+    assert f"{1e6 / run.BACKLOG_TARGET:.0f}" in text
+    assert report._backlog_floor(levers[:1]) == []
