@@ -204,17 +204,27 @@ def test_the_latency_targets_read_the_defaults_not_the_before_row_beside_them() 
     assert run.targets(results) == list(found.values())
 
 
-def test_the_backlog_floor_prices_one_event_from_each_rows_rate() -> None:
+def test_the_backlog_floor_is_the_slowest_query_alone() -> None:
     from benchmarks import report
 
-    dead, revenue = run.THROUGHPUT_FLOOR
-    levers = [
-        {"label": run.AFTER.label, "events_per_second": 4_000},
-        {"label": dead.label, "events_per_second": 25_000},
-        {"label": revenue.label, "events_per_second": 8_000},
-    ]
-    text = " ".join(report._backlog_floor(levers))
+    def ran(label: str, rate: int) -> dict:
+        return {
+            "label": label,
+            "events": 1_000,
+            "seconds": 1.0,
+            "batches": 1,
+            "events_per_second": rate,
+        }
+
+    results = {
+        "mode": "short",
+        "pipeline": ran("together", 4_000),
+        "alone": [ran("dead_letters alone", 25_000), ran("click_to_purchase alone", 8_000)],
+    }
+    text = "\n".join(report._alone(results))
     # One second of the machine over the rate: 1e6 / 25,000 = 40 us, 1e6 / 8,000 = 125 us.
-    assert "dead_letters alone 40, revenue_by_category alone 125; all analytics 250" in text
-    assert f"{1e6 / run.BACKLOG_TARGET:.0f}" in text
-    assert report._backlog_floor(levers[:1]) == []
+    assert "| dead_letters alone | 1,000 | 1.0 | 1 | 25,000 | 40 |" in text
+    assert "slowest row: click_to_purchase alone, 8,000 events/s" in text
+    assert "add up to 165 microseconds per event; together the queries take 250" in text
+    assert f"({1e6 / run.BACKLOG_TARGET:.0f} microseconds)" in text
+    assert report._alone({**results, "alone": []}) == []
