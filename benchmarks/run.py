@@ -153,6 +153,13 @@ FLOOR = (
         trigger_seconds=1,
         seconds=180,
     ),
+    # The same at `make up`'s trigger: with the row above, what a batch costs (c) and what
+    # the JVM costs between batches (b), from cores = b + c / trigger.
+    Lever(
+        "floor: the dead-letter query alone, trigger 10 s",
+        queries=("dead_letters",),
+        seconds=180,
+    ),
     Lever(
         "floor: revenue_by_category alone (de-duplication, windows, table, topic), trigger 1 s",
         queries=("revenue_by_category",),
