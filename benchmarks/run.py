@@ -697,14 +697,22 @@ def started_queries(state: Path) -> set[str]:
 
 
 def caught_up(state: Path, since: float, queries: Sequence[str] = ANALYTICS) -> bool:
-    """Every query has run a batch that began after `since` and found nothing new."""
+    """Every query has run a batch that began after `since` and found nothing new, or, for
+    a query without a watermark (nothing left to close), that read to the latest offset:
+    Spark reports an idle stateless query to onQueryIdle, with no progress record."""
     latest: dict[str, dict] = {}
     for record in read_progress(state / "metrics"):
         latest[record["name"]] = record
+
+    def done(record: dict) -> bool:
+        if record["numInputRows"] == 0:
+            return True
+        return record.get("watermark") is None and all(
+            source.get("offsetsBehindLatest") == 0 for source in record.get("sources", [])
+        )
+
     return all(
-        name in latest
-        and _epoch(latest[name]["timestamp"]) > since
-        and latest[name]["numInputRows"] == 0
+        name in latest and _epoch(latest[name]["timestamp"]) > since and done(latest[name])
         for name in queries
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from datetime import UTC, datetime
 
@@ -230,3 +231,32 @@ def test_the_backlog_floor_is_the_slowest_query_alone() -> None:
     # Read once: 125 - 40 of its own plus 40 of reading.
     assert "125 microseconds per event at best, 8,000 events/s" in text
     assert report._alone({**results, "alone": []}) == []
+
+
+def test_a_stateless_query_is_caught_up_once_a_late_batch_read_to_the_latest_offset(
+    tmp_path,
+) -> None:
+    from include.progress import progress_path
+
+    def record(name: str, rows: int, behind: int, watermark: str | None) -> dict:
+        return {
+            "name": name,
+            "timestamp": "2026-11-29T20:00:10.000Z",
+            "numInputRows": rows,
+            "watermark": watermark,
+            "sources": [{"offsetsBehindLatest": behind}],
+        }
+
+    def write(*records: dict) -> None:
+        path = progress_path(tmp_path / "metrics")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    since = run._epoch("2026-11-29T20:00:00.000Z")
+    write(record("dead_letters", 30, 0, None), record("revenue_by_category", 30, 0, "x"))
+    assert run.caught_up(tmp_path, since, ("dead_letters",))
+    # A stateful query still has windows to close: it waits for a batch that found nothing.
+    assert not run.caught_up(tmp_path, since, ("dead_letters", "revenue_by_category"))
+    write(record("dead_letters", 30, 5, None))
+    assert not run.caught_up(tmp_path, since, ("dead_letters",))
+    assert not run.caught_up(tmp_path, since + 60, ("dead_letters",))
