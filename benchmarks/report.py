@@ -35,9 +35,9 @@ def markdown(results: dict, plot: Path) -> str:
         "",
         f"Written by `{COMMAND[results['mode']]}` ({results['mode']} mode, "
         f"{results['seconds'] / 60:.0f} minutes) on {results['started'][:10]}. Every figure "
-        "below comes from the same run on one broker, so each sits beside the ceiling it is "
-        "compared with; this machine is shared and noisy, so trust ratios over absolute "
-        "numbers.",
+        "below comes from the same run on one broker, but for the sections that name a "
+        "separate run of their own, so each sits beside the ceiling it is compared with; "
+        "this machine is shared and noisy, so trust ratios over absolute numbers.",
         "",
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}. "
         f"Versions: Kafka {m['kafka']}, PySpark {m['pyspark']}, delta-spark "

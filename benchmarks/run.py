@@ -1,12 +1,16 @@
 """The platform's benchmarks: how fast, against what ceiling, and how cost grows.
 
-    make bench          # the full run, by hand (about 90 minutes on 2 cores): rewrites
+    make bench          # the full run, by hand (about 100 minutes on 2 cores): rewrites
                         # BENCHMARKS.md and docs/benchmarks/{results.json,benchmarks.png}
+    make bench ARGS="--skip alone --skip at_rest"
+                        # about 50 minutes: stages 3c and 6 shown from their own runs
+                        # (python -m benchmarks.alone, python -m benchmarks.at_rest)
     make bench-short    # the CI smoke (a few minutes): the same stages, small numbers,
                         # written under state/bench/short/
 
 Everything is measured in ONE run on one broker of its own (free ports), so every figure
-sits beside the ceiling it is compared with (this machine is shared and noisy):
+sits beside the ceiling it is compared with (this machine is shared and noisy); a stage
+left out with --skip is shown from its own run, which names itself:
 
 1. Kafka's ceiling: ProducerPerformance and ConsumerPerformance (Kafka's own Java tools,
    same jars as the broker), 300-byte records, the platform's producer settings.
@@ -15,16 +19,19 @@ sits beside the ceiling it is compared with (this machine is shared and noisy):
 3. Pipeline throughput: the streaming application, all analytics, from the earliest
    offset over the preloaded events; events/s from its progress records, as a ratio to
    the consumer ceiling.  In the full mode the levers (settings before and after, and
-   the alternatives measured) run side by side first, on a smaller preload of their own.
+   the alternatives measured) run side by side first, on a smaller preload of their own;
+   then (3c, target 3's floor) each query alone on the same preload.
 4. Latency at steady input rates: producer and streaming application together; per
    analytic, p50/p95/p99 from the moment a row became final to the moment it is visible
    in the output topic and in the sink table (benchmarks/latency.py says exactly how).
    A rate above the measured pipeline throughput is not run: its backlog, and so its
-   latency, would grow for as long as the run lasted.
+   latency, would grow for as long as the run lasted.  At 2,000 events/s the before row
+   of issue 14 runs too.
 5. Scale: state rows, state memory and batch duration as distinct users grow.
 6. At rest (full mode): the `make up` producer rate for five minutes, the per-batch levers
    before and after side by side, then the floor rows (FLOOR: the 1 s trigger with one
-   query, one analytic, all six; all analytics as one query): the application's CPU (its
+   query, one analytic, all six; one query at 10 s; all analytics as one query): the
+   application's CPU (its
    whole process tree, per minute and by kind of thread, benchmarks/threads.py) and
    where each query's micro-batch goes (benchmarks/breakdown.py).  Every latency run
    reports the same.
@@ -105,9 +112,9 @@ class Plan:
     scale_users: tuple[int, ...]
     scale_events: int
     profile: bool
-    # (6) The make-up default rate, each lever for rest_seconds: CPU and the breakdown.
     # (3c) Each query alone on the pipeline's preload: the floor of all analytics together.
     alone: tuple[Lever, ...] = ()
+    # (6) The make-up default rate, each lever for rest_seconds: CPU and the breakdown.
     rest_levers: tuple[Lever, ...] = ()
     # (4) The rates at which the before row (PER_BATCH_BEFORE) runs too, after the defaults.
     latency_before_rates: tuple[int, ...] = ()
@@ -177,7 +184,7 @@ FLOOR = (
 # Target 3's floor: each query alone on the pipeline's own preload, after the pipeline run.
 # Whatever the design, all analytics from a backlog must at least read, parse and validate
 # every event (the dead-letter query does only that) and do the costliest analytic's work,
-# so none of them can go faster than the slowest of these. With 2 shuffle partitions, so
+# so together they cannot go faster than the slowest of these. With 2 shuffle partitions, so
 # that a single query's stateful stage can use both cores.
 ALONE = tuple(
     Lever(f"{query} alone", {"ECOM_SPARK__SHUFFLE_PARTITIONS": "2"}, queries=(query,))
