@@ -452,7 +452,7 @@ def error_summary(error: object) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
         return repr(error)
-    text = str(error).split("=== Streaming Query ===", 1)[0]
+    text = error_text(error)
     causes = re.findall(r"^(?:: |Caused by: )?([\w.$]+(?:Exception|Error)\b.*)$", text, re.M)
     if causes and causes[-1] != lines[0]:
         return f"{lines[0]} (cause: {causes[-1]})"
@@ -509,9 +509,26 @@ STOP_INTERRUPTION = re.compile(
 )
 
 
+def error_text(error: object) -> str:
+    """An error's messages and those of its causes, without stack frames or the query's
+    description. pyspark's StreamingQueryException can say just "null" (a JVM exception
+    without a message): its causes are in ``_cause``, and each cause's JVM trace, with
+    its "Caused by:" lines, in ``_stackTrace``."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for text in (str(error), getattr(error, "_stackTrace", None)):
+            if text:
+                text = str(text).split("=== Streaming Query ===", 1)[0]
+                parts += [ln for ln in text.splitlines() if not ln.strip().startswith("at ")]
+        error = getattr(error, "_cause", None) or getattr(error, "__cause__", None)
+    return "\n".join(parts)
+
+
 def interrupted_by_stop(error: object) -> bool:
     """Whether a query's error is its last batch being cut short by our own stop."""
-    return STOP_INTERRUPTION.search(str(error)) is not None
+    return STOP_INTERRUPTION.search(error_text(error)) is not None
 
 
 # What Spark says when a query no longer fits its checkpoint (changed aggregation, state

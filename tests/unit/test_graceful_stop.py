@@ -155,3 +155,44 @@ def test_a_query_that_ended_before_the_stop_is_a_failure_even_if_interrupted(clo
     dead.error = "java.lang.InterruptedException"
 
     assert stop_now([dead]) == 1
+
+
+class Captured(Exception):
+    """pyspark's shape of a JVM error: a message, the JVM trace, the cause converted."""
+
+    def __init__(self, desc: str, trace: str = "", cause: Captured | None = None) -> None:
+        super().__init__(desc)
+        self._stackTrace = trace
+        self._cause = cause
+
+
+# What the query reported when the stop interrupted its Delta write through reflection:
+# no message of its own, the interrupt two causes down.
+REFLECTED_INTERRUPT = Captured(
+    "null\n=== Streaming Query ===\nIdentifier: click_to_purchase",
+    "\tat org.apache.spark.sql.execution.streaming.StreamExecution.runStream",
+    Captured(
+        "null",
+        "java.lang.reflect.InvocationTargetException\n\tat jdk.internal.reflect.Method.invoke"
+        "\nCaused by: java.lang.InterruptedException\n\tat java.lang.Object.wait",
+    ),
+)
+
+
+def test_an_interrupt_among_the_causes_of_a_messageless_error_is_the_stop(clock, caplog):
+    behind = ScriptedQuery("click_to_purchase", clock, [5.0])
+    behind.error = REFLECTED_INTERRUPT
+
+    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
+        assert stop_now([behind]) == 0
+
+    assert "(cause: java.lang.InterruptedException)" in caplog.text
+    assert "failed" not in caplog.text
+
+
+def test_stack_frames_alone_do_not_make_an_error_an_interruption():
+    frames = Captured(
+        "null", "x.BoomError: no space left\n\tat java.lang.Thread.interrupted(Thread)"
+    )
+    assert not streaming_app.interrupted_by_stop(frames)
+    assert streaming_app.error_summary(frames) == "null (cause: x.BoomError: no space left)"
