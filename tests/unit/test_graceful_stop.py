@@ -139,14 +139,21 @@ def test_a_batch_the_stop_cut_short_is_a_warning_and_exit_0(clock, caplog):
     assert "failed" not in caplog.text
 
 
-def test_any_other_error_in_the_last_batch_is_a_failure(clock, caplog):
-    failing = ScriptedQuery("user_sessions", clock, [3.0])
-    failing.error = DELTA_FAILED
-
+def stopped_with(clock, caplog, name: str, error: object) -> tuple[int, str]:
+    """A query busy with a batch, stopped; its last batch ends with `error`: the exit code
+    and the log."""
+    query = ScriptedQuery(name, clock, [3.0])
+    query.error = error
     with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
-        assert stop_now([failing]) == 1
+        code = stop_now([query])
+    return code, caplog.text
 
-    assert "query user_sessions failed: [DELTA_CONCURRENT_APPEND]" in caplog.text
+
+def test_any_other_error_in_the_last_batch_is_a_failure(clock, caplog):
+    code, said = stopped_with(clock, caplog, "user_sessions", DELTA_FAILED)
+
+    assert code == 1
+    assert "query user_sessions failed: [DELTA_CONCURRENT_APPEND]" in said
 
 
 def test_a_query_that_ended_before_the_stop_is_a_failure_even_if_interrupted(clock):
@@ -180,14 +187,11 @@ REFLECTED_INTERRUPT = Captured(
 
 
 def test_an_interrupt_among_the_causes_of_a_messageless_error_is_the_stop(clock, caplog):
-    behind = ScriptedQuery("click_to_purchase", clock, [5.0])
-    behind.error = REFLECTED_INTERRUPT
+    code, said = stopped_with(clock, caplog, "click_to_purchase", REFLECTED_INTERRUPT)
 
-    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
-        assert stop_now([behind]) == 0
-
-    assert "(cause: java.lang.InterruptedException)" in caplog.text
-    assert "failed" not in caplog.text
+    assert code == 0
+    assert "(cause: java.lang.InterruptedException)" in said
+    assert "failed" not in said
 
 
 def test_stack_frames_alone_do_not_make_an_error_an_interruption():
