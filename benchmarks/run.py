@@ -96,6 +96,17 @@ class Lever:
     trigger_seconds: int | None = None  # None: the stage's own
     seconds: float | None = None  # how long a steady-rate run produces; None: the stage's
 
+    @property
+    def app(self) -> Path:
+        return DESIGN_APP if self.design else STREAMING_APP
+
+    @property
+    def app_args(self) -> tuple[str, ...]:
+        """The design to run, or the platform's application's queries when not all."""
+        if self.design:
+            return ("--design", self.design)
+        return ("--queries", ",".join(self.queries)) if self.queries != ANALYTICS else ()
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -386,8 +397,7 @@ class Bench:
 
     def run_app(self, label: str, topics: str, lever: Lever, count: int):
         env = {**self.topic_env(topics), **lever.env}
-        just = ("--queries", ",".join(lever.queries)) if lever.queries != ANALYTICS else ()
-        variant = Variant(label, STREAMING_APP, just, lever.queries)
+        variant = Variant(label, lever.app, lever.app_args, lever.queries)
         args = SimpleNamespace(
             max_offsets=lever.max_offsets,
             driver_memory=self.driver_memory,
@@ -455,14 +465,9 @@ class Bench:
         ui = f"http://127.0.0.1:{free_port()}"
         app = launch_app(
             settings,
-            DESIGN_APP if lever.design else STREAMING_APP,
+            lever.app,
             state / "app.log",
-            *(("--design", lever.design) if lever.design else ()),
-            *(
-                ("--queries", ",".join(lever.queries))
-                if not lever.design and lever.queries != ANALYTICS
-                else ()
-            ),
+            *lever.app_args,
             "--trigger-seconds",
             str(trigger_seconds),
             "--stop-file",
