@@ -28,20 +28,23 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from benchmarks.pandas_sessions import user_sessions_with_state
+from include.analytics import ANALYTIC_NAMES, BY_NAME, DEAD_LETTERS
 from include.progress import progress_path
 from include.settings import Settings, get_settings
-from spark_jobs import streaming_app as app
 from spark_jobs import transforms
+from spark_jobs.lifecycle import supervise
+from spark_jobs.listener import ProgressRecorder
+from spark_jobs.session import build_session, read_events
+from spark_jobs.sinks import QUERY_STARTERS, BatchSink, checkpoint_query_id, job_name, start_query
+from spark_jobs.validation import dead_letters, parse_events, valid_events
 
 EVENTS_QUERY = "events"
 
 
 def with_pandas_sessions() -> None:
-    app.ANALYTICS[app.SESSION_QUERY] = app.Analytic(
-        user_sessions_with_state,
-        app.ANALYTICS[app.SESSION_QUERY].columns,
-        app.ANALYTICS[app.SESSION_QUERY].key_columns,
-    )
+    """user_sessions by transformWithStateInPandas instead of session windows: an analytic's
+    transform is the function of its name in spark_jobs.transforms (transform_of)."""
+    transforms.user_sessions = user_sessions_with_state
 
 
 def write_events_once(table: Path, checkpoint: Path):
@@ -50,7 +53,7 @@ def write_events_once(table: Path, checkpoint: Path):
     def write(batch: DataFrame, batch_id: int) -> None:
         if batch.isEmpty():
             return
-        app_id = f"{EVENTS_QUERY}-{app.checkpoint_query_id(checkpoint)}"
+        app_id = f"{EVENTS_QUERY}-{checkpoint_query_id(checkpoint)}"
         (
             batch.write.format("delta")
             .mode("append")
@@ -67,7 +70,7 @@ def parse_once(
 ) -> list[StreamingQuery]:
     table = settings.table_path(EVENTS_QUERY)
     checkpoint = settings.checkpoint_path(EVENTS_QUERY)
-    valid = transforms.valid_events(parsed)
+    valid = valid_events(parsed)
     if not (table / "_delta_log").exists():
         # A Delta stream needs its source table to exist, schema included.
         spark.createDataFrame([], valid.schema).write.format("delta").save(str(table))
@@ -78,28 +81,28 @@ def parse_once(
         .trigger(processingTime=f"{args.trigger_seconds} seconds")
         .foreachBatch(write_events_once(table, checkpoint))
         .start(),
-        app.start_dead_letters(parsed, settings, args.trigger_seconds),
+        QUERY_STARTERS[DEAD_LETTERS.name](parsed, settings, args.trigger_seconds),
     ]
     events = spark.readStream.format("delta").load(str(table))
     watermarked = events.withWatermark(
         "event_time", f"{settings.analytics.watermark_seconds} seconds"
     )
     for name in args.queries:
-        analytic = app.ANALYTICS[name]
-        sink = app.BatchSink(
+        analytic = BY_NAME[name]
+        sink = BatchSink(
             query=name,
             checkpoint=settings.checkpoint_path(name),
             table=settings.table_path(name),
             table_columns=analytic.columns,
-            kafka_records=lambda df, a=analytic: transforms.to_kafka_records(df, a.key_columns),
+            kafka_records=lambda df, a=analytic: transforms.to_kafka_records(df, a.keys),
             topic=settings.output_topic(name),
             kafka_options=settings.spark_kafka_options(),
         )
         # A transform that de-duplicates sets the watermark itself (setting it twice is
         # refused); the de-duplication finds nothing left to drop.
         source = events if analytic.deduplicates else watermarked
-        result = analytic.transform(source, settings.analytics)
-        queries.append(app.start_query(result, name, sink, args.trigger_seconds))
+        result = transforms.transform_of(analytic)(source, settings.analytics)
+        queries.append(start_query(result, name, sink, args.trigger_seconds))
     return queries
 
 
@@ -111,25 +114,22 @@ def one_query(
 ) -> list[StreamingQuery]:
     """Every analytic and the dead letters as branches of one query: one offset and commit
     log, one plan and one sink call per batch; the sink splits the batch by table."""
-    valid = transforms.valid_events(parsed)
-    deduplicated = transforms.deduplicate(valid, settings.analytics.watermark_seconds)
+    valid = valid_events(parsed)
     branches: dict[str, DataFrame] = {}
     for name in args.queries:
-        analytic = app.ANALYTICS[name]
-        rows = analytic.transform(
-            valid if analytic.deduplicates else deduplicated, settings.analytics
-        )
+        analytic = BY_NAME[name]
+        rows = transforms.analytic_rows(analytic, valid, settings.analytics)
         branches[name] = rows.select(
             F.lit(settings.output_topic(name)).alias("topic"),
-            *transforms.kafka_key_value(rows, analytic.key_columns),
+            *transforms.kafka_key_value(rows, analytic.keys),
             F.struct(*analytic.columns).alias(name),
         )
-    dead = transforms.dead_letters(parsed, max_raw_bytes=settings.events.max_event_bytes)
-    branches[app.DEAD_LETTER_QUERY] = dead.select(
+    dead = dead_letters(parsed, max_raw_bytes=settings.events.max_event_bytes)
+    branches[DEAD_LETTERS.name] = dead.select(
         F.lit(settings.kafka.dead_letter_topic).alias("topic"),
         "key",
         "value",
-        F.struct(*transforms.QUARANTINE_COLUMNS).alias(app.DEAD_LETTER_QUERY),
+        F.struct(*DEAD_LETTERS.columns).alias(DEAD_LETTERS.name),
     )
     types = {name: frame.schema[name].dataType for name, frame in branches.items()}
     names = list(branches)
@@ -151,7 +151,7 @@ def one_query(
     def write(batch: DataFrame, batch_id: int) -> None:
         batch.persist()
         try:
-            with app.job_name(batch, "tables with rows"):
+            with job_name(batch, "tables with rows"):
                 present = [
                     name
                     for name, row in zip(
@@ -165,9 +165,9 @@ def one_query(
                 ]
             if not present:
                 return
-            query_id = app.checkpoint_query_id(checkpoint)
+            query_id = checkpoint_query_id(checkpoint)
             for name in present:
-                with app.job_name(batch, f"Delta write {name}"):
+                with job_name(batch, f"Delta write {name}"):
                     (
                         batch.filter(F.col(name).isNotNull())
                         .select(f"{name}.*")
@@ -177,7 +177,7 @@ def one_query(
                         .option("txnVersion", str(batch_id))
                         .save(str(settings.table_path(name)))
                     )
-            with app.job_name(batch, "Kafka write"):
+            with job_name(batch, "Kafka write"):
                 batch.select("topic", "key", "value").write.format("kafka").options(
                     **kafka_options
                 ).save()
@@ -203,7 +203,7 @@ def main() -> int:
     parser.add_argument(
         "--sessions", choices=["session_window", "transform_with_state"], default="session_window"
     )
-    parser.add_argument("--queries", default=",".join(app.ANALYTICS))
+    parser.add_argument("--queries", default=",".join(ANALYTIC_NAMES))
     parser.add_argument("--trigger-seconds", type=int, default=1)
     parser.add_argument("--max-offsets-per-trigger", type=int, default=50_000)
     parser.add_argument("--stop-file", type=Path, required=True)
@@ -213,10 +213,10 @@ def main() -> int:
     if args.sessions == "transform_with_state":
         with_pandas_sessions()
 
-    spark = app.build_session(settings)
-    spark.streams.addListener(app.ProgressRecorder(progress_path(settings.metrics_dir)))
-    parsed = transforms.parse_events(
-        app.read_events(spark, settings, "earliest", args.max_offsets_per_trigger),
+    spark = build_session(settings)
+    spark.streams.addListener(ProgressRecorder(progress_path(settings.metrics_dir)))
+    parsed = parse_events(
+        read_events(spark, settings, "earliest", args.max_offsets_per_trigger),
         settings.events,
     )
     if args.design == "parse_once":
@@ -225,11 +225,10 @@ def main() -> int:
         queries = one_query(spark, parsed, settings, args)
     else:
         queries = [
-            app.QUERY_STARTERS[name](parsed, settings, args.trigger_seconds)
-            for name in args.queries
+            QUERY_STARTERS[name](parsed, settings, args.trigger_seconds) for name in args.queries
         ]
     try:
-        return app.supervise(queries, args.stop_file, None, threading.Event())
+        return supervise(queries, args.stop_file, None, threading.Event())
     finally:
         spark.stop()
 

@@ -32,6 +32,7 @@ import pandas as pd
 from deltalake import DeltaTable
 
 from benchmarks.design_app import EVENTS_QUERY
+from include.analytics import ANALYTIC_NAMES
 from include.events import EventGenerator
 from include.kafka_client import producer
 from include.progress import read_progress
@@ -44,13 +45,6 @@ from include.topics import provision
 
 log = logging.getLogger("benchmarks.designs")
 DESIGN_APP = Path(__file__).with_name("design_app.py")
-ANALYTICS = (
-    "revenue_by_category",
-    "high_value_users",
-    "conversion_funnel",
-    "user_sessions",
-    "click_to_purchase",
-)
 
 
 @dataclass
@@ -71,8 +65,8 @@ class Result:
 
 
 VARIANTS = [
-    Variant("independent", STREAMING_APP, (), tuple(ANALYTICS)),
-    Variant("parse_once", DESIGN_APP, ("--design", "parse_once"), tuple(ANALYTICS)),
+    Variant("independent", STREAMING_APP, (), ANALYTIC_NAMES),
+    Variant("parse_once", DESIGN_APP, ("--design", "parse_once"), ANALYTIC_NAMES),
     Variant(
         "sessions:session_window", STREAMING_APP, ("--queries", "user_sessions"), ("user_sessions",)
     ),
@@ -91,7 +85,7 @@ VARIANTS = [
     ),
 ]
 COMPARE = [
-    ("independent", "parse_once", ANALYTICS),
+    ("independent", "parse_once", ANALYTIC_NAMES),
     ("sessions:session_window", "sessions:transform_with_state", ["user_sessions"]),
 ]
 

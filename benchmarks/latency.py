@@ -28,28 +28,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from include.analytics import ANALYTIC_NAMES, BY_NAME, CLICK_TO_PURCHASE, USER_SESSIONS
 from include.events import parse_utc
 from include.settings import AnalyticsSettings
-from include.tables import (
-    CLICK_TABLE,
-    FUNNEL_TABLE,
-    HIGH_VALUE_TABLE,
-    REVENUE_TABLE,
-    SESSION_TABLE,
-)
 
-WINDOWED = (REVENUE_TABLE, HIGH_VALUE_TABLE, FUNNEL_TABLE)
-LATENCY_ANALYTICS = (*WINDOWED, SESSION_TABLE, CLICK_TABLE)
+LATENCY_ANALYTICS = ANALYTIC_NAMES
 
 
 def final_at(analytic: str, row: dict, analytics: AnalyticsSettings) -> float:
     """Epoch seconds at which `row` became final by event time (see the module doc)."""
     delay = analytics.watermark_seconds
-    if analytic in WINDOWED:
+    if BY_NAME[analytic].windowed:
         return _epoch(row["window_end"]) + delay
-    if analytic == SESSION_TABLE:
+    if analytic == USER_SESSIONS.name:
         return _epoch(row["session_end"]) + analytics.session_gap_seconds + delay
-    if analytic == CLICK_TABLE:
+    if analytic == CLICK_TO_PURCHASE.name:
         return _epoch(row["purchase_time"])
     raise ValueError(f"no latency definition for {analytic}")
 

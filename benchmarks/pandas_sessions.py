@@ -26,8 +26,8 @@ from pyspark.sql.streaming.stateful_processor import (
     TimerValues,
 )
 
+from include.analytics import USER_SESSIONS
 from include.settings import AnalyticsSettings
-from include.tables import SESSION_COLUMNS
 
 STATE_SCHEMA = (
     "starts array<long>, ends array<long>, counts array<long>, cents array<long>, "
@@ -136,7 +136,7 @@ class SessionProcessor(StatefulProcessor):
 
 
 def user_sessions_with_state(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
-    """De-duplicated, watermarked events -> closed sessions (SESSION_COLUMNS)."""
+    """De-duplicated, watermarked events -> closed sessions (USER_SESSIONS.columns)."""
     sessions = (
         events.select("user_id", "event_time", "event_type", "product_id", "revenue")
         .groupBy("user_id")
@@ -147,4 +147,4 @@ def user_sessions_with_state(events: DataFrame, analytics: AnalyticsSettings) ->
             timeMode="EventTime",
         )
     )
-    return sessions.select(*(F.col(c) for c in SESSION_COLUMNS))
+    return sessions.select(*(F.col(c) for c in USER_SESSIONS.columns))

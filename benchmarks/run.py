@@ -62,7 +62,8 @@ import psutil
 from kafka.admin import NewTopic
 
 from benchmarks import breakdown, kafka_tools, latency, producer_levers, producers, threads
-from benchmarks.designs import ANALYTICS, DESIGN_APP, Variant, run_variant
+from benchmarks.designs import DESIGN_APP, Variant, run_variant
+from include.analytics import ANALYTIC_NAMES as ANALYTICS  # TEMP-R15
 from include.events import EventGenerator, iso_utc
 from include.kafka_client import admin, read_to_end
 from include.producer import ProducerParams, run_producer

@@ -25,9 +25,10 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from include.analytics import ANALYTIC_NAMES
 from include.assets import backfill_asset
 from include.operators import SparkAppOperator
-from include.settings import ANALYTICS, PROJECT_ROOT
+from include.settings import PROJECT_ROOT
 
 INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_interval_end }}"]
 
@@ -84,7 +85,7 @@ def backfill() -> None:
         application=str(PROJECT_ROOT / "spark_jobs" / "backfill_app.py"),
         application_args=INTERVAL_ARGS,
         # The quality checks follow a rewritten interval.
-        outlets=[backfill_asset(a) for a in ANALYTICS],
+        outlets=[backfill_asset(a) for a in ANALYTIC_NAMES],
     )
     check_interval() >> recompute
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
+from include.analytics import ANALYTIC_NAMES
 from include.assets import SINK_TABLES, backfill_asset, sink_asset
 from include.operators import DataQualityOperator
-from include.settings import ANALYTICS, get_settings
+from include.settings import get_settings
 
 
 @dag(
@@ -36,7 +37,7 @@ from include.settings import ANALYTICS, get_settings
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(get_settings().quality.schedule, timezone="UTC"),
         assets=AssetAny(
-            *(sink_asset(t) for t in SINK_TABLES), *(backfill_asset(a) for a in ANALYTICS)
+            *(sink_asset(t) for t in SINK_TABLES), *(backfill_asset(a) for a in ANALYTIC_NAMES)
         ),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from airflow.sdk import dag
 
+from include.analytics import QUERIES
 from include.operators import StreamingJobOperator
 from include.settings import STREAMING_POOL
 
@@ -42,10 +43,7 @@ def streaming():
         task_id="run_streaming_app",
         conn_id="spark_default",
         name="ecommerce-streaming",
-        queries=(
-            "revenue_by_category,high_value_users,conversion_funnel,user_sessions,"
-            "click_to_purchase,dead_letters"
-        ),
+        queries=",".join(QUERIES),
         execution_timeout=None,
         max_active_tis_per_dag=1,
         pool=STREAMING_POOL,

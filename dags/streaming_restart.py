@@ -33,13 +33,13 @@ STREAMING_DAG = "streaming"
 def streaming_restart() -> None:
     @task.short_circuit
     def stop_driver_gracefully() -> bool:
-        from include.settings import ANALYTICS
+        from include.analytics import QUERIES
         from include.supervisor import restart_gracefully
 
         ti = get_current_context()["ti"]
         return restart_gracefully(
             get_settings(),
-            [*ANALYTICS, "dead_letters"],
+            QUERIES,
             lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
         )
 

@@ -57,14 +57,14 @@ def supervisor() -> None:
     @task.short_circuit
     def assess_and_stop_stalled() -> bool:
         """True (go on to the restart) when a new streaming run is needed."""
+        from include.analytics import QUERIES
         from include.kafka_client import bootstrap_from_connection
-        from include.settings import ANALYTICS
         from include.supervisor import supervise_once
 
         ti = get_current_context()["ti"]
         return supervise_once(
             get_settings(),
-            [*ANALYTICS, "dead_letters"],
+            QUERIES,
             bootstrap_from_connection(),
             lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
         )

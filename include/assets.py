@@ -13,11 +13,12 @@ from pathlib import Path
 
 from airflow.sdk import Asset, AssetAlias
 
+from include.analytics import QUERIES
 from include.jsonfile import read_json, write_json
-from include.settings import ANALYTICS, Settings
-from include.tables import DEAD_LETTER_TABLE
+from include.settings import Settings
 
-SINK_TABLES = (*ANALYTICS, DEAD_LETTER_TABLE)
+# Every query writes one sink table of its name.
+SINK_TABLES = QUERIES
 SINK_UPDATES = AssetAlias(name="sink-table-updates")
 ANNOUNCED_FILE = "announced_versions.json"
 

@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "_fingerprint"
 BACKUP_DIR = "_backups"
 RETIRED_DIR = "_retired"
-# The code a streaming checkpoint's state depends on.
-STREAMING_CODE = ("streaming_app.py", "transforms.py")
+# The code a streaming checkpoint's state depends on: what the queries compute and how.
+STREAMING_CODE = (
+    "include/analytics.py",
+    "spark_jobs/session.py",
+    "spark_jobs/validation.py",
+    "spark_jobs/transforms.py",
+    "spark_jobs/sinks.py",
+)
 
 
 @dataclass
@@ -142,7 +148,7 @@ def fingerprint(settings: Settings) -> str:
     """Changes when the code or the settings that shape a query's state change."""
     digest = hashlib.sha256()
     for name in STREAMING_CODE:
-        path = PROJECT_ROOT / "spark_jobs" / name
+        path = PROJECT_ROOT / name
         digest.update(name.encode())
         digest.update(path.read_bytes())
     digest.update(settings.analytics.model_dump_json().encode())

@@ -45,6 +45,8 @@ REQUIRED_FIELDS = (
     "device_type",
     "country",
 )
+# Fields an event may carry: revenue on a purchase (price * quantity).
+OPTIONAL_FIELDS = ("revenue",)
 CENTS = Decimal("0.01")
 
 

@@ -25,13 +25,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE_ENV = "ECOM_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "platform.toml"
 
-ANALYTICS = (
-    "revenue_by_category",
-    "high_value_users",
-    "conversion_funnel",
-    "user_sessions",
-    "click_to_purchase",
-)
 # What the producer writes: "platform" events (visits, include.events.EventGenerator) or
 # "tutorial" ones (the Kafka + Spark tutorial's own, include.events.TutorialEventGenerator).
 EventFormat = Literal["platform", "tutorial"]

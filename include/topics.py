@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from include.analytics import ANALYTIC_NAMES
 from include.kafka_client import admin
-from include.settings import ANALYTICS, Settings
+from include.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def desired_topics(settings: Settings) -> list[TopicSpec]:
     ]
     specs += [
         TopicSpec(settings.output_topic(a), k.output_partitions, k.replication_factor, retention)
-        for a in ANALYTICS
+        for a in ANALYTIC_NAMES
     ]
     return specs
 

@@ -3,7 +3,8 @@
     PYTHONPATH=. spark-submit --jars <connector jars> spark_jobs/backfill_app.py \\
         --start 2026-11-26T10:00:00Z --end 2026-11-26T11:00:00Z
 
-Same transforms as the streaming job (spark_jobs/transforms.py), run on a static frame of
+Same validation and transforms as the streaming job (spark_jobs/validation.py,
+spark_jobs/transforms.py), run for every analytic of include/analytics.py on a static frame of
 the interval's records (include/backfill.py explains the read range).  Each analytic's rows
 whose time key lies in [start, end) replace that slice of
 ``<state>/tables/backfill/<analytic>`` (Delta ``replaceWhere``), so a rerun gives the same
@@ -29,6 +30,7 @@ if __package__ in (None, ""):
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from include.analytics import ANALYTICS, BY_NAME
 from include.backfill import (
     Interval,
     IntervalNotRetained,
@@ -38,9 +40,9 @@ from include.backfill import (
 )
 from include.kafka_client import consumer
 from include.settings import Settings, get_settings
-from include.tables import ROW_KEYS, TIME_KEYS
-from spark_jobs import transforms
-from spark_jobs.streaming_app import ANALYTICS, build_session
+from spark_jobs.session import build_session
+from spark_jobs.transforms import analytic_rows
+from spark_jobs.validation import parse_events, valid_events
 
 log = logging.getLogger("backfill_app")
 EXIT_NOT_RETAINED = 5
@@ -72,23 +74,19 @@ def compute(spark: SparkSession, settings: Settings, interval: Interval) -> dict
         )
         .load()
     )
-    valid = transforms.valid_events(transforms.parse_events(raw, settings.events)).cache()
-    results = {}
-    for name, analytic in ANALYTICS.items():
-        events = (
-            valid
-            if analytic.deduplicates
-            else transforms.deduplicate(valid, settings.analytics.watermark_seconds)
+    valid = valid_events(parse_events(raw, settings.events)).cache()
+    return {
+        analytic.name: in_interval(
+            analytic_rows(analytic, valid, settings.analytics), analytic.time_column, interval
         )
-        rows = analytic.transform(events, settings.analytics).select(*analytic.columns)
-        results[name] = in_interval(rows, TIME_KEYS[name], interval)
-    return results
+        for analytic in ANALYTICS
+    }
 
 
 def write(settings: Settings, name: str, rows: DataFrame, interval: Interval) -> int:
     """Replace the interval's slice of the backfill table with `rows`; the row count."""
     path = settings.backfill_table_path(name)
-    key = TIME_KEYS[name]
+    key = BY_NAME[name].time_column
     writer = rows.write.format("delta").mode("overwrite")
     if (path / "_delta_log").exists():
         writer = writer.option(
@@ -107,7 +105,7 @@ def reconcile(
     stream_path = settings.table_path(name)
     if not (stream_path / "_delta_log").exists():
         return {"compared": 0, "note": "no streaming table yet"}
-    key = TIME_KEYS[name]
+    key = BY_NAME[name].time_column
     stream = in_interval(spark.read.format("delta").load(str(stream_path)), key, interval)
     stream = stream.select(*rows.columns)
     newest = stream.agg(F.max(key)).first()[0]
@@ -121,7 +119,7 @@ def reconcile(
         "streaming_rows": stream.count(),
         "only_in_backfill": only_backfill,
         "only_in_stream": only_stream,
-        "duplicate_keys_in_stream": stream.groupBy(*ROW_KEYS[name])
+        "duplicate_keys_in_stream": stream.groupBy(*BY_NAME[name].keys)
         .count()
         .filter("count > 1")
         .count(),

@@ -55,6 +55,7 @@ import pandas as pd
 import psutil
 
 from include import checkpoints
+from include.analytics import ANALYTICS, CLICK_TO_PURCHASE, QUERIES
 from include.driver_lease import Holder, live_holder
 from include.events import TutorialEventGenerator
 from include.kafka_client import end_offsets, producer, read_to_end
@@ -63,14 +64,13 @@ from include.runtime.airflow_api import AirflowApi
 from include.runtime.cli import api_client
 from include.runtime.procs import free_port
 from include.runtime.services import AirflowComponent, Kafka
-from include.settings import ANALYTICS, PROJECT_ROOT, Settings
+from include.settings import PROJECT_ROOT, Settings
 from tests.integration.dataset import MALFORMED, ORACLES, emitted, expected_of, normalise
 from tests.integration.dataset import read_table as read_sink
 
-QUERIES = [*ANALYTICS, "dead_letters"]
 # The analytics whose rows wait for the watermark (click_to_purchase emits a pair as soon as
 # both events are in, and its watermark is the slower of its two sides').
-WINDOWED = [a for a in ANALYTICS if a != "click_to_purchase"]
+WINDOWED = [a.name for a in ANALYTICS if a is not CLICK_TO_PURCHASE]
 KINDS = {
     "kill": "SIGKILL of the streaming driver (Python and JVM)",
     "freeze": "SIGSTOP of the streaming driver",

@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 # Column names are the tables' contract; every value below is computed here, independently.
-from include.tables import (
-    CLICK_TO_PURCHASE_COLUMNS,
-    FUNNEL_COLUMNS,
-    HIGH_VALUE_USER_COLUMNS,
-    REVENUE_COLUMNS,
-    SESSION_COLUMNS,
+from include.analytics import (
+    CLICK_TO_PURCHASE,
+    CONVERSION_FUNNEL,
+    HIGH_VALUE_USERS,
+    REVENUE_BY_CATEGORY,
+    USER_SESSIONS,
 )
 
 CENTS = Decimal("0.01")
@@ -96,7 +96,7 @@ def expected_revenue_by_category(events: list[dict], analytics) -> pd.DataFrame:
         }
         for start, category in totals
     ]
-    columns = list(REVENUE_COLUMNS)
+    columns = list(REVENUE_BY_CATEGORY.columns)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["window_start", "category"], ignore_index=True
     )
@@ -138,7 +138,7 @@ def expected_high_value_users(events: list[dict], analytics) -> pd.DataFrame:
         for start, user in spent
         if spent[(start, user)] > threshold
     ]
-    columns = list(HIGH_VALUE_USER_COLUMNS)
+    columns = list(HIGH_VALUE_USERS.columns)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["window_start", "user_id"], ignore_index=True
     )
@@ -173,7 +173,7 @@ def expected_conversion_funnel(events: list[dict], analytics) -> pd.DataFrame:
                 "purchase_conversion_rate": percent(buyers, carts),
             }
         )
-    columns = list(FUNNEL_COLUMNS)
+    columns = list(CONVERSION_FUNNEL.columns)
     return pd.DataFrame(rows, columns=columns).sort_values("window_start", ignore_index=True)
 
 
@@ -210,7 +210,7 @@ def expected_user_sessions(events: list[dict], analytics) -> pd.DataFrame:
                     ),
                 }
             )
-    columns = list(SESSION_COLUMNS)
+    columns = list(USER_SESSIONS.columns)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["user_id", "session_start"], ignore_index=True
     )
@@ -259,7 +259,7 @@ def expected_click_to_purchase(events: list[dict], analytics) -> pd.DataFrame:
                     "revenue": revenue(buy),
                 }
             )
-    columns = list(CLICK_TO_PURCHASE_COLUMNS)
+    columns = list(CLICK_TO_PURCHASE.columns)
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["click_event_id", "purchase_event_id"], ignore_index=True
     )

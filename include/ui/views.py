@@ -18,16 +18,16 @@ from typing import Any
 
 import pandas as pd
 
+from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, QUERIES, REVENUE_BY_CATEGORY
 from include.events import parse_utc
 from include.jsonfile import read_json
 from include.progress import read_progress
 from include.quality import read_history
-from include.settings import ANALYTICS, Settings
+from include.settings import Settings
 from include.supervisor import HEALTH_FILE
-from include.tables import DEAD_LETTER_TABLE, FUNNEL_TABLE, REVENUE_TABLE, read_table
+from include.tables import read_table
 from include.ui.charts import line_chart, sparkline
 
-QUERIES = (*ANALYTICS, DEAD_LETTER_TABLE)
 UNKNOWN = "unknown"
 EPOCH = pd.Timestamp(0, tz="UTC")
 
@@ -112,7 +112,7 @@ def dead_letter_count(settings: Settings) -> int | None:
     """Rows in the dead-letter table, from the Delta log's statistics (no data read)."""
     from deltalake import DeltaTable
 
-    path = settings.table_path(DEAD_LETTER_TABLE)
+    path = settings.table_path(DEAD_LETTERS.name)
     if not DeltaTable.is_deltatable(str(path)):
         return None
     actions = DeltaTable(str(path)).get_add_actions(flatten=True)
@@ -164,12 +164,10 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
     since = now - timedelta(hours=hours)
     checked, queries = query_health(settings, since)
     a = settings.analytics
-    revenue = whole_windows(
-        _recent(read_table(settings.table_path(REVENUE_TABLE)), since), a.revenue_window_seconds
-    )
-    funnel = whole_windows(
-        _recent(read_table(settings.table_path(FUNNEL_TABLE)), since), a.funnel_window_seconds
-    )
+    revenue_rows = read_table(settings.table_path(REVENUE_BY_CATEGORY.name))
+    revenue = whole_windows(_recent(revenue_rows, since), a.revenue_window_seconds)
+    funnel_rows = read_table(settings.table_path(CONVERSION_FUNNEL.name))
+    funnel = whole_windows(_recent(funnel_rows, since), a.funnel_window_seconds)
     window = a.revenue_window_seconds
     bucket = max(window, round(hours * 3600 / 60 / window) * window)
 

@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 from kafka import TopicPartition
 
+from include.analytics import ANALYTIC_NAMES, TIME_COLUMNS
 from include.events import EventGenerator
 from include.kafka_client import admin, producer
 from include.runtime.spark_submit import BACKFILL_APP, launch_app
 from include.settings import Settings
-from include.tables import TIME_KEYS, read_table
+from include.tables import read_table
 from include.topics import provision
 from spark_jobs.backfill_app import EXIT_NOT_RETAINED
-from spark_jobs.streaming_app import ANALYTICS
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, normalise
 
@@ -82,7 +82,7 @@ def run_backfill(settings: Settings, name: str) -> tuple[int, str]:
 def expected_in_interval(analytic: str, events: list[dict], settings: Settings) -> pd.DataFrame:
     oracle, order = ORACLES[analytic]
     rows = oracle(events, settings.analytics)
-    times = pd.to_datetime(rows[TIME_KEYS[analytic]], utc=True)
+    times = pd.to_datetime(rows[TIME_COLUMNS[analytic]], utc=True)
     inside = rows[(times >= INTERVAL[0]) & (times < INTERVAL[1])]
     return normalise(inside, order)
 
@@ -99,7 +99,7 @@ def test_backfill_equals_the_oracle_and_a_rerun_changes_nothing(backfill_setting
     for attempt in ("first", "second"):
         code, log = run_backfill(settings, attempt)
         assert code == 0, log[-3000:]
-        for analytic in ANALYTICS:
+        for analytic in ANALYTIC_NAMES:
             expected = expected_in_interval(analytic, events, settings)
             assert len(expected) > 5, f"{analytic}: the interval must hold real data"
             got = backfilled(analytic, settings, expected.columns)
@@ -114,7 +114,7 @@ def test_backfill_equals_the_oracle_and_a_rerun_changes_nothing(backfill_setting
 def test_an_interval_retention_has_deleted_is_refused(backfill_settings, events):
     settings = backfill_settings
     topic = settings.kafka.input_topic
-    before = {a: read_table(settings.backfill_table_path(a)) for a in ANALYTICS}
+    before = {a: read_table(settings.backfill_table_path(a)) for a in ANALYTIC_NAMES}
     # What retention does to old segments: the first records of every partition go.
     client = admin(settings.bootstrap_servers)
     client.delete_records({TopicPartition(topic, p): 100 for p in range(settings.kafka.partitions)})

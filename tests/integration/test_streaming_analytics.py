@@ -29,6 +29,7 @@ import psutil
 import pytest
 import requests
 
+from include.analytics import TIME_COLUMNS
 from include.checkpoints import relocate_command
 from include.driver_lease import live_holder
 from include.kafka_client import consumer, read_to_end
@@ -39,7 +40,6 @@ from include.runtime.procs import alive
 from include.runtime.spark_submit import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
 from include.supervisor import supervise_once
-from include.tables import TIME_KEYS
 from include.topics import provision
 from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE
 from tests.conftest import poll
@@ -270,7 +270,7 @@ def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(
     report = json.loads(report_file.read_text())["analytics"]
     assert report["revenue_by_category"]["rows"] > 0, f"the backfill read nothing; see {log}"
     for analytic, (_, order) in ORACLES.items():
-        key = TIME_KEYS[analytic]
+        key = TIME_COLUMNS[analytic]
 
         def inside(frame, key=key, order=order):
             times = pd.to_datetime(frame[key], utc=True)

@@ -17,12 +17,12 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import write_deltalake
 
+from include import analytics
 from include.events import EventGenerator
 from include.progress import progress_path
 from include.quality import run_quality
 from include.quality_source import RecordsInput, SourceRecord
 from include.settings import Settings
-from include.tables import DEAD_LETTER_TABLE, FUNNEL_TABLE, REVENUE_TABLE, SCHEMAS
 from tests import oracle
 
 DEAD_LETTERS = 7
@@ -76,7 +76,7 @@ LONG_CATEGORIES = [
 
 
 def _write(settings: Settings, table: str, frame: pd.DataFrame, mode: str = "overwrite") -> None:
-    arrow = pa.Table.from_pandas(frame, schema=SCHEMAS[table], preserve_index=False)
+    arrow = pa.Table.from_pandas(frame, schema=analytics.SCHEMAS[table], preserve_index=False)
     write_deltalake(str(settings.table_path(table)), arrow, mode=mode)
 
 
@@ -90,8 +90,8 @@ def build(settings: Settings, now: datetime) -> Crafted:
         event["category"] = LONG_CATEGORIES[int(event["product_id"][-5:]) % len(LONG_CATEGORIES)]
     a = settings.analytics
     revenue = oracle.expected_revenue_by_category(events, a)
-    _write(settings, REVENUE_TABLE, revenue)
-    _write(settings, FUNNEL_TABLE, oracle.expected_conversion_funnel(events, a))
+    _write(settings, analytics.REVENUE_BY_CATEGORY.name, revenue)
+    _write(settings, analytics.CONVERSION_FUNNEL.name, oracle.expected_conversion_funnel(events, a))
     dead = pd.DataFrame(
         [
             {
@@ -108,9 +108,9 @@ def build(settings: Settings, now: datetime) -> Crafted:
             }
             for i in range(DEAD_LETTERS)
         ],
-        columns=SCHEMAS[DEAD_LETTER_TABLE].names,
+        columns=analytics.DEAD_LETTERS.columns,
     )
-    _write(settings, DEAD_LETTER_TABLE, dead)
+    _write(settings, analytics.DEAD_LETTERS.name, dead)
 
     # Progress: one record a minute per query for the last two hours; the last one holds
     # the numbers of QUERIES.
@@ -152,9 +152,13 @@ def build(settings: Settings, now: datetime) -> Crafted:
 
     # Quality: a clean run, then a duplicated window (a failed exactly-once check).
     source = RecordsInput(_records(events))
-    tables = [REVENUE_TABLE, FUNNEL_TABLE, DEAD_LETTER_TABLE]
+    tables = [
+        analytics.REVENUE_BY_CATEGORY.name,
+        analytics.CONVERSION_FUNNEL.name,
+        analytics.DEAD_LETTERS.name,
+    ]
     first = run_quality(settings, source, tables=tables, now=now)
-    _write(settings, REVENUE_TABLE, revenue.iloc[[0]], mode="append")
+    _write(settings, analytics.REVENUE_BY_CATEGORY.name, revenue.iloc[[0]], mode="append")
     second = run_quality(
         settings,
         source,

@@ -98,7 +98,7 @@ def test_healthy_shapes(tmp_path: Path, planned: int, committed: int) -> None:
 
 
 def test_spark_refusing_a_checkpoint_gets_the_relocate_command() -> None:
-    from spark_jobs.streaming_app import checkpoint_hint
+    from spark_jobs.lifecycle import checkpoint_hint
 
     spark_says = (
         "[STREAM_FAILED] Query [id = 1] terminated with exception: "
@@ -110,7 +110,7 @@ def test_spark_refusing_a_checkpoint_gets_the_relocate_command() -> None:
 
 
 def test_a_damaged_checkpoint_refuses_the_start(tmp_path: Path, monkeypatch) -> None:
-    from spark_jobs.streaming_app import check_checkpoints
+    from spark_jobs.lifecycle import check_checkpoints
 
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from spark_jobs import streaming_app
+from spark_jobs import lifecycle
 
 
 class Clock:
@@ -67,8 +67,8 @@ class ScriptedQuery:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(streaming_app.time, "monotonic", fake.monotonic)
-    monkeypatch.setattr(streaming_app.time, "sleep", fake.sleep)
+    monkeypatch.setattr(lifecycle.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(lifecycle.time, "sleep", fake.sleep)
     return fake
 
 
@@ -77,8 +77,8 @@ def test_a_query_behind_stops_when_its_running_batch_ends(clock, caplog):
     behind = ScriptedQuery("revenue_by_category", clock, [7.0, 15.0, 22.0, 30.0, 38.0])
     idle = ScriptedQuery("dead_letters", clock, [])
 
-    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
-        streaming_app.stop_gracefully([behind, idle], timeout=90)
+    with caplog.at_level(logging.INFO, logger=lifecycle.log.name):
+        lifecycle.stop_gracefully([behind, idle], timeout=90)
 
     assert idle.stopped_at == 0.0
     assert behind.stopped_at == pytest.approx(7.0, abs=0.15)
@@ -91,7 +91,7 @@ def test_queries_are_waited_for_together_not_one_after_another(clock):
     first = ScriptedQuery("high_value_users", clock, [20.0, 40.0])
     second = ScriptedQuery("conversion_funnel", clock, [25.0, 50.0])
 
-    streaming_app.stop_gracefully([first, second], timeout=90)
+    lifecycle.stop_gracefully([first, second], timeout=90)
 
     assert first.stopped_at == pytest.approx(20.0, abs=0.15)
     assert second.stopped_at == pytest.approx(25.0, abs=0.15)
@@ -100,8 +100,8 @@ def test_queries_are_waited_for_together_not_one_after_another(clock):
 def test_a_batch_still_running_at_the_timeout_is_interrupted_and_said_so(clock, caplog):
     slow = ScriptedQuery("user_sessions", clock, [500.0])
 
-    with caplog.at_level(logging.WARNING, logger=streaming_app.log.name):
-        streaming_app.stop_gracefully([slow], timeout=30)
+    with caplog.at_level(logging.WARNING, logger=lifecycle.log.name):
+        lifecycle.stop_gracefully([slow], timeout=30)
 
     assert slow.stopped_at == pytest.approx(30.0, abs=0.15)
     assert slow.finished == 4
@@ -111,7 +111,7 @@ def test_a_batch_still_running_at_the_timeout_is_interrupted_and_said_so(clock, 
 def stop_now(queries) -> int:
     asked = threading.Event()
     asked.set()
-    return streaming_app.supervise(queries, None, None, asked)
+    return lifecycle.supervise(queries, None, None, asked)
 
 
 # A Kafka write the stop cut short (the producer turns the interrupt into its own error),
@@ -132,7 +132,7 @@ def test_a_batch_the_stop_cut_short_is_a_warning_and_exit_0(clock, caplog):
     behind.error = KAFKA_INTERRUPTED
     idle = ScriptedQuery("dead_letters", clock, [])
 
-    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
+    with caplog.at_level(logging.INFO, logger=lifecycle.log.name):
         assert stop_now([behind, idle]) == 0
 
     assert "query revenue_by_category: the stop cut short the batch after 4" in caplog.text
@@ -144,7 +144,7 @@ def stopped_with(clock, caplog, name: str, error: object) -> tuple[int, str]:
     and the log."""
     query = ScriptedQuery(name, clock, [3.0])
     query.error = error
-    with caplog.at_level(logging.INFO, logger=streaming_app.log.name):
+    with caplog.at_level(logging.INFO, logger=lifecycle.log.name):
         code = stop_now([query])
     return code, caplog.text
 
@@ -198,5 +198,5 @@ def test_stack_frames_alone_do_not_make_an_error_an_interruption():
     frames = Captured(
         "null", "x.BoomError: no space left\n\tat java.lang.Thread.interrupted(Thread)"
     )
-    assert not streaming_app.interrupted_by_stop(frames)
-    assert streaming_app.error_summary(frames) == "null (cause: x.BoomError: no space left)"
+    assert not lifecycle.interrupted_by_stop(frames)
+    assert lifecycle.error_summary(frames) == "null (cause: x.BoomError: no space left)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spark_jobs.streaming_app import progress_record
+from spark_jobs.listener import progress_record
 
 PROGRESS = {
     "name": "revenue_by_category",

@@ -67,7 +67,7 @@ def test_the_zone_of_zone_less_timestamps_must_be_a_known_one(monkeypatch):
 
 
 def test_further_spark_settings_come_last_and_win(monkeypatch) -> None:
-    from spark_jobs.streaming_app import PER_BATCH_COST_CONF, session_conf
+    from spark_jobs.session import PER_BATCH_COST_CONF, session_conf
 
     defaults = session_conf(Settings())
     assert defaults["spark.sql.codegen.cache.maxEntries"] == "2000"

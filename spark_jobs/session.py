@@ -1,0 +1,93 @@
+"""The streaming app's SparkSession and its Kafka source.
+
+:func:`session_conf` is every Spark setting the application depends on, whoever launched it
+(spark-submit from the streaming DAG, the tests, the benchmarks); :func:`build_session` also
+fills in master, memory and jars when plain ``python`` started the driver.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import DataFrame, SparkSession
+
+from include.settings import SPARK_UMASK_CONF, Settings
+
+APP_NAME = "ecommerce-streaming"
+STATE_STORE_PROVIDERS = {
+    "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+}
+
+# What a micro-batch costs when it carries a few rows: mostly fixed work per batch and per
+# task, not rows (profiled with Java Flight Recorder, see BENCHMARKS.md).
+PER_BATCH_COST_CONF = {
+    # Spark keeps 100 compiled classes; six queries and Delta's own plans need more, so at
+    # 100 batches kept compiling their code again (janino: 22% of the JVM's samples, 2% now).
+    "spark.sql.codegen.cache.maxEntries": "2000",
+    # Delta rebuilds a table's state in 50 tasks by default, each shipping a Hadoop
+    # configuration and generating its projections: our tables' logs are small.
+    "spark.databricks.delta.snapshotPartitions": "2",
+}
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings the application depends on, whatever launched it."""
+    return {
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        # The Spark UI has no login: nobody who can reach it may kill the streaming stages.
+        "spark.ui.killEnabled": "false",
+        # Tables and checkpoints as private as the rest of the state dir.
+        **SPARK_UMASK_CONF,
+        "spark.sql.session.timeZone": "UTC",
+        # By default state lives off-heap in RocksDB; the changelog makes each commit a
+        # small delta instead of a full snapshot upload.
+        "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDERS[
+            settings.spark.state_store
+        ],
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Checkpoint retention: the offsets, commits and state versions of this many
+        # batches are kept (older ones are cleaned by Spark's maintenance).
+        "spark.sql.streaming.minBatchesToRetain": str(settings.spark.min_batches_to_retain),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        **PER_BATCH_COST_CONF,
+        **settings.spark.conf,
+    }
+
+
+def build_session(settings: Settings) -> SparkSession:
+    """The one SparkSession of a driver, configured by :func:`session_conf`."""
+    builder = SparkSession.builder.appName(APP_NAME)
+    for key, value in session_conf(settings).items():
+        builder = builder.config(key, value)
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Started by plain `python`, not spark-submit: nothing has chosen master, memory
+        # or jars yet, so take them from the settings and the jar cache.
+        builder = builder.master(settings.spark.master).config(
+            "spark.driver.memory", settings.spark.driver_memory
+        )
+        jars = sorted((settings.jar_dir / "spark").glob("*.jar"))
+        if jars:
+            builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def read_events(
+    spark: SparkSession, settings: Settings, starting_offsets: str, max_offsets: int
+) -> DataFrame:
+    """The input topic as a stream of Kafka records.
+
+    failOnDataLoss keeps its default (true): offsets that vanished (retention, a recreated
+    topic) stop the query loudly instead of skipping events silently.
+    """
+    return (
+        spark.readStream.format("kafka")
+        .options(**settings.spark_kafka_options())
+        .option("subscribe", settings.kafka.input_topic)
+        .option("startingOffsets", starting_offsets)
+        .option("maxOffsetsPerTrigger", str(max_offsets))
+        .load()
+    )

@@ -1,0 +1,32 @@
+"""The declarations of include.analytics hold together: each analytic has a transform, an
+oracle, and keys and a time column its table has."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from include.analytics import ANALYTICS, DEAD_LETTERS, OUTPUTS, QUERIES, Analytic
+from spark_jobs import transforms
+from tests import oracle
+
+
+@pytest.mark.parametrize("analytic", ANALYTICS, ids=lambda a: a.name)
+def test_each_analytic_has_a_transform_and_an_oracle(analytic: Analytic) -> None:
+    transform = getattr(transforms, analytic.name, None)
+    assert inspect.isfunction(transform), f"spark_jobs.transforms.{analytic.name} is missing"
+    assert list(inspect.signature(transform).parameters) == ["events", "analytics"]
+    assert callable(getattr(oracle, f"expected_{analytic.name}", None))
+
+
+@pytest.mark.parametrize("output", OUTPUTS, ids=lambda o: o.name)
+def test_keys_and_time_column_are_columns_of_the_table(output) -> None:
+    assert output.keys and set(output.keys) <= set(output.columns)
+    if isinstance(output, Analytic):
+        assert output.time_column in output.columns
+
+
+def test_one_query_per_output_with_the_dead_letters_last() -> None:
+    assert len(set(QUERIES)) == len(QUERIES) == len(ANALYTICS) + 1
+    assert QUERIES[-1] == DEAD_LETTERS.name
