@@ -35,9 +35,9 @@ from benchmarks.design_app import EVENTS_QUERY
 from include.events import EventGenerator
 from include.kafka_client import producer
 from include.progress import read_progress
+from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
-from include.runtime.services import Kafka
-from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import PROJECT_ROOT, Settings
 from include.tables import read_table
 from include.topics import provision
