@@ -50,7 +50,8 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from include import checkpoints
 from include.driver_lease import CheckpointInUse, DriverLease
 from include.progress import progress_path
-from include.settings import SPARK_UMASK_CONF, AnalyticsSettings, Settings, get_settings
+from include.runtime.spark_launch import SPARK_UMASK_CONF
+from include.settings import AnalyticsSettings, Settings, get_settings
 from include.tables import (
     CLICK_TO_PURCHASE_COLUMNS,
     FUNNEL_COLUMNS,

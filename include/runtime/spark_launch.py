@@ -1,8 +1,9 @@
 """How this project launches its Spark applications: one place for their paths, jars,
 environment and confs.
 
-`launch_app`, which the tests and benchmarks use outside Airflow, submits with what is
-here.  The Spark standalone daemons and Airflow's environment take
+The Airflow operator (`include.operators.SparkAppOperator`) and `launch_app`, which the
+tests and benchmarks use outside Airflow, both submit with what is here, so a job runs the
+same whichever started it.  The Spark standalone daemons and Airflow's environment take
 SPARK_HOME from `spark_environment` too.  The Spark driver imports this module as well, so
 it imports nothing heavy (no Airflow).
 """
@@ -18,10 +19,13 @@ from pathlib import Path
 
 from include.runtime.procs import PlatformError
 from include.runtime.tools import jars, venv_bin
-from include.settings import PROJECT_ROOT, SPARK_UMASK_CONF, Settings
+from include.settings import PROJECT_ROOT, STATE_UMASK, Settings
 
 STREAMING_APP = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
 BACKFILL_APP = PROJECT_ROOT / "spark_jobs" / "backfill_app.py"
+# Spark's file system (Hadoop's) sets modes itself, with umask 022 unless told otherwise.
+# spark-submit must pass it: its own file system instance is the one the app goes on using.
+SPARK_UMASK_CONF = {"spark.hadoop.fs.permissions.umask-mode": f"{STATE_UMASK:03o}"}
 
 
 def connector_jars(settings: Settings) -> list[Path]:
