@@ -36,9 +36,9 @@ from include.analytics import ANALYTIC_NAMES
 from include.events import EventGenerator
 from include.kafka_client import producer
 from include.progress import read_progress
+from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
-from include.runtime.services import Kafka
-from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import PROJECT_ROOT, Settings
 from include.tables import read_table
 from include.topics import provision

@@ -12,7 +12,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-from include.runtime.services import java_binary
+from include.runtime.tools import java_binary
 from include.settings import Settings
 
 log = logging.getLogger("benchmarks.kafka_tools")

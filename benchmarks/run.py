@@ -68,9 +68,9 @@ from include.events import EventGenerator, iso_utc
 from include.kafka_client import admin, read_to_end
 from include.producer import ProducerParams, run_producer
 from include.progress import read_progress
+from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
-from include.runtime.services import Kafka
-from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import PROJECT_ROOT, Settings
 from include.topics import provision
 

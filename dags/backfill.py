@@ -28,7 +28,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from include.analytics import ANALYTIC_NAMES
 from include.assets import backfill_asset
 from include.operators import SparkAppOperator
-from include.settings import PROJECT_ROOT
+from include.runtime.spark_launch import BACKFILL_APP
 
 INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_interval_end }}"]
 
@@ -82,7 +82,7 @@ def backfill() -> None:
         task_id="recompute_interval",
         conn_id="spark_default",
         name="ecommerce-backfill",
-        application=str(PROJECT_ROOT / "spark_jobs" / "backfill_app.py"),
+        application=str(BACKFILL_APP),
         application_args=INTERVAL_ARGS,
         # The quality checks follow a rewritten interval.
         outlets=[backfill_asset(a) for a in ANALYTIC_NAMES],

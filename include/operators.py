@@ -7,7 +7,6 @@ running task by calling `on_kill()` and, five seconds later, killing the process
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +17,14 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.settings import PROJECT_ROOT, SPARK_UMASK_CONF, get_settings
+from include.runtime.spark_launch import (
+    STREAMING_APP,
+    connector_jars,
+    launch_conf,
+    launch_environment,
+)
+from include.settings import get_settings
 
-APPLICATION = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
 GRACEFUL_STOP_SECONDS = 4.0  # inside Airflow's 5 s before it kills the task process
 
 
@@ -86,34 +90,21 @@ class ProducerOperator(BaseOperator):
 
 
 class SparkAppOperator(SparkSubmitOperator):
-    """spark-submit of one of the project's Spark applications, with the connector jars
-    from the jar cache.
+    """spark-submit of one of the project's Spark applications, launched as
+    `include.runtime.spark_launch` launches them: the connector jars from the jar cache,
+    its environment and its confs.
 
     The jar list, driver memory and PYTHONPATH are resolved when the task runs, not when the
     DAG file is parsed: the DAG processor must not touch the jar cache.
     """
 
     def execute(self, context: Any) -> None:
-        from include.runtime.services import spark_environment
-
         settings = get_settings()
-        jar_dir = settings.jar_dir / "spark"
-        jars = sorted(jar_dir.glob("*.jar"))
-        if not jars:
-            raise FileNotFoundError(f"no connector jars in {jar_dir}; run `make setup`")
+        jars = connector_jars(settings)
         self.jars = ",".join(str(j) for j in jars)
         self._driver_memory = settings.spark.driver_memory
-        self.env_vars = {
-            **(self.env_vars or {}),
-            **spark_environment(settings),
-            "PYTHONPATH": str(PROJECT_ROOT),
-        }
-        self.conf = {
-            **(self.conf or {}),
-            "spark.pyspark.python": sys.executable,
-            "spark.pyspark.driver.python": sys.executable,
-            **SPARK_UMASK_CONF,
-        }
+        self.env_vars = {**(self.env_vars or {}), **launch_environment(settings)}
+        self.conf = {**(self.conf or {}), **launch_conf()}
         self.log.info("submitting %s with %d connector jars", self.application, len(jars))
         super().execute(context)
 
@@ -125,7 +116,7 @@ class StreamingJobOperator(SparkAppOperator):
         self, *, queries: str, application_args: list[str] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(
-            application=str(APPLICATION),
+            application=str(STREAMING_APP),
             application_args=["--queries", queries, *(application_args or [])],
             **kwargs,
         )
@@ -144,7 +135,7 @@ class StreamingJobOperator(SparkAppOperator):
                 drivers = [
                     p
                     for p in psutil.Process(submit.pid).children(recursive=True)
-                    if str(APPLICATION) in " ".join(p.cmdline())
+                    if str(STREAMING_APP) in " ".join(p.cmdline())
                 ]
             except psutil.Error:
                 drivers = []

@@ -32,9 +32,6 @@ EVENT_FORMATS: tuple[str, ...] = get_args(EventFormat)
 # Everything the platform writes under the state dir (tables, checkpoints, logs, metrics)
 # is for its own user and group: directories 0750, files 0640.
 STATE_UMASK = 0o027
-# Spark's file system (Hadoop's) sets modes itself, with umask 022 unless told otherwise.
-# spark-submit must pass it: its own file system instance is the one the app goes on using.
-SPARK_UMASK_CONF = {"spark.hadoop.fs.permissions.umask-mode": f"{STATE_UMASK:03o}"}
 # The Airflow pool (one slot) the streaming task runs in; `make up` creates it.
 STREAMING_POOL = "streaming"
 

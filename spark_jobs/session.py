@@ -11,7 +11,8 @@ import os
 
 from pyspark.sql import DataFrame, SparkSession
 
-from include.settings import SPARK_UMASK_CONF, Settings
+from include.runtime.spark_launch import SPARK_UMASK_CONF, connector_jars
+from include.settings import Settings
 
 APP_NAME = "ecommerce-streaming"
 STATE_STORE_PROVIDERS = {
@@ -67,9 +68,8 @@ def build_session(settings: Settings) -> SparkSession:
         builder = builder.master(settings.spark.master).config(
             "spark.driver.memory", settings.spark.driver_memory
         )
-        jars = sorted((settings.jar_dir / "spark").glob("*.jar"))
-        if jars:
-            builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
+        jars = connector_jars(settings)
+        builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

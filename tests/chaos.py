@@ -60,10 +60,11 @@ from include.driver_lease import Holder, live_holder
 from include.events import TutorialEventGenerator
 from include.kafka_client import end_offsets, producer, read_to_end
 from include.progress import last_progress
+from include.runtime.airflow import AirflowComponent
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.cli import api_client
+from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
-from include.runtime.services import AirflowComponent, Kafka
 from include.settings import PROJECT_ROOT, Settings
 from tests.integration.dataset import MALFORMED, ORACLES, emitted, expected_of, normalise
 from tests.integration.dataset import read_table as read_sink

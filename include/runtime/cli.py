@@ -15,23 +15,29 @@ import time
 import psutil
 import requests
 
+from include.runtime.airflow import AIRFLOW_COMPONENTS, AirflowComponent, migrate_airflow_db
 from include.runtime.airflow_api import AirflowApi
+from include.runtime.kafka import Kafka
+from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
-from include.runtime.services import (
-    AirflowComponent,
-    Service,
-    all_services,
-    jars,
-    java_binary,
-    migrate_airflow_db,
-    platform_secrets,
-)
+from include.runtime.secrets import platform_secrets
+from include.runtime.service import Service
+from include.runtime.tools import jars, java_binary
 from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
 LONG_RUNNING_DAGS = ("producer", "streaming")
 TASK_SUPERVISOR = re.compile(r"^airflow worker -- [0-9a-f-]{36}$")
 AUTOSTART_ENV = "ECOM_AUTOSTART"
+
+
+def all_services(settings: Settings) -> list[Service]:
+    """The local platform's services, in start order; stop runs in reverse."""
+    return [
+        Postgres(settings),
+        Kafka(settings),
+        *(AirflowComponent(c, settings) for c in AIRFLOW_COMPONENTS),
+    ]
 
 
 def say(message: str) -> None:
@@ -51,7 +57,7 @@ def up(settings: Settings, start_pipeline: bool) -> None:
     settings.state.mkdir(parents=True, exist_ok=True)
     mode = settings.state.stat().st_mode
     # No reading or writing by others, but keep a traverse bit already there: PostgreSQL's
-    # own user needs it to reach its data (services.Postgres), and a second `make up`
+    # own user needs it to reach its data (postgres.Postgres), and a second `make up`
     # taking it away would lock the running server out of its files.
     settings.state.chmod(mode & ~STATE_UMASK | (mode & 0o001))
     say(f"state dir: {settings.state}")

@@ -1,6 +1,6 @@
 """Certificates for a secured Kafka: a private CA and a broker certificate, as PEM files.
 
-Made for tests and local trials (`include.runtime.services.SecuredKafka`); a production
+Made for tests and local trials (`include.runtime.kafka.SecuredKafka`); a production
 cluster brings certificates from its own CA.  Keys are written with mode 0600.
 """
 

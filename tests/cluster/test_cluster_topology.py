@@ -22,9 +22,10 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from include.kafka_client import admin, producer, read_to_end
 from include.progress import read_progress
+from include.runtime.kafka import Kafka, KafkaNode
 from include.runtime.procs import free_port
-from include.runtime.services import Kafka, KafkaNode, SparkMaster, SparkWorker
-from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.runtime.spark import SparkMaster, SparkWorker
+from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
 from include.topics import provision
 from tests.conftest import poll

@@ -22,9 +22,9 @@ from include import kafka_acls
 from include.events import EventGenerator
 from include.kafka_client import admin
 from include.progress import read_progress
+from include.runtime.kafka import SecuredKafka, scram_client_options
 from include.runtime.procs import free_port
-from include.runtime.services import SecuredKafka, scram_client_options
-from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.runtime.tls import make_broker_tls
 from include.settings import Settings
 from include.topics import provision

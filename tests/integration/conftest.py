@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
-from include.runtime.services import Kafka
 from include.settings import Settings, get_settings
 from tests.integration.dataset import NAIVE_ZONE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from include.runtime.spark_submit import STREAMING_APP, launch_app
+from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
 
 

@@ -23,7 +23,7 @@ from kafka import TopicPartition
 from include.analytics import ANALYTIC_NAMES, TIME_COLUMNS
 from include.events import EventGenerator
 from include.kafka_client import admin, producer
-from include.runtime.spark_submit import BACKFILL_APP, launch_app
+from include.runtime.spark_launch import BACKFILL_APP, launch_app
 from include.settings import Settings
 from include.tables import read_table
 from include.topics import provision

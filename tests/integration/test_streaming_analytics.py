@@ -37,7 +37,7 @@ from include.progress import read_progress
 from include.quality import run_quality
 from include.quality_source import KafkaInput
 from include.runtime.procs import alive
-from include.runtime.spark_submit import BACKFILL_APP, STREAMING_APP, launch_app
+from include.runtime.spark_launch import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
 from include.supervisor import supervise_once
 from include.topics import provision

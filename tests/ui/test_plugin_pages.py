@@ -21,14 +21,10 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from include.runtime.airflow import AirflowComponent, migrate_airflow_db
+from include.runtime.postgres import PG_SYSTEM_USER, Postgres
 from include.runtime.procs import free_port
-from include.runtime.services import (
-    PG_SYSTEM_USER,
-    AirflowComponent,
-    Postgres,
-    migrate_airflow_db,
-    platform_secrets,
-)
+from include.runtime.secrets import platform_secrets
 from include.settings import PROJECT_ROOT, Settings
 from include.ui.vendor import remaining_cdn_addresses
 from tests.ui.pipeline_state import DEAD_LETTERS, QUALITY_RUN_ID, QUERIES, Crafted, build

@@ -12,6 +12,8 @@ import uuid
 import psutil
 import pytest
 
+from include.runtime.kafka import Kafka, new_cluster_id
+from include.runtime.postgres import Postgres
 from include.runtime.procs import (
     PidFile,
     PlatformError,
@@ -20,7 +22,7 @@ from include.runtime.procs import (
     spawn,
     stop_tree,
 )
-from include.runtime.services import Kafka, Postgres, java_binary, new_cluster_id
+from include.runtime.tools import java_binary
 from include.settings import PROJECT_ROOT, Settings
 
 

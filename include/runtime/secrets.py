@@ -1,0 +1,37 @@
+"""The platform's generated secrets: database, Airflow and API passwords and keys.
+
+Made once per state dir and kept there (mode 0600), never in the repo; every service that
+needs a password or key reads it from here.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from include.settings import Settings
+
+
+def platform_secrets(settings: Settings) -> dict[str, str]:
+    """Generated once per state dir, kept with mode 0600; never in the repo.  A secret
+    added in a later version is generated into an existing file the first time it is
+    asked for."""
+    from cryptography.fernet import Fernet
+
+    path = settings.run_dir / "secrets.json"
+    values = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        "postgres_password": lambda: secrets.token_urlsafe(18),
+        "postgres_admin_password": lambda: secrets.token_urlsafe(18),
+        "airflow_admin_password": lambda: secrets.token_urlsafe(12),
+        "jwt_secret": lambda: secrets.token_urlsafe(32),
+        "api_secret_key": lambda: secrets.token_urlsafe(32),
+        "fernet_key": lambda: Fernet.generate_key().decode(),
+    }
+    missing = {name: make() for name, make in wanted.items() if name not in values}
+    if missing:
+        values |= missing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values, indent=2))
+    return values

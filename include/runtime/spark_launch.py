@@ -1,0 +1,123 @@
+"""How this project launches its Spark applications: one place for their paths, jars,
+environment and confs.
+
+The Airflow operator (`include.operators.SparkAppOperator`) and `launch_app`, which the
+tests and benchmarks use outside Airflow, both submit with what is here, so a job runs the
+same whichever started it.  The Spark standalone daemons and Airflow's environment take
+SPARK_HOME from `spark_environment` too.  The Spark driver imports this module as well, so
+it imports nothing heavy (no Airflow).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from include.runtime.procs import PlatformError
+from include.runtime.tools import jars, venv_bin
+from include.settings import PROJECT_ROOT, STATE_UMASK, Settings
+
+STREAMING_APP = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
+BACKFILL_APP = PROJECT_ROOT / "spark_jobs" / "backfill_app.py"
+# Spark's file system (Hadoop's) sets modes itself, with umask 022 unless told otherwise.
+# spark-submit must pass it: its own file system instance is the one the app goes on using.
+SPARK_UMASK_CONF = {"spark.hadoop.fs.permissions.umask-mode": f"{STATE_UMASK:03o}"}
+
+
+def connector_jars(settings: Settings) -> list[Path]:
+    """The Spark connector jars (Kafka, Delta Lake) from the jar cache, for --jars or
+    spark.jars; an error naming `make setup` when there are none."""
+    return jars(settings, "spark")
+
+
+def spark_environment(settings: Settings) -> dict[str, str]:
+    """SPARK_HOME, interpreters and bind address for spark-submit from the virtualenv.
+
+    pyspark's `spark-submit` script locates SPARK_HOME with whatever `python3` is first on
+    PATH, which need not be the venv's; setting it explicitly makes the launch deterministic.
+    SPARK_LOCAL_IP keeps the driver and its UI on the platform's interface (the UI binds
+    0.0.0.0 without it).
+    """
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise PlatformError("pyspark is not installed in this interpreter: run `make setup`")
+    return {
+        "SPARK_HOME": str(Path(spec.origin).parent),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": settings.bind_host,
+    }
+
+
+def launch_environment(settings: Settings) -> dict[str, str]:
+    """What spark-submit runs with beside the caller's environment: `spark_environment`
+    and the project on PYTHONPATH, so the driver imports `include` and `spark_jobs`."""
+    return {**spark_environment(settings), "PYTHONPATH": str(PROJECT_ROOT)}
+
+
+def launch_conf() -> dict[str, str]:
+    """The confs every launch passes: the virtualenv's interpreter for the driver and the
+    executors, the project on the executors' PYTHONPATH, and the state dir's umask."""
+    return {
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        # Executors on a standalone worker import the project too.
+        "spark.executorEnv.PYTHONPATH": str(PROJECT_ROOT),
+        **SPARK_UMASK_CONF,
+    }
+
+
+def spark_submit_command(
+    settings: Settings,
+    app: Path,
+    *app_args: str,
+    master: str = "local[2]",
+    driver_memory: str = "1g",
+    conf: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The spark-submit argv for ``app``: the connector jars and `launch_conf`, with
+    ``conf`` on top."""
+    return [
+        str(venv_bin() / "spark-submit"),
+        "--master",
+        master,
+        "--driver-memory",
+        driver_memory,
+        "--jars",
+        ",".join(str(j) for j in connector_jars(settings)),
+        *(
+            arg
+            for key, value in {**launch_conf(), **(conf or {})}.items()
+            for arg in ("--conf", f"{key}={value}")
+        ),
+        str(app),
+        *app_args,
+    ]
+
+
+def launch_app(
+    settings: Settings,
+    app: Path,
+    log_file: Path,
+    *app_args: str,
+    env: dict[str, str] | None = None,
+    conf: Mapping[str, str] | None = None,
+    **submit_options: str,
+) -> subprocess.Popen:
+    """Start the app with spark-submit in the background, outside Airflow, its output
+    appended to log_file.  It runs in its own session so it can be killed as a whole."""
+    environment = {**os.environ, **(env or {}), **launch_environment(settings)}
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(
+            spark_submit_command(settings, app, *app_args, conf=conf, **submit_options),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
