@@ -21,7 +21,7 @@ import pandas as pd
 from include.events import parse_utc
 from include.jsonfile import read_json
 from include.progress import read_progress
-from include.quality import read_history
+from include.quality.history import read_history
 from include.settings import ANALYTICS, Settings
 from include.supervisor import HEALTH_FILE
 from include.tables import DEAD_LETTER_TABLE, FUNNEL_TABLE, REVENUE_TABLE, read_table
@@ -267,6 +267,6 @@ def run_by_id(settings: Settings, run_id: str) -> dict[str, Any] | None:
 
 
 def docs_root(settings: Settings):
-    from include.quality import DOCS_SITE_NAME, GX_DIR_NAME
+    from include.quality.gx_runner import DOCS_SITE_NAME, GX_DIR_NAME
 
     return settings.quality_dir / GX_DIR_NAME / "uncommitted" / "data_docs" / DOCS_SITE_NAME

@@ -19,18 +19,11 @@ import pytest
 from deltalake import write_deltalake
 
 from include.events import EventGenerator
-from include.quality import (
-    FAIL,
-    PASS,
-    WARN,
-    DataQualityError,
-    NoDataYet,
-    RunReport,
-    raise_for_failures,
-    read_history,
-    run_quality,
-)
-from include.quality_source import RecordsInput, SourceRecord
+from include.quality.checks import FAIL, WARN
+from include.quality.history import read_history
+from include.quality.report import PASS, DataQualityError, RunReport, raise_for_failures
+from include.quality.run import NoDataYet, run_quality
+from include.quality.source import RecordsInput, SourceRecord
 from include.settings import Settings
 from include.tables import (
     CLICK_TABLE,

@@ -5,9 +5,10 @@ Each table has two kinds of checks, both validated by Great Expectations (GX Cor
 * **row checks** run on the rows committed since the last validation (or on every row in a
   full run): keys not null, value ranges, window lengths, session and attribution bounds;
 * **table checks** run on one row of table-level measures computed by
-  :mod:`include.quality`: the schema against :data:`include.tables.SCHEMAS`, duplicate keys
-  (an exactly-once violation), freshness against the input topic, reconciliation of
-  revenue against the events in Kafka, and the dead-letter rate.
+  :mod:`include.quality.measures` and :mod:`include.quality.reconciliation`: the schema
+  against :data:`include.tables.SCHEMAS`, duplicate keys (an exactly-once violation),
+  freshness against the input topic, reconciliation of revenue against the events in
+  Kafka, and the dead-letter rate.
 
 Every check has a severity, as Delta Live Tables' expectations do: a failing ``fail`` check
 fails the quality task; a failing ``warn`` check is logged and reported, and the task
@@ -43,6 +44,13 @@ DUPLICATE_KEYS = "duplicate_keys"
 MINUTES_BEHIND_INPUT = "minutes_behind_input"
 RECONCILIATION_MISMATCHES = "revenue_windows_not_matching_kafka"
 DEAD_LETTER_PERCENT = "dead_letter_percent"
+TABLE_MEASURES = (
+    SCHEMA_DIFFERENCES,
+    DUPLICATE_KEYS,
+    MINUTES_BEHIND_INPUT,
+    RECONCILIATION_MISMATCHES,
+    DEAD_LETTER_PERCENT,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class CheckSpec:
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The columns the expectation reads (a table check: its measure), or none."""
         if "column" in self.kwargs:
             return (self.kwargs["column"],)
         if "column_list" in self.kwargs:
@@ -78,6 +87,7 @@ class TableSuite:
     derived: tuple[str, ...] = field(default_factory=tuple)
 
     def on(self, part: str) -> tuple[CheckSpec, ...]:
+        """The checks that run on ``part``: :data:`ROWS` or :data:`TABLE`."""
         return tuple(check for check in self.checks if check.on == part)
 
 
