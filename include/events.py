@@ -22,6 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase", "remove_from_cart")
+PURCHASE = "purchase"
 # Event types that carry a quantity of at least 1; the others may carry 0 (the tutorial does).
 COUNTED_EVENT_TYPES = ("add_to_cart", "purchase")
 # Most clicks browse; few buy (a purchase or removal needs something in the cart).

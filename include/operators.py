@@ -170,7 +170,7 @@ class QualityReportLink(BaseOperatorLink):
 
 
 class DataQualityOperator(BaseOperator):
-    """Runs the quality checks of include/quality.py on the sink tables.
+    """Runs the quality checks of include/quality/ on the sink tables.
 
     Params (from the DAG run): ``full`` checks every row instead of the rows committed since
     the last check; ``tables`` limits the run to some tables.  Fails (without retry: the
@@ -188,13 +188,9 @@ class DataQualityOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from include.kafka_client import bootstrap_from_connection
-        from include.quality import (
-            DataQualityError,
-            NoDataYet,
-            raise_for_failures,
-            run_quality,
-        )
-        from include.quality_source import KafkaInput
+        from include.quality.report import DataQualityError, raise_for_failures
+        from include.quality.run import NoDataYet, run_quality
+        from include.quality.source import KafkaInput
 
         settings = get_settings()
         full, tables = quality_params(context["params"])
@@ -245,7 +241,7 @@ class DataQualityOperator(BaseOperator):
 
 def quality_params(params: Any) -> tuple[bool, list[str] | None]:
     """``full`` and ``tables`` from the run's params, or a fail-fast error saying what to fix."""
-    from include.quality_checks import table_suites
+    from include.quality.checks import table_suites
 
     full = params.get("full", False)
     if not isinstance(full, bool):

@@ -11,18 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-# TEMP-R15: old names, until the quality and benchmark modules read include.analytics.
-from include.analytics import ROW_KEYS, SCHEMAS  # noqa: F401
-from include.analytics import TIME_COLUMNS as TIME_KEYS  # noqa: F401
-
-REVENUE_TABLE = "revenue_by_category"
-HIGH_VALUE_TABLE = "high_value_users"
-FUNNEL_TABLE = "conversion_funnel"
-SESSION_TABLE = "user_sessions"
-CLICK_TABLE = "click_to_purchase"
-DEAD_LETTER_TABLE = "dead_letters"
-SESSION_COLUMNS: tuple[str, ...] = tuple(SCHEMAS[SESSION_TABLE].names)
-
 
 def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
     """The latest committed version of the Delta table at path, or None if none exists yet."""

@@ -17,8 +17,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampNTZType, TimestampType
 
 from include.analytics import Analytic
+from include.events import PURCHASE
 from include.settings import AnalyticsSettings
-from spark_jobs.validation import MONEY_TYPE, PURCHASE
+from spark_jobs.validation import MONEY_TYPE
 
 # Conversion rates in percent, exact to 0.01 (100.00 at most).
 RATE_TYPE = "decimal(5,2)"

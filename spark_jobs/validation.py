@@ -27,7 +27,13 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from include.events import COUNTED_EVENT_TYPES, EVENT_TYPES, OPTIONAL_FIELDS, REQUIRED_FIELDS
+from include.events import (
+    COUNTED_EVENT_TYPES,
+    EVENT_TYPES,
+    OPTIONAL_FIELDS,
+    PURCHASE,
+    REQUIRED_FIELDS,
+)
 from include.settings import EventSettings
 
 PRICE_TYPE = "decimal(12,2)"
@@ -53,7 +59,6 @@ NUMERIC_FIELDS = ("price", "quantity")
 STRING_FIELDS: tuple[str, ...] = tuple(
     f for f in REQUIRED_FIELDS if f not in (*NUMERIC_FIELDS, TIMESTAMP_FIELD)
 )
-PURCHASE = "purchase"
 
 # ISO-8601 date-time, fraction and offset optional.  A time without an offset is read in
 # the configured zone (EventSettings.naive_timezone), never in the Spark session's or the

@@ -22,7 +22,7 @@ from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, QUERIES, REVENUE_
 from include.events import parse_utc
 from include.jsonfile import read_json
 from include.progress import read_progress
-from include.quality import read_history
+from include.quality.history import read_history
 from include.settings import Settings
 from include.supervisor import HEALTH_FILE
 from include.tables import read_table
@@ -265,6 +265,6 @@ def run_by_id(settings: Settings, run_id: str) -> dict[str, Any] | None:
 
 
 def docs_root(settings: Settings):
-    from include.quality import DOCS_SITE_NAME, GX_DIR_NAME
+    from include.quality.gx_runner import DOCS_SITE_NAME, GX_DIR_NAME
 
     return settings.quality_dir / GX_DIR_NAME / "uncommitted" / "data_docs" / DOCS_SITE_NAME

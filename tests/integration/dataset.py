@@ -15,21 +15,15 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pyarrow as pa
 
+from include.analytics import ANALYTICS, CLICK_TO_PURCHASE, USER_SESSIONS
 from include.events import EventGenerator, TutorialEventGenerator
 from include.kafka_client import producer
 from include.settings import Settings
 from include.tables import read_table as committed_table
-from tests.oracle import (
-    closed_sessions,
-    closed_windows,
-    expected_click_to_purchase,
-    expected_conversion_funnel,
-    expected_high_value_users,
-    expected_revenue_by_category,
-    expected_user_sessions,
-    naive_times_in,
-)
+from tests import oracle
+from tests.oracle import closed_sessions, closed_windows, naive_times_in
 
 EXPECTED_EVENTS = 4000
 EXPECTED_TUTORIAL_EVENTS = 1500
@@ -184,28 +178,19 @@ def read_table(path) -> pd.DataFrame:
     return pd.DataFrame() if frame is None else frame
 
 
-ORACLES = {
-    "revenue_by_category": (expected_revenue_by_category, ["window_start", "category"]),
-    "high_value_users": (expected_high_value_users, ["window_start", "user_id"]),
-    "conversion_funnel": (expected_conversion_funnel, ["window_start"]),
-    "user_sessions": (expected_user_sessions, ["user_id", "session_start"]),
-    "click_to_purchase": (expected_click_to_purchase, ["click_event_id", "purchase_event_id"]),
-}
-TIME_COLUMNS = (
-    "window_start",
-    "window_end",
-    "session_start",
-    "session_end",
-    "click_time",
-    "purchase_time",
+# Each analytic's oracle (tests/oracle.py, expected_<name>) and the key its rows sort by.
+ORACLES = {a.name: (getattr(oracle, f"expected_{a.name}"), list(a.keys)) for a in ANALYTICS}
+# The analytics' event-time columns: compared as UTC timestamps whatever the reader gave.
+TIME_COLUMNS = tuple(
+    dict.fromkeys(f.name for a in ANALYTICS for f in a.schema if pa.types.is_timestamp(f.type))
 )
 
 
 def emitted(analytic: str, expected: pd.DataFrame, watermark: datetime, settings) -> pd.DataFrame:
     """What an append-mode query has written once its watermark reached `watermark`."""
-    if analytic == "user_sessions":
+    if analytic == USER_SESSIONS.name:
         return closed_sessions(expected, watermark, settings.analytics.session_gap_seconds)
-    if analytic == "click_to_purchase":
+    if analytic == CLICK_TO_PURCHASE.name:
         return expected  # an inner join emits a pair as soon as both sides have arrived
     return closed_windows(expected, watermark)
 
@@ -222,8 +207,8 @@ def normalise(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
 def expected_of(analytic: str, events: list[dict], settings: Settings) -> pd.DataFrame:
     """The oracle's rows of `analytic` over `events`, zone-less times read in the zone the
     streaming app reads them in."""
-    oracle, _ = ORACLES[analytic]
-    return oracle(naive_times_in(events, settings.events.naive_timezone), settings.analytics)
+    expected, _ = ORACLES[analytic]
+    return expected(naive_times_in(events, settings.events.naive_timezone), settings.analytics)
 
 
 def expected_rows(analytic: str, sent: list[dict], flush: list[dict], settings: Settings):

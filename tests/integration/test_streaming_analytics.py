@@ -34,8 +34,8 @@ from include.checkpoints import relocate_command
 from include.driver_lease import live_holder
 from include.kafka_client import consumer, read_to_end
 from include.progress import read_progress
-from include.quality import run_quality
-from include.quality_source import KafkaInput
+from include.quality.run import run_quality
+from include.quality.source import KafkaInput
 from include.runtime.procs import alive
 from include.runtime.spark_launch import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings

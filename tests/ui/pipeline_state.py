@@ -20,8 +20,8 @@ from deltalake import write_deltalake
 from include import analytics
 from include.events import EventGenerator
 from include.progress import progress_path
-from include.quality import run_quality
-from include.quality_source import RecordsInput, SourceRecord
+from include.quality.run import run_quality
+from include.quality.source import RecordsInput, SourceRecord
 from include.settings import Settings
 from tests import oracle
 

@@ -18,42 +18,25 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from include.analytics import ANALYTICS, DEAD_LETTERS, SCHEMAS
 from include.events import EventGenerator
-from include.quality import (
-    FAIL,
-    PASS,
-    WARN,
-    DataQualityError,
-    NoDataYet,
-    RunReport,
-    raise_for_failures,
-    read_history,
-    run_quality,
-)
-from include.quality_source import RecordsInput, SourceRecord
+from include.quality.checks import FAIL, WARN
+from include.quality.history import read_history
+from include.quality.report import PASS, DataQualityError, RunReport, raise_for_failures
+from include.quality.run import NoDataYet, run_quality
+from include.quality.source import RecordsInput, SourceRecord
 from include.settings import Settings
-from include.tables import (
-    CLICK_TABLE,
-    DEAD_LETTER_TABLE,
-    FUNNEL_TABLE,
-    HIGH_VALUE_TABLE,
-    REVENUE_TABLE,
-    SCHEMAS,
-    SESSION_TABLE,
-)
 from tests import oracle
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EVENTS = 2400  # one every 0.5 s: 20 minutes
 LAST = START + timedelta(milliseconds=500 * (EVENTS - 1))
 NOW = LAST + timedelta(minutes=1)
-ORACLES = {
-    REVENUE_TABLE: oracle.expected_revenue_by_category,
-    HIGH_VALUE_TABLE: oracle.expected_high_value_users,
-    FUNNEL_TABLE: oracle.expected_conversion_funnel,
-    SESSION_TABLE: oracle.expected_user_sessions,
-    CLICK_TABLE: oracle.expected_click_to_purchase,
-}
+REVENUE_TABLE, HIGH_VALUE_TABLE, FUNNEL_TABLE, SESSION_TABLE, CLICK_TABLE = (
+    a.name for a in ANALYTICS
+)
+DEAD_LETTER_TABLE = DEAD_LETTERS.name
+ORACLES = {a.name: getattr(oracle, f"expected_{a.name}") for a in ANALYTICS}
 REVENUE_MATCHES_KAFKA = "revenue per window and category equals the purchases in Kafka"
 NO_DUPLICATES = "no key is written twice (exactly once)"
 SCHEMA = "columns and types match the table contract"

@@ -5,9 +5,10 @@ Each table has two kinds of checks, both validated by Great Expectations (GX Cor
 * **row checks** run on the rows committed since the last validation (or on every row in a
   full run): keys not null, value ranges, window lengths, session and attribution bounds;
 * **table checks** run on one row of table-level measures computed by
-  :mod:`include.quality`: the schema against :data:`include.tables.SCHEMAS`, duplicate keys
-  (an exactly-once violation), freshness against the input topic, reconciliation of
-  revenue against the events in Kafka, and the dead-letter rate.
+  :mod:`include.quality.measures` and :mod:`include.quality.reconciliation`: the schema
+  against :data:`include.tables.SCHEMAS`, duplicate keys (an exactly-once violation),
+  freshness against the input topic, reconciliation of revenue against the events in
+  Kafka, and the dead-letter rate.
 
 Every check has a severity, as Delta Live Tables' expectations do: a failing ``fail`` check
 fails the quality task; a failing ``warn`` check is logged and reported, and the task
@@ -20,15 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from include.settings import Settings
-from include.tables import (
-    CLICK_TABLE,
-    DEAD_LETTER_TABLE,
-    FUNNEL_TABLE,
-    HIGH_VALUE_TABLE,
-    REVENUE_TABLE,
-    SESSION_TABLE,
+from include.analytics import (
+    CLICK_TO_PURCHASE,
+    CONVERSION_FUNNEL,
+    DEAD_LETTERS,
+    HIGH_VALUE_USERS,
+    REVENUE_BY_CATEGORY,
+    USER_SESSIONS,
 )
+from include.settings import Settings
 
 FAIL, WARN = "fail", "warn"
 ROWS, TABLE = "rows", "table"
@@ -43,6 +44,13 @@ DUPLICATE_KEYS = "duplicate_keys"
 MINUTES_BEHIND_INPUT = "minutes_behind_input"
 RECONCILIATION_MISMATCHES = "revenue_windows_not_matching_kafka"
 DEAD_LETTER_PERCENT = "dead_letter_percent"
+TABLE_MEASURES = (
+    SCHEMA_DIFFERENCES,
+    DUPLICATE_KEYS,
+    MINUTES_BEHIND_INPUT,
+    RECONCILIATION_MISMATCHES,
+    DEAD_LETTER_PERCENT,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class CheckSpec:
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The columns the expectation reads (a table check: its measure), or none."""
         if "column" in self.kwargs:
             return (self.kwargs["column"],)
         if "column_list" in self.kwargs:
@@ -78,6 +87,7 @@ class TableSuite:
     derived: tuple[str, ...] = field(default_factory=tuple)
 
     def on(self, part: str) -> tuple[CheckSpec, ...]:
+        """The checks that run on ``part``: :data:`ROWS` or :data:`TABLE`."""
         return tuple(check for check in self.checks if check.on == part)
 
 
@@ -161,7 +171,7 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
     revenue_allowance = allowance(a.revenue_window_seconds)
     suites = [
         TableSuite(
-            REVENUE_TABLE,
+            REVENUE_BY_CATEGORY.name,
             (
                 *_not_null("window_start", "window_end", "category"),
                 _between("total_revenue", 0),
@@ -181,7 +191,7 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
             (WINDOW_LENGTH,),
         ),
         TableSuite(
-            HIGH_VALUE_TABLE,
+            HIGH_VALUE_USERS.name,
             (
                 *_not_null("window_start", "window_end", "user_id"),
                 _between("total_spent", a.high_value_threshold, None, strict_min=True),
@@ -195,7 +205,7 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
             (WINDOW_LENGTH,),
         ),
         TableSuite(
-            FUNNEL_TABLE,
+            CONVERSION_FUNNEL.name,
             (
                 *_not_null("window_start", "window_end"),
                 _between("unique_visitors", 0),
@@ -212,7 +222,7 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
             (WINDOW_LENGTH,),
         ),
         TableSuite(
-            SESSION_TABLE,
+            USER_SESSIONS.name,
             (
                 *_not_null("user_id", "session_start", "session_end"),
                 CheckSpec(
@@ -232,7 +242,7 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
             (SESSION_LENGTH,),
         ),
         TableSuite(
-            CLICK_TABLE,
+            CLICK_TO_PURCHASE.name,
             (
                 *_not_null(
                     "user_id",
@@ -250,7 +260,7 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
             allowance(0),
         ),
         TableSuite(
-            DEAD_LETTER_TABLE,
+            DEAD_LETTERS.name,
             (
                 *_not_null("reason", "source_topic", "source_partition", "source_offset"),
                 *_table_checks(None, WARN, None),

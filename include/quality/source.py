@@ -1,31 +1,28 @@
-"""What the quality checks know about the input topic, and the revenue it implies.
+"""What the quality checks know about the input topic: its newest record, its records
+since a moment, how many arrived in a span.
 
 :class:`KafkaInput` asks the broker; :class:`RecordsInput` answers from records held in
-memory (a replay, a test).  :func:`expected_revenue` recomputes revenue per sliding window
-and category from raw input records in plain Python, independently of the Spark job, so
-the reconciliation check compares two separate computations.
+memory (a replay, a test).  Freshness, the dead-letter rate and the reconciliation of
+revenue (:mod:`include.quality.reconciliation`) read the input through
+:class:`InputSource`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
 from typing import Protocol
 
-import pandas as pd
-
-from include.events import money, parse_utc
+from include.events import parse_utc
 from include.kafka_client import consumer, offsets_at, read_to_end
-
-PURCHASE = "purchase"
 
 
 @dataclass(frozen=True)
 class SourceRecord:
+    """One record of the input topic: where it sits, when it reached Kafka, its bytes."""
+
     partition: int
     offset: int
     timestamp_ms: int  # Kafka record time
@@ -41,6 +38,8 @@ class Newest:
 
 
 class InputSource(Protocol):
+    """The input topic as the quality checks read it: a live broker or records in memory."""
+
     def newest(self, naive_zone: str = "UTC") -> Newest | None:
         """The newest record on the input topic, or None when it is empty; a zone-less
         event time is read in ``naive_zone``."""
@@ -137,68 +136,3 @@ def newest_of(records: Iterable[SourceRecord], naive_zone: str = "UTC") -> Newes
         moment = moment or datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
         event_time = max(event_time or moment, moment)
     return Newest(record_ms, event_time) if record_ms is not None else None
-
-
-def _revenue(value: object) -> Decimal | None:
-    """Revenue in cents, half up (float noise such as 3899.9700000000003 is not money)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        return money(value)
-    except InvalidOperation:
-        return None
-
-
-def expected_revenue(
-    records: Iterable[SourceRecord],
-    quarantined: set[tuple[int, int]],
-    window_seconds: int,
-    slide_seconds: int,
-    naive_zone: str = "UTC",
-) -> pd.DataFrame:
-    """Revenue per (window_start, category) over the purchases in ``records``.
-
-    A record the pipeline quarantined (its (partition, offset) is in ``quarantined``) is left
-    out; so is a second record with an already seen event_id (retries, replays).  Windows
-    are [start, start + window) every ``slide_seconds``, aligned to the epoch, as Spark's;
-    a zone-less timestamp is the wall-clock time of ``naive_zone``.
-    """
-    totals: dict[tuple[datetime, str], Decimal] = defaultdict(Decimal)
-    counts: dict[tuple[datetime, str], int] = defaultdict(int)
-    seen: set[str] = set()
-    window, slide = timedelta(seconds=window_seconds), slide_seconds
-    for record in records:
-        if (record.partition, record.offset) in quarantined or record.value is None:
-            continue
-        try:
-            event = json.loads(record.value)
-        except ValueError:
-            continue
-        if not isinstance(event, dict) or event.get("event_type") != PURCHASE:
-            continue
-        event_id, moment = event.get("event_id"), parse_utc(event.get("timestamp"), naive_zone)
-        revenue, category = _revenue(event.get("revenue")), event.get("category")
-        if moment is None or revenue is None or not isinstance(category, str):
-            continue
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        epoch = int(moment.timestamp())
-        start = epoch - epoch % slide
-        while datetime.fromtimestamp(start, UTC) + window > moment:
-            key = (datetime.fromtimestamp(start, UTC), category)
-            totals[key] += revenue
-            counts[key] += 1
-            start -= slide
-    rows = [
-        {
-            "window_start": key[0],
-            "category": key[1],
-            "total_revenue": total,
-            "purchases": counts[key],
-        }
-        for key, total in totals.items()
-    ]
-    frame = pd.DataFrame(rows, columns=["window_start", "category", "total_revenue", "purchases"])
-    frame["window_start"] = pd.to_datetime(frame["window_start"], utc=True)
-    return frame
