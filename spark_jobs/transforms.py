@@ -1,4 +1,4 @@
-"""Pure DataFrame transforms of the streaming pipeline (README: "Data contract and semantics").
+"""Pure DataFrame transforms of the streaming pipeline (docs/DESIGN.md, sections 3 and 4).
 
 Every function here takes DataFrames and returns a DataFrame: no reads, no writes, no
 session creation, so the unit tests run them on small static frames and the streaming app
