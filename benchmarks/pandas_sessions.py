@@ -1,5 +1,5 @@
 """user_sessions with ``transformWithStateInPandas``: the alternative to ``session_window``
-that benchmarks/designs.py measures.  Same semantics (README, "Data contract"): a session
+that benchmarks/designs.py measures.  Same semantics (docs/DESIGN.md, "Analytics"): a session
 closes after ``session_gap_seconds`` without events and is emitted once the watermark has
 passed its last event plus the gap.
 

@@ -21,12 +21,12 @@ with `airflow backfill create --dag-id backfill --from-date ... --to-date ...` o
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.analytics import ANALYTIC_NAMES
 from include.assets import backfill_asset
+from include.dag_defaults import START_DATE, default_args
 from include.operators import SparkAppOperator
 from include.runtime.spark_launch import BACKFILL_APP
 
@@ -37,11 +37,11 @@ INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_inter
     dag_id="backfill",
     doc_md=__doc__,
     tags=["ecommerce", "spark", "backfill"],
-    default_args={"owner": "data-platform", "retries": 1},
+    default_args=default_args(),
     # A data-interval timetable: Airflow 3's plain cron schedule gives zero-length
     # intervals (start == end), and the backfill needs [start, end) to be an hour.
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     # Paused until you enable it: its Spark job competes with the stream for the cores.
     is_paused_upon_creation=True,

@@ -20,11 +20,11 @@ reported.  The task's **Quality report** button opens this run's results; the
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
 from include.analytics import ANALYTIC_NAMES
 from include.assets import SINK_TABLES, backfill_asset, sink_asset
+from include.dag_defaults import START_DATE, default_args
 from include.operators import DataQualityOperator
 from include.settings import get_settings
 
@@ -33,14 +33,14 @@ from include.settings import get_settings
     dag_id="data_quality",
     doc_md=__doc__,
     tags=["ecommerce", "quality"],
-    default_args={"owner": "data-platform", "retries": 1},
+    default_args=default_args(),
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(get_settings().quality.schedule, timezone="UTC"),
         assets=AssetAny(
             *(sink_asset(t) for t in SINK_TABLES), *(backfill_asset(a) for a in ANALYTIC_NAMES)
         ),
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     # Table updates arriving during a run are picked up by the next one.
     max_active_runs=1,

@@ -16,24 +16,25 @@ flight and logs how many events were sent, acknowledged and failed.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
+from include.dag_defaults import START_DATE, default_args
 from include.operators import ProducerOperator
 from include.settings import EVENT_FORMATS
-
-DEFAULT_ARGS = {"owner": "data-platform", "retries": 1, "retry_delay": timedelta(seconds=30)}
 
 
 @dag(
     dag_id="producer",
     doc_md=__doc__,
     schedule=None,
-    start_date=datetime(2026, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    # A failed producer resumes after 30 s, not Airflow's default 5 minutes: no events
+    # are produced while it waits.
+    default_args=default_args(retry_delay=timedelta(seconds=30)),
     tags=["ecommerce", "kafka", "producer"],
     params={
         # Empty = the value of [producer] in config/platform.toml.

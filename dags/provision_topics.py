@@ -9,20 +9,22 @@ factor than configured) fails the task with a message that says what differs and
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-DEFAULT_ARGS = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=20)}
+from include.dag_defaults import START_DATE, default_args
 
 
 @dag(
     dag_id="provision_topics",
     doc_md=__doc__,
     schedule=None,
-    start_date=datetime(2026, 1, 1),
+    start_date=START_DATE,
     catchup=False,
-    default_args=DEFAULT_ARGS,
+    # `make up` waits up to 5 minutes for this run, right after starting the broker: two
+    # retries 20 s apart fit in that wait; Airflow's default 5-minute delay would not.
+    default_args=default_args(retries=2, retry_delay=timedelta(seconds=20)),
     tags=["ecommerce", "kafka", "setup"],
 )
 def provision_topics():

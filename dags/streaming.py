@@ -15,27 +15,24 @@ running driver).  Checkpoints live under the state dir, one per query.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import dag
 
 from include.analytics import QUERIES
+from include.dag_defaults import START_DATE, STREAMING_DAG, default_args
 from include.operators import StreamingJobOperator
 from include.settings import STREAMING_POOL
 
-# No retries: the supervisor DAG restarts a dead or stalled driver (after stopping a frozen
-# one); Airflow retrying as well would race it for the checkpoints.
-DEFAULT_ARGS = {"owner": "data-platform", "retries": 0}
-
 
 @dag(
-    dag_id="streaming",
+    dag_id=STREAMING_DAG,
     doc_md=__doc__,
     schedule=None,
-    start_date=datetime(2026, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    # No retries: the supervisor DAG restarts a dead or stalled driver (after stopping a
+    # frozen one); Airflow retrying as well would race it for the checkpoints.
+    default_args=default_args(retries=0),
     tags=["ecommerce", "spark", "streaming"],
 )
 def streaming():

@@ -10,23 +10,21 @@ changed before resuming it.  Nothing running means nothing to restart.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 
+from include.dag_defaults import START_DATE, STREAMING_DAG, default_args
 from include.settings import get_settings
-
-STREAMING_DAG = "streaming"
 
 
 @dag(
     dag_id="streaming_restart",
     doc_md=__doc__,
     tags=["ecommerce", "streaming", "operations"],
-    default_args={"owner": "data-platform", "retries": 1},
+    default_args=default_args(),
     # Reads config/platform.toml only (no connection): allowed at parse time.
     schedule=get_settings().spark.restart_schedule or None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
 )

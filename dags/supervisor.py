@@ -30,26 +30,24 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 
 from include.assets import SINK_UPDATES, sink_asset
+from include.dag_defaults import START_DATE, STREAMING_DAG, default_args
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-STREAMING_DAG = "streaming"
 
 
 @dag(
     dag_id="supervisor",
     doc_md=__doc__,
     tags=["ecommerce", "streaming", "operations"],
-    default_args={"owner": "data-platform", "retries": 1},
+    default_args=default_args(),
     # Reads config/platform.toml only (no connection): allowed at parse time.
     schedule=timedelta(seconds=get_settings().supervisor.interval_seconds),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
 )

@@ -1,6 +1,6 @@
 """The e-commerce event generators, seeded and pure: the platform's and the tutorial's.
 
-Both write events of the data contract (README, "Data contract").  Given the same seed and
+Both write events of the data contract (docs/DESIGN.md, "Data contract").  Given the same seed and
 the same event times, a generator yields the same events, which the tests rely on.
 
 * :class:`EventGenerator` models visits: a user arrives, looks at a few products, maybe

@@ -1,4 +1,4 @@
-"""The analytics: pure DataFrame transforms from valid events to each analytic's rows.
+"""The analytics (docs/DESIGN.md, section 4): pure DataFrame transforms from valid events.
 
 Every function here takes DataFrames and returns a DataFrame: no reads, no writes, no
 session creation, so the unit tests run them on small static frames, the streaming app

@@ -1,5 +1,5 @@
-"""Independent expectations for the analytics, written from the README's data contract in
-plain Python.
+"""Independent expectations for the analytics, written from the data contract in
+docs/DESIGN.md in plain Python.
 
 Nothing here imports Spark or the project's transforms: a test compares the platform's output
 with these computations over the same events.  The events are valid ones; a timestamp

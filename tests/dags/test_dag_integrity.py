@@ -40,6 +40,7 @@ out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
 for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
+        "start_date": dag.start_date.isoformat() if dag.start_date else None,
         "tags": sorted(dag.tags or []),
         "timetable": type(dag.timetable).__name__,
         "delta": str(getattr(dag.timetable, "delta", "")),
@@ -127,6 +128,16 @@ def test_every_task_has_an_owner_and_retries(parsed):
                 assert task["retries"] == 0, "streaming must leave restarts to the supervisor"
             else:
                 assert task["retries"] >= 1, f"{dag_id}.{task['id']} has no retries"
+
+
+def test_every_dag_takes_the_shared_defaults(parsed):
+    """Owner and start date come from include.dag_defaults, never from a DAG file of its own."""
+    from include.dag_defaults import OWNER, START_DATE
+
+    for dag_id, dag in parsed["dags"].items():
+        assert dag["start_date"] == START_DATE.isoformat(), f"{dag_id} start_date"
+        for task in dag["tasks"]:
+            assert task["owner"] == OWNER, f"{dag_id}.{task['id']} owner"
 
 
 def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):

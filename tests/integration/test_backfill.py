@@ -4,7 +4,7 @@ an interval Kafka's retention no longer covers.
 1. One hour of events from 600 users (plus re-sent duplicates) whose Kafka record time
    is their event time, as for events produced live.
 2. Backfill a 30-minute interval: every row of every backfill table equals the oracle's
-   rows of that interval (computed from the README's semantics, tests/oracle.py).
+   rows of that interval (computed from docs/DESIGN.md's semantics, tests/oracle.py).
 3. Backfill it again: the same rows, none twice.
 4. Delete the partitions' first records, as retention would: the same interval is refused
    with a message saying what is gone; the tables are untouched.

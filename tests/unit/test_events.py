@@ -1,5 +1,6 @@
-"""The event generators keep the data contract (README, "Data contract") and are reproducible;
-the platform's models visits, the tutorial's writes the tutorial's events as they are."""
+"""The event generators keep the data contract (docs/DESIGN.md, "Data contract") and are
+reproducible; the platform's models visits, the tutorial's writes the tutorial's events as
+they are."""
 
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def gaps_after_each_event(events: list[dict]) -> list[tuple[datetime, float]]:
 
 def test_with_the_default_settings_sessions_close_within_35_minutes():
     """50 events/s from the default user pool: some users leave for longer than the 30-minute
-    gap early on, so user_sessions gets rows soon after `make up` (the README's promise)."""
+    gap early on, so user_sessions gets rows soon after `make up` (docs/DESIGN.md, "When
+    rows first appear")."""
     defaults = ProducerSettings()
     analytics = AnalyticsSettings()
     spacing = timedelta(seconds=1 / defaults.rate)
