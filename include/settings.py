@@ -1,19 +1,22 @@
 """Typed platform settings: one loader, one file (``config/platform.toml``), env overrides.
 
-Every other module asks this one for ports, paths, topic names and analytics parameters,
-so a value is defined exactly once.  Environment variables win over the file:
-``ECOM_KAFKA__PORT=19092`` overrides ``[kafka] port``.
+Every other module asks this one for ports, paths, topic names and analytics parameters.
+The models below give each setting its type and bounds; its value is written once, in the
+shipped ``config/platform.toml``.  Environment variables win over the file
+(``ECOM_KAFKA__PORT=19092`` overrides ``[kafka] port``), and ``ECOM_CONFIG_FILE`` swaps the
+file for another one, whose missing keys keep the shipped file's values.
 """
 
 from __future__ import annotations
 
 import os
-from functools import cached_property
+import tomllib
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,86 +39,119 @@ STATE_UMASK = 0o027
 STREAMING_POOL = "streaming"
 
 
-class KafkaSecurity(BaseModel):
+@cache
+def shipped_values() -> dict[str, Any]:
+    """The shipped config/platform.toml: the value of every setting unless overridden."""
+    with open(DEFAULT_CONFIG_FILE, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def _shipped_section(section: str) -> dict[str, Any]:
+    values: Any = shipped_values()
+    for part in section.split(".") if section else ():
+        values = values.get(part, {})
+    # Sub-tables ([kafka.security] under [kafka]) are their own sections.
+    return {k: v for k, v in values.items() if not isinstance(v, dict)}
+
+
+class Section(BaseModel):
+    """A table of config/platform.toml; a key the caller leaves out takes the shipped value.
+
+    So ``AnalyticsSettings(watermark_seconds=120)`` is the shipped analytics with one change,
+    and a config file of one's own needs only the keys it changes.
+    """
+
+    section: ClassVar[str]
+
+    def __init_subclass__(cls, section: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.section = section
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shipped_values_first(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {**_shipped_section(cls.section), **data}
+        return data
+
+
+class KafkaSecurity(Section, section="kafka.security"):
     """How clients authenticate to the brokers.  PLAINTEXT locally; SASL_SSL (SCRAM) on a
     secured cluster, with the password only ever from the environment
     (ECOM_KAFKA__SECURITY__PASSWORD), never from a file in the repo."""
 
-    protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
-    username: str = ""
+    protocol: Literal["PLAINTEXT", "SASL_SSL"]
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
+    username: str
+    # Never in a file: only from the environment.
     password: SecretStr = SecretStr("")
-    # PEM file of the CA that signed the brokers' certificates.
-    ssl_cafile: str = ""
+    ssl_cafile: str
 
 
-class KafkaSettings(BaseModel):
-    # Brokers to bootstrap from, "host:port,host:port"; empty: the local broker below.
-    bootstrap_servers: str = ""
-    security: KafkaSecurity = KafkaSecurity()
-    port: int = 9092
-    controller_port: int = 9093
-    heap: str = "512m"
-    input_topic: str = "ecommerce-events"
-    dead_letter_topic: str = "ecommerce-events-dlq"
-    partitions: int = Field(3, ge=1)
-    replication_factor: int = Field(1, ge=1)
-    min_insync_replicas: int = Field(1, ge=1)
-    output_topic_prefix: str = "analytics."
-    output_partitions: int = Field(3, ge=1)
-    retention_ms: int = 604_800_000
+class KafkaSettings(Section, section="kafka"):
+    bootstrap_servers: str
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    port: int
+    controller_port: int
+    heap: str
+    input_topic: str
+    dead_letter_topic: str
+    partitions: int = Field(ge=1)
+    replication_factor: int = Field(ge=1)
+    min_insync_replicas: int = Field(ge=1)
+    output_topic_prefix: str
+    output_partitions: int = Field(ge=1)
+    retention_ms: int
 
 
-class PostgresSettings(BaseModel):
-    port: int = 5432
-    user: str = "airflow"
-    database: str = "airflow"
+class PostgresSettings(Section, section="postgres"):
+    port: int
+    user: str
+    database: str
 
 
-class AirflowSettings(BaseModel):
-    port: int = 8080
-    admin_user: str = "admin"
-    parallelism: int = 8
+class AirflowSettings(Section, section="airflow"):
+    port: int
+    admin_user: str
+    parallelism: int
 
 
-class SparkSettings(BaseModel):
-    master: str = "local[*]"
-    driver_memory: str = "2g"
-    shuffle_partitions: int = Field(1, ge=1)
-    trigger_seconds: int = Field(10, ge=1)
-    max_offsets_per_trigger: int = Field(200_000, ge=1)
-    min_batches_to_retain: int = Field(100, ge=2)
-    # Where streaming state lives: "rocksdb" (off-heap, bounded memory) or "hdfs" (the JVM
-    # heap, faster per row).  A checkpoint keeps the store it was started with.
-    state_store: Literal["rocksdb", "hdfs"] = "rocksdb"
+class SparkSettings(Section, section="spark"):
+    master: str
+    driver_memory: str
+    shuffle_partitions: int = Field(ge=1)
+    trigger_seconds: int = Field(ge=1)
+    max_offsets_per_trigger: int = Field(ge=1)
+    min_batches_to_retain: int = Field(ge=2)
+    state_store: Literal["rocksdb", "hdfs"]
     # Scheduled graceful restart of the streaming driver (cron, UTC); "" turns it off.
-    restart_schedule: str = "30 3 * * *"
+    restart_schedule: str
     # Any further Spark setting for the streaming application, applied after the
     # platform's own (ECOM_SPARK__CONF='{"spark.sql.codegen.cache.maxEntries": "100"}').
     conf: dict[str, str] = {}
 
 
-class ProducerSettings(BaseModel):
+class ProducerSettings(Section, section="producer"):
     # "platform": visits of generated users (include.events.EventGenerator); "tutorial":
     # the Kafka + Spark tutorial's own events, zone-less timestamps and snappy batches.
-    event_format: EventFormat = "platform"
-    rate: float = Field(50, gt=0)
-    duration_seconds: float = Field(0, ge=0)
-    seed: int = 42
-    users: int = Field(10_000, ge=1)
-    products: int = Field(200, ge=1)
+    event_format: EventFormat
+    rate: float = Field(gt=0)
+    duration_seconds: float = Field(ge=0)
+    seed: int
+    users: int = Field(ge=1)
+    products: int = Field(ge=1)
 
 
-class EventSettings(BaseModel):
-    max_event_bytes: int = Field(65536, gt=0)
-    max_event_lag_seconds: int = Field(604_800, gt=0)
-    max_event_lead_seconds: int = Field(3600, ge=0)
+class EventSettings(Section, section="events"):
+    max_event_bytes: int = Field(gt=0)
+    max_event_lag_seconds: int = Field(gt=0)
+    max_event_lead_seconds: int = Field(ge=0)
     # The zone a timestamp without an offset is read in (an IANA name such as "UTC" or
     # "Europe/Berlin"): the tutorial's producer writes datetime.now().isoformat(), the
     # producer machine's local time with no zone.
-    naive_timezone: str = "UTC"
+    naive_timezone: str
     # A number sent as text ("19.99") is wrong_type:<field> unless this is true.
-    accept_numeric_strings: bool = False
+    accept_numeric_strings: bool
 
     @field_validator("naive_timezone")
     @classmethod
@@ -130,74 +166,74 @@ class EventSettings(BaseModel):
         return value
 
 
-class AnalyticsSettings(BaseModel):
-    watermark_seconds: int = Field(60, ge=0)
-    revenue_window_seconds: int = Field(60, gt=0)
-    revenue_slide_seconds: int = Field(30, gt=0)
-    high_value_window_seconds: int = Field(300, gt=0)
-    high_value_slide_seconds: int = Field(60, gt=0)
+class AnalyticsSettings(Section, section="analytics"):
+    watermark_seconds: int = Field(ge=0)
+    revenue_window_seconds: int = Field(gt=0)
+    revenue_slide_seconds: int = Field(gt=0)
+    high_value_window_seconds: int = Field(gt=0)
+    high_value_slide_seconds: int = Field(gt=0)
     # Users spending more than this in a window are "high value" (same unit as revenue).
-    high_value_threshold: float = Field(100, ge=0)
-    funnel_window_seconds: int = Field(300, gt=0)
-    funnel_slide_seconds: int = Field(60, gt=0)
+    high_value_threshold: float = Field(ge=0)
+    funnel_window_seconds: int = Field(gt=0)
+    funnel_slide_seconds: int = Field(gt=0)
     # A session closes after this long without an event of its user.
-    session_gap_seconds: int = Field(1800, gt=0)
+    session_gap_seconds: int = Field(gt=0)
     # A purchase counts for a page view of the same product up to this long after it.
-    attribution_seconds: int = Field(1800, gt=0)
+    attribution_seconds: int = Field(gt=0)
 
 
-class SupervisorSettings(BaseModel):
+class SupervisorSettings(Section, section="supervisor"):
     # How often the supervisor DAG looks (its schedule): a dead driver waits up to this long.
-    interval_seconds: int = Field(120, ge=10)
+    interval_seconds: int = Field(ge=10)
     # More records than this between the last commit and the topic's end: "lagging".
-    lag_warning_records: int = Field(50_000, ge=0)
+    lag_warning_records: int = Field(ge=0)
     # No commit for this long while there is input: "stalled" (stop, then restart).
-    stall_seconds: float = Field(300, gt=0)
+    stall_seconds: float = Field(gt=0)
     # A driver whose lease heartbeat is older than this is frozen: "stalled".
-    frozen_after_seconds: float = Field(30, gt=0)
+    frozen_after_seconds: float = Field(gt=0)
     # How long a graceful stop may take before the driver is killed.
-    stop_timeout_seconds: float = Field(120, gt=0)
+    stop_timeout_seconds: float = Field(gt=0)
 
 
-class BackfillSettings(BaseModel):
+class BackfillSettings(Section, section="backfill"):
     # Read this much before and after an interval (by Kafka record time): the longest
     # window, the session gap / attribution range, plus events that reached Kafka late.
-    margin_seconds: int = Field(3600, ge=0)
+    margin_seconds: int = Field(ge=0)
 
 
-class QualitySettings(BaseModel):
+class QualitySettings(Section, section="quality"):
     # The data_quality DAG also runs on this cron (UTC), besides on every table update.
-    schedule: str = "*/30 * * * *"
+    schedule: str
     # A table with fewer committed rows than this is not checked yet (skipped, not failed).
-    min_rows: int = Field(1, ge=0)
+    min_rows: int = Field(ge=0)
     # Freshness: a table's newest row may trail the input's newest record by its own
     # horizon (window length or session gap, plus the watermark) plus this many minutes.
-    freshness_minutes: float = Field(10, ge=0)
+    freshness_minutes: float = Field(ge=0)
     # Dead letters above this share of the input records, over the window below: a warning.
-    max_dead_letter_percent: float = Field(5, ge=0, le=100)
-    dead_letter_window_minutes: float = Field(60, gt=0)
+    max_dead_letter_percent: float = Field(ge=0, le=100)
+    dead_letter_window_minutes: float = Field(gt=0)
     # Reconciliation reads the input topic from this long (record time) before the first
     # window it checks: room for events that reached Kafka before their event time.
-    reconcile_margin_seconds: int = Field(300, ge=0)
+    reconcile_margin_seconds: int = Field(ge=0)
 
 
-class Settings(BaseSettings):
+class Settings(Section, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ECOM_", env_nested_delimiter="__", extra="ignore")
 
-    state_dir: Path = Path("state")
+    state_dir: Path
     # Downloaded jars (Kafka broker, Spark connectors); shared by every state dir.
-    jar_cache: Path = Path(".cache/jars")
-    bind_host: str = "127.0.0.1"
-    kafka: KafkaSettings = KafkaSettings()
-    postgres: PostgresSettings = PostgresSettings()
-    airflow: AirflowSettings = AirflowSettings()
-    spark: SparkSettings = SparkSettings()
-    producer: ProducerSettings = ProducerSettings()
-    events: EventSettings = EventSettings()
-    analytics: AnalyticsSettings = AnalyticsSettings()
-    quality: QualitySettings = QualitySettings()
-    supervisor: SupervisorSettings = SupervisorSettings()
-    backfill: BackfillSettings = BackfillSettings()
+    jar_cache: Path
+    bind_host: str
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    backfill: BackfillSettings = Field(default_factory=BackfillSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -80,3 +80,37 @@ def test_further_spark_settings_come_last_and_win(monkeypatch) -> None:
     assert mine["spark.locality.wait"] == "0s"
     untouched = set(PER_BATCH_COST_CONF) - {"spark.sql.codegen.cache.maxEntries"}
     assert {k: mine[k] for k in untouched} == {k: defaults[k] for k in untouched}
+
+
+def _sections(model: type, prefix: str = "") -> list[tuple[str, type]]:
+    from include.settings import Section
+
+    found = [(prefix, model)]
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, Section):
+            found += _sections(kind, f"{prefix}.{name}" if prefix else name)
+    return found
+
+
+def test_every_value_is_written_once_in_the_shipped_file():
+    """The models hold types and bounds; config/platform.toml holds every value.  The
+    password (environment only) and the extra Spark settings (none by default) are the two
+    settings without a line in the file."""
+    from include.settings import Section, shipped_values
+
+    without_a_line = {"kafka.security.password", "spark.conf"}
+    for section, model in _sections(Settings):
+        table = shipped_values()
+        for part in section.split(".") if section else ():
+            table = table[part]
+        for name, field in model.model_fields.items():
+            key = f"{section}.{name}" if section else name
+            kind = field.annotation
+            if isinstance(kind, type) and issubclass(kind, Section):
+                continue
+            if key in without_a_line:
+                assert name not in table, f"{key} must not be in the shipped file"
+                continue
+            assert name in table, f"{key} has no value in config/platform.toml"
+            assert field.is_required(), f"{key} repeats its value as a default in the model"
