@@ -46,6 +46,15 @@ def _sliding_window(length_seconds: int, slide_seconds: int) -> Column:
     return F.window("event_time", f"{length_seconds} seconds", f"{slide_seconds} seconds")
 
 
+def _purchases_per_window(events: DataFrame, window: Column, key: str, *more: Column) -> DataFrame:
+    """Purchases per window and ``key``: ``_total`` revenue, ``purchase_count`` and ``more``."""
+    return (
+        events.filter(F.col("event_type") == PURCHASE)
+        .groupBy(window.alias("window"), F.col(key))
+        .agg(F.sum("revenue").alias("_total"), F.count(F.lit(1)).alias("purchase_count"), *more)
+    )
+
+
 def revenue_by_category(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
     """Purchases per sliding event-time window [start, end) and category.
 
@@ -54,14 +63,7 @@ def revenue_by_category(events: DataFrame, analytics: AnalyticsSettings) -> Data
     once it is closed; on a static frame every window is computed at once.
     """
     window = _sliding_window(analytics.revenue_window_seconds, analytics.revenue_slide_seconds)
-    totals = (
-        events.filter(F.col("event_type") == PURCHASE)
-        .groupBy(window.alias("window"), F.col("category"))
-        .agg(
-            F.sum("revenue").alias("_total"),
-            F.count(F.lit(1)).alias("purchase_count"),
-        )
-    )
+    totals = _purchases_per_window(events, window, "category")
     return totals.select(
         F.col("window.start").alias("window_start"),
         F.col("window.end").alias("window_end"),
@@ -115,15 +117,12 @@ def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFra
     window = _sliding_window(
         analytics.high_value_window_seconds, analytics.high_value_slide_seconds
     )
-    spend = (
-        events.filter(F.col("event_type") == PURCHASE)
-        .groupBy(window.alias("window"), F.col("user_id"))
-        .agg(
-            F.sum("revenue").alias("_total"),
-            F.count(F.lit(1)).alias("purchase_count"),
-            F.array_sort(F.collect_set("product_name")).alias("products_purchased"),
-            F.array_sort(F.collect_set("product_id")).alias("product_ids_purchased"),
-        )
+    spend = _purchases_per_window(
+        events,
+        window,
+        "user_id",
+        F.array_sort(F.collect_set("product_name")).alias("products_purchased"),
+        F.array_sort(F.collect_set("product_id")).alias("product_ids_purchased"),
     )
     return spend.filter(F.col("_total") > F.lit(analytics.high_value_threshold)).select(
         F.col("window.start").alias("window_start"),
