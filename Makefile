@@ -34,7 +34,7 @@ bench: setup
 bench-short: setup
 	@$(PY) -m benchmarks.run --short
 
-# A fault campaign on a platform of its own (tests/chaos.py): `make chaos ARGS="--kills 100"`.
+# A fault campaign on a platform of its own (tests/chaos/): `make chaos ARGS="--kills 100"`.
 # It writes docs/chaos.md; `$(PY) -m tests.chaos --help` lists the parameters.
 chaos: setup
 	@$(PY) -m tests.chaos $(ARGS)

@@ -14,7 +14,7 @@
 7. The scheduled restart DAG, run at once, stops the driver gracefully and starts one
    (the time is measured: state/restart-timings.json).
 8. Stop the producer run; a second, short producer run ends by itself.
-9. A short fault campaign (tests/chaos.py, what `make chaos` runs): one SIGKILL of the
+9. A short fault campaign (tests/chaos/, what `make chaos` runs): one SIGKILL of the
    driver, one SIGSTOP, one Kafka broker restart, one Airflow scheduler restart, while
    tutorial-format events and malformed records stream in; the supervisor DAG, on its
    10-second schedule, does every restart.  Then page views far ahead close every window
@@ -42,7 +42,10 @@ from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
 from include.tables import read_table
-from tests.chaos import Plan, markdown, platform_env, run_campaign, summary
+from tests.chaos.campaign import run_campaign
+from tests.chaos.faults import Plan
+from tests.chaos.own_platform import platform_env
+from tests.chaos.report import markdown, summary
 from tests.conftest import poll
 from tests.integration.dataset import ORACLES, expected_of, normalise
 

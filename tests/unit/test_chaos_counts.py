@@ -1,4 +1,4 @@
-"""The fault campaign's counting (tests/chaos.py): each kind of damage is counted once."""
+"""The fault campaign's counting (tests/chaos/counting.py): each kind of damage is counted once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pandas as pd
 
-from tests.chaos import compare_rows
+from tests.chaos.counting import compare_rows
 
 ORDER = ["window_start", "category"]
 
