@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +29,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from include.events import parse_utc
-from include.settings import AnalyticsSettings
+from include.kafka_client import read_to_end
+from include.settings import AnalyticsSettings, Settings
 from include.tables import (
     CLICK_TABLE,
     FUNNEL_TABLE,
@@ -125,3 +126,18 @@ def worst_p95(run: dict, where: str) -> float | None:
     """The slowest analytic's p95 in a latency run's results, "topic" or "table"."""
     found = [a[where]["p95"] for a in run["analytics"].values() if a[where]["p95"] is not None]
     return max(found, default=None)
+
+
+def measured(settings: Settings, since: float) -> dict[str, dict[str, dict]]:
+    """Per analytic, the percentiles of its rows closed since `since`, as visible in its
+    output topic and in its sink table (no table yet: no rows)."""
+    found = {}
+    for analytic in LATENCY_ANALYTICS:
+        topic = read_to_end(settings.bootstrap_servers, settings.output_topic(analytic))
+        table = settings.table_path(analytic)
+        in_table = table_rows(table) if table.exists() else []
+        found[analytic] = {
+            where: asdict(Percentiles.of(latencies(analytic, rows, settings.analytics, since)))
+            for where, rows in (("topic", topic_rows(topic)), ("table", in_table))
+        }
+    return found

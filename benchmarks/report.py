@@ -8,6 +8,15 @@ from pathlib import Path
 
 from benchmarks import breakdown
 from benchmarks.latency import LATENCY_ANALYTICS, worst_p95
+from benchmarks.plans import AFTER
+from benchmarks.published import PUBLISHED, published_stage
+from benchmarks.targets import (
+    BACKLOG_TARGET,
+    REST_CORES_TARGET,
+    defaults_at_rest,
+    defaults_latency,
+)
+from include.settings import PROJECT_ROOT
 
 COMMAND = {"full": "make bench", "short": "make bench-short"}
 
@@ -25,8 +34,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def markdown(results: dict, plot: Path) -> str:
-    from benchmarks.run import AFTER
-
     m = results["machine"]
     ceiling = results["kafka_ceiling"]
     producer = results["producer"]
@@ -276,8 +283,6 @@ def markdown(results: dict, plot: Path) -> str:
 def _alone(results: dict) -> list[str]:
     """Stage 3c: each query alone on the pipeline's preload, beside all of them together:
     a stage of the full run, or else its own published run."""
-    from benchmarks.run import BACKLOG_TARGET
-
     runs, together, where = results.get("alone"), results["pipeline"], "in this run"
     if not runs and (separate := _separate_run(results, "alone")):
         measured, where = separate
@@ -365,8 +370,6 @@ def _breakdown(run: dict) -> list[str]:
 def _separate_run(results: dict, stage: str) -> tuple[dict, str] | None:
     """A stage's own published run (`python -m benchmarks.<stage>`), for a full run that
     did not measure the stage itself, and the words that say where it comes from."""
-    from benchmarks.run import published_stage
-
     measured = published_stage(stage)
     if results["mode"] != "full" or measured is None:
         return None
@@ -384,8 +387,6 @@ def _at_rest(results: dict) -> list[str]:
         runs = measured["runs"]
     if not runs:
         return []
-    from benchmarks.run import REST_CORES_TARGET, defaults_at_rest
-
     base = runs[0]["cores"]
     out = [
         f"## 6. At rest: {_n(runs[0]['rate'])} events/s, the `make up` default",
@@ -501,8 +502,6 @@ def _producer_levers(results: dict) -> list[str]:
 
 def _markdown_dir(results: dict, plot: Path) -> Path:
     """BENCHMARKS.md sits at the project root when published, beside the plot otherwise."""
-    from benchmarks.run import PUBLISHED
-
     return PUBLISHED.parent.parent if plot.parent == PUBLISHED else plot.parent
 
 
@@ -511,8 +510,6 @@ def plot(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from benchmarks.run import defaults_latency
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     ceiling = results["kafka_ceiling"]
@@ -592,26 +589,29 @@ def summary(results: dict) -> str:
     return "\n".join(lines)
 
 
+def write(results: dict, directory: Path) -> Path:
+    """The plot into `directory` and the markdown beside it, or at the project root when
+    `directory` is the published one; returns the markdown's path."""
+    image = directory / "benchmarks.png"
+    plot(results, image)
+    target = (
+        PROJECT_ROOT / "BENCHMARKS.md" if directory == PUBLISHED else directory / "BENCHMARKS.md"
+    )
+    target.write_text(markdown(results, plot=image))
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m benchmarks.report [results.json]`: rewrite the markdown and the plot from a
     run's results (default: the published full run), without measuring again."""
     import json
     import sys
 
-    from benchmarks.run import PROJECT_ROOT, PUBLISHED
-
     args = sys.argv[1:] if argv is None else argv
     source = Path(args[0]).resolve() if args else PUBLISHED / "results.json"
     results = json.loads(source.read_text())
-    image = source.parent / "benchmarks.png"
-    plot(results, image)
-    target = (
-        PROJECT_ROOT / "BENCHMARKS.md"
-        if source.parent == PUBLISHED
-        else source.parent / "BENCHMARKS.md"
-    )
-    target.write_text(markdown(results, plot=image))
-    print(f"wrote {target} and {image}")
+    target = write(results, source.parent)
+    print(f"wrote {target} and {source.parent / 'benchmarks.png'}")
     return 0
 
 

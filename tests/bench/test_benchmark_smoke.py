@@ -32,7 +32,7 @@ def results(tmp_path_factory):
 
 
 def test_every_event_sent_is_counted_by_each_stage(results) -> None:
-    from benchmarks.run import SHORT
+    from benchmarks.plans import SHORT
 
     _, found = results
     ceiling, producer = found["kafka_ceiling"], found["producer"]
