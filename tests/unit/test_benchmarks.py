@@ -14,7 +14,7 @@ from benchmarks import kafka_tools, latency, producer_profile, producer_variants
 from benchmarks.designs import epoch
 from benchmarks.plans import AFTER, PER_BATCH_BEFORE
 from benchmarks.progress import caught_up, state_size, time_breakdown
-from benchmarks.targets import BACKLOG_TARGET, targets
+from benchmarks.targets import targets
 from include.settings import AnalyticsSettings
 
 # As printed by Kafka 4.1's tools (interim lines first, the summary last).
@@ -205,34 +205,6 @@ def test_the_latency_targets_read_the_defaults_not_the_before_row_beside_them() 
     assert (topic["measured"], topic["met"]) == (4.0, True)
     results["latency"].reverse()
     assert targets(results) == list(found.values())
-
-
-def test_the_backlog_floor_is_the_slowest_query_alone() -> None:
-    from benchmarks import report
-
-    def ran(label: str, rate: int) -> dict:
-        return {
-            "label": label,
-            "events": 1_000,
-            "seconds": 1.0,
-            "batches": 1,
-            "events_per_second": rate,
-        }
-
-    results = {
-        "mode": "short",
-        "pipeline": ran("together", 4_000),
-        "alone": [ran("dead_letters alone", 25_000), ran("click_to_purchase alone", 8_000)],
-    }
-    text = "\n".join(report._alone(results))
-    # One second of the machine over the rate: 1e6 / 25,000 = 40 us, 1e6 / 8,000 = 125 us.
-    assert "| dead_letters alone | 1,000 | 1.0 | 1 | 25,000 | 40 |" in text
-    assert "slowest row: click_to_purchase alone, 8,000 events/s" in text
-    assert "add up to 165 microseconds per event; together the queries take 250" in text
-    assert f"({1e6 / BACKLOG_TARGET:.0f} microseconds)" in text
-    # Read once: 125 - 40 of its own plus 40 of reading.
-    assert "125 microseconds per event at best, 8,000 events/s" in text
-    assert report._alone({**results, "alone": []}) == []
 
 
 def test_a_stateless_query_is_caught_up_once_a_late_batch_read_to_the_latest_offset(
