@@ -21,6 +21,7 @@ from benchmarks.stages import stage_alone
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Stage 3c alone: writes docs/benchmarks/alone.json and prints each row."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.alone")
     parser.add_argument("--events", type=int, default=FULL.events)
     args = parser.parse_args(argv)

@@ -23,6 +23,7 @@ from benchmarks.stages import stage_alone
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Stage 6 alone: writes docs/benchmarks/at_rest.json and prints each row's cores."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.at_rest")
     parser.add_argument("--seconds", type=float, default=FULL.rest_seconds)
     parser.add_argument(

@@ -68,6 +68,8 @@ def _epoch(value: str | datetime) -> float:
 
 @dataclass(frozen=True)
 class Percentiles:
+    """How many rows, and their latency's p50, p95 and p99 in seconds (None: no rows)."""
+
     rows: int
     p50: float | None
     p95: float | None
@@ -75,6 +77,7 @@ class Percentiles:
 
     @classmethod
     def of(cls, latencies: list[float]) -> Percentiles:
+        """The percentiles of a run's latencies (linear interpolation, numpy's default)."""
         if not latencies:
             return cls(0, None, None, None)
         p50, p95, p99 = (round(float(v), 3) for v in np.percentile(latencies, [50, 95, 99]))

@@ -21,6 +21,7 @@ from include.events import iso_utc
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The producer's levers alone: writes docs/benchmarks/producer_levers.json."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.producer_levers")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=4)

@@ -55,6 +55,7 @@ log = logging.getLogger("benchmarks.run")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`make bench`: every stage of the plan, then the results, the plot and the markdown."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=__doc__,

@@ -1,4 +1,4 @@
-"""Issue 14's targets on this machine, and which runs of a result are the platform's
+"""The performance targets on this machine, and which runs of a result are the platform's
 defaults that the targets judge."""
 
 from __future__ import annotations
