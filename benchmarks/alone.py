@@ -13,13 +13,15 @@ the full run has no stage 3c of its own (`python -m benchmarks.report` rewrites 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 
-from benchmarks.run import FULL, PUBLISHED, stage_alone
+from benchmarks.plans import FULL
+from benchmarks.published import publish_stage
+from benchmarks.stages import stage_alone
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Stage 3c alone: writes docs/benchmarks/alone.json and prints each row."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.alone")
     parser.add_argument("--events", type=int, default=FULL.events)
     args = parser.parse_args(argv)
@@ -29,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.pipeline()
         bench.alone()
     found = {k: bench.results[k] for k in ("started", "pipeline", "alone")}
-    PUBLISHED.mkdir(parents=True, exist_ok=True)
-    (PUBLISHED / "alone.json").write_text(json.dumps(found, indent=2) + "\n")
+    publish_stage("alone", found)
     together = found["pipeline"]["events_per_second"]
     print(f"{'all analytics together':40} {together:>8,} events/s")
     for run in found["alone"]:

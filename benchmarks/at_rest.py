@@ -14,14 +14,16 @@ of its own (`python -m benchmarks.report` rewrites it).
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 
 from benchmarks import jfr_summary
-from benchmarks.run import FULL, PUBLISHED, stage_alone
+from benchmarks.plans import FULL
+from benchmarks.published import publish_stage
+from benchmarks.stages import stage_alone
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Stage 6 alone: writes docs/benchmarks/at_rest.json and prints each row's cores."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.at_rest")
     parser.add_argument("--seconds", type=float, default=FULL.rest_seconds)
     parser.add_argument(
@@ -39,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         for n, run in enumerate(found["runs"]):
             # Written when the driver exits; the first minute (start-up) is left out.
             run["jfr"] = jfr_summary.summarise(jfr_summary.read_samples(bench.out / f"rest{n}.jfr"))
-    PUBLISHED.mkdir(parents=True, exist_ok=True)
-    (PUBLISHED / "at_rest.json").write_text(json.dumps(found, indent=2) + "\n")
+    publish_stage("at_rest", found)
     base = found["runs"][0]["cores"]
     for run in found["runs"]:
         print(f"{run['label']:70} {run['cores']:.3f} cores  {run['cores'] / base:.2f}x")

@@ -32,7 +32,7 @@ import pandas as pd
 from deltalake import DeltaTable
 
 from benchmarks.design_app import EVENTS_QUERY
-from include.analytics import ANALYTIC_NAMES
+from include.analytics import ANALYTIC_NAMES, USER_SESSIONS
 from include.events import EventGenerator
 from include.kafka_client import producer
 from include.progress import read_progress
@@ -45,6 +45,7 @@ from include.topics import provision
 
 log = logging.getLogger("benchmarks.designs")
 DESIGN_APP = Path(__file__).with_name("design_app.py")
+SESSIONS = USER_SESSIONS.name
 
 
 @dataclass
@@ -67,9 +68,7 @@ class Result:
 VARIANTS = [
     Variant("independent", STREAMING_APP, (), ANALYTIC_NAMES),
     Variant("parse_once", DESIGN_APP, ("--design", "parse_once"), ANALYTIC_NAMES),
-    Variant(
-        "sessions:session_window", STREAMING_APP, ("--queries", "user_sessions"), ("user_sessions",)
-    ),
+    Variant("sessions:session_window", STREAMING_APP, ("--queries", SESSIONS), (SESSIONS,)),
     Variant(
         "sessions:transform_with_state",
         DESIGN_APP,
@@ -79,14 +78,14 @@ VARIANTS = [
             "--sessions",
             "transform_with_state",
             "--queries",
-            "user_sessions",
+            SESSIONS,
         ),
-        ("user_sessions",),
+        (SESSIONS,),
     ),
 ]
 COMPARE = [
     ("independent", "parse_once", ANALYTIC_NAMES),
-    ("sessions:session_window", "sessions:transform_with_state", ["user_sessions"]),
+    ("sessions:session_window", "sessions:transform_with_state", [SESSIONS]),
 ]
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,9 +30,8 @@ import pyarrow.parquet as pq
 
 from include.analytics import ANALYTIC_NAMES, BY_NAME, CLICK_TO_PURCHASE, USER_SESSIONS
 from include.events import parse_utc
-from include.settings import AnalyticsSettings
-
-LATENCY_ANALYTICS = ANALYTIC_NAMES
+from include.kafka_client import read_to_end
+from include.settings import AnalyticsSettings, Settings
 
 
 def final_at(analytic: str, row: dict, analytics: AnalyticsSettings) -> float:
@@ -60,6 +59,8 @@ def _epoch(value: str | datetime) -> float:
 
 @dataclass(frozen=True)
 class Percentiles:
+    """How many rows, and their latency's p50, p95 and p99 in seconds (None: no rows)."""
+
     rows: int
     p50: float | None
     p95: float | None
@@ -67,6 +68,7 @@ class Percentiles:
 
     @classmethod
     def of(cls, latencies: list[float]) -> Percentiles:
+        """The percentiles of a run's latencies (linear interpolation, numpy's default)."""
         if not latencies:
             return cls(0, None, None, None)
         p50, p95, p99 = (round(float(v), 3) for v in np.percentile(latencies, [50, 95, 99]))
@@ -118,3 +120,18 @@ def worst_p95(run: dict, where: str) -> float | None:
     """The slowest analytic's p95 in a latency run's results, "topic" or "table"."""
     found = [a[where]["p95"] for a in run["analytics"].values() if a[where]["p95"] is not None]
     return max(found, default=None)
+
+
+def measured(settings: Settings, since: float) -> dict[str, dict[str, dict]]:
+    """Per analytic, the percentiles of its rows closed since `since`, as visible in its
+    output topic and in its sink table (no table yet: no rows)."""
+    found = {}
+    for analytic in ANALYTIC_NAMES:
+        topic = read_to_end(settings.bootstrap_servers, settings.output_topic(analytic))
+        table = settings.table_path(analytic)
+        in_table = table_rows(table) if table.exists() else []
+        found[analytic] = {
+            where: asdict(Percentiles.of(latencies(analytic, rows, settings.analytics, since)))
+            for where, rows in (("topic", topic_rows(topic)), ("table", in_table))
+        }
+    return found

@@ -1,98 +1,27 @@
-"""The producer's levers, side by side: compression codec and kafka-python's CRC-32C.
+"""The producer's levers, side by side, as a run of their own: compression codec and
+kafka-python's CRC-32C (benchmarks/producer_variants.py says how they are measured).
 
     .venv/bin/python -m benchmarks.producer_levers [--events 200000] [--rounds 4]
 
-Each variant sends the same generated events through the platform's producer in a
-process of its own (kafka-python picks its CRC-32C implementation at import time), on
-one broker, the variants interleaved round after round so that noise hits them alike.
-`make bench` runs this as a stage of the full run; alone, it writes
-docs/benchmarks/producer_levers.json, which BENCHMARKS.md shows when the full run's
-results have no such stage.
+`make bench` runs this as a stage of the full run; alone, it starts a broker of its own
+and writes docs/benchmarks/producer_levers.json, which BENCHMARKS.md shows when the full
+run's results have no such stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import statistics
-import subprocess
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from include.settings import PROJECT_ROOT
-
-log = logging.getLogger("benchmarks.producer_levers")
-
-
-@dataclass(frozen=True)
-class ProducerVariant:
-    label: str
-    compression: str
-    crc32c_package: bool
-
-
-VARIANTS = (
-    ProducerVariant("before: gzip, CRC-32C in pure Python", "gzip", False),
-    ProducerVariant("gzip, crc32c package", "gzip", True),
-    ProducerVariant("platform: lz4, crc32c package", "lz4", True),
-)
-
-
-def timed_variant(variant: ProducerVariant, bootstrap: str, topic: str, events: int) -> int:
-    """Events/s of one variant's run, in a fresh interpreter."""
-    hide = "" if variant.crc32c_package else "sys.modules['crc32c'] = None\n"
-    code = (
-        "import sys\n"
-        f"{hide}"
-        "import include.kafka_client as k\n"
-        f"k.PRODUCER_DEFAULTS['compression_type'] = {variant.compression!r}\n"
-        "from benchmarks.producers import main\n"
-        f"main([{bootstrap!r}, {topic!r}, '{events}'])\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{variant.label} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["events_per_second"]
-
-
-def compare(
-    bootstrap: str, make_topic: Callable[[str], None], events: int, rounds: int
-) -> list[dict]:
-    """Median events/s per variant over the rounds, and its ratio to the first variant."""
-    rates: dict[str, list[int]] = {v.label: [] for v in VARIANTS}
-    for round_number in range(rounds):
-        for n, variant in enumerate(VARIANTS):
-            topic = f"bench-producer-{round_number}-{n}"
-            make_topic(topic)
-            rate = timed_variant(variant, bootstrap, topic, events)
-            log.info("round %d, %s: %d events/s", round_number + 1, variant.label, rate)
-            rates[variant.label].append(rate)
-    medians = {label: statistics.median(runs) for label, runs in rates.items()}
-    base = medians[VARIANTS[0].label]
-    return [
-        {
-            "label": v.label,
-            "compression": v.compression,
-            "crc32c_package": v.crc32c_package,
-            "events": events,
-            "events_per_second": round(medians[v.label]),
-            "runs": rates[v.label],
-            "ratio_to_before": round(medians[v.label] / base, 2),
-        }
-        for v in VARIANTS
-    ]
+from benchmarks.plans import SHORT
+from benchmarks.producer_variants import compare
+from benchmarks.published import publish_stage
+from benchmarks.stages import stage_alone
+from include.events import iso_utc
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Imported here: benchmarks.run imports this module for its full plan.
-    from benchmarks.run import PUBLISHED, SHORT, stage_alone
-    from include.events import iso_utc
-
+    """The producer's levers alone: writes docs/benchmarks/producer_levers.json."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.producer_levers")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=4)
@@ -101,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         found = compare(
             bench.settings.bootstrap_servers, bench.make_topic, args.events, args.rounds
         )
-    PUBLISHED.mkdir(parents=True, exist_ok=True)
-    result = {"started": iso_utc(datetime.now(UTC)), "variants": found}
-    (PUBLISHED / "producer_levers.json").write_text(json.dumps(result, indent=2) + "\n")
+    publish_stage("producer_levers", {"started": iso_utc(datetime.now(UTC)), "variants": found})
     for row in found:
         print(
             f"{row['label']:45} {row['events_per_second']:>8} events/s  {row['ratio_to_before']}x"

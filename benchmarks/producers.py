@@ -100,7 +100,7 @@ def timed_encoding(events: Iterable[dict]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m benchmarks.producers BOOTSTRAP TOPIC COUNT`: the platform producer alone,
-    for a profiler to watch (benchmarks.run samples it with py-spy)."""
+    for a profiler to watch (benchmarks/producer_profile.py samples it with py-spy)."""
     import sys
     from datetime import UTC, datetime, timedelta
 

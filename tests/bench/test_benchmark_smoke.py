@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from include.analytics import QUERIES
 from include.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.bench
@@ -32,7 +33,7 @@ def results(tmp_path_factory):
 
 
 def test_every_event_sent_is_counted_by_each_stage(results) -> None:
-    from benchmarks.run import SHORT
+    from benchmarks.plans import SHORT
 
     _, found = results
     ceiling, producer = found["kafka_ceiling"], found["producer"]
@@ -76,13 +77,11 @@ def test_no_row_is_visible_before_the_event_that_closed_it(results) -> None:
 
 
 def test_the_latency_run_says_where_each_batch_went(results) -> None:
-    from include.analytics import ANALYTIC_NAMES as ANALYTICS  # TEMP-R15
-
     _, found = results
     (run,) = found["latency"]
     assert 0 < run["cores"] <= 2 * (os.cpu_count() or 1)
     by_query = {b["query"]: b for b in run["breakdown"]}
-    assert set(by_query) == {*ANALYTICS, "dead_letters"}
+    assert set(by_query) == set(QUERIES)
     clicks = by_query["click_to_purchase"]  # rows in most batches of the run
     assert clicks["batches"] >= 1
     # Every batch with rows wrote both sinks, each in Spark jobs the REST API named.

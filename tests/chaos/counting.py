@@ -18,6 +18,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
+from include.analytics import DEAD_LETTERS
 from include.kafka_client import read_to_end
 from include.settings import Settings
 from tests.integration.dataset import ORACLES, emitted, expected_of, normalise
@@ -113,7 +114,7 @@ def count_dead_letters(
     letters = [json.loads(r.value) for r in topic]
     in_topic = Counter((d["source_partition"], d["source_offset"]) for d in letters)
     reasons = {(d["source_partition"], d["source_offset"]): d["reason"] for d in letters}
-    table = read_sink(settings.table_path("dead_letters"))
+    table = read_sink(settings.table_path(DEAD_LETTERS.name))
     in_table = Counter(
         zip(table.get("source_partition", []), table.get("source_offset", []), strict=True)
     )

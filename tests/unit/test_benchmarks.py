@@ -10,7 +10,11 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from benchmarks import kafka_tools, latency, producers, run
+from benchmarks import kafka_tools, latency, producer_profile, producer_variants, producers
+from benchmarks.designs import epoch
+from benchmarks.plans import AFTER, PER_BATCH_BEFORE
+from benchmarks.progress import caught_up, state_size, time_breakdown
+from benchmarks.targets import targets
 from include.settings import AnalyticsSettings
 
 # As printed by Kafka 4.1's tools (interim lines first, the summary last).
@@ -117,7 +121,7 @@ def test_the_profile_summary_ranks_leaf_frames_and_groups_stacks() -> None:
             "main (run.py:1);event (include/events.py:90) 20",
         ]
     )
-    summary = run.profile_summary(raw, top=2)
+    summary = producer_profile.profile_summary(raw, top=2)
     assert summary["samples"] == 100
     assert summary["share_under"] == {
         "generate events": 0.2,
@@ -144,7 +148,7 @@ def test_time_breakdown_shares_sum_the_batches_that_read_input() -> None:
         },
         {"name": "q", "numInputRows": 0, "durationMs": {"triggerExecution": 9000, "addBatch": 0}},
     ]
-    shares = run.time_breakdown(records)["q"]
+    shares = time_breakdown(records)["q"]
     assert shares["addBatch"] == 0.8
     assert shares["walCommit"] == 0.1
     assert shares["trigger_seconds_total"] == 4.0
@@ -159,15 +163,13 @@ def test_state_size_is_the_peak_per_query_summed() -> None:
             ],
         }
 
-    found = run.state_size(
+    found = state_size(
         [record("a", [3, 4], [10, 0]), record("a", [1, 1], [50, 0]), record("b", [9], [5])]
     )
     assert (found["state_rows"], found["state_memory_bytes"]) == (7 + 9, 50 + 5)
 
 
 def test_producer_levers_report_the_median_of_interleaved_rounds(monkeypatch) -> None:
-    from benchmarks import producer_levers
-
     order: list[str] = []
     rates = {"gzip-False": [100, 140], "gzip-True": [150, 160], "lz4-True": [300, 200]}
 
@@ -176,9 +178,9 @@ def test_producer_levers_report_the_median_of_interleaved_rounds(monkeypatch) ->
         order.append(key)
         return rates[key][order.count(key) - 1]
 
-    monkeypatch.setattr(producer_levers, "timed_variant", fake)
+    monkeypatch.setattr(producer_variants, "timed_variant", fake)
     topics: list[str] = []
-    found = producer_levers.compare("b:1", topics.append, 10, rounds=2)
+    found = producer_variants.compare("b:1", topics.append, 10, rounds=2)
     assert order == ["gzip-False", "gzip-True", "lz4-True"] * 2  # interleaved
     assert len(set(topics)) == 6  # a fresh topic per run
     assert [r["events_per_second"] for r in found] == [120, 155, 250]
@@ -194,43 +196,15 @@ def test_the_latency_targets_read_the_defaults_not_the_before_row_beside_them() 
     results = {
         "mode": "short",
         "latency": [
-            _latency_run(2_000, run.AFTER.label, 4.0),
-            _latency_run(2_000, run.PER_BATCH_BEFORE.label, 40.0),
+            _latency_run(2_000, AFTER.label, 4.0),
+            _latency_run(2_000, PER_BATCH_BEFORE.label, 40.0),
         ],
     }
-    found = {t["name"]: t for t in run.targets(results)}
+    found = {t["name"]: t for t in targets(results)}
     topic = found["latency p95 at 2,000 events/s (worst analytic, topic, not behind)"]
     assert (topic["measured"], topic["met"]) == (4.0, True)
     results["latency"].reverse()
-    assert run.targets(results) == list(found.values())
-
-
-def test_the_backlog_floor_is_the_slowest_query_alone() -> None:
-    from benchmarks import report
-
-    def ran(label: str, rate: int) -> dict:
-        return {
-            "label": label,
-            "events": 1_000,
-            "seconds": 1.0,
-            "batches": 1,
-            "events_per_second": rate,
-        }
-
-    results = {
-        "mode": "short",
-        "pipeline": ran("together", 4_000),
-        "alone": [ran("dead_letters alone", 25_000), ran("click_to_purchase alone", 8_000)],
-    }
-    text = "\n".join(report._alone(results))
-    # One second of the machine over the rate: 1e6 / 25,000 = 40 us, 1e6 / 8,000 = 125 us.
-    assert "| dead_letters alone | 1,000 | 1.0 | 1 | 25,000 | 40 |" in text
-    assert "slowest row: click_to_purchase alone, 8,000 events/s" in text
-    assert "add up to 165 microseconds per event; together the queries take 250" in text
-    assert f"({1e6 / run.BACKLOG_TARGET:.0f} microseconds)" in text
-    # Read once: 125 - 40 of its own plus 40 of reading.
-    assert "125 microseconds per event at best, 8,000 events/s" in text
-    assert report._alone({**results, "alone": []}) == []
+    assert targets(results) == list(found.values())
 
 
 def test_a_stateless_query_is_caught_up_once_a_late_batch_read_to_the_latest_offset(
@@ -252,11 +226,11 @@ def test_a_stateless_query_is_caught_up_once_a_late_batch_read_to_the_latest_off
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
-    since = run._epoch("2026-11-29T20:00:00.000Z")
+    since = epoch("2026-11-29T20:00:00.000Z")
     write(record("dead_letters", 30, 0, None), record("revenue_by_category", 30, 0, "x"))
-    assert run.caught_up(tmp_path, since, ("dead_letters",))
+    assert caught_up(tmp_path, since, ("dead_letters",))
     # A stateful query still has windows to close: it waits for a batch that found nothing.
-    assert not run.caught_up(tmp_path, since, ("dead_letters", "revenue_by_category"))
+    assert not caught_up(tmp_path, since, ("dead_letters", "revenue_by_category"))
     write(record("dead_letters", 30, 5, None))
-    assert not run.caught_up(tmp_path, since, ("dead_letters",))
-    assert not run.caught_up(tmp_path, since + 60, ("dead_letters",))
+    assert not caught_up(tmp_path, since, ("dead_letters",))
+    assert not caught_up(tmp_path, since + 60, ("dead_letters",))

@@ -1,0 +1,63 @@
+"""Where the platform producer's time goes: py-spy samples a run of it
+(`python -m benchmarks.producers`) and the raw stacks are summed up."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from include.settings import PROJECT_ROOT
+
+
+def record(bootstrap_servers: str, topic: str, count: int, raw: Path) -> str:
+    """py-spy's raw (collapsed) stacks of the platform producer sending `count` events,
+    written to `raw` and returned."""
+    command = [
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--output",
+        str(raw),
+        "--",
+        sys.executable,
+        "-m",
+        "benchmarks.producers",
+        bootstrap_servers,
+        topic,
+        str(count),
+    ]
+    subprocess.run(command, check=True, cwd=PROJECT_ROOT, capture_output=True, timeout=900)
+    return raw.read_text()
+
+
+def profile_summary(raw: str, top: int = 10) -> dict:
+    """py-spy's raw (collapsed) stacks: the functions with the most samples on top of the
+    stack, and the share of samples under generation, encoding and the Kafka client."""
+    own: dict[str, int] = {}
+    under = {"generate events": 0, "encode JSON": 0, "kafka-python": 0}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        if any("include/events.py" in f for f in frames):
+            under["generate events"] += count
+        elif any(re.search(r"[(/]json/", f) for f in frames):
+            under["encode JSON"] += count
+        elif any(re.search(r"[(/]kafka/", f) for f in frames):
+            under["kafka-python"] += count
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    return {
+        "samples": total,
+        "share_under": {k: round(v / max(total, 1), 3) for k, v in under.items()},
+        "top_own": [{"frame": f, "share": round(c / max(total, 1), 3)} for f, c in ranked],
+    }
