@@ -1,7 +1,7 @@
 """
 ### Data quality on every sink table
 
-Runs the Great Expectations checks of `include/quality_checks.py` on the five analytics
+Runs the Great Expectations checks of `include/quality/checks.py` on the five analytics
 tables and the dead letters (and on backfill tables a backfill has changed):
 
 * **rows**: keys not null, revenue and totals >= 0, rates in [0, 100] or null, window

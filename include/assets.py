@@ -24,10 +24,12 @@ ANNOUNCED_FILE = "announced_versions.json"
 
 
 def sink_asset(table: str) -> Asset:
+    """The Airflow Asset of sink table `table` (``ecom://sink/<table>``)."""
     return Asset(name=f"sink.{table}", uri=f"ecom://sink/{table}", group="sink-tables")
 
 
 def backfill_asset(analytic: str) -> Asset:
+    """The Airflow Asset of an analytic's backfill table (``ecom://backfill/<analytic>``)."""
     return Asset(
         name=f"backfill.{analytic}", uri=f"ecom://backfill/{analytic}", group="backfill-tables"
     )

@@ -31,6 +31,9 @@ class NothingToBackfill(RuntimeError):
 
 @dataclass(frozen=True)
 class Interval:
+    """A half-open interval [start, end) of event time; ValueError if a bound has no time zone
+    or the interval is empty."""
+
     start: datetime
     end: datetime
 
@@ -42,6 +45,9 @@ class Interval:
 
     @classmethod
     def parse(cls, start: str, end: str) -> Interval:
+        """The interval between two ISO-8601 times (``Z`` accepted); a time without an offset is
+        read as UTC."""
+
         def when(text: str) -> datetime:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

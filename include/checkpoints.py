@@ -55,10 +55,12 @@ class CheckpointReport:
 
     @property
     def exists(self) -> bool:
+        """Whether the query ever started here (the checkpoint has its ``metadata`` file)."""
         return (self.path / "metadata").exists()
 
     @property
     def healthy(self) -> bool:
+        """Whether no problem was found."""
         return not self.problems
 
 
@@ -77,6 +79,10 @@ def _log_lines(path: Path) -> list[str]:
 
 
 def inspect(checkpoint: Path) -> CheckpointReport:
+    """Read the checkpoint at `checkpoint`: query id, last planned and committed batches, the
+    committed batch's source offsets and watermark, and its problems (unparsable metadata or
+    log files among the last two batches, a commit without a plan, more than one batch
+    planned ahead).  A checkpoint that does not exist gives an empty report, healthy."""
     report = CheckpointReport(checkpoint)
     if not report.exists:
         return report
@@ -190,6 +196,8 @@ def backup_if_changed(checkpoint: Path, current: str) -> Path | None:
 
 
 def relocate_command(query: str) -> str:
+    """The command that relocates `query`'s checkpoint, for messages that tell an operator to
+    run it."""
     return f".venv/bin/python -m include.checkpoints relocate {query}"
 
 
@@ -213,6 +221,8 @@ def relocate(settings: Settings, query: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line of the module docstring; the exit code is 1 when a checked checkpoint
+    has a problem."""
     parser = argparse.ArgumentParser(
         prog="python -m include.checkpoints",
         description=__doc__,

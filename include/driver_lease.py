@@ -45,6 +45,8 @@ class CheckpointInUse(RuntimeError):
 
 @dataclass(frozen=True)
 class Holder:
+    """Who holds a checkpoint's lease, as the lease file records it; times in epoch seconds."""
+
     pid: int
     host: str
     query: str
@@ -52,9 +54,11 @@ class Holder:
     heartbeat: float
 
     def age(self, now: float | None = None) -> float:
+        """Seconds since the holder's last heartbeat, as of `now` (default: the current time)."""
         return (now or time.time()) - self.heartbeat
 
     def describe(self) -> str:
+        """The holder in words (pid, host, start, heartbeat age), for messages and logs."""
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.started))
         return (
             f"driver pid {self.pid} on {self.host}, started {started} UTC, "
@@ -63,6 +67,7 @@ class Holder:
 
 
 def lease_path(checkpoint: Path) -> Path:
+    """The lease file of `checkpoint`."""
     return checkpoint / LEASE_FILE
 
 
@@ -168,6 +173,8 @@ class DriverLease:
                     log.exception("could not refresh the lease of query %s", query)
 
     def release(self) -> None:
+        """Stop the heartbeat and let go of every lease taken; the lease files are emptied, not
+        deleted.  Safe to call again."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.heartbeat_seconds + 1)

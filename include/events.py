@@ -53,6 +53,8 @@ CENTS = Decimal("0.01")
 
 @dataclass(frozen=True)
 class Product:
+    """A catalogue product; ``price`` rounded to cents."""
+
     product_id: str
     product_name: str
     category: str
@@ -194,6 +196,8 @@ class EventGenerator:
         return event_type, product
 
     def event(self, at: datetime) -> dict:
+        """The event at time `at` (aware): who clicks then and what they do, as a dict of the
+        data contract (``revenue`` on purchases only)."""
         rng = self._rng
         now = at.timestamp()
         visit = self._visit_at(now) if self._spread is None else self._spread_visit(now)
@@ -269,6 +273,8 @@ class TutorialEventGenerator:
         self._zone = ZoneInfo(zone)
 
     def event(self, at: datetime) -> dict:
+        """The tutorial producer's next event, its ``timestamp`` being `at` in the generator's zone,
+        without an offset."""
         rng = self._rng
         product = rng.choice(TUTORIAL_PRODUCTS)
         event_type = rng.choice(EVENT_TYPES)
@@ -294,4 +300,5 @@ class TutorialEventGenerator:
 
 
 def now_utc() -> datetime:
+    """The current time, aware, in UTC."""
     return datetime.now(UTC)

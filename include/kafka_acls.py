@@ -35,6 +35,7 @@ def _allow(user: str, kind: ResourceType, name: str, op: ACLOperation, prefixed=
 
 
 def pipeline_acls(settings: Settings, producer_user: str, streaming_user: str) -> list[ACL]:
+    """The ACLs of the module docstring, for the producer's and the streaming job's users."""
     k = settings.kafka
     topic, read, write, describe = (
         ResourceType.TOPIC,

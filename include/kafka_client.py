@@ -44,6 +44,7 @@ def security() -> dict:
 
 
 def admin(bootstrap_servers: str, **overrides) -> KafkaAdminClient:
+    """An admin client with the platform's security options; `overrides` win."""
     return KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         client_id="ecom-admin",
@@ -52,12 +53,16 @@ def admin(bootstrap_servers: str, **overrides) -> KafkaAdminClient:
 
 
 def producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
+    """A producer with :data:`PRODUCER_DEFAULTS` and the platform's security options;
+    `overrides` win."""
     return KafkaProducer(
         bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **security(), **overrides}
     )
 
 
 def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer:
+    """A consumer of `topics` (none: assign partitions yourself) that reads from the earliest
+    offset, commits nothing and stops iterating after 5 s without a record; `overrides` win."""
     options = {
         "auto_offset_reset": "earliest",
         "enable_auto_commit": False,

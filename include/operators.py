@@ -52,6 +52,9 @@ class ProducerOperator(BaseOperator):
         self._stop = threading.Event()
 
     def execute(self, context: Any) -> dict[str, int]:
+        """Produce with the task's parameters (None: the settings' value); returns the counts sent
+        and acknowledged.  A bad parameter fails the task without retry; an event the broker
+        did not acknowledge fails it with RuntimeError."""
         from include.kafka_client import bootstrap_from_connection
         from include.producer import ProducerParams, run_producer
 
@@ -85,6 +88,7 @@ class ProducerOperator(BaseOperator):
         return {"sent": stats.sent, "acknowledged": stats.acknowledged}
 
     def on_kill(self) -> None:
+        """Ask the producer to stop: it flushes what is in flight and returns."""
         self.log.info("stop requested: the producer flushes what is in flight and exits")
         self._stop.set()
 
@@ -99,6 +103,7 @@ class SparkAppOperator(SparkSubmitOperator):
     """
 
     def execute(self, context: Any) -> None:
+        """Resolve the jars, driver memory, environment and confs now, then spark-submit."""
         settings = get_settings()
         jars = connector_jars(settings)
         self.jars = ",".join(str(j) for j in jars)
@@ -165,6 +170,7 @@ class QualityReportLink(BaseOperatorLink):
     name = "Quality report"
 
     def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        """The plugin's quality page of the task's DAG run."""
         query = urlencode({"dag_id": ti_key.dag_id, "run_id": ti_key.run_id})
         return f"{UI_PREFIX}/quality/run?{query}"
 
@@ -185,6 +191,8 @@ class DataQualityOperator(BaseOperator):
         self.kafka_conn_id = kafka_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        """Run the checks, log every table's and check's outcome; returns the quality run's id and
+        status."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from include.kafka_client import bootstrap_from_connection

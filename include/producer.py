@@ -26,6 +26,9 @@ TUTORIAL_COMPRESSION = "snappy"
 
 @dataclass
 class ProducerParams:
+    """What a producer run does: ``rate`` in events per second, ``duration_seconds`` 0 to run
+    until stopped.  Call :meth:`validate` before use."""
+
     rate: float
     duration_seconds: float = 0.0
     seed: int = 42
@@ -37,6 +40,7 @@ class ProducerParams:
     naive_timezone: str = "UTC"
 
     def validate(self) -> ProducerParams:
+        """Self when every parameter is in range, else ValueError naming each one that is not."""
         problems = []
         if not self.rate > 0:
             problems.append(f"rate must be a positive number of events per second, got {self.rate}")
@@ -58,6 +62,9 @@ class ProducerParams:
 
 @dataclass
 class DeliveryStats:
+    """Events sent and the broker's answers; the delivery callbacks run on the client's IO
+    thread, hence the lock."""
+
     sent: int = 0
     acknowledged: int = 0
     failed: int = 0
@@ -65,10 +72,12 @@ class DeliveryStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def ok(self, _metadata) -> None:
+        """Delivery callback: count an acknowledged event."""
         with self._lock:
             self.acknowledged += 1
 
     def error(self, exc: BaseException) -> None:
+        """Delivery errback: count a failed event and keep its error."""
         with self._lock:
             self.failed += 1
             self.last_error = repr(exc)

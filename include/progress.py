@@ -18,6 +18,7 @@ DEFAULT_TAIL_BYTES = 8_000_000
 
 
 def progress_path(metrics_dir: Path) -> Path:
+    """The progress file under `metrics_dir`."""
     return metrics_dir / PROGRESS_FILE
 
 

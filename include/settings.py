@@ -89,6 +89,10 @@ class KafkaSecurity(Section, section="kafka.security"):
 
 
 class KafkaSettings(Section, section="kafka"):
+    """``[kafka]``: the brokers to use (``bootstrap_servers``; empty: the local one on ``port``),
+    the local broker's ports and heap, the topics, and their partitions, replication and
+    retention (ms)."""
+
     bootstrap_servers: str
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
     port: int
@@ -105,18 +109,25 @@ class KafkaSettings(Section, section="kafka"):
 
 
 class PostgresSettings(Section, section="postgres"):
+    """``[postgres]``: the port of Airflow's metadata database, and Airflow's role and database."""
+
     port: int
     user: str
     database: str
 
 
 class AirflowSettings(Section, section="airflow"):
+    """``[airflow]``: the API server's port, the admin user, and how many tasks run at once."""
+
     port: int
     admin_user: str
     parallelism: int
 
 
 class SparkSettings(Section, section="spark"):
+    """``[spark]``: the master, the driver's memory, and how the streaming queries run: shuffle
+    partitions, trigger, batch size, checkpoint retention, state store, restarts."""
+
     master: str
     driver_memory: str
     shuffle_partitions: int = Field(ge=1)
@@ -132,6 +143,9 @@ class SparkSettings(Section, section="spark"):
 
 
 class ProducerSettings(Section, section="producer"):
+    """``[producer]``: what the producer writes and how fast: event format, rate (events per
+    second), duration (0: until stopped), seed, users and products."""
+
     # "platform": visits of generated users (include.events.EventGenerator); "tutorial":
     # the Kafka + Spark tutorial's own events, zone-less timestamps and snappy batches.
     event_format: EventFormat
@@ -143,6 +157,9 @@ class ProducerSettings(Section, section="producer"):
 
 
 class EventSettings(Section, section="events"):
+    """``[events]``: the bounds of a valid event (size, event time against record time) and how
+    its timestamp and numbers are read."""
+
     max_event_bytes: int = Field(gt=0)
     max_event_lag_seconds: int = Field(gt=0)
     max_event_lead_seconds: int = Field(ge=0)
@@ -167,6 +184,9 @@ class EventSettings(Section, section="events"):
 
 
 class AnalyticsSettings(Section, section="analytics"):
+    """``[analytics]``: the watermark, the windows and their slides (seconds), the high-value
+    threshold, the session gap and the attribution range."""
+
     watermark_seconds: int = Field(ge=0)
     revenue_window_seconds: int = Field(gt=0)
     revenue_slide_seconds: int = Field(gt=0)
@@ -183,6 +203,9 @@ class AnalyticsSettings(Section, section="analytics"):
 
 
 class SupervisorSettings(Section, section="supervisor"):
+    """``[supervisor]``: how often the supervisor looks, when it calls a query lagging, stalled
+    or frozen, and how long a graceful stop may take."""
+
     # How often the supervisor DAG looks (its schedule): a dead driver waits up to this long.
     interval_seconds: int = Field(ge=10)
     # More records than this between the last commit and the topic's end: "lagging".
@@ -196,12 +219,17 @@ class SupervisorSettings(Section, section="supervisor"):
 
 
 class BackfillSettings(Section, section="backfill"):
+    """``[backfill]``: how far around an interval the backfill reads."""
+
     # Read this much before and after an interval (by Kafka record time): the longest
     # window, the session gap / attribution range, plus events that reached Kafka late.
     margin_seconds: int = Field(ge=0)
 
 
 class QualitySettings(Section, section="quality"):
+    """``[quality]``: the checks' cron, their thresholds (rows, freshness, dead letters) and the
+    reconciliation's read margin."""
+
     # The data_quality DAG also runs on this cron (UTC), besides on every table update.
     schedule: str
     # A table with fewer committed rows than this is not checked yet (skipped, not failed).
@@ -218,6 +246,9 @@ class QualitySettings(Section, section="quality"):
 
 
 class Settings(Section, BaseSettings):
+    """The platform's settings: the top-level keys and one model per section, and the layout of
+    the state dir.  Strongest source first: arguments, ``ECOM_*`` variables, the config file."""
+
     model_config = SettingsConfigDict(env_prefix="ECOM_", env_nested_delimiter="__", extra="ignore")
 
     state_dir: Path
@@ -244,6 +275,8 @@ class Settings(Section, BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the config file (``ECOM_CONFIG_FILE`` or the
+        shipped one); no dotenv or secrets directory."""
         config_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
         return (
             init_settings,
@@ -254,6 +287,7 @@ class Settings(Section, BaseSettings):
     # ---- paths: the one place that knows the layout of the state dir ----
     @cached_property
     def state(self) -> Path:
+        """The state dir, absolute (a relative ``state_dir`` is under the project root)."""
         path = self.state_dir if self.state_dir.is_absolute() else PROJECT_ROOT / self.state_dir
         return path.resolve()
 
@@ -264,31 +298,38 @@ class Settings(Section, BaseSettings):
 
     @property
     def log_dir(self) -> Path:
+        """The services' logs (Airflow's task logs in ``airflow/`` below)."""
         return self.state / "logs"
 
     @property
     def jar_dir(self) -> Path:
+        """The jar cache, absolute (a relative ``jar_cache`` is under the project root)."""
         path = self.jar_cache if self.jar_cache.is_absolute() else PROJECT_ROOT / self.jar_cache
         return path.resolve()
 
     @property
     def kafka_data_dir(self) -> Path:
+        """Kafka's storage and configuration (a cluster node's in a folder of its own below)."""
         return self.state / "kafka"
 
     @property
     def postgres_data_dir(self) -> Path:
+        """PostgreSQL's data dir and socket."""
         return self.state / "postgres"
 
     @property
     def airflow_home(self) -> Path:
+        """AIRFLOW_HOME."""
         return self.state / "airflow"
 
     @property
     def checkpoint_root(self) -> Path:
+        """The streaming queries' checkpoints, one folder per query."""
         return self.state / "checkpoints"
 
     @property
     def table_root(self) -> Path:
+        """The Delta tables: one per query, the backfill's under ``backfill/``."""
         return self.state / "tables"
 
     def backfill_table_path(self, analytic: str) -> Path:
@@ -297,23 +338,29 @@ class Settings(Section, BaseSettings):
 
     @property
     def metrics_dir(self) -> Path:
+        """The streaming progress records and the supervisor's and backfill's bookkeeping."""
         return self.state / "metrics"
 
     @property
     def quality_dir(self) -> Path:
+        """The quality runs' reports, history and GX context."""
         return self.state / "quality"
 
     def table_path(self, name: str) -> Path:
+        """The sink table `name` (a query writes the table of its name)."""
         return self.table_root / name
 
     def checkpoint_path(self, query: str) -> Path:
+        """The checkpoint of streaming query `query`."""
         return self.checkpoint_root / query
 
     def output_topic(self, analytic: str) -> str:
+        """The Kafka topic an analytic's rows are published to."""
         return f"{self.kafka.output_topic_prefix}{analytic}"
 
     @property
     def bootstrap_servers(self) -> str:
+        """``[kafka] bootstrap_servers``, or the local broker when it is empty."""
         return self.kafka.bootstrap_servers or f"{self.bind_host}:{self.kafka.port}"
 
     def kafka_client_options(self) -> dict[str, str | bool]:

@@ -54,11 +54,15 @@ class Observation:
 
     @property
     def total_lag(self) -> int:
+        """Records behind Kafka's end offsets, over every partition."""
         return sum(self.lag.values())
 
 
 @dataclass
 class Verdict:
+    """The judgement of one query: its state, the reason in words, the action to take, and
+    the figures the health record keeps."""
+
     query: str
     state: str
     reason: str
@@ -117,6 +121,9 @@ def observe(
     progress: dict[str, Any] | None,
     now: float | None = None,
 ) -> Observation:
+    """Measure one query: its checkpoint, the live lease holder, the seconds since its last
+    commit (since the driver started when nothing is committed; None when neither), its lag
+    behind `end_offsets`, and its last progress record."""
     now = now or time.time()
     path = settings.checkpoint_path(query)
     report = checkpoints.inspect(path)
@@ -139,6 +146,7 @@ def observe(
 
 
 def progress_metrics(record: dict[str, Any] | None) -> dict[str, Any]:
+    """The figures of a progress record that the health record keeps ({} without a record)."""
     if not record:
         return {}
     return {
@@ -155,6 +163,7 @@ def progress_metrics(record: dict[str, Any] | None) -> dict[str, Any]:
 def assess(
     settings: Settings, queries: Iterable[str], end_offsets: dict[str, dict[str, int]]
 ) -> list[Verdict]:
+    """Observe and classify every query at one moment; each verdict carries its figures."""
     now = time.time()
     queries = list(queries)
     progress = last_progress(settings.metrics_dir, queries)

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """A topic as the configuration wants it."""
+
     name: str
     partitions: int
     replication_factor: int
@@ -33,6 +35,8 @@ class TopicDriftError(RuntimeError):
 
 
 def desired_topics(settings: Settings) -> list[TopicSpec]:
+    """The topics the configuration asks for: the input, the dead letters and one output topic
+    per analytic, each with the configured retention and min in-sync replicas."""
     k = settings.kafka
     retention = {
         "retention.ms": str(k.retention_ms),
@@ -51,6 +55,8 @@ def desired_topics(settings: Settings) -> list[TopicSpec]:
 
 
 def find_drift(spec: TopicSpec, partitions: int, replication_factor: int) -> list[str]:
+    """How a topic of `partitions` and `replication_factor` differs from `spec`, in sentences
+    that say how to fix it ([] when it does not).  More partitions than configured is fine."""
     problems = []
     if partitions < spec.partitions:
         problems.append(

@@ -14,6 +14,9 @@ from include.ui.app import PREFIX, create_app
 
 
 class EcommerceUiPlugin(AirflowPlugin):
+    """Mounts the pages' app at ``/ecom``, adds their two Browse entries and the Quality
+    report button."""
+
     name = "ecommerce_ui"
     fastapi_apps = [
         {"app": create_app(), "url_prefix": PREFIX, "name": "E-commerce pipeline pages"}

@@ -53,6 +53,7 @@ def _literal(moment) -> str:
 
 
 def in_interval(frame: DataFrame, column: str, interval: Interval) -> DataFrame:
+    """The rows of `frame` whose timestamp `column` lies in the interval [start, end)."""
     start, end = _literal(interval.start), _literal(interval.end)
     return frame.filter(
         (F.col(column) >= F.to_timestamp(F.lit(start)))
@@ -128,6 +129,7 @@ def reconcile(
 
 
 def parse_args(argv: Sequence[str] | None) -> Interval:
+    """The interval of ``--start`` and ``--end``; a bad one exits with the usage error."""
     parser = argparse.ArgumentParser(prog="backfill_app", description=__doc__.splitlines()[0])
     parser.add_argument("--start", required=True, help="interval start, ISO 8601 (UTC if no zone)")
     parser.add_argument("--end", required=True, help="interval end (exclusive), ISO 8601")
@@ -140,6 +142,7 @@ def parse_args(argv: Sequence[str] | None) -> Interval:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Backfill the interval of the command line; the exit code of the module docstring."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -97,11 +97,13 @@ class ProgressRecorder(StreamingQueryListener):
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def onQueryStarted(self, event: Any) -> None:
+        """Log the start, and remember the query's name for its termination."""
         name = event.name or str(event.id)
         self._names[str(event.id)] = name
         log.info("query %s is running (id %s, run %s)", name, event.id, event.runId)
 
     def onQueryProgress(self, event: Any) -> None:
+        """Append the batch's progress record; a failure to write is logged, never raised."""
         try:
             line = json.dumps(progress_record(json.loads(event.progress.json)))
             with self._lock, open(self.path, "a", encoding="utf-8") as handle:
@@ -111,9 +113,11 @@ class ProgressRecorder(StreamingQueryListener):
             log.exception("could not record streaming progress in %s", self.path)
 
     def onQueryIdle(self, event: Any) -> None:
+        """Nothing to record: an idle trigger ran no batch."""
         pass
 
     def onQueryTerminated(self, event: Any) -> None:
+        """Log the end, with a summary of the error when the query failed."""
         name = self._names.get(str(event.id), str(event.id))
         if event.exception:
             log.error("query %s terminated with an error: %s", name, error_summary(event.exception))

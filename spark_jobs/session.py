@@ -1,6 +1,7 @@
-"""The streaming app's SparkSession and its Kafka source.
+"""The SparkSession of the Spark applications (streaming and backfill), and the streaming
+app's Kafka source.
 
-:func:`session_conf` is every Spark setting the application depends on, whoever launched it
+:func:`session_conf` is every Spark setting the applications depend on, whoever launched them
 (spark-submit from the streaming DAG, the tests, the benchmarks); :func:`build_session` also
 fills in master, memory and jars when plain ``python`` started the driver.
 """

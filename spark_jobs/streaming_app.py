@@ -60,6 +60,8 @@ EXIT_CHECKPOINT_DAMAGED = 4
 
 
 def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Namespace:
+    """The command line, checked: ``queries`` becomes the list of names asked for, each once;
+    a bad value exits with the usage error."""
     parser = argparse.ArgumentParser(
         prog="streaming_app",
         description="Kafka -> validation -> analytics -> Delta + Kafka, with Spark streaming.",
@@ -115,6 +117,8 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Take the checkpoints' leases, check the checkpoints, run the queries; the exit code of
+    the module docstring."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

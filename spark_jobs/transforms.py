@@ -1,7 +1,7 @@
 """The analytics (docs/DESIGN.md, section 4): pure DataFrame transforms from valid events.
 
-Every function here takes DataFrames and returns a DataFrame: no reads, no writes, no
-session creation, so the unit tests run them on small static frames, the streaming app
+Every function here builds DataFrames (or their columns) from DataFrames: no reads, no
+writes, no session creation, so the unit tests run them on small static frames, the streaming app
 composes them on Kafka streams and the backfill on a batch read of the same topic.  An
 analytic's transform has the analytic's name (``include.analytics``); its rows have the
 columns of the analytic's table.  Everything is built from Spark SQL built-in functions;

@@ -6,7 +6,7 @@ Each table has two kinds of checks, both validated by Great Expectations (GX Cor
   full run): keys not null, value ranges, window lengths, session and attribution bounds;
 * **table checks** run on one row of table-level measures computed by
   :mod:`include.quality.measures` and :mod:`include.quality.reconciliation`: the schema
-  against :data:`include.tables.SCHEMAS`, duplicate keys (an exactly-once violation),
+  against :data:`include.analytics.SCHEMAS`, duplicate keys (an exactly-once violation),
   freshness against the input topic, reconciliation of revenue against the events in
   Kafka, and the dead-letter rate.
 

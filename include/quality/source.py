@@ -58,12 +58,15 @@ class RecordsInput:
         self.records = list(records)
 
     def newest(self, naive_zone: str = "UTC") -> Newest | None:
+        """The newest of the records held; None when there are none."""
         return newest_of(self.records, naive_zone)
 
     def records_since(self, since_ms: int) -> list[SourceRecord]:
+        """The records held whose record time is >= since_ms."""
         return [r for r in self.records if r.timestamp_ms >= since_ms]
 
     def count_between(self, start_ms: int, end_ms: int) -> int:
+        """How many records held have a record time in [start_ms, end_ms)."""
         return sum(start_ms <= r.timestamp_ms < end_ms for r in self.records)
 
 
@@ -86,6 +89,7 @@ class KafkaInput:
         return reader, partitions
 
     def newest(self, naive_zone: str = "UTC") -> Newest | None:
+        """The newest among each partition's last record; None when the topic holds no record."""
         reader, partitions = self._open()
         try:
             ends = reader.end_offsets(partitions)
@@ -106,6 +110,7 @@ class KafkaInput:
             reader.close()
 
     def records_since(self, since_ms: int) -> list[SourceRecord]:
+        """Records with record time >= since_ms, read up to the topic's end offsets at call time."""
         records = read_to_end(self.bootstrap_servers, self.topic, self.timeout_s, since_ms)
         return [
             SourceRecord(r.partition, r.offset, int(r.timestamp), r.value)
@@ -114,6 +119,8 @@ class KafkaInput:
         ]
 
     def count_between(self, start_ms: int, end_ms: int) -> int:
+        """Per partition, the offsets from the first record with record time >= start_ms to the
+        first with record time >= end_ms, summed; no record is read."""
         reader, partitions = self._open()
         try:
             first = offsets_at(reader, partitions, start_ms)

@@ -103,6 +103,7 @@ class AirflowComponent(Service):
             self.url = f"http://{settings.bind_host}:{port}"
 
     def prepare(self) -> None:
+        """Create the Airflow home and, once, the admin's password file (mode 600)."""
         home = self.settings.airflow_home
         home.mkdir(parents=True, exist_ok=True)
         passwords = home / "passwords.json"
@@ -119,6 +120,7 @@ class AirflowComponent(Service):
             )
 
     def command(self) -> list[str]:
+        """``airflow <component>``; the scheduler and triggerer without their log servers."""
         argv = [str(venv_bin() / "airflow"), self.component]
         if self.component in ("scheduler", "triggerer"):
             # Their log servers bind every interface (no host setting) on fixed ports; with
@@ -127,6 +129,7 @@ class AirflowComponent(Service):
         return argv
 
     def environment(self) -> dict[str, str]:
+        """The platform's Airflow environment (:func:`airflow_environment`)."""
         return airflow_environment(self.settings)
 
     HEALTH_KEYS = {
@@ -136,6 +139,8 @@ class AirflowComponent(Service):
     }
 
     def healthy(self) -> bool:
+        """The API server: it answers on its port.  The others: their process runs and the API
+        server's health report calls them healthy."""
         if self.port:
             return self.answers()
         # The other components answer through their heartbeat, which the API server reports.
@@ -144,6 +149,7 @@ class AirflowComponent(Service):
         return airflow_health(self.settings).get(self.HEALTH_KEYS[self.component]) == "healthy"
 
     def start_timeout(self) -> float:
+        """Seconds an Airflow component gets to become healthy: 180."""
         return 180.0
 
 

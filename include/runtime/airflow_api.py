@@ -18,6 +18,9 @@ TERMINAL_STATES = {"success", "failed"}
 
 @dataclass
 class AirflowApi:
+    """Calls to one Airflow API server as `username`.  A call refused with 401 before any login
+    logs in and retries; any other answer outside 2xx raises PlatformError."""
+
     base_url: str
     username: str
     password: str
@@ -25,6 +28,8 @@ class AirflowApi:
     _session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     def login(self) -> None:
+        """Get a token for the credentials and send it with every later call; PlatformError when
+        refused."""
         response = self._session.post(
             f"{self.base_url}/auth/token",
             json={"username": self.username, "password": self.password},
@@ -53,9 +58,11 @@ class AirflowApi:
         return response.json() if response.content else {}
 
     def dag(self, dag_id: str) -> dict:
+        """The DAG's details."""
         return self._call("GET", f"/dags/{dag_id}")
 
     def dag_exists(self, dag_id: str) -> bool:
+        """Whether the API answers for the DAG (False on any error answer)."""
         try:
             self.dag(dag_id)
             return True
@@ -75,12 +82,15 @@ class AirflowApi:
             self._call("PATCH", f"/pools/{name}", json={"name": name, "slots": slots})
 
     def unpause(self, dag_id: str) -> None:
+        """Unpause the DAG."""
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
     def pause(self, dag_id: str) -> None:
+        """Pause the DAG."""
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """Start a run of the DAG now, with `conf`; returns its run id."""
         run = self._call(
             "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
         )
@@ -93,9 +103,12 @@ class AirflowApi:
         )
 
     def run_state(self, dag_id: str, run_id: str) -> str:
+        """The state of a DAG run (queued, running, success, failed)."""
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
     def runs(self, dag_id: str, state: str | None = None) -> list[dict]:
+        """The DAG's runs as the API lists them by default (its first page), only those in `state`
+        when given."""
         params = {"state": state} if state else {}
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
@@ -104,6 +117,7 @@ class AirflowApi:
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 1})["total_entries"]
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """The task instances of a DAG run."""
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
     def task_links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
@@ -116,6 +130,7 @@ class AirflowApi:
         return self._session.get(f"{self.base_url}{path}", timeout=self.timeout)
 
     def health(self) -> dict:
+        """The API server's health report: per component, its status."""
         return self._call("GET", "/monitor/health")
 
     def wait_for_run(self, dag_id: str, run_id: str, states: set[str], timeout: float) -> str:
@@ -135,6 +150,8 @@ class AirflowApi:
     def wait_for_task_state(
         self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float
     ) -> str:
+        """Poll a task instance every 2 s until it is in one of `states`, and return that state;
+        PlatformError when it fails or upstream failed, or after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         state = None
         while time.monotonic() < deadline:

@@ -41,10 +41,12 @@ def all_services(settings: Settings) -> list[Service]:
 
 
 def say(message: str) -> None:
+    """Print a progress line of the platform command, flushed at once."""
     print(f"[platform] {message}", flush=True)
 
 
 def api_client(settings: Settings) -> AirflowApi:
+    """A client of the platform's Airflow API as its admin user (not logged in yet)."""
     return AirflowApi(
         f"http://{settings.bind_host}:{settings.airflow.port}",
         settings.airflow.admin_user,
@@ -53,6 +55,9 @@ def api_client(settings: Settings) -> AirflowApi:
 
 
 def up(settings: Settings, start_pipeline: bool) -> None:
+    """`make up`: a private state dir, java and the jars, every service not yet running in start
+    order (Airflow's database migrated before its API server starts), the streaming pool, the
+    pipeline's runs when `start_pipeline`, and a summary of where everything is."""
     os.umask(STATE_UMASK)
     settings.state.mkdir(parents=True, exist_ok=True)
     mode = settings.state.stat().st_mode
@@ -115,6 +120,8 @@ def start_pipeline_runs(settings: Settings, api: AirflowApi) -> None:
 
 
 def print_summary(settings: Settings) -> None:
+    """Print where each part of the running platform is: URLs, the Airflow login, data,
+    reports and logs."""
     sec = platform_secrets(settings)
     host = settings.bind_host
     print(
@@ -184,6 +191,8 @@ def _cmdline(proc: psutil.Process) -> list[str]:
 
 
 def down(settings: Settings) -> None:
+    """`make down`: stop the pipeline's runs through Airflow, then every service in reverse
+    start order, then any process left that carries the state dir's marker; data is kept."""
     stop_pipeline_runs(settings)
     for service in reversed(all_services(settings)):
         say(f"{service.name}: {service.stop()}")
@@ -194,6 +203,8 @@ def down(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> int:
+    """`make status`: print each service's PID, port, URL and health; returns 1 when one is not
+    healthy, else 0."""
     rows = [("service", "pid", "port", "url", "answers")]
     unhealthy = 0
     for service in all_services(settings):
@@ -212,6 +223,7 @@ def status(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (2 after a PlatformError, printed to stderr)."""
     parser = argparse.ArgumentParser(prog="platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up_cmd = sub.add_parser("up", help="start every service and the pipeline")

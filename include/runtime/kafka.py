@@ -73,6 +73,7 @@ class Kafka(Service):
         return self.data_dir / "log4j2.properties"
 
     def check_can_start(self) -> None:
+        """Also refuse when the node's controller port is taken."""
         super().check_can_start()
         controller = self.node.controller_port
         if owner := port_owner(self.settings.bind_host, controller):
@@ -147,6 +148,8 @@ class Kafka(Service):
         return path.read_text().strip()
 
     def prepare(self) -> None:
+        """Write server.properties and the log4j2 configuration (every start) and format the storage
+        with the cluster's id (once)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.server_properties())
         self.log4j_file.write_text(
@@ -183,6 +186,7 @@ class Kafka(Service):
         return [java_binary(), f"-Dlog4j2.configurationFile={self.log4j_file}", "-cp", classpath]
 
     def command(self) -> list[str]:
+        """The broker's JVM: ``[kafka] heap`` as fixed heap, G1, the jar cache on the classpath."""
         heap = self.settings.kafka.heap
         java, *rest = self._java()
         return [
@@ -196,6 +200,7 @@ class Kafka(Service):
         ]
 
     def healthy(self) -> bool:
+        """The port answers and an admin client can list the topics."""
         if not self.answers():
             return False
         try:
@@ -213,6 +218,7 @@ class Kafka(Service):
             return False
 
     def start_timeout(self) -> float:
+        """Seconds a Kafka node gets to become healthy: 90."""
         return 90.0
 
 
@@ -239,6 +245,8 @@ class SecuredKafka(Kafka):
         self.url = f"{settings.bind_host}:{self.port} (SASL_SSL, SCRAM-SHA-512)"
 
     def listener_lines(self) -> list[str]:
+        """SASL_SSL (SCRAM-SHA-512) for clients and between brokers, mutual TLS for controllers,
+        and the StandardAuthorizer, which allows only what an ACL grants."""
         host, node = self.settings.bind_host, self.node
         password = self.users[self.admin_user]
         return [
@@ -261,12 +269,14 @@ class SecuredKafka(Kafka):
         ]
 
     def format_options(self) -> list[str]:
+        """``--add-scram`` for each user, so their credentials exist from the first start."""
         options = []
         for name, password in self.users.items():
             options += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
         return options
 
     def client_options(self) -> dict[str, Any]:
+        """The admin user's SASL_SSL options."""
         return scram_client_options(self.admin_user, self.users[self.admin_user], self.tls)
 
 

@@ -123,6 +123,8 @@ class Postgres(Service):
                 parent.chmod(mode | 0o001)
 
     def prepare(self) -> None:
+        """Make the data and socket dirs (the socket's private), owned by the server's user; then
+        run initdb once, or require passwords on the socket of a data dir made before that."""
         for path in (self.settings.postgres_data_dir, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
         # The socket's directory is the server's alone: no other local user reaches the
@@ -174,6 +176,7 @@ class Postgres(Service):
             hba.write_text("".join(fixed))
 
     def command(self) -> list[str]:
+        """The server on the platform's host and port, its socket in :attr:`socket_dir`."""
         return [
             str(self.bin_dir / "postgres"),
             "-D",
@@ -202,6 +205,7 @@ class Postgres(Service):
         )
 
     def healthy(self) -> bool:
+        """The port answers and the superuser can connect."""
         if not self.answers():
             return False
         try:
@@ -229,6 +233,8 @@ class Postgres(Service):
         )
 
     def start(self) -> bool:
+        """Start if not running, then make sure Airflow's role and database exist; True if it was
+        started now."""
         started = super().start()
         self.ensure_database()
         return started
@@ -275,6 +281,7 @@ class Postgres(Service):
         )
 
     def stop(self, timeout: float = 60.0) -> str:
+        """Stop with PostgreSQL's fast shutdown, then as any service does; says what happened."""
         # SIGTERM to the postmaster is PostgreSQL's "smart" shutdown, which waits for
         # clients; SIGINT is "fast" (roll back and exit), what a platform stop wants.
         pid = self.pid()

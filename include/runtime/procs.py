@@ -30,23 +30,29 @@ class PlatformError(RuntimeError):
 
 @dataclass(frozen=True)
 class PidFile:
+    """The file that holds a service's process id."""
+
     path: Path
 
     def read(self) -> int | None:
+        """The PID written, or None when the file is missing or holds no number."""
         try:
             return int(self.path.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
 
     def write(self, pid: int) -> None:
+        """Write `pid`, making the folder if needed."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(f"{pid}\n")
 
     def remove(self) -> None:
+        """Delete the file, if it is there."""
         self.path.unlink(missing_ok=True)
 
 
 def alive(pid: int | None) -> bool:
+    """Whether `pid` is a running process (a zombie is not; neither is None or 0)."""
     if not pid:
         return False
     try:
@@ -77,6 +83,7 @@ def port_owner(host: str, port: int) -> str | None:
 
 
 def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether host:port accepts a TCP connection within `timeout` seconds."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -157,6 +164,7 @@ def stop_tree(pid: int, timeout: float = 30.0) -> bool:
 
 
 def session_members(sid: int) -> list[psutil.Process]:
+    """Every process in session `sid`; a process whose session cannot be read is left out."""
     members = []
     for proc in psutil.process_iter():
         try:

@@ -15,10 +15,12 @@ class SparkDaemon(Service):
     """A Spark standalone daemon, run in the foreground by pyspark's own ``spark-class``."""
 
     def spark_class(self, main_class: str) -> list[str]:
+        """The argv that runs `main_class` with pyspark's ``spark-class``."""
         home = Path(spark_environment(self.settings)["SPARK_HOME"])
         return [str(home / "bin" / "spark-class"), main_class]
 
     def environment(self) -> dict[str, str]:
+        """This process's environment with the platform's Spark environment over it."""
         return {**os.environ, **spark_environment(self.settings)}
 
 
@@ -31,6 +33,7 @@ class SparkMaster(SparkDaemon):
         self.url = f"spark://{settings.bind_host}:{port}"
 
     def command(self) -> list[str]:
+        """The master on the platform's host at ``port``, its web UI at ``webui_port``."""
         return [
             *self.spark_class("org.apache.spark.deploy.master.Master"),
             *("--host", self.settings.bind_host, "--port", str(self.port)),
@@ -61,6 +64,7 @@ class SparkWorker(SparkDaemon):
         self.work_dir = settings.state / "spark" / self.name
 
     def command(self) -> list[str]:
+        """The worker, registered with the master, offering 2 cores and 2 GB; makes its work dir."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         return [
             *self.spark_class("org.apache.spark.deploy.worker.Worker"),
@@ -71,9 +75,11 @@ class SparkWorker(SparkDaemon):
         ]
 
     def healthy(self) -> bool:
+        """It answers on its port and the master counts at least `index` live workers."""
         # Registered: the master counts as many live workers as have been started.
         index = int(self.name.rsplit("-", 1)[1])
         return self.answers() and self.master.alive_workers() >= index
 
     def start_timeout(self) -> float:
+        """Seconds a worker gets to register: 90."""
         return 90.0

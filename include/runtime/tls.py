@@ -14,12 +14,16 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class BrokerTls:
+    """A broker's TLS files, and the principal Kafka names it by."""
+
     ca_file: Path  # the CA certificate clients trust (PEM)
     keystore_file: Path  # the broker's private key (PKCS#8) followed by its certificate chain
     principal: str  # the broker certificate's subject, as Kafka names it ("CN=...")
 
 
 def make_broker_tls(directory: Path, hosts: list[str], days: int = 30) -> BrokerTls:
+    """A new CA and a broker certificate for `hosts` (IP addresses or DNS names), valid for
+    `days`, written as PEM files into `directory`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -103,6 +103,8 @@ def _inside(root: Path, path: str) -> Path:
 
 
 def create_app() -> FastAPI:
+    """The pages' app: every route behind Airflow's login, errors as plain text, pages never
+    cached."""
     app = FastAPI(
         title="E-commerce pipeline: health and data quality",
         docs_url=None,

@@ -1,4 +1,6 @@
-"""GX Data Docs load their CSS and JavaScript from CDNs; with no internet (or a strict
+"""The CSS and JavaScript of the GX Data Docs, served by the plugin instead of CDNs.
+
+GX Data Docs load their CSS and JavaScript from CDNs; with no internet (or a strict
 proxy) the report then renders as bare, unusable HTML.  The plugin serves those same files
 itself: ``make setup`` installs them from the npm registry into ``.cache/web`` (versions in
 include/ui/vendor/package.json, locked), and :func:`localise` points each CDN address in a

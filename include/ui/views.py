@@ -34,6 +34,9 @@ EPOCH = pd.Timestamp(0, tz="UTC")
 
 @dataclass
 class QueryHealth:
+    """One query's row on the health page: the supervisor's verdict and the figures of its last
+    progress record (rates per second, batch duration in seconds), with sparklines."""
+
     query: str
     state: str
     reason: str
@@ -49,6 +52,8 @@ class QueryHealth:
 
 @dataclass
 class HealthView:
+    """Everything the health page shows for the `hours` before `now`."""
+
     now: datetime
     hours: float
     checked_at: datetime | None  # when the supervisor last judged the queries
@@ -62,6 +67,7 @@ class HealthView:
 
 
 def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str, Any]]]:
+    """When the supervisor last judged the queries (None: never) and its verdict per query."""
     record = read_json(settings.metrics_dir / HEALTH_FILE, {})
     at = record.get("at")
     checked = datetime.fromtimestamp(at, UTC) if isinstance(at, (int, float)) else None
@@ -69,6 +75,8 @@ def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str
 
 
 def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, list[QueryHealth]]:
+    """When the supervisor last judged, and every query's health from its verdict and its
+    progress records since `since`."""
     checked, verdicts = read_health(settings)
     records = [
         r
@@ -160,6 +168,7 @@ def revenue_series(frame: pd.DataFrame, bucket_seconds: int) -> dict[str, list]:
 
 
 def health_view(settings: Settings, hours: float = 3, now: datetime | None = None) -> HealthView:
+    """The health page for the `hours` before `now` (default: the current time)."""
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=hours)
     checked, queries = query_health(settings, since)
@@ -208,6 +217,9 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
 
 @dataclass
 class QualityView:
+    """What the quality page shows: the recent runs, and each check's result over the last
+    ones."""
+
     runs: list[dict[str, Any]]  # newest first
     latest: dict[str, Any] | None
     matrix_runs: list[dict[str, Any]]  # oldest first, for the per-check history
@@ -216,6 +228,7 @@ class QualityView:
 
 
 def counts(run: dict[str, Any]) -> dict[str, int]:
+    """How many of a run's checks passed, warned and failed."""
     found = {"pass": 0, "warn": 0, "fail": 0}
     for table in run.get("tables", []):
         for check in table.get("checks", []):
@@ -224,6 +237,8 @@ def counts(run: dict[str, Any]) -> dict[str, int]:
 
 
 def quality_view(settings: Settings, limit: int = 50, columns: int = 20) -> QualityView:
+    """The quality page: the last `limit` runs, and each (table, check)'s result over the last
+    `columns` of them."""
     runs = read_history(settings, limit=limit)
     for run in runs:
         run["counts"] = counts(run)
@@ -261,10 +276,12 @@ def run_for_airflow(settings: Settings, dag_id: str, run_id: str) -> dict[str, A
 
 
 def run_by_id(settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """The quality run with this id, with its counts; None when the history has none."""
     return _newest_run(settings, lambda run: run.get("run_id") == run_id)
 
 
 def docs_root(settings: Settings):
+    """The folder of the GX Data Docs site the quality runs build."""
     from include.quality.gx_runner import DOCS_SITE_NAME, GX_DIR_NAME
 
     return settings.quality_dir / GX_DIR_NAME / "uncommitted" / "data_docs" / DOCS_SITE_NAME
