@@ -12,7 +12,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-from include.runtime.tools import java_binary
+from include.runtime.tools import jars, java_binary
 from include.settings import Settings
 
 log = logging.getLogger("benchmarks.kafka_tools")
@@ -76,7 +76,7 @@ def parse_consumer_performance(output: str) -> ToolResult:
 
 
 def _run_tool(settings: Settings, tool: str, args: list[str], timeout: float) -> str:
-    classpath = str(settings.jar_dir / "kafka" / "*")
+    classpath = ":".join(str(jar) for jar in jars(settings, "kafka"))
     command = [java_binary(), "-Xmx512m", "-cp", classpath, tool, *args]
     log.info("running Kafka's %s", tool.rsplit(".", 1)[-1])
     try:

@@ -8,7 +8,9 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
-from include.settings import PROJECT_ROOT
+from include.runtime.procs import PlatformError
+from include.runtime.tools import jars
+from include.settings import get_settings
 
 
 def machine() -> dict:
@@ -38,5 +40,8 @@ def machine() -> dict:
 
 def jar_version(cache: str, prefix: str) -> str:
     """The version in a cached jar's name (the jars are what actually runs)."""
-    jars = sorted((PROJECT_ROOT / ".cache" / "jars" / cache).glob(f"{prefix}*.jar"))
-    return jars[0].stem.removeprefix(prefix) if jars else "unknown"
+    try:
+        cached = [jar for jar in jars(get_settings(), cache) if jar.name.startswith(prefix)]
+    except PlatformError:
+        cached = []
+    return cached[0].stem.removeprefix(prefix) if cached else "unknown"
