@@ -53,7 +53,7 @@ def parse_job(job: dict) -> Job | None:
     if found is None:
         return None
     query = lines[0]
-    # The sink names its steps (spark_jobs/streaming_app.py, job_name); Spark's own
+    # The sink names its steps (spark_jobs/sinks.py, job_name); Spark's own
     # call site for a job started from Python says nothing.
     name = job.get("name") or ""
     kind = "batch" if name.startswith("start at ") else (name or "unnamed")

@@ -77,7 +77,7 @@ HDFS_STATE = Lever(
     "platform defaults, state in the JVM heap (hdfs store)", {"ECOM_SPARK__STATE_STORE": "hdfs"}
 )
 
-# Spark's and Delta's own defaults for what spark_jobs/streaming_app.PER_BATCH_COST_CONF
+# Spark's and Delta's own defaults for what spark_jobs/session.PER_BATCH_COST_CONF
 # changes: the before row of the per-batch cost.
 PER_BATCH_BEFORE = Lever(
     "before: Spark's 100 cached classes, Delta's 50 snapshot partitions, 2 shuffle partitions",
