@@ -6,9 +6,10 @@ Usage (the streaming DAG launches it this way; PYTHONPATH must hold the project 
         spark_jobs/streaming_app.py [--queries revenue_by_category,dead_letters] \\
         [--starting-offsets earliest] [--trigger-seconds N] [--stop-file PATH]
 
-One SparkSession (:mod:`spark_jobs.session`) reads the input topic once; every record is
-parsed and checked once (:mod:`spark_jobs.validation`), and one streaming query starts per
-name in ``--queries`` (default: all of ``include.analytics.QUERIES``):
+One SparkSession (:mod:`spark_jobs.session`) defines the read of the input topic and the
+parsing and checking of every record (:mod:`spark_jobs.validation`) once, and starts one
+streaming query per name in ``--queries`` (default: all of ``include.analytics.QUERIES``);
+each query reads and parses the topic itself (Spark shares no source between queries):
 
 * one per analytic (``revenue_by_category``, ``high_value_users``, ``conversion_funnel``,
   ``user_sessions``, ``click_to_purchase``): valid events, de-duplicated by event_id, through
