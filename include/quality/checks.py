@@ -26,6 +26,7 @@ from include.analytics import (
     CONVERSION_FUNNEL,
     DEAD_LETTERS,
     HIGH_VALUE_USERS,
+    OUTPUTS,
     REVENUE_BY_CATEGORY,
     USER_SESSIONS,
 )
@@ -278,4 +279,11 @@ def table_suites(settings: Settings) -> dict[str, TableSuite]:
             ),
         ),
     ]
-    return {suite.table: suite for suite in suites}
+    own = {suite.table: suite for suite in suites}
+    # An output declared without checks of its own still gets the contract's: its keys
+    # present, the declared schema, no key written twice.
+    return {
+        output.name: own.get(output.name)
+        or TableSuite(output.name, (*_not_null(*output.keys), *_table_checks(None, WARN, None)))
+        for output in OUTPUTS
+    }

@@ -8,6 +8,8 @@ import inspect
 import pytest
 
 from include.analytics import ANALYTICS, DEAD_LETTERS, OUTPUTS, QUERIES, Analytic
+from include.quality.checks import table_suites
+from include.settings import Settings
 from spark_jobs import transforms
 from tests import oracle
 
@@ -30,3 +32,11 @@ def test_keys_and_time_column_are_columns_of_the_table(output) -> None:
 def test_one_query_per_output_with_the_dead_letters_last() -> None:
     assert len(set(QUERIES)) == len(QUERIES) == len(ANALYTICS) + 1
     assert QUERIES[-1] == DEAD_LETTERS.name
+
+
+def test_every_output_has_quality_checks_with_its_keys_not_null() -> None:
+    suites = table_suites(Settings())
+    assert list(suites) == list(QUERIES)
+    for output in OUTPUTS:
+        checked = {c.columns for c in suites[output.name].checks}
+        assert {(key,) for key in output.keys} <= checked, output.name

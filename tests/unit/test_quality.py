@@ -18,7 +18,8 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from include.analytics import ANALYTICS, DEAD_LETTERS, SCHEMAS
+from include import analytics
+from include.analytics import ANALYTICS, SCHEMAS
 from include.events import EventGenerator
 from include.quality.checks import FAIL, WARN
 from include.quality.history import read_history
@@ -32,10 +33,12 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EVENTS = 2400  # one every 0.5 s: 20 minutes
 LAST = START + timedelta(milliseconds=500 * (EVENTS - 1))
 NOW = LAST + timedelta(minutes=1)
-REVENUE_TABLE, HIGH_VALUE_TABLE, FUNNEL_TABLE, SESSION_TABLE, CLICK_TABLE = (
-    a.name for a in ANALYTICS
-)
-DEAD_LETTER_TABLE = DEAD_LETTERS.name
+REVENUE_TABLE = analytics.REVENUE_BY_CATEGORY.name
+HIGH_VALUE_TABLE = analytics.HIGH_VALUE_USERS.name
+FUNNEL_TABLE = analytics.CONVERSION_FUNNEL.name
+SESSION_TABLE = analytics.USER_SESSIONS.name
+CLICK_TABLE = analytics.CLICK_TO_PURCHASE.name
+DEAD_LETTER_TABLE = analytics.DEAD_LETTERS.name
 ORACLES = {a.name: getattr(oracle, f"expected_{a.name}") for a in ANALYTICS}
 REVENUE_MATCHES_KAFKA = "revenue per window and category equals the purchases in Kafka"
 NO_DUPLICATES = "no key is written twice (exactly once)"
