@@ -6,7 +6,8 @@ provisioned from it, the quality checks and the UI read the tables it names, the
 and the DAGs watch its queries, and the benchmarks measure them.  Adding an analytic is one
 new :class:`Analytic` declared below and listed in :data:`ANALYTICS`, its transform in
 ``spark_jobs/transforms.py`` (a function of the same name) and its oracle in
-``tests/oracle.py``.
+``tests/oracle.py``; it is checked for its keys, schema and duplicates from the declaration
+alone, and checks of its own can join ``include/quality/checks.py``.
 
 Each output is a Delta table written exactly once (the schema below, as Arrow types) and a
 Kafka topic written at least once with deterministic keys: ``<output_topic_prefix><name>``
