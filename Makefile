@@ -19,11 +19,8 @@ status:
 lint: setup
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
-	@.venv/bin/ruff format --check .
 
-test: setup
-	@.venv/bin/ruff check .
-	@.venv/bin/ruff format --check .
+test: lint
 	@$(PY) -m pytest
 
 # The benchmarks (benchmarks/run.py): the full run by hand rewrites BENCHMARKS.md;
