@@ -35,7 +35,13 @@ from spark_jobs import transforms
 from spark_jobs.lifecycle import supervise
 from spark_jobs.listener import ProgressRecorder
 from spark_jobs.session import build_session, read_events
-from spark_jobs.sinks import QUERY_STARTERS, BatchSink, checkpoint_query_id, job_name, start_query
+from spark_jobs.sinks import (
+    QUERY_STARTERS,
+    analytic_sink,
+    checkpoint_query_id,
+    job_name,
+    start_query,
+)
 from spark_jobs.validation import dead_letters, parse_events, valid_events
 
 EVENTS_QUERY = "events"
@@ -89,15 +95,7 @@ def parse_once(
     )
     for name in args.queries:
         analytic = BY_NAME[name]
-        sink = BatchSink(
-            query=name,
-            checkpoint=settings.checkpoint_path(name),
-            table=settings.table_path(name),
-            table_columns=analytic.columns,
-            kafka_records=lambda df, a=analytic: transforms.to_kafka_records(df, a.keys),
-            topic=settings.output_topic(name),
-            kafka_options=settings.spark_kafka_options(),
-        )
+        sink = analytic_sink(analytic, settings)
         # A transform that de-duplicates sets the watermark itself (setting it twice is
         # refused); the de-duplication finds nothing left to drop.
         source = events if analytic.deduplicates else watermarked

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
-from include.analytics import ANALYTIC_NAMES
-from include.assets import SINK_TABLES, backfill_asset, sink_asset
+from include.analytics import ANALYTIC_NAMES, QUERIES
+from include.assets import backfill_asset, sink_asset
 from include.dag_defaults import START_DATE, default_args
 from include.operators import DataQualityOperator
 from include.settings import get_settings
@@ -37,7 +37,7 @@ from include.settings import get_settings
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(get_settings().quality.schedule, timezone="UTC"),
         assets=AssetAny(
-            *(sink_asset(t) for t in SINK_TABLES), *(backfill_asset(a) for a in ANALYTIC_NAMES)
+            *(sink_asset(t) for t in QUERIES), *(backfill_asset(a) for a in ANALYTIC_NAMES)
         ),
     ),
     start_date=START_DATE,
@@ -49,7 +49,7 @@ from include.settings import get_settings
         "tables": Param(
             [],
             type="array",
-            items={"type": "string", "enum": list(SINK_TABLES)},
+            items={"type": "string", "enum": list(QUERIES)},
             description="Tables to check; empty: all of them.",
         ),
     },

@@ -17,8 +17,6 @@ from include.analytics import QUERIES
 from include.jsonfile import read_json, write_json
 from include.settings import Settings
 
-# Every query writes one sink table of its name.
-SINK_TABLES = QUERIES
 SINK_UPDATES = AssetAlias(name="sink-table-updates")
 ANNOUNCED_FILE = "announced_versions.json"
 
@@ -53,7 +51,8 @@ def changed_tables(settings: Settings) -> dict[str, int]:
     versions are remembered in ``<state>/metrics/announced_versions.json``."""
     path = settings.metrics_dir / ANNOUNCED_FILE
     announced = read_json(path, {})
-    current = {t: table_version(settings.table_path(t)) for t in SINK_TABLES}
+    # Every query writes one sink table of its name.
+    current = {t: table_version(settings.table_path(t)) for t in QUERIES}
     changed = {t: v for t, v in current.items() if v is not None and announced.get(t) != v}
     if changed:
         write_json(path, {**announced, **changed})

@@ -126,7 +126,12 @@ def start_analytic(
 ) -> StreamingQuery:
     """Valid events -> the analytic -> its Delta table and output topic."""
     rows = transforms.analytic_rows(analytic, validation.valid_events(parsed), settings.analytics)
-    sink = BatchSink(
+    return start_query(rows, analytic.name, analytic_sink(analytic, settings), trigger_seconds)
+
+
+def analytic_sink(analytic: Analytic, settings: Settings) -> BatchSink:
+    """An analytic's sink: its checkpoint, its table, and its topic keyed by its keys."""
+    return BatchSink(
         query=analytic.name,
         checkpoint=settings.checkpoint_path(analytic.name),
         table=settings.table_path(analytic.name),
@@ -135,7 +140,6 @@ def start_analytic(
         topic=settings.output_topic(analytic.name),
         kafka_options=settings.spark_kafka_options(),
     )
-    return start_query(rows, analytic.name, sink, trigger_seconds)
 
 
 def start_dead_letters(

@@ -164,12 +164,12 @@ def test_the_supervisor_looks_every_interval_seconds(parsed):
 
 
 def test_table_updates_trigger_the_quality_checks(parsed):
-    from include.analytics import ANALYTIC_NAMES
-    from include.assets import SINK_TABLES, SINK_UPDATES, backfill_asset, sink_asset
+    from include.analytics import ANALYTIC_NAMES, QUERIES
+    from include.assets import SINK_UPDATES, backfill_asset, sink_asset
 
     quality = parsed["dags"]["data_quality"]
     assert quality["timetable"] == "AssetOrTimeSchedule"
-    announced = {sink_asset(t).uri for t in SINK_TABLES}
+    announced = {sink_asset(t).uri for t in QUERIES}
     backfilled = {backfill_asset(a).uri for a in ANALYTIC_NAMES}
     assert set(quality["schedule_assets"]) == announced | backfilled
     assert quality["params"] == ["full", "tables"]
