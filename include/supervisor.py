@@ -20,7 +20,8 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import psutil
 
 from include import checkpoints
 from include.driver_lease import Holder, live_holder, read_holder, stop_zombie
-from include.jsonfile import write_json
+from include.jsonfile import read_json, write_json
 from include.kafka_client import end_offsets
 from include.progress import last_progress
 from include.settings import Settings, SupervisorSettings
@@ -36,6 +37,8 @@ from include.settings import Settings, SupervisorSettings
 log = logging.getLogger(__name__)
 
 RUNNING, LAGGING, STALLED, DEAD = "running", "lagging", "stalled", "dead"
+# No driver because none was ever asked for: the streaming DAG has never run.
+NOT_STARTED = "not-started"
 HEALTH_FILE = "health.json"
 
 
@@ -183,10 +186,33 @@ def assess(
     return verdicts
 
 
+def not_started(verdict: Verdict) -> Verdict:
+    """A dead verdict is "not started" while the streaming DAG has never run: nobody asked
+    for a driver, so there is nothing to restart (a live driver keeps its verdict)."""
+    if verdict.state != DEAD:
+        return verdict
+    return replace(
+        verdict,
+        state=NOT_STARTED,
+        reason=f"{verdict.query} {NOT_STARTED}: the streaming DAG has never run; trigger it "
+        f"to start the queries (lag {verdict.total_lag:,})",
+        action="none",
+    )
+
+
 def write_health(settings: Settings, verdicts: list[Verdict]) -> Path:
     """The record the health view reads: state/metrics/health.json (replaced atomically)."""
     record = {"at": time.time(), "queries": [asdict(v) for v in verdicts]}
     return write_json(settings.metrics_dir / HEALTH_FILE, record)
+
+
+def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str, Any]]]:
+    """When the supervisor last judged the queries (None: never) and its verdict per query,
+    as :func:`write_health` recorded them."""
+    record = read_json(settings.metrics_dir / HEALTH_FILE, {})
+    at = record.get("at")
+    checked = datetime.fromtimestamp(at, UTC) if isinstance(at, (int, float)) else None
+    return checked, {q["query"]: q for q in record.get("queries", []) if "query" in q}
 
 
 # ---------------------------------------------------------------- acting
@@ -227,10 +253,11 @@ def supervise_once(
     DAG's runs in those states (None: all); Airflow knows, the supervisor asks."""
     ends = end_offsets(bootstrap_servers, settings.kafka.input_topic)
     verdicts = assess(settings, queries, ends)
-    path = write_health(settings, verdicts)
     if streaming_runs(None) == 0:
+        write_health(settings, [not_started(v) for v in verdicts])
         log.info("the streaming DAG has never run: nothing to supervise or restart yet")
         return False
+    path = write_health(settings, verdicts)
     for verdict in verdicts:
         level = logging.INFO if verdict.state == RUNNING else logging.WARNING
         log.log(level, "%s", verdict.reason)

@@ -20,11 +20,10 @@ import pandas as pd
 
 from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, QUERIES, REVENUE_BY_CATEGORY
 from include.events import parse_utc
-from include.jsonfile import read_json
 from include.progress import read_progress
 from include.quality.history import read_history
 from include.settings import Settings
-from include.supervisor import HEALTH_FILE
+from include.supervisor import read_health
 from include.tables import read_table
 from include.ui.charts import line_chart, sparkline
 
@@ -64,14 +63,6 @@ class HealthView:
     revenue_chart: str
     funnel_chart: str
     conversion_chart: str
-
-
-def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str, Any]]]:
-    """When the supervisor last judged the queries (None: never) and its verdict per query."""
-    record = read_json(settings.metrics_dir / HEALTH_FILE, {})
-    at = record.get("at")
-    checked = datetime.fromtimestamp(at, UTC) if isinstance(at, (int, float)) else None
-    return checked, {q["query"]: q for q in record.get("queries", []) if "query" in q}
 
 
 def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, list[QueryHealth]]:
