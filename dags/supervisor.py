@@ -12,6 +12,9 @@ Kafka's end offsets) and acts:
   driver (no lease heartbeat); graceful stop (a hard kill after
   `supervisor.stop_timeout_seconds`, logged as such), then a restart.
 * **dead**: no driver holds the checkpoints; a restart (a new `streaming` run).
+* **not-started**: no driver because the `streaming` DAG has never run; nothing to do.
+* **starting**: no driver yet, but a `streaming` run is active; restarted only if that run
+  ends without one.
 * a **zombie**, a driver running while no `streaming` run is active (Airflow marked its task
   failed but the process lives on), is stopped before a new run is started.
 

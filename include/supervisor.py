@@ -12,6 +12,9 @@ hour behind.  The supervisor looks at what the query itself leaves behind:
 Each query is then ``running``, ``lagging`` (lag above a threshold: warn), ``stalled`` (no
 commit for a while although there is input, or a frozen driver: stop, then restart) or
 ``dead`` (no driver: restart).  Thresholds: ``[supervisor]`` in config/platform.toml.
+Without a driver, what Airflow knows tells the rest apart: ``not-started`` while the
+streaming DAG has never run (nothing to restart), ``starting`` while a streaming run is
+active but its driver holds no checkpoint yet (restarted only if that run ends without one).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 RUNNING, LAGGING, STALLED, DEAD = "running", "lagging", "stalled", "dead"
 # No driver because none was ever asked for: the streaming DAG has never run.
 NOT_STARTED = "not-started"
+# No driver yet, but a streaming run is active: its driver is on its way (or its task is
+# about to end after a crash: then the run ends and the query is dead).
+STARTING = "starting"
 HEALTH_FILE = "health.json"
 
 
@@ -200,6 +206,20 @@ def not_started(verdict: Verdict) -> Verdict:
     )
 
 
+def starting(verdict: Verdict) -> Verdict:
+    """A dead verdict is "starting" while a streaming run is active: its driver has not taken
+    the checkpoint yet.  The action stays a restart, which waits for that run to end first
+    and is dropped when a driver appears (:func:`wait_for_streaming_to_end`)."""
+    if verdict.state != DEAD:
+        return verdict
+    return replace(
+        verdict,
+        state=STARTING,
+        reason=f"{verdict.query} {STARTING}: a streaming run is active but no driver holds "
+        f"the checkpoint yet, lag {verdict.total_lag:,}; restarting if that run ends without one",
+    )
+
+
 def write_health(settings: Settings, verdicts: list[Verdict]) -> Path:
     """The record the health view reads: state/metrics/health.json (replaced atomically)."""
     record = {"at": time.time(), "queries": [asdict(v) for v in verdicts]}
@@ -257,6 +277,9 @@ def supervise_once(
         write_health(settings, [not_started(v) for v in verdicts])
         log.info("the streaming DAG has never run: nothing to supervise or restart yet")
         return False
+    active = streaming_runs(["running", "queued"])
+    if active:
+        verdicts = [starting(v) for v in verdicts]
     path = write_health(settings, verdicts)
     for verdict in verdicts:
         level = logging.INFO if verdict.state == RUNNING else logging.WARNING
@@ -265,7 +288,7 @@ def supervise_once(
 
     # A driver no active Airflow run accounts for (Airflow marked its task failed while it
     # kept running): stop it before a new launch, or that launch would be refused.
-    zombies = not streaming_runs(["running", "queued"])
+    zombies = not active
     for verdict in verdicts:
         if zombies and verdict.driver_pid is not None:
             log.warning(
@@ -295,6 +318,25 @@ def supervise_once(
         return False
     log.warning("starting a new streaming run")
     return True
+
+
+# A scheduled restart this late is a slot that passed while nobody ran it: the one Airflow
+# creates at once when the DAG first appears (catch-up off still runs the latest past slot),
+# or one missed while Airflow was down.  Restarting then would interrupt a driver that has
+# just started, so the run skips it; the next slot restarts on time.
+RESTART_GRACE = timedelta(minutes=15)
+
+
+def missed_slot(run_type: str, slot: datetime, started: datetime) -> str | None:
+    """Why a scheduled restart run skips its slot (None: it restarts): it started more
+    than :data:`RESTART_GRACE` after its slot.  Manual runs always restart."""
+    if run_type != "scheduled" or started - slot <= RESTART_GRACE:
+        return None
+    return (
+        f"the scheduled restart slot {slot:%Y-%m-%d %H:%M} UTC passed "
+        f"{(started - slot).total_seconds() / 60:.0f} min before this run started (the "
+        "platform just started, or Airflow was down); skipping it, the next slot restarts"
+    )
 
 
 def restart_gracefully(

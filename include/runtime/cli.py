@@ -15,6 +15,7 @@ import time
 import psutil
 import requests
 
+from include.pipeline_status import pipeline_status, status_table
 from include.runtime.airflow import AIRFLOW_COMPONENTS, AirflowComponent, migrate_airflow_db
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
@@ -203,8 +204,9 @@ def down(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> int:
-    """`make status`: print each service's PID, port, URL and health; returns 1 when one is not
-    healthy, else 0."""
+    """`make status`: each service's PID, port, URL and health, then each streaming query's
+    state, lag and last batch from the supervisor's view; returns 1 when a service is not
+    healthy or a query is dead or stalled, else 0."""
     rows = [("service", "pid", "port", "url", "answers")]
     unhealthy = 0
     for service in all_services(settings):
@@ -216,10 +218,25 @@ def status(settings: Settings) -> int:
         rows.append(
             (service.name, str(pid or "-"), str(service.port or "-"), service.url or "-", state)
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    print_table(rows)
+    pipeline = pipeline_status(settings)
+    checked = (
+        f"the supervisor judged at {pipeline.checked_at:%Y-%m-%d %H:%M:%S} UTC"
+        if pipeline.checked_at
+        else "the supervisor has not judged yet"
+    )
+    print(f"\nStreaming queries ({checked}{'' if pipeline.watched else '; not watching now'}):")
+    print_table(status_table(pipeline))
+    for query in pipeline.alarms:
+        print(f"ALARM {query.reason}")
+    return 0 if unhealthy == 0 and not pipeline.alarms else 1
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Print rows as left-aligned columns, the first row being the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    return 0 if unhealthy == 0 else 1
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         help="start the services only; trigger no DAG (also: ECOM_AUTOSTART=0)",
     )
     sub.add_parser("down", help="stop every platform process; keep the data")
-    sub.add_parser("status", help="show each service, its PID, port, URL and health")
+    sub.add_parser(
+        "status", help="show each service and each streaming query; exit 1 if one is unwell"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     try:

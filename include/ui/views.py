@@ -18,16 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, QUERIES, REVENUE_BY_CATEGORY
+from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGORY
 from include.events import parse_utc
+from include.pipeline_status import pipeline_status
 from include.progress import read_progress
 from include.quality.history import read_history
 from include.settings import Settings
-from include.supervisor import read_health
 from include.tables import read_table
 from include.ui.charts import line_chart, sparkline
 
-UNKNOWN = "unknown"
 EPOCH = pd.Timestamp(0, tz="UTC")
 
 
@@ -68,7 +67,7 @@ class HealthView:
 def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, list[QueryHealth]]:
     """When the supervisor last judged, and every query's health from its verdict and its
     progress records since `since`."""
-    checked, verdicts = read_health(settings)
+    status = pipeline_status(settings)
     records = [
         r
         for r in read_progress(settings.metrics_dir, tail_bytes=32_000_000)
@@ -78,17 +77,14 @@ def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, 
     for record in records:
         by_query[record.get("name")].append(record)
     found = []
-    for query in QUERIES:
-        verdict = verdicts.get(query)
-        history = by_query.get(query, [])
+    for current in status.queries:
+        history = by_query.get(current.query, [])
         last = history[-1] if history else {}
         item = QueryHealth(
-            query=query,
-            state=verdict["state"] if verdict else UNKNOWN,
-            reason=verdict["reason"]
-            if verdict
-            else "not judged yet: the supervisor DAG writes this on each of its runs",
-            lag=verdict.get("total_lag") if verdict else None,
+            query=current.query,
+            state=current.state,
+            reason=current.reason,
+            lag=current.lag,
             input_rate=last.get("inputRowsPerSecond"),
             processed_rate=last.get("processedRowsPerSecond"),
             batch_seconds=(
@@ -104,7 +100,7 @@ def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, 
             "state": sparkline([r.get("stateRowsTotal") for r in history]),
         }
         found.append(item)
-    return checked, found
+    return status.checked_at, found
 
 
 def dead_letter_count(settings: Settings) -> int | None:

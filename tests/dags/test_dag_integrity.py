@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pendulum
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,7 @@ for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
         "start_date": dag.start_date.isoformat() if dag.start_date else None,
+        "catchup": dag.catchup,
         "tags": sorted(dag.tags or []),
         "timetable": type(dag.timetable).__name__,
         "delta": str(getattr(dag.timetable, "delta", "")),
@@ -135,9 +137,31 @@ def test_every_dag_takes_the_shared_defaults(parsed):
     from include.dag_defaults import OWNER, START_DATE
 
     for dag_id, dag in parsed["dags"].items():
-        assert dag["start_date"] == START_DATE.isoformat(), f"{dag_id} start_date"
+        # The scheduled restart has none: with one, Airflow would run its latest past slot
+        # as soon as the DAG appears (test_the_scheduled_restart_waits_for_its_next_slot).
+        expected = None if dag_id == "streaming_restart" else START_DATE.isoformat()
+        assert dag["start_date"] == expected, f"{dag_id} start_date"
         for task in dag["tasks"]:
             assert task["owner"] == OWNER, f"{dag_id}.{task['id']} owner"
+
+
+def test_the_scheduled_restart_waits_for_its_next_slot(parsed):
+    """Its first run is the next cron slot after the DAG appears, not the latest past one
+    (which would restart a driver the platform has just started)."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    from include.settings import get_settings
+
+    dag = parsed["dags"]["streaming_restart"]
+    assert dag["timetable"] == "CronTriggerTimetable"
+    cron = get_settings().spark.restart_schedule
+    timetable = CronTriggerTimetable(cron, timezone="UTC")
+    earliest = pendulum.parse(dag["start_date"]) if dag["start_date"] else None
+    restriction = TimeRestriction(earliest=earliest, latest=None, catchup=dag["catchup"])
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    now = pendulum.now("UTC")
+    assert now < first.run_after <= now.add(days=1), first.run_after
 
 
 def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):

@@ -3,12 +3,15 @@
 1. `make up` brings PostgreSQL, Kafka and Airflow up on free ports in a fresh state dir
    (ECOM_AUTOSTART=0: this test triggers the DAGs itself, through the REST API).
 2. Log in with the printed admin credentials: POST /auth/token -> access_token.
-3. Trigger provision_topics and wait for success.
+3. Trigger provision_topics and wait for success; nothing streams yet, and the supervisor and
+   `make status` say "not-started", not "dead".
 4. Trigger producer (long-running, in the tutorial's own event format: zone-less times read
    in Europe/Berlin, quantity 0 on views, float revenue, snappy) and streaming
    (SparkSubmitOperator), wait until running.
 5. Wait for closed revenue windows in the Delta sink table; every row of every sink table
    must equal an independent computation over the events read back from the input topic.
+   `make status` shows every query running and exits 0; the restart DAG has run no slot from
+   before the platform started.
 6. Trigger data_quality (full) and wait for success; its task's Quality report link opens
    its results in the plugin, which refuses callers without a login.
 7. The scheduled restart DAG, run at once, stops the driver gracefully and starts one
@@ -29,18 +32,22 @@ import json
 import os
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
 
+from include.analytics import QUERIES
 from include.checkpoints import inspect
 from include.driver_lease import Holder, live_holder, read_holder
 from include.kafka_client import read_to_end
+from include.pipeline_status import pipeline_status
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
+from include.supervisor import LAGGING, NOT_STARTED, RUNNING
 from include.tables import read_table
 from tests.chaos.campaign import run_campaign
 from tests.chaos.faults import Plan
@@ -84,12 +91,13 @@ def platform(tmp_path_factory):
         "ECOM_EVENTS__NAIVE_TIMEZONE": EXPECTED_NAIVE_ZONE,
         "ECOM_SPARK__TRIGGER_SECONDS": "5",
     }
+    started = datetime.now(UTC)
     up = make("up", env, UP_TIMEOUT)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings = Settings()
     try:
-        yield settings, env, up.stdout
+        yield settings, env, up.stdout, started
     finally:
         down = subprocess.run(
             ["make", "down"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -162,8 +170,32 @@ def restarted_by(
     return time.monotonic() - since
 
 
+def assert_pipeline_shows(settings: Settings, env: dict[str, str], states: set[str]) -> None:
+    """Wait for the supervisor to judge every query in `states`; `make status` then shows
+    each query in one of them and exits 0."""
+    poll(
+        lambda: pipeline_status(settings),
+        lambda s: s.watched and {q.state for q in s.queries} <= states,
+        f"the supervisor to judge every query {' or '.join(sorted(states))}",
+        timeout=120,
+    )
+    shown = make("status", env, 60).stdout
+    rows = [ln.split() for ln in shown.splitlines()]
+    for query in QUERIES:
+        row = next(r for r in rows if r and r[0] == query)
+        assert row[1] in states, shown
+
+
+def assert_no_restart_of_a_past_slot(api: AirflowApi, since: datetime) -> None:
+    """The restart DAG ran no slot from before the platform started (Airflow used to run the
+    latest past one at once: a restart of the driver just started)."""
+    scheduled = [r for r in api.runs("streaming_restart") if r["run_type"] == "scheduled"]
+    past = [r["run_after"] for r in scheduled if datetime.fromisoformat(r["run_after"]) < since]
+    assert not past, f"scheduled restarts of slots before the platform started: {past}"
+
+
 def test_platform_end_to_end(platform):
-    settings, env, up_stdout = platform
+    settings, env, up_stdout, started = platform
     assert "The platform is up." in up_stdout
     api = AirflowApi(
         f"http://{settings.bind_host}:{settings.airflow.port}",
@@ -187,6 +219,10 @@ def test_platform_end_to_end(platform):
     # 3. topics
     run = api.trigger("provision_topics")
     assert api.wait_for_run("provision_topics", run, {"success"}, timeout=240) == "success"
+
+    # Nothing streams yet: the supervisor says "not-started", never "dead ... restarting",
+    # and `make status` (which exits 1 on a dead or stalled query) agrees.
+    assert_pipeline_shows(settings, env, {NOT_STARTED})
 
     # 4. producer and streaming, both long-running
     tutorial = {"rate": EXPECTED_RATE, "seed": 7, "event_format": "tutorial"}
@@ -228,6 +264,8 @@ def test_platform_end_to_end(platform):
         interval=5,
     )
     assert_tables_equal_oracle(settings, {"revenue_by_category"})
+    assert_pipeline_shows(settings, env, {RUNNING, LAGGING})
+    assert_no_restart_of_a_past_slot(api, started)
 
     # 6. the quality DAG checks every table; its task links to its report in the plugin
     quality_run = api.trigger("data_quality", {"full": True})

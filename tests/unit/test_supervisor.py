@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from include.supervisor import (
     STALLED,
     Observation,
     classify,
+    missed_slot,
 )
 
 CFG = SupervisorSettings(lag_warning_records=1000, stall_seconds=300, frozen_after_seconds=30)
@@ -73,3 +75,26 @@ def test_last_progress_takes_the_newest_record_per_query(tmp_path: Path) -> None
 def test_a_driver_heartbeat_age_uses_the_clock() -> None:
     assert driver(heartbeat_age=12).age(NOW) == pytest.approx(12)
     assert Holder(1, "h", "q", time.time(), time.time()).age() < 5
+
+
+SLOT = datetime(2027, 1, 15, 3, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "run_type,started,skips",
+    [
+        # The past slot Airflow runs at once when the platform first starts at 14:05.
+        ("scheduled", datetime(2027, 1, 15, 14, 5, tzinfo=UTC), True),
+        ("scheduled", SLOT + timedelta(minutes=16), True),
+        ("scheduled", SLOT + timedelta(minutes=15), False),  # late, within the grace
+        ("scheduled", SLOT + timedelta(seconds=2), False),  # on time
+        ("manual", SLOT + timedelta(days=3), False),  # a restart asked for now
+    ],
+)
+def test_a_scheduled_restart_skips_a_slot_that_passed_before_it_started(
+    run_type, started, skips
+) -> None:
+    why = missed_slot(run_type, SLOT, started)
+    assert (why is not None) == skips
+    if skips:
+        assert "2027-01-15 03:30 UTC" in why and "skipping it" in why
