@@ -52,11 +52,15 @@ def clock(epoch: float) -> str:
 
 
 def first_line(error: BaseException | str | None) -> str:
-    """An error's first line, cut at :data:`MAX_ERROR_CHARS` ("" for none)."""
+    """An error's first line (with the first item when it opens a list), cut at
+    :data:`MAX_ERROR_CHARS` ("" for none)."""
     if error is None:
         return ""
-    text = str(error).strip() or type(error).__name__
-    line = text.splitlines()[0]
+    lines = [ln.strip().lstrip("- ") for ln in str(error).splitlines() if ln.strip()]
+    line = lines[0] if lines else type(error).__name__
+    # "3 checks failed:" says little alone: the first item of its list goes with it.
+    if line.endswith(":") and len(lines) > 1:
+        line = f"{line} {lines[1]}"
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
