@@ -97,5 +97,5 @@ def dead_letters(
     text = f"{count:,} {noun} in {topic} since {clock(since)}"
     if held_back_until is not None:
         text += f" (the next alert comes no sooner than {clock(held_back_until)})"
-    text += ": see the reasons on the health page."
+    text += "; each has its reason in the dead_letters table."
     return Alert(text, health_link(base), "dead_letters")

@@ -51,7 +51,7 @@ def test_dead_letter_sentence() -> None:
     alert = dead_letters(1234, "dlq", 0.0, 300.0, "http://h:8080/")
     assert alert.text == (
         "1,234 dead letters in dlq since 1970-01-01 00:00:00 UTC (the next alert comes no "
-        "sooner than 1970-01-01 00:05:00 UTC): see the reasons on the health page."
+        "sooner than 1970-01-01 00:05:00 UTC); each has its reason in the dead_letters table."
     )
     assert alert.link == "http://h:8080/ecom/health"
 
