@@ -21,5 +21,13 @@ STREAMING_DAG = "streaming"
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    """A fresh ``default_args`` dict: the shared defaults, with ``overrides`` on top."""
-    return {"owner": OWNER, "retries": RETRIES, **overrides}
+    """A fresh ``default_args`` dict: the shared defaults, with ``overrides`` on top.  Every
+    task's final failure is an alert (``[alerts]``; off until a channel is set)."""
+    from include.alerts.callbacks import TaskFailureAlert
+
+    return {
+        "owner": OWNER,
+        "retries": RETRIES,
+        "on_failure_callback": [TaskFailureAlert()],
+        **overrides,
+    }

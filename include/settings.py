@@ -245,6 +245,43 @@ class QualitySettings(Section, section="quality"):
     reconcile_margin_seconds: int = Field(ge=0)
 
 
+class AlertSettings(Section, section="alerts"):
+    """``[alerts]``: where alerts go (a webhook, e-mail through SMTP; each off while its
+    target is empty) and how often the same alert may repeat."""
+
+    # A JSON POST of {"text": ..., "link": ...} (Slack, Teams, any receiver); "" = off.
+    # A secret (the URL is the credential): give it in the environment.
+    webhook_url: SecretStr
+    webhook_timeout_seconds: float = Field(gt=0)
+    # E-mail through the SMTP provider; "" = off.
+    smtp_host: str
+    smtp_port: int = Field(ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "none"]
+    smtp_user: str
+    # Never in a file: only from the environment (ECOM_ALERTS__SMTP_PASSWORD).
+    smtp_password: SecretStr = SecretStr("")
+    email_from: str
+    email_to: str
+    # The same supervisor alert (queries and state) at most once per this many seconds.
+    repeat_seconds: float = Field(ge=0)
+    # Dead letters: at most one alert per this many seconds.
+    dead_letter_interval_seconds: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _email_needs_recipients(self) -> AlertSettings:
+        if self.smtp_host and not self.recipients:
+            raise ValueError(
+                "[alerts] smtp_host is set but email_to is empty: give the addresses that "
+                "get alert e-mails (comma-separated), or empty smtp_host to turn e-mail off"
+            )
+        return self
+
+    @property
+    def recipients(self) -> list[str]:
+        """``email_to`` as a list of addresses."""
+        return [a.strip() for a in self.email_to.split(",") if a.strip()]
+
+
 class Settings(Section, BaseSettings):
     """The platform's settings: the top-level keys and one model per section, and the layout of
     the state dir.  Strongest source first: arguments, ``ECOM_*`` variables, the config file."""
@@ -265,6 +302,7 @@ class Settings(Section, BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     backfill: BackfillSettings = Field(default_factory=BackfillSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

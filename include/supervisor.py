@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from include import checkpoints
+from include.alerts.callbacks import supervisor_alert
 from include.driver_lease import Holder, live_holder, read_holder, stop_zombie
 from include.jsonfile import read_json, write_json
 from include.kafka_client import end_offsets
@@ -306,17 +307,23 @@ def supervise_once(
         if holder is not None:
             log.warning("%s", stop_driver(holder, settings.supervisor.stop_timeout_seconds))
             stopped.add(holder.pid)
-    if not any(v.action in ("restart", "stop_and_restart") for v in verdicts):
+    acted = [v for v in verdicts if v.action in ("restart", "stop_and_restart")]
+    if not acted:
         return False
     # The stopped driver's task has to notice and end its run before a new one may start.
     queried = [verdict.query for verdict in verdicts]
     outcome = wait_for_streaming_to_end(
         settings, queried, streaming_runs, stopped, wait_for_run_end
     )
+    stops = f"stopped driver pid {', '.join(map(str, sorted(stopped)))}; " if stopped else ""
     if outcome != ENDED:
         log.warning("%s; not starting another", outcome)
+        # A driver stopped is news; a restart another run already made (no stop) is not.
+        if stopped:
+            supervisor_alert(settings, acted, f"{stops}not starting another run: {outcome}")
         return False
     log.warning("starting a new streaming run")
+    supervisor_alert(settings, acted, f"{stops}a new streaming run is starting")
     return True
 
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from include.alerts.notify import alert_connections
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError
 from include.runtime.secrets import platform_secrets
@@ -74,6 +75,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             }
         ),
     }
+    # The alerts' SMTP server and the dead-letter watcher's consumer (kafka_default's
+    # brokers and security, a consumer group of its own).
+    env |= alert_connections(settings, env["AIRFLOW_CONN_KAFKA_DEFAULT"])
     java = shutil.which("java")
     if "JAVA_HOME" not in env and java:
         env["JAVA_HOME"] = str(Path(os.path.realpath(java)).parent.parent)

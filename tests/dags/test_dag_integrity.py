@@ -25,6 +25,7 @@ EXPECTED_DAGS = {
     "supervisor",
     "streaming_restart",
     "backfill",
+    "dead_letter_alerts",
 }
 
 PARSE_SCRIPT = r"""
@@ -50,10 +51,16 @@ for dag_id, dag in bag.dags.items():
             a.uri for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", [])
         ),
         "params": sorted(dag.params.keys()),
+        "watchers": sorted(
+            (w.name, type(w.trigger).__name__, w.trigger.serialize()[1].get("topics"))
+            for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", [])
+            for w in getattr(a, "watchers", [])
+        ),
         "tasks": [
             {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool,
              "outlets": sorted(getattr(o, "uri", None) or "alias:" + o.name for o in t.outlets),
-             "links": sorted(type(l).__name__ for l in t.operator_extra_links)}
+             "links": sorted(type(l).__name__ for l in t.operator_extra_links),
+             "on_failure": sorted(type(c).__name__ for c in t.on_failure_callback or [])}
             for t in dag.tasks
         ],
     }
@@ -204,3 +211,18 @@ def test_table_updates_trigger_the_quality_checks(parsed):
     assert supervisor["announce_table_updates"]["outlets"] == [f"alias:{SINK_UPDATES.name}"]
     backfill = {t["id"]: t for t in parsed["dags"]["backfill"]["tasks"]}
     assert set(backfill["recompute_interval"]["outlets"]) == backfilled
+
+
+def test_every_task_alerts_when_it_fails_for_good(parsed):
+    for dag_id, dag in parsed["dags"].items():
+        for task in dag["tasks"]:
+            assert task["on_failure"] == ["TaskFailureAlert"], f"{dag_id}.{task['id']}"
+
+
+def test_dead_letters_are_watched_from_the_triggerer(parsed):
+    from include.settings import get_settings
+
+    alerts = parsed["dags"]["dead_letter_alerts"]
+    topic = get_settings().kafka.dead_letter_topic
+    assert alerts["watchers"] == [["dead_letter_watch", "AwaitMessageTrigger", [topic]]]
+    assert alerts["schedule_assets"] == [f"kafka://{get_settings().bootstrap_servers}/{topic}"]

@@ -1,0 +1,93 @@
+"""The alerts' pure parts: sentences, repeat windows, dead-letter counts, connections."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from pydantic import ValidationError
+
+from include.alerts.dead_letters import count_new
+from include.alerts.gate import seconds_until_due
+from include.alerts.messages import dead_letters, first_line, task_failed
+from include.alerts.notify import alert_connections, channels
+from include.settings import AlertSettings, Settings
+
+
+def test_an_alert_may_repeat_only_after_its_interval() -> None:
+    sent = {"k": {"at": 1000.0}}
+    assert seconds_until_due(sent, "k", 300, 1100) == 200
+    assert seconds_until_due(sent, "k", 300, 1300) == 0
+    assert seconds_until_due(sent, "other", 300, 1100) == 0
+    assert seconds_until_due({"k": {"at": None}}, "k", 300, 1100) == 0  # counted, never sent
+
+
+def test_dead_letters_are_counted_past_the_last_alerts_offsets() -> None:
+    assert count_new({"0": 10, "1": 7, "2": 3}, {"0": 4, "1": 7, "2": 1}) == 6 + 0 + 2
+    assert count_new({"0": 10, "3": 2}, {"0": 10}) == 2  # a partition added since
+
+
+def test_a_quality_failure_reads_as_one_sentence_with_its_first_failed_check() -> None:
+    ti = SimpleNamespace(
+        task_id="check_sink_tables",
+        dag_id="data_quality",
+        run_id="r1",
+        try_number=1,
+        log_url="http://a/dags/data_quality/runs/r1/tasks/check_sink_tables",
+    )
+    error = ValueError("2 check(s) failed:\n  - dead_letters: keys not null\n  - x: y")
+    alert = task_failed({"ti": ti, "exception": error}, held_back=3)
+    assert alert.text == (
+        "Task check_sink_tables of DAG data_quality failed (run r1), 3 more failures since "
+        "the last alert: 2 check(s) failed: dead_letters: keys not null."
+    )
+    assert alert.link == ti.log_url
+    assert first_line("x" * 500).endswith("…") and len(first_line("x" * 500)) == 300
+    assert first_line(None) == ""
+
+
+def test_dead_letter_sentence() -> None:
+    alert = dead_letters(1234, "dlq", 0.0, 300.0, "http://h:8080/")
+    assert alert.text == (
+        "1,234 dead letters in dlq since 1970-01-01 00:00:00 UTC (the next alert comes no "
+        "sooner than 1970-01-01 00:05:00 UTC); each has its reason in the dead_letters table."
+    )
+    assert alert.link == "http://h:8080/ecom/health"
+
+
+def test_alerts_are_off_until_a_target_is_set() -> None:
+    settings = Settings()
+    assert channels(settings.alerts, dead_letters(1, "t", 0, None, "http://h")) == {}
+    on = AlertSettings(webhook_url="http://hook", smtp_host="mail", email_to="a@b, c@d")
+    assert sorted(channels(on, dead_letters(1, "t", 0, None, "http://h"))) == ["e-mail", "webhook"]
+    assert on.recipients == ["a@b", "c@d"]
+
+
+def test_email_without_recipients_is_refused_with_what_to_fix() -> None:
+    with pytest.raises(ValidationError, match="email_to is empty"):
+        AlertSettings(smtp_host="mail", email_to="")
+
+
+def test_connections_carry_the_brokers_security_and_the_smtp_password(monkeypatch) -> None:
+    monkeypatch.setenv("ECOM_ALERTS__SMTP_HOST", "mail.example.com")
+    monkeypatch.setenv("ECOM_ALERTS__EMAIL_TO", "oncall@example.com")
+    monkeypatch.setenv("ECOM_ALERTS__SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("ECOM_ALERTS__SMTP_SECURITY", "ssl")
+    kafka_default = {"conn_type": "kafka", "extra": {"bootstrap.servers": "b:9", "x": "y"}}
+    env = alert_connections(Settings(), json.dumps(kafka_default))
+    watch = json.loads(env["AIRFLOW_CONN_ECOM_DEAD_LETTER_WATCH"])
+    assert watch["extra"] == {
+        "bootstrap.servers": "b:9",
+        "x": "y",
+        "group.id": "ecom-dead-letter-alerts",
+        "auto.offset.reset": "latest",
+        "enable.auto.commit": False,
+    }
+    smtp = json.loads(env["AIRFLOW_CONN_ECOM_ALERTS_SMTP"])
+    assert (smtp["host"], smtp["port"], smtp["password"]) == ("mail.example.com", 587, "s3cret")
+    assert (smtp["extra"]["disable_ssl"], smtp["extra"]["disable_tls"]) == (False, True)
+    monkeypatch.delenv("ECOM_ALERTS__SMTP_HOST")
+    assert list(alert_connections(Settings(), json.dumps(kafka_default))) == [
+        "AIRFLOW_CONN_ECOM_DEAD_LETTER_WATCH"
+    ]
