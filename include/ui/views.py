@@ -23,6 +23,7 @@ from include.events import parse_utc
 from include.jsonfile import read_json
 from include.progress import read_progress
 from include.quality.history import read_history
+from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
 from include.supervisor import HEALTH_FILE
 from include.tables import read_table
@@ -64,6 +65,7 @@ class HealthView:
     revenue_chart: str
     funnel_chart: str
     conversion_chart: str
+    spark_ui: str  # the streaming driver's Spark UI (answers while a driver runs)
 
 
 def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str, Any]]]:
@@ -209,6 +211,7 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
             title=f"Funnel: distinct users per {a.funnel_window_seconds // 60}-minute window",
         ),
         conversion_chart=line_chart(rate_series, title="Conversion rates", unit="%"),
+        spark_ui=spark_ui_url(settings),
     )
 
 
