@@ -22,6 +22,7 @@ from include.runtime.spark_launch import (
     connector_jars,
     launch_conf,
     launch_environment,
+    ui_conf,
 )
 from include.settings import get_settings
 
@@ -109,7 +110,7 @@ class SparkAppOperator(SparkSubmitOperator):
         self.jars = ",".join(str(j) for j in jars)
         self._driver_memory = settings.spark.driver_memory
         self.env_vars = {**(self.env_vars or {}), **launch_environment(settings)}
-        self.conf = {**(self.conf or {}), **launch_conf()}
+        self.conf = {**(self.conf or {}), **launch_conf(), **ui_conf(settings)}
         self.log.info("submitting %s with %d connector jars", self.application, len(jars))
         super().execute(context)
 

@@ -137,6 +137,8 @@ class SparkSettings(Section, section="spark"):
     state_store: Literal["rocksdb", "hdfs"]
     # Scheduled graceful restart of the streaming driver (cron, UTC); "" turns it off.
     restart_schedule: str
+    # The streaming driver's Spark UI (and Spark's own Prometheus metrics) on bind_host.
+    ui_port: int = Field(ge=1, le=65535)
     # Any further Spark setting for the streaming application, applied after the
     # platform's own (ECOM_SPARK__CONF='{"spark.sql.codegen.cache.maxEntries": "100"}').
     conf: dict[str, str] = {}
@@ -291,6 +293,8 @@ class Settings(Section, BaseSettings):
     state_dir: Path
     # Downloaded jars (Kafka broker, Spark connectors); shared by every state dir.
     jar_cache: Path
+    # Other downloaded tools (Debian's Prometheus for the metrics test); shared too.
+    tool_cache: Path
     bind_host: str
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
@@ -344,6 +348,17 @@ class Settings(Section, BaseSettings):
         """The jar cache, absolute (a relative ``jar_cache`` is under the project root)."""
         path = self.jar_cache if self.jar_cache.is_absolute() else PROJECT_ROOT / self.jar_cache
         return path.resolve()
+
+    @property
+    def tool_dir(self) -> Path:
+        """The tool cache, absolute (a relative ``tool_cache`` is under the project root)."""
+        path = self.tool_cache if self.tool_cache.is_absolute() else PROJECT_ROOT / self.tool_cache
+        return path.resolve()
+
+    @property
+    def metrics_token_file(self) -> Path:
+        """The bearer token Prometheus sends to the metrics endpoint (generated, mode 0600)."""
+        return self.run_dir / "metrics_token"
 
     @property
     def kafka_data_dir(self) -> Path:

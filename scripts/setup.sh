@@ -80,4 +80,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "WARNING: ${missing[*]} not found and apt-get is not usable here; the tests that need them will fail until you install them (Debian: apt-get install ${missing[*]})"
   fi
 fi
+# ---- Debian's Prometheus for the metrics test, unpacked into .cache/tools (no root needed)
+if command -v apt-get >/dev/null 2>&1; then
+  .venv/bin/python -c 'from include.runtime.tools import prometheus_binary as p; from include.settings import get_settings as s; p(s())' \
+    || die "could not fetch Debian's prometheus package (see the error above)"
+else
+  say "WARNING: apt-get not found; the metrics test needs a Prometheus 2.x unpacked into .cache/tools/prometheus/usr/bin/prometheus"
+fi
 say "ready: .venv, .cache/jars, .cache/web and the test tools"

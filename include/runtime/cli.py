@@ -21,8 +21,9 @@ from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
-from include.runtime.secrets import platform_secrets
+from include.runtime.secrets import metrics_token, platform_secrets
 from include.runtime.service import Service
+from include.runtime.spark_launch import spark_ui_url
 from include.runtime.tools import jars, java_binary
 from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
 
@@ -124,6 +125,7 @@ def print_summary(settings: Settings) -> None:
     """Print where each part of the running platform is: URLs, the Airflow login, data,
     reports and logs."""
     sec = platform_secrets(settings)
+    metrics_token(settings)  # generated now, so Prometheus can be pointed at the file
     host = settings.bind_host
     print(
         f"""
@@ -134,6 +136,9 @@ The platform is up.
   PostgreSQL       {host}:{settings.postgres.port} (Airflow metadata)
   Pipeline health  http://{host}:{settings.airflow.port}/ecom/health  (Airflow UI: Browse)
   Data quality     http://{host}:{settings.airflow.port}/ecom/quality  (log in to Airflow first)
+  Spark UI         {spark_ui_url(settings)}  (the streaming driver's, while it runs)
+  Metrics          http://{host}:{settings.airflow.port}/ecom/metrics  (Prometheus text)
+                   bearer token in {settings.metrics_token_file}
   Sink tables      {settings.table_root} (Delta Lake)
   Quality reports  {settings.quality_dir}
   Streaming stats  {settings.metrics_dir / "progress.jsonl"}

@@ -7,6 +7,7 @@ needs a password or key reads it from here.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 
 from include.settings import Settings
@@ -35,3 +36,19 @@ def platform_secrets(settings: Settings) -> dict[str, str]:
         path.touch(mode=0o600)
         path.write_text(json.dumps(values, indent=2))
     return values
+
+
+def metrics_token(settings: Settings) -> str:
+    """The bearer token of the metrics endpoint (``/ecom/metrics``), generated once into its
+    own file (mode 0600) so Prometheus can read it as a ``credentials_file``."""
+    path = settings.metrics_token_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before the token is written: never readable by others, not even briefly.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it a moment ago
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()

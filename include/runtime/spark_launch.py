@@ -71,6 +71,32 @@ def launch_conf() -> dict[str, str]:
     }
 
 
+def ui_conf(settings: Settings) -> dict[str, str]:
+    """The driver's Spark UI on ``[spark] ui_port`` (SPARK_LOCAL_IP keeps it on bind_host),
+    with Spark's own Prometheus metrics beside the pages: ``/metrics/prometheus`` (driver,
+    and per query with streaming metrics on) and ``/metrics/executors/prometheus``.
+
+    A second driver on the same machine (a backfill while streaming runs) takes the next
+    free port, as Spark does; the health page and `make up` link the configured one.
+    """
+    return {
+        "spark.ui.port": str(settings.spark.ui_port),
+        "spark.ui.prometheus.enabled": "true",
+        "spark.sql.streaming.metricsEnabled": "true",
+        # Metric names without the application id, so they survive a driver restart.
+        "spark.metrics.namespace": "ecom",
+        "spark.metrics.conf.*.sink.prometheusServlet.class": (
+            "org.apache.spark.metrics.sink.PrometheusServlet"
+        ),
+        "spark.metrics.conf.*.sink.prometheusServlet.path": "/metrics/prometheus",
+    }
+
+
+def spark_ui_url(settings: Settings) -> str:
+    """Where the streaming driver's Spark UI is while it runs."""
+    return f"http://{settings.bind_host}:{settings.spark.ui_port}"
+
+
 def spark_submit_command(
     settings: Settings,
     app: Path,

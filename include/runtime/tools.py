@@ -59,3 +59,46 @@ def jars(settings: Settings, group: str) -> list[Path]:
 def venv_bin() -> Path:
     """The virtualenv's bin directory (airflow, spark-submit): the running interpreter's."""
     return Path(sys.executable).parent
+
+
+PROMETHEUS_PACKAGE = "prometheus"
+
+
+def prometheus_binary(settings: Settings) -> Path:
+    """Debian's `prometheus` (the metrics test's real server), unpacked once into the tool
+    cache from the package `apt-get download` fetches; no root, nothing installed system-wide.
+    An error saying what to do when apt-get or dpkg-deb is missing or the download fails."""
+    root = settings.tool_dir / PROMETHEUS_PACKAGE
+    binary = root / "usr" / "bin" / "prometheus"
+    if binary.exists():
+        return binary
+    missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
+    if missing:
+        raise PlatformError(
+            f"{' and '.join(missing)} not found: the Prometheus used by the metrics test comes "
+            "from Debian's `prometheus` package. On Debian or Ubuntu run `make setup`; "
+            f"elsewhere unpack a Prometheus 2.x release so that {binary} exists."
+        )
+    download = root.with_name(PROMETHEUS_PACKAGE + ".download")
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir(parents=True)
+    fetched = subprocess.run(
+        ["apt-get", "download", PROMETHEUS_PACKAGE],
+        cwd=download,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    debs = sorted(download.glob(f"{PROMETHEUS_PACKAGE}_*.deb"))
+    if fetched.returncode != 0 or not debs:
+        raise PlatformError(
+            f"`apt-get download {PROMETHEUS_PACKAGE}` failed: {fetched.stderr.strip()[-500:]} "
+            "(is a Debian mirror reachable? `apt-get update` refreshes the package lists)"
+        )
+    # Unpacked beside the cache and renamed into place: a half-unpacked tree never counts.
+    unpacked = download / "tree"
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(unpacked)], check=True)
+    shutil.rmtree(root, ignore_errors=True)
+    unpacked.rename(root)
+    shutil.rmtree(download, ignore_errors=True)
+    return binary

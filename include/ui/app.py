@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from include.events import parse_utc
 from include.settings import get_settings
 from include.ui import views
+from include.ui.metrics_route import metrics
 from include.ui.vendor import SERVED_VENDOR_PATHS, VENDOR_ROOT, localise
 
 HERE = Path(__file__).resolve().parent
@@ -200,4 +201,8 @@ def create_app() -> FastAPI:
             STATIC_DIR / name, media_type=media, headers={"Cache-Control": "max-age=300"}
         )
 
+    # A plain Starlette route, deliberately outside the app's login dependency (which covers
+    # FastAPI routes only): Prometheus cannot log in to Airflow, so the route checks a bearer
+    # token of its own (include/ui/metrics_route.py).
+    app.add_route("/metrics", metrics, methods=READ)
     return app

@@ -23,6 +23,7 @@ from include.events import parse_utc
 from include.pipeline_status import pipeline_status
 from include.progress import read_progress
 from include.quality.history import read_history
+from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
 from include.tables import read_table
 from include.ui.charts import line_chart, sparkline
@@ -62,6 +63,7 @@ class HealthView:
     revenue_chart: str
     funnel_chart: str
     conversion_chart: str
+    spark_ui: str  # the streaming driver's Spark UI (answers while a driver runs)
 
 
 def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, list[QueryHealth]]:
@@ -196,6 +198,7 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
             title=f"Funnel: distinct users per {a.funnel_window_seconds // 60}-minute window",
         ),
         conversion_chart=line_chart(rate_series, title="Conversion rates", unit="%"),
+        spark_ui=spark_ui_url(settings),
     )
 
 

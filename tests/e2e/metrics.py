@@ -1,0 +1,67 @@
+"""The metrics check inside the end-to-end run (called by tests/e2e/test_platform.py while
+the streaming run is up and a quality run has finished).
+
+On the real Airflow API server: ``/ecom/metrics`` refuses anonymous callers and Airflow's own
+login (its token is not the metrics token), answers the token file's bearer token with the
+figures of the state files (compared with the files read here), the health page links the
+Spark UI, and that UI serves Spark's own Prometheus metrics of the streaming queries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import requests
+
+from include.analytics import REVENUE_BY_CATEGORY
+from include.runtime.airflow_api import AirflowApi
+from include.settings import Settings
+
+SAMPLE = re.compile(r"^(ecom_[a-z_]+)\{([^}]*)\} (\S+)$", re.MULTILINE)
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """(name, labels) -> value of the exposition's labelled ``ecom_*`` samples."""
+    return {
+        (name, frozenset(re.findall(r'(\w+)="([^"]*)"', labels))): float(value)
+        for name, labels, value in SAMPLE.findall(text)
+    }
+
+
+def check_metrics(api: AirflowApi, settings: Settings, env: dict[str, str]) -> None:
+    """Assert the metrics endpoint and the Spark UI's metrics on the running platform."""
+    url = f"{api.base_url}/ecom/metrics"
+    assert requests.get(url, timeout=30).status_code == 401
+    # Airflow's login does not open it: Prometheus gets a token of its own.
+    assert api.page("/ecom/metrics").status_code == 401
+    token = settings.metrics_token_file.read_text().strip()
+    assert settings.metrics_token_file.stat().st_mode & 0o077 == 0
+
+    query = REVENUE_BY_CATEGORY.name
+    progress = settings.metrics_dir / "progress.jsonl"
+    batches = [
+        json.loads(line)["batchId"]
+        for line in progress.read_text().splitlines()
+        if f'"name": "{query}"' in line
+    ]
+    answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    found = samples(answer.text)
+    last_batch = found[("ecom_query_last_batch_id", frozenset({("query", query)}))]
+    # The stream runs on: the endpoint's batch is the file's last one or a newer one.
+    assert batches and last_batch >= max(batches), (last_batch, max(batches or [None]))
+    assert ("ecom_query_input_rows_per_second", frozenset({("query", query)})) in found
+    statuses = {
+        dict(labels)["status"]: value
+        for (name, labels), value in found.items()
+        if name == "ecom_quality_status" and dict(labels)["table"] == query
+    }
+    assert sum(statuses.values()) == 1, statuses  # the quality run before this checked it
+
+    spark_ui = f"http://{settings.bind_host}:{settings.spark.ui_port}"
+    assert spark_ui in api.page("/ecom/health").text
+    spark = requests.get(f"{spark_ui}/metrics/prometheus", timeout=30)
+    assert spark.status_code == 200, f"Spark UI metrics at {spark_ui}: {spark.status_code}"
+    assert f"spark_streaming_{query}_" in spark.text, spark.text[:1000]
