@@ -17,14 +17,14 @@ import logging
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 
-from include.dag_defaults import STREAMING_DAG, default_args
+from include.dag_defaults import RESTART_DAG, STREAMING_DAG, default_args
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
 @dag(
-    dag_id="streaming_restart",
+    dag_id=RESTART_DAG,
     doc_md=__doc__,
     tags=["ecommerce", "streaming", "operations"],
     default_args=default_args(),

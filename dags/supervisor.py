@@ -13,8 +13,9 @@ Kafka's end offsets) and acts:
   `supervisor.stop_timeout_seconds`, logged as such), then a restart.
 * **dead**: no driver holds the checkpoints; a restart (a new `streaming` run).
 * **not-started**: no driver because the `streaming` DAG has never run; nothing to do.
-* **starting**: no driver yet, but a `streaming` run is active; restarted only if that run
-  ends without one.
+* **starting**: no driver yet, but a `streaming` run is active (restarted only if that run
+  ends without one), or the scheduled restart (`streaming_restart`) is replacing the driver
+  (left to it).
 * a **zombie**, a driver running while no `streaming` run is active (Airflow marked its task
   failed but the process lives on), is stopped before a new run is started.
 
@@ -37,7 +38,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import dag, get_current_context, task
 
 from include.assets import SINK_UPDATES, sink_asset
-from include.dag_defaults import START_DATE, STREAMING_DAG, default_args
+from include.dag_defaults import RESTART_DAG, START_DATE, STREAMING_DAG, default_args
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def supervisor() -> None:
             QUERIES,
             bootstrap_from_connection(),
             lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
+            scheduled_restart=ti.get_dr_count(dag_id=RESTART_DAG, states=["running"]) > 0,
         )
 
     restart = TriggerDagRunOperator(

@@ -18,6 +18,8 @@ START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 RETRIES = 1
 # The long-running streaming DAG: the supervisor and the scheduled restart both start it.
 STREAMING_DAG = "streaming"
+# The scheduled graceful restart of the streaming driver (the supervisor leaves its work to it).
+RESTART_DAG = "streaming_restart"
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:

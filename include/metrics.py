@@ -26,16 +26,16 @@ from typing import Any
 
 from include.analytics import QUERIES
 from include.events import parse_utc
-from include.jsonfile import read_json
+from include.pipeline_status import STOPPED, pipeline_status
 from include.progress import last_progress
 from include.quality.history import HISTORY_FILE
 from include.settings import Settings
-from include.supervisor import DEAD, HEALTH_FILE, LAGGING, RUNNING, STALLED
+from include.supervisor import DEAD, LAGGING, NOT_STARTED, RUNNING, STALLED, STARTING
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Every verdict gets a sample (0 or 1) so a panel summing them never sees a gap; "unknown"
-# is a query the supervisor has not judged yet.
-VERDICTS = (RUNNING, LAGGING, STALLED, DEAD, "unknown")
+# is a query without one in the snapshot.
+VERDICTS = (RUNNING, LAGGING, STALLED, DEAD, NOT_STARTED, STARTING, STOPPED, "unknown")
 QUALITY_STATUSES = ("pass", "warn", "fail")
 # The quality history's last lines: one line is one run over every table (tens of KB).
 QUALITY_TAIL_BYTES = 2_000_000
@@ -261,10 +261,18 @@ def snapshot(settings: Settings) -> Snapshot:
     """Read what a scrape reports from the state dir; missing files give missing samples."""
     from include.ui.views import dead_letter_count
 
-    health = read_json(settings.metrics_dir / HEALTH_FILE, {})
+    # The verdicts as make status and the health page read them: a stale record is no
+    # "dead" alarm but "stopped" (include/pipeline_status.py).
+    status = pipeline_status(settings)
+    health = {
+        "at": status.checked_at.timestamp() if status.checked_at else None,
+        "queries": [
+            {"query": q.query, "state": q.state, "total_lag": q.lag} for q in status.queries
+        ],
+    }
     return Snapshot(
         progress=last_progress(settings.metrics_dir, QUERIES),
-        health=health if isinstance(health, dict) else {},
+        health=health,
         quality=last_quality(settings),
         dead_letter_rows=dead_letter_count(settings),
     )

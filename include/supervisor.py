@@ -207,12 +207,22 @@ def not_started(verdict: Verdict) -> Verdict:
     )
 
 
-def starting(verdict: Verdict) -> Verdict:
+def starting(verdict: Verdict, scheduled_restart: bool = False) -> Verdict:
     """A dead verdict is "starting" while a streaming run is active: its driver has not taken
     the checkpoint yet.  The action stays a restart, which waits for that run to end first
-    and is dropped when a driver appears (:func:`wait_for_streaming_to_end`)."""
+    and is dropped when a driver appears (:func:`wait_for_streaming_to_end`).  During a
+    scheduled restart the restart DAG starts the new run: no action here (two restarters
+    would race, and the operator would be alerted about a planned restart)."""
     if verdict.state != DEAD:
         return verdict
+    if scheduled_restart:
+        return replace(
+            verdict,
+            state=STARTING,
+            reason=f"{verdict.query} {STARTING}: the scheduled restart (streaming_restart) is "
+            f"replacing its driver, lag {verdict.total_lag:,}",
+            action="none",
+        )
     return replace(
         verdict,
         state=STARTING,
@@ -268,10 +278,13 @@ def supervise_once(
     bootstrap_servers: str,
     streaming_runs: Callable[[list[str] | None], int],
     wait_for_run_end: float = 120.0,
+    scheduled_restart: bool = False,
 ) -> bool:
     """Assess every query, log each verdict, stop stalled drivers; True when the caller
     should start a new streaming run.  ``streaming_runs(states)`` counts the streaming
-    DAG's runs in those states (None: all); Airflow knows, the supervisor asks."""
+    DAG's runs in those states (None: all); Airflow knows, the supervisor asks.  While
+    ``scheduled_restart`` (the restart DAG has an active run), a query without a driver is
+    being restarted by it: starting, and left to it."""
     ends = end_offsets(bootstrap_servers, settings.kafka.input_topic)
     verdicts = assess(settings, queries, ends)
     if streaming_runs(None) == 0:
@@ -279,8 +292,8 @@ def supervise_once(
         log.info("the streaming DAG has never run: nothing to supervise or restart yet")
         return False
     active = streaming_runs(["running", "queued"])
-    if active:
-        verdicts = [starting(v) for v in verdicts]
+    if active or scheduled_restart:
+        verdicts = [starting(v, scheduled_restart) for v in verdicts]
     path = write_health(settings, verdicts)
     for verdict in verdicts:
         level = logging.INFO if verdict.state == RUNNING else logging.WARNING

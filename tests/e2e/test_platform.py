@@ -13,7 +13,9 @@
    `make status` shows every query running and exits 0; the restart DAG has run no slot from
    before the platform started.
 6. Trigger data_quality (full) and wait for success; its task's Quality report link opens
-   its results in the plugin, which refuses callers without a login.
+   its results in the plugin, which refuses callers without a login.  The Prometheus
+   endpoint answers its own token only, with the state files' figures; the health page links
+   the Spark UI, which serves Spark's own metrics.
 7. The scheduled restart DAG, run at once, stops the driver gracefully and starts one
    (the time is measured: state/restart-timings.json).
 8. Stop the producer run; a second, short producer run ends by itself.
@@ -22,7 +24,9 @@
    tutorial-format events and malformed records stream in; the supervisor DAG, on its
    10-second schedule, does every restart.  Then page views far ahead close every window
    and session: all five tables have rows, none lost, duplicated or wrong against the
-   oracle, and every malformed record is exactly one dead letter.
+   oracle, and every malformed record is exactly one dead letter.  Alerts: none before the
+   faults; after them the frozen driver's restart and the dead letters reached a real webhook
+   receiver and a real SMTP server, each with the health page's link.
 10. `make down`: no platform process is left, the ports are free again, data is kept.
 """
 
@@ -32,6 +36,7 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +50,7 @@ from include.driver_lease import Holder, live_holder, read_holder
 from include.kafka_client import read_to_end
 from include.pipeline_status import pipeline_status
 from include.runtime.airflow_api import AirflowApi
-from include.runtime.procs import marked_processes, port_answers
+from include.runtime.procs import free_port, marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
 from include.supervisor import LAGGING, NOT_STARTED, RUNNING
 from include.tables import read_table
@@ -54,6 +59,13 @@ from tests.chaos.faults import Plan
 from tests.chaos.own_platform import platform_env
 from tests.chaos.report import markdown, summary
 from tests.conftest import poll
+from tests.e2e.alerts import (
+    AlertReceivers,
+    alert_receivers,
+    check_alerts_after_campaign,
+    check_silent_before_faults,
+)
+from tests.e2e.metrics import check_metrics
 from tests.integration.dataset import ORACLES, expected_of, normalise
 
 pytestmark = pytest.mark.e2e
@@ -80,34 +92,54 @@ def make(target: str, env: dict[str, str], timeout: float) -> subprocess.Complet
     return result
 
 
+@dataclass
+class Platform:
+    """The running platform: its settings and environment, what `make up` printed, when it
+    was started, and the alert receivers it was pointed at."""
+
+    settings: Settings
+    env: dict[str, str]
+    up_stdout: str
+    started: datetime
+    alerts: AlertReceivers
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     state = tmp_path_factory.mktemp("e2e_state")
-    env = {
-        **os.environ,
-        **platform_env(state, SUPERVISOR_INTERVAL_SECONDS),
-        "ECOM_ANALYTICS__WATERMARK_SECONDS": str(EXPECTED_WATERMARK_SECONDS),
-        "ECOM_ANALYTICS__SESSION_GAP_SECONDS": str(EXPECTED_SESSION_GAP_SECONDS),
-        "ECOM_EVENTS__NAIVE_TIMEZONE": EXPECTED_NAIVE_ZONE,
-        "ECOM_SPARK__TRIGGER_SECONDS": "5",
-    }
-    started = datetime.now(UTC)
-    up = make("up", env, UP_TIMEOUT)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    settings = Settings()
-    try:
-        yield settings, env, up.stdout, started
-    finally:
-        down = subprocess.run(
-            ["make", "down"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
-        )
-        print(down.stdout)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with alert_receivers() as alerts:
+        env = {
+            **os.environ,
+            **platform_env(state, SUPERVISOR_INTERVAL_SECONDS),
+            **alerts.env,
+            "ECOM_ANALYTICS__WATERMARK_SECONDS": str(EXPECTED_WATERMARK_SECONDS),
+            "ECOM_ANALYTICS__SESSION_GAP_SECONDS": str(EXPECTED_SESSION_GAP_SECONDS),
+            "ECOM_EVENTS__NAIVE_TIMEZONE": EXPECTED_NAIVE_ZONE,
+            "ECOM_SPARK__TRIGGER_SECONDS": "5",
+            # Its own port: another driver on this machine may hold Spark's default 4040.
+            "ECOM_SPARK__UI_PORT": str(free_port()),
+        }
+        started = datetime.now(UTC)
+        up = make("up", env, UP_TIMEOUT)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield Platform(Settings(), env, up.stdout, started, alerts)
+        finally:
+            down = subprocess.run(
+                ["make", "down"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            print(down.stdout)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def admin_password(up_stdout: str) -> str:
@@ -195,7 +227,12 @@ def assert_no_restart_of_a_past_slot(api: AirflowApi, since: datetime) -> None:
 
 
 def test_platform_end_to_end(platform):
-    settings, env, up_stdout, started = platform
+    settings, env, up_stdout, alerts = (
+        platform.settings,
+        platform.env,
+        platform.up_stdout,
+        platform.alerts,
+    )
     assert "The platform is up." in up_stdout
     api = AirflowApi(
         f"http://{settings.bind_host}:{settings.airflow.port}",
@@ -265,7 +302,7 @@ def test_platform_end_to_end(platform):
     )
     assert_tables_equal_oracle(settings, {"revenue_by_category"})
     assert_pipeline_shows(settings, env, {RUNNING, LAGGING})
-    assert_no_restart_of_a_past_slot(api, started)
+    assert_no_restart_of_a_past_slot(api, platform.started)
 
     # 6. the quality DAG checks every table; its task links to its report in the plugin
     quality_run = api.trigger("data_quality", {"full": True})
@@ -280,6 +317,7 @@ def test_platform_end_to_end(platform):
     health = api.page("/ecom/health")
     assert health.status_code == 200 and 'data-query="revenue_by_category"' in health.text
     assert requests.get(f"{api.base_url}/ecom/health", timeout=30).status_code == 401
+    check_metrics(api, settings, env)
 
     # Quality runs follow every table update; the supervisor now looks every 10 s.
     api.pause("data_quality")
@@ -299,6 +337,9 @@ def test_platform_end_to_end(platform):
     api.finish_run("producer", producer_run, note="replaced by the fault campaign's stream")
     second_run = api.trigger("producer", {**tutorial, "seed": 8, "duration_seconds": 15})
     assert api.wait_for_run("producer", second_run, {"success"}, timeout=240) == "success"
+
+    # Start, quality and the scheduled restart: all was well, nobody was alerted.
+    check_silent_before_faults(alerts)
 
     # 9. A short fault campaign; recovery is the supervisor's, on its schedule.
     report = run_campaign(
@@ -321,6 +362,8 @@ def test_platform_end_to_end(platform):
     assert letters.malformed_sent > 0 and letters.exactly_once == letters.malformed_sent
     assert letters.not_malformed == 0
     assert report.ok
+    # The frozen driver's restart and the malformed records' dead letters were alerted.
+    check_alerts_after_campaign(alerts, settings)
 
     # The supervisor's and the restart DAG's stops were graceful: the frozen driver, woken
     # up, and the scheduled restart's both ended at a batch boundary.

@@ -81,7 +81,7 @@ HEALTH = {
     "queries": [
         {"query": "revenue_by_category", "state": "running", "total_lag": 17},
         {"query": "user_sessions", "state": "lagging", "total_lag": 60_001},
-        {"query": "click_to_purchase", "state": "not_started", "total_lag": 0},
+        {"query": "click_to_purchase", "state": "not_sure", "total_lag": 0},
     ],
 }
 QUALITY = {
@@ -130,15 +130,15 @@ def test_every_query_holds_exactly_one_verdict(parsed) -> None:
     assert held == {
         "revenue_by_category": ["running"],
         "user_sessions": ["lagging"],
-        "click_to_purchase": ["not_started"],  # a verdict this module does not know yet
+        "click_to_purchase": ["not_sure"],  # a verdict this module does not know yet
         "high_value_users": ["unknown"],
         "conversion_funnel": ["unknown"],
         "dead_letters": ["unknown"],
     }
     zeros = [k for k, v in samples.items() if k[0] == "ecom_supervisor_verdict" and v == 0]
-    # Per query the four known verdicts it does not hold; the one holding a new verdict has
-    # all five at 0.
-    assert len(zeros) == len(QUERIES) * 4 + 1
+    # Per query the seven known verdicts it does not hold; the one holding a new verdict
+    # has all eight at 0.
+    assert len(zeros) == len(QUERIES) * 7 + 1
     assert value(samples, "ecom_supervisor_checked_timestamp_seconds") == 1_790_000_000.5
 
 
