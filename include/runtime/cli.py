@@ -18,6 +18,7 @@ import requests
 from include.runtime.airflow import AIRFLOW_COMPONENTS, AirflowComponent, migrate_airflow_db
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
+from include.runtime.own_kafka import check_own_kafka, describe, uses_own_kafka
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
 from include.runtime.secrets import platform_secrets
@@ -32,10 +33,11 @@ AUTOSTART_ENV = "ECOM_AUTOSTART"
 
 
 def all_services(settings: Settings) -> list[Service]:
-    """The local platform's services, in start order; stop runs in reverse."""
+    """The local platform's services, in start order; stop runs in reverse.  No Kafka broker
+    when `[kafka] bootstrap_servers` names your own."""
     return [
         Postgres(settings),
-        Kafka(settings),
+        *([] if uses_own_kafka(settings) else [Kafka(settings)]),
         *(AirflowComponent(c, settings) for c in AIRFLOW_COMPONENTS),
     ]
 
@@ -67,7 +69,7 @@ def up(settings: Settings, start_pipeline: bool) -> None:
     settings.state.chmod(mode & ~STATE_UMASK | (mode & 0o001))
     say(f"state dir: {settings.state}")
     java_binary()
-    jars(settings, "kafka")
+    prepare_kafka(settings)
     jars(settings, "spark")
     for service in all_services(settings):
         if isinstance(service, AirflowComponent) and service.component == "api-server":
@@ -87,6 +89,17 @@ def up(settings: Settings, start_pipeline: bool) -> None:
     if start_pipeline:
         start_pipeline_runs(settings, api)
     print_summary(settings)
+
+
+def prepare_kafka(settings: Settings) -> None:
+    """Before any service starts: with your own Kafka, check that it answers (no broker is
+    started, nor its jars fetched); else fetch the local broker's jars."""
+    if uses_own_kafka(settings):
+        say(f"using your Kafka at {describe(settings)}; no local broker is started")
+        topics = check_own_kafka(settings)
+        say(f"your Kafka answers ({topics} topics)")
+    else:
+        jars(settings, "kafka")
 
 
 def start_pipeline_runs(settings: Settings, api: AirflowApi) -> None:
@@ -216,6 +229,14 @@ def status(settings: Settings) -> int:
         rows.append(
             (service.name, str(pid or "-"), str(service.port or "-"), service.url or "-", state)
         )
+    if uses_own_kafka(settings):
+        try:
+            check_own_kafka(settings, timeout_s=5)
+            answers = "yes"
+        except PlatformError:
+            answers = "NO"
+            unhealthy += 1
+        rows.append(("kafka (yours)", "-", "-", describe(settings), answers))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
