@@ -95,7 +95,7 @@ def _sections(model: type, prefix: str = "") -> list[tuple[str, type]]:
 
 def test_every_value_is_written_once_in_the_shipped_file():
     """The models hold types and bounds; config/platform.toml holds every value.  The
-    password (environment only) and the extra Spark settings (none by default) are the two
+    passwords (environment only) and the extra Spark settings (none by default) are the
     settings without a line in the file."""
     from include.settings import Section, shipped_values
 
