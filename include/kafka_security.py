@@ -86,24 +86,52 @@ def missing_files(sec: KafkaSecurity) -> list[str]:
     return missing
 
 
-def kafka_python_options(sec: KafkaSecurity) -> dict[str, str | bool]:
-    """kafka-python options (none for PLAINTEXT)."""
+# The values a client reading files needs, under each client's own names.
+KAFKA_PYTHON_NAMES = {
+    "protocol": "security_protocol",
+    "mechanism": "sasl_mechanism",
+    "username": "sasl_plain_username",
+    "password": "sasl_plain_password",
+    "cafile": "ssl_cafile",
+    "certfile": "ssl_certfile",
+    "keyfile": "ssl_keyfile",
+    "key_password": "ssl_password",
+}
+CONFLUENT_NAMES = {
+    "protocol": "security.protocol",
+    "mechanism": "sasl.mechanism",
+    "username": "sasl.username",
+    "password": "sasl.password",
+    "cafile": "ssl.ca.location",
+    "certfile": "ssl.certificate.location",
+    "keyfile": "ssl.key.location",
+    "key_password": "ssl.key.password",
+}
+
+
+def _values(sec: KafkaSecurity) -> dict[str, str]:
+    """The security values that apply to the mode (none for PLAINTEXT), by neutral name."""
     if sec.protocol == "PLAINTEXT":
         return {}
-    options: dict[str, str | bool] = {"security_protocol": sec.protocol}
+    values = {"protocol": sec.protocol}
     if sec.protocol == "SASL_SSL":
-        options |= {
-            "sasl_mechanism": sec.sasl_mechanism,
-            "sasl_plain_username": sec.username,
-            "sasl_plain_password": sec.password.get_secret_value(),
+        values |= {
+            "mechanism": sec.sasl_mechanism,
+            "username": sec.username,
+            "password": sec.password.get_secret_value(),
         }
     if sec.ssl_cafile:
-        options["ssl_cafile"] = sec.ssl_cafile
+        values["cafile"] = sec.ssl_cafile
     if sec.ssl_certfile:
-        options |= {"ssl_certfile": sec.ssl_certfile, "ssl_keyfile": sec.ssl_keyfile}
+        values |= {"certfile": sec.ssl_certfile, "keyfile": sec.ssl_keyfile}
         if key_password := sec.ssl_key_password.get_secret_value():
-            options["ssl_password"] = key_password
-    return options
+            values["key_password"] = key_password
+    return values
+
+
+def kafka_python_options(sec: KafkaSecurity) -> dict[str, str]:
+    """kafka-python options (none for PLAINTEXT)."""
+    return {KAFKA_PYTHON_NAMES[name]: value for name, value in _values(sec).items()}
 
 
 def spark_options(sec: KafkaSecurity) -> dict[str, str]:
@@ -160,23 +188,5 @@ def pkcs8_key(sec: KafkaSecurity) -> str:
 def confluent_options(sec: KafkaSecurity, bootstrap_servers: str) -> dict[str, str]:
     """confluent-kafka (librdkafka) configuration: the extra of the apache-kafka provider's
     ``kafka_default`` connection."""
-    options = {"bootstrap.servers": bootstrap_servers}
-    if sec.protocol == "PLAINTEXT":
-        return options
-    options["security.protocol"] = sec.protocol
-    if sec.protocol == "SASL_SSL":
-        options |= {
-            "sasl.mechanism": sec.sasl_mechanism,
-            "sasl.username": sec.username,
-            "sasl.password": sec.password.get_secret_value(),
-        }
-    if sec.ssl_cafile:
-        options["ssl.ca.location"] = sec.ssl_cafile
-    if sec.ssl_certfile:
-        options |= {
-            "ssl.certificate.location": sec.ssl_certfile,
-            "ssl.key.location": sec.ssl_keyfile,
-        }
-        if key_password := sec.ssl_key_password.get_secret_value():
-            options["ssl.key.password"] = key_password
-    return options
+    values = {CONFLUENT_NAMES[name]: value for name, value in _values(sec).items()}
+    return {"bootstrap.servers": bootstrap_servers, **values}

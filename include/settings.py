@@ -379,7 +379,7 @@ class Settings(Section, BaseSettings):
         """``[kafka] bootstrap_servers``, or the local broker when it is empty."""
         return self.kafka.bootstrap_servers or f"{self.bind_host}:{self.kafka.port}"
 
-    def kafka_client_options(self) -> dict[str, str | bool]:
+    def kafka_client_options(self) -> dict[str, str]:
         """kafka-python options for the configured security (none for PLAINTEXT)."""
         from include.kafka_security import kafka_python_options
 
