@@ -28,6 +28,10 @@ LOGIN_MODULES = {
 ENV = "ECOM_KAFKA__SECURITY__"
 
 
+class KafkaSecurityError(Exception):
+    """A combination of ``[kafka.security]`` settings that cannot work; says what to change."""
+
+
 def security_problems(sec: KafkaSecurity) -> list[str]:
     """What is wrong with a combination of security settings, each said as what to change
     (empty: it can work)."""

@@ -97,10 +97,11 @@ class KafkaSecurity(Section, section="kafka.security"):
 
     @model_validator(mode="after")
     def _a_combination_that_can_work(self) -> KafkaSecurity:
-        from include.kafka_security import security_problems
+        from include.kafka_security import KafkaSecurityError, security_problems
 
         if problems := security_problems(self):
-            raise ValueError("[kafka.security]: " + "; ".join(problems))
+            # Not a ValueError: pydantic would print it with every value given, password too.
+            raise KafkaSecurityError("[kafka.security]: " + "; ".join(problems))
         return self
 
 

@@ -14,7 +14,9 @@ import time
 
 import psutil
 import requests
+from pydantic import ValidationError
 
+from include.kafka_security import KafkaSecurityError
 from include.runtime.airflow import AIRFLOW_COMPONENTS, AirflowComponent, migrate_airflow_db
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
@@ -243,6 +245,17 @@ def status(settings: Settings) -> int:
     return 0 if unhealthy == 0 else 1
 
 
+def settings_problems(exc: Exception) -> str:
+    """What is wrong with the settings, in one line, without the values given (a password
+    may be among them)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 after a PlatformError, printed to stderr)."""
     parser = argparse.ArgumentParser(prog="platform", description=__doc__)
@@ -256,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every platform process; keep the data")
     sub.add_parser("status", help="show each service, its PID, port, URL and health")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except (ValidationError, KafkaSecurityError) as exc:
+        print(f"[platform] ERROR: bad settings: {settings_problems(exc)}", file=sys.stderr)
+        return 2
     try:
         if args.command == "up":
             autostart = os.environ.get(AUTOSTART_ENV, "1") not in ("0", "false", "no")
