@@ -58,7 +58,6 @@ def backfill() -> None:
             NothingToBackfill,
             check_retention,
         )
-        from include.kafka_client import bootstrap_from_connection
         from include.settings import get_settings
 
         settings = get_settings()
@@ -68,7 +67,7 @@ def backfill() -> None:
             raise AirflowFailException(f"bad data interval: {error}") from error
         try:
             check_retention(
-                bootstrap_from_connection(),
+                settings.bootstrap_servers,
                 settings.kafka.input_topic,
                 interval,
                 settings.backfill.margin_seconds,

@@ -37,12 +37,10 @@ def dead_letter_alerts() -> None:
     def alert_dead_letters(*, triggering_asset_events=None) -> int:
         """One alert per interval for the dead letters since the last one."""
         from include.alerts.dead_letters import first_seen_ms, report
-        from include.kafka_client import bootstrap_from_connection
 
+        settings = get_settings()
         return len(
-            report(
-                get_settings(), bootstrap_from_connection(), first_seen_ms(triggering_asset_events)
-            )
+            report(settings, settings.bootstrap_servers, first_seen_ms(triggering_asset_events))
         )
 
     alert_dead_letters()

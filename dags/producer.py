@@ -67,7 +67,6 @@ def producer():
         duration_seconds="{{ params.duration_seconds }}",
         seed="{{ params.seed }}",
         event_format="{{ params.event_format }}",
-        kafka_conn_id="kafka_default",
         execution_timeout=None,
     )
 

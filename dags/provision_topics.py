@@ -30,11 +30,10 @@ from include.dag_defaults import START_DATE, default_args
 def provision_topics():
     @task
     def create_or_verify_topics() -> dict[str, str]:
-        from include.kafka_client import bootstrap_from_connection
         from include.settings import get_settings
         from include.topics import provision
 
-        return provision(get_settings(), bootstrap_from_connection("kafka_default"))
+        return provision(get_settings())
 
     create_or_verify_topics()
 

@@ -60,14 +60,14 @@ def supervisor() -> None:
     def assess_and_stop_stalled() -> bool:
         """True (go on to the restart) when a new streaming run is needed."""
         from include.analytics import QUERIES
-        from include.kafka_client import bootstrap_from_connection
         from include.supervisor import supervise_once
 
         ti = get_current_context()["ti"]
+        settings = get_settings()
         return supervise_once(
-            get_settings(),
+            settings,
             QUERIES,
-            bootstrap_from_connection(),
+            settings.bootstrap_servers,
             lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
             scheduled_restart=ti.get_dr_count(dag_id=RESTART_DAG, states=["running"]) > 0,
         )

@@ -1,9 +1,9 @@
 """The one place that builds Kafka clients (kafka-python 3.x) from platform settings.
 
-Airflow tasks pass the bootstrap servers of the `kafka_default` connection; tools and tests
-pass the platform's own.  Authentication (SASL_SSL on a secured cluster) comes from the
-settings (`[kafka.security]`, password from the environment only).  Nothing here connects
-at import time.
+Callers pass the brokers (`Settings.bootstrap_servers`: `[kafka] bootstrap_servers`, or the
+local broker); authentication (TLS, mutual TLS, SASL over TLS) comes from the settings'
+`[kafka.security]` (passwords from the environment only, include/kafka_security.py).
+Nothing here connects at import time.
 """
 
 from __future__ import annotations
@@ -71,20 +71,6 @@ def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer
     options.update(security())
     options.update(overrides)
     return KafkaConsumer(*topics, bootstrap_servers=bootstrap_servers, **options)
-
-
-def bootstrap_from_connection(conn_id: str = "kafka_default") -> str:
-    """Bootstrap servers of an Airflow connection (call inside a task, never at parse time)."""
-    from airflow.sdk import BaseHook
-
-    extra = BaseHook.get_connection(conn_id).extra_dejson
-    servers = extra.get("bootstrap.servers")
-    if not servers:
-        raise ValueError(
-            f"Airflow connection {conn_id!r} has no 'bootstrap.servers' in its extra; "
-            "set AIRFLOW_CONN_KAFKA_DEFAULT (make up does)."
-        )
-    return servers
 
 
 def offsets_at(reader: KafkaConsumer, partitions: list, ms: int) -> dict:

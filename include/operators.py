@@ -41,7 +41,6 @@ class ProducerOperator(BaseOperator):
         duration_seconds: Any,
         seed: Any,
         event_format: Any = None,
-        kafka_conn_id: str = "kafka_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,14 +48,12 @@ class ProducerOperator(BaseOperator):
         self.duration_seconds = duration_seconds
         self.seed = seed
         self.event_format = event_format
-        self.kafka_conn_id = kafka_conn_id
         self._stop = threading.Event()
 
     def execute(self, context: Any) -> dict[str, int]:
         """Produce with the task's parameters (None: the settings' value); returns the counts sent
         and acknowledged.  A bad parameter fails the task without retry; an event the broker
         did not acknowledge fails it with RuntimeError."""
-        from include.kafka_client import bootstrap_from_connection
         from include.producer import ProducerParams, run_producer
 
         settings = get_settings()
@@ -79,7 +76,7 @@ class ProducerOperator(BaseOperator):
             # Retrying cannot fix a bad parameter: fail now, with the reason.
             raise AirflowFailException(str(exc)) from exc
         stats = run_producer(
-            bootstrap_from_connection(self.kafka_conn_id),
+            settings.bootstrap_servers,
             settings.kafka.input_topic,
             params,
             stop=self._stop,
@@ -187,16 +184,11 @@ class DataQualityOperator(BaseOperator):
 
     operator_extra_links = (QualityReportLink(),)
 
-    def __init__(self, *, kafka_conn_id: str = "kafka_default", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.kafka_conn_id = kafka_conn_id
-
     def execute(self, context: Any) -> dict[str, Any]:
         """Run the checks, log every table's and check's outcome; returns the quality run's id and
         status."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from include.kafka_client import bootstrap_from_connection
         from include.quality.report import DataQualityError, raise_for_failures
         from include.quality.run import NoDataYet, run_quality
         from include.quality.source import KafkaInput
@@ -204,9 +196,7 @@ class DataQualityOperator(BaseOperator):
         settings = get_settings()
         full, tables = quality_params(context["params"])
         ti = context["ti"]
-        source = KafkaInput(
-            bootstrap_from_connection(self.kafka_conn_id), settings.kafka.input_topic
-        )
+        source = KafkaInput(settings.bootstrap_servers, settings.kafka.input_topic)
         try:
             report = run_quality(
                 settings,

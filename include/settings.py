@@ -76,16 +76,33 @@ class Section(BaseModel):
 
 
 class KafkaSecurity(Section, section="kafka.security"):
-    """How clients authenticate to the brokers.  PLAINTEXT locally; SASL_SSL (SCRAM) on a
-    secured cluster, with the password only ever from the environment
-    (ECOM_KAFKA__SECURITY__PASSWORD), never from a file in the repo."""
+    """How clients reach the brokers: PLAINTEXT locally; on your own Kafka, TLS alone
+    (``SSL``, with a client certificate: mutual TLS) or SASL over TLS (``SASL_SSL``: SCRAM or
+    PLAIN).  Passwords come only from the environment (ECOM_KAFKA__SECURITY__PASSWORD,
+    ECOM_KAFKA__SECURITY__SSL_KEY_PASSWORD), never from a file in the repo.  Every client
+    (tasks, Spark apps, Airflow's kafka_default connection) is built from these
+    (include/kafka_security.py)."""
 
-    protocol: Literal["PLAINTEXT", "SASL_SSL"]
-    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"]
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
     username: str
     # Never in a file: only from the environment.
     password: SecretStr = SecretStr("")
     ssl_cafile: str
+    # A client certificate (PEM) and its private key: mutual TLS.
+    ssl_certfile: str
+    ssl_keyfile: str
+    # The client key's password, when the key file is encrypted; only from the environment.
+    ssl_key_password: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _a_combination_that_can_work(self) -> KafkaSecurity:
+        from include.kafka_security import KafkaSecurityError, security_problems
+
+        if problems := security_problems(self):
+            # Not a ValueError: pydantic would print it with every value given, password too.
+            raise KafkaSecurityError("[kafka.security]: " + "; ".join(problems))
+        return self
 
 
 class KafkaSettings(Section, section="kafka"):
@@ -416,38 +433,20 @@ class Settings(Section, BaseSettings):
         """``[kafka] bootstrap_servers``, or the local broker when it is empty."""
         return self.kafka.bootstrap_servers or f"{self.bind_host}:{self.kafka.port}"
 
-    def kafka_client_options(self) -> dict[str, str | bool]:
+    def kafka_client_options(self) -> dict[str, str]:
         """kafka-python options for the configured security (none for PLAINTEXT)."""
-        sec = self.kafka.security
-        if sec.protocol == "PLAINTEXT":
-            return {}
-        return {
-            "security_protocol": sec.protocol,
-            "sasl_mechanism": sec.sasl_mechanism,
-            "sasl_plain_username": sec.username,
-            "sasl_plain_password": sec.password.get_secret_value(),
-            **({"ssl_cafile": sec.ssl_cafile} if sec.ssl_cafile else {}),
-        }
+        from include.kafka_security import kafka_python_options
+
+        return kafka_python_options(self.kafka.security)
 
     def spark_kafka_options(self) -> dict[str, str]:
         """Options of Spark's Kafka source and sink: the brokers and the security."""
-        sec = self.kafka.security
-        options = {"kafka.bootstrap.servers": self.bootstrap_servers}
-        if sec.protocol == "PLAINTEXT":
-            return options
-        login = "org.apache.kafka.common.security.scram.ScramLoginModule"
-        options |= {
-            "kafka.security.protocol": sec.protocol,
-            "kafka.sasl.mechanism": sec.sasl_mechanism,
-            "kafka.sasl.jaas.config": f'{login} required username="{sec.username}" '
-            f'password="{sec.password.get_secret_value()}";',
+        from include.kafka_security import spark_options
+
+        return {
+            "kafka.bootstrap.servers": self.bootstrap_servers,
+            **spark_options(self.kafka.security),
         }
-        if sec.ssl_cafile:
-            options |= {
-                "kafka.ssl.truststore.type": "PEM",
-                "kafka.ssl.truststore.location": sec.ssl_cafile,
-            }
-        return options
 
 
 def get_settings() -> Settings:

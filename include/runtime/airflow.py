@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from include.alerts.notify import alert_connections
+from include.kafka_security import confluent_options
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError
 from include.runtime.secrets import platform_secrets
@@ -63,9 +64,14 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o750",
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o640",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        # Connections: nothing is typed into the UI by hand.
+        # Connections: nothing is typed into the UI by hand.  kafka_default is derived from
+        # [kafka] (brokers and security) for the apache-kafka provider; the platform's own
+        # tasks read the settings themselves, so the two cannot disagree.
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
-            {"conn_type": "kafka", "extra": {"bootstrap.servers": settings.bootstrap_servers}}
+            {
+                "conn_type": "kafka",
+                "extra": confluent_options(settings.kafka.security, settings.bootstrap_servers),
+            }
         ),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
             {

@@ -14,11 +14,14 @@ import time
 
 import psutil
 import requests
+from pydantic import ValidationError
 
+from include.kafka_security import KafkaSecurityError
 from include.pipeline_status import pipeline_status, status_table
 from include.runtime.airflow import AIRFLOW_COMPONENTS, AirflowComponent, migrate_airflow_db
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
+from include.runtime.own_kafka import check_own_kafka, describe, uses_own_kafka
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
 from include.runtime.secrets import metrics_token, platform_secrets
@@ -34,10 +37,11 @@ AUTOSTART_ENV = "ECOM_AUTOSTART"
 
 
 def all_services(settings: Settings) -> list[Service]:
-    """The local platform's services, in start order; stop runs in reverse."""
+    """The local platform's services, in start order; stop runs in reverse.  No Kafka broker
+    when `[kafka] bootstrap_servers` names your own."""
     return [
         Postgres(settings),
-        Kafka(settings),
+        *([] if uses_own_kafka(settings) else [Kafka(settings)]),
         *(AirflowComponent(c, settings) for c in AIRFLOW_COMPONENTS),
     ]
 
@@ -69,7 +73,7 @@ def up(settings: Settings, start_pipeline: bool) -> None:
     settings.state.chmod(mode & ~STATE_UMASK | (mode & 0o001))
     say(f"state dir: {settings.state}")
     java_binary()
-    jars(settings, "kafka")
+    prepare_kafka(settings)
     jars(settings, "spark")
     for service in all_services(settings):
         if isinstance(service, AirflowComponent) and service.component == "api-server":
@@ -89,6 +93,17 @@ def up(settings: Settings, start_pipeline: bool) -> None:
     if start_pipeline:
         start_pipeline_runs(settings, api)
     print_summary(settings)
+
+
+def prepare_kafka(settings: Settings) -> None:
+    """Before any service starts: with your own Kafka, check that it answers (no broker is
+    started, nor its jars fetched); else fetch the local broker's jars."""
+    if uses_own_kafka(settings):
+        say(f"using your Kafka at {describe(settings)}; no local broker is started")
+        topics = check_own_kafka(settings)
+        say(f"your Kafka answers ({topics} topics)")
+    else:
+        jars(settings, "kafka")
 
 
 def start_pipeline_runs(settings: Settings, api: AirflowApi) -> None:
@@ -223,6 +238,14 @@ def status(settings: Settings) -> int:
         rows.append(
             (service.name, str(pid or "-"), str(service.port or "-"), service.url or "-", state)
         )
+    if uses_own_kafka(settings):
+        try:
+            check_own_kafka(settings, timeout_s=5)
+            answers = "yes"
+        except PlatformError:
+            answers = "NO"
+            unhealthy += 1
+        rows.append(("kafka (yours)", "-", "-", describe(settings), answers))
     print_table(rows)
     pipeline = pipeline_status(settings)
     checked = (
@@ -244,6 +267,17 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def settings_problems(exc: Exception) -> str:
+    """What is wrong with the settings, in one line, without the values given (a password
+    may be among them)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 after a PlatformError, printed to stderr)."""
     parser = argparse.ArgumentParser(prog="platform", description=__doc__)
@@ -259,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         "status", help="show each service and each streaming query; exit 1 if one is unwell"
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except (ValidationError, KafkaSecurityError) as exc:
+        print(f"[platform] ERROR: bad settings: {settings_problems(exc)}", file=sys.stderr)
+        return 2
     try:
         if args.command == "up":
             autostart = os.environ.get(AUTOSTART_ENV, "1") not in ("0", "false", "no")

@@ -1,8 +1,9 @@
 """The Kafka broker: one KRaft node (broker and controller in one JVM) or a cluster of them.
 
 `Kafka` is the local platform's plaintext broker, or, given voters, one node of a local
-cluster; `SecuredKafka` is a node locked down with SASL_SSL (SCRAM) and ACLs, for the
-tests.  Each formats its storage once with Kafka's StorageTool and runs from the jar cache.
+cluster; `SecuredKafka` is a node locked down with SASL_SSL (SCRAM or PLAIN), mutual TLS
+and ACLs, for the tests.  Each formats its storage once with Kafka's StorageTool and runs
+from the jar cache.
 """
 
 from __future__ import annotations
@@ -223,13 +224,16 @@ class Kafka(Service):
 
 
 SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 
 
 class SecuredKafka(Kafka):
-    """A Kafka node locked down: clients authenticate with SASL_SSL (SCRAM-SHA-512) over
-    TLS, controllers talk mutual TLS, and the StandardAuthorizer allows only what an ACL
+    """A Kafka node locked down, with the client security of managed Kafka services on two
+    listeners: SASL_SSL on ``[kafka] port`` (SCRAM-SHA-512 or PLAIN over TLS) and, on
+    ``mtls_port``, TLS with a required client certificate (mutual TLS; "CN=<user>" is user
+    <user>).  Controllers talk mutual TLS, and the StandardAuthorizer allows only what an ACL
     grants (``allow.everyone.if.no.acl.found=false``).  ``users`` (name -> password) get
-    SCRAM credentials when the storage is formatted; ``admin_user`` is the super user."""
+    SCRAM and PLAIN credentials; ``admin_user`` is the super user."""
 
     def __init__(
         self,
@@ -237,32 +241,46 @@ class SecuredKafka(Kafka):
         tls: Any,
         users: dict[str, str],
         admin_user: str = "admin",
+        mtls_port: int = 0,
     ) -> None:
         super().__init__(settings)
         self.tls = tls  # include.runtime.tls.BrokerTls
         self.users = users
         self.admin_user = admin_user
-        self.url = f"{settings.bind_host}:{self.port} (SASL_SSL, SCRAM-SHA-512)"
+        self.mtls_port = mtls_port
+        self.url = f"{settings.bind_host}:{self.port} (SASL_SSL, SCRAM-SHA-512 or PLAIN)"
+        if mtls_port:
+            self.url += f", {settings.bind_host}:{mtls_port} (SSL, client certificate)"
 
     def listener_lines(self) -> list[str]:
-        """SASL_SSL (SCRAM-SHA-512) for clients and between brokers, mutual TLS for controllers,
-        and the StandardAuthorizer, which allows only what an ACL grants."""
+        """SASL_SSL (SCRAM-SHA-512 between brokers, also PLAIN for clients), mutual TLS for
+        clients on ``mtls_port`` and for controllers, and the StandardAuthorizer."""
         host, node = self.settings.bind_host, self.node
         password = self.users[self.admin_user]
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
+        listeners = [f"SASL_SSL://{host}:{node.port}"]
+        if self.mtls_port:
+            listeners.append(f"MTLS://{host}:{self.mtls_port}")
         return [
-            f"listeners=SASL_SSL://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
-            f"advertised.listeners=SASL_SSL://{host}:{node.port}",
+            f"listeners={','.join(listeners)},CONTROLLER://{host}:{node.controller_port}",
+            f"advertised.listeners={','.join(listeners)}",
             "inter.broker.listener.name=SASL_SSL",
-            "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL",
-            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL,MTLS:SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN",
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
             "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
             f'{SCRAM_LOGIN} required username="{self.admin_user}" password="{password}";',
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            f'{PLAIN_LOGIN} required username="{self.admin_user}" password="{password}" '
+            f"{plain_users};",
             "ssl.keystore.type=PEM",
             f"ssl.keystore.location={self.tls.keystore_file}",
             "ssl.truststore.type=PEM",
             f"ssl.truststore.location={self.tls.ca_file}",
             "listener.name.controller.ssl.client.auth=required",
+            "listener.name.mtls.ssl.client.auth=required",
+            # A client certificate "CN=streaming" is user "streaming": the same ACLs as SASL.
+            "listener.name.mtls.ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             f"super.users=User:{self.admin_user};User:{self.tls.principal}",
             "allow.everyone.if.no.acl.found=false",

@@ -1,16 +1,23 @@
-"""The secured profile, proven with a real broker: SASL_SSL (SCRAM-SHA-512) over TLS with
-certificates made for the test, and least-privilege ACLs (include/kafka_acls.py).
+"""The secured profile, proven with a real broker: SASL_SSL (SCRAM-SHA-512 or PLAIN) over
+TLS and mutual TLS, with certificates made for the test, and least-privilege ACLs
+(include/kafka_acls.py).
 
 A client without credentials, or with a wrong password, is refused; the producer may write
 the input topic but not an output topic; the streaming user may read the input and write
-the outputs, but not write the input.
+the outputs, but not write the input.  In each mode every platform client (kafka-python,
+Spark, the apache-kafka provider's derived connection) reaches the broker from the
+settings alone; and the broker, started apart from the platform, serves as "your own
+Kafka": `make up` starts no broker of its own and checks that this one answers.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -23,10 +30,11 @@ from include.events import EventGenerator
 from include.kafka_client import admin
 from include.progress import read_progress
 from include.runtime.kafka import SecuredKafka, scram_client_options
-from include.runtime.procs import free_port
+from include.runtime.own_kafka import check_own_kafka
+from include.runtime.procs import free_port, port_owner
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.runtime.tls import make_broker_tls
-from include.settings import Settings
+from include.settings import PROJECT_ROOT, Settings
 from include.topics import provision
 from tests.conftest import poll
 from tests.integration.dataset import as_bytes
@@ -34,6 +42,8 @@ from tests.integration.dataset import as_bytes
 pytestmark = pytest.mark.cluster
 
 USERS = ("admin", "producer", "streaming")
+# Client certificates for mutual TLS; the streaming user's key is encrypted.
+KEY_PASSWORDS = {"admin": "", "producer": "", "streaming": secrets.token_urlsafe(12)}
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +54,10 @@ def secured(tmp_path_factory) -> Iterator[tuple[Settings, SecuredKafka]]:
         mp.setenv("ECOM_KAFKA__CONTROLLER_PORT", str(free_port()))
         settings = Settings()
         passwords = {user: secrets.token_urlsafe(16) for user in USERS}
-        tls = make_broker_tls(settings.state / "tls", [settings.bind_host, "localhost"])
-        broker = SecuredKafka(settings, tls, passwords)
+        tls = make_broker_tls(
+            settings.state / "tls", [settings.bind_host, "localhost"], clients=KEY_PASSWORDS
+        )
+        broker = SecuredKafka(settings, tls, passwords, mtls_port=free_port())
         try:
             broker.start()
             # The platform's own provisioning and ACLs, as the admin user.
@@ -183,3 +195,164 @@ def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
             app.kill()
     text = log.read_text(errors="replace")
     assert "AuthorizationException" not in text and "AuthenticationException" not in text
+
+
+# ---- every mode, every client; and the broker as "your own Kafka" ----
+
+MODES = ("SCRAM-SHA-512", "PLAIN", "mTLS")
+
+
+def mode_env(settings: Settings, broker: SecuredKafka, mode: str, user: str) -> dict[str, str]:
+    """The ECOM_* variables a user of your own Kafka sets for `mode` (README: "Use your own
+    Kafka"): the brokers and [kafka.security], nothing else."""
+    host, prefix = settings.bind_host, "ECOM_KAFKA__SECURITY__"
+    env = {f"{prefix}SSL_CAFILE": str(broker.tls.ca_file)}
+    if mode == "mTLS":
+        cert, key = broker.tls.clients[user]
+        env |= {
+            "ECOM_KAFKA__BOOTSTRAP_SERVERS": f"{host}:{broker.mtls_port}",
+            f"{prefix}PROTOCOL": "SSL",
+            f"{prefix}SSL_CERTFILE": str(cert),
+            f"{prefix}SSL_KEYFILE": str(key),
+        }
+        if KEY_PASSWORDS[user]:
+            env[f"{prefix}SSL_KEY_PASSWORD"] = KEY_PASSWORDS[user]
+        return env
+    return env | {
+        "ECOM_KAFKA__BOOTSTRAP_SERVERS": f"{host}:{broker.port}",
+        f"{prefix}PROTOCOL": "SASL_SSL",
+        f"{prefix}SASL_MECHANISM": mode,
+        f"{prefix}USERNAME": user,
+        f"{prefix}PASSWORD": broker.users[user],
+    }
+
+
+def settings_for(monkeypatch, env: dict[str, str]) -> Settings:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def admin_reads(settings: Settings, broker: SecuredKafka, topic: str) -> list[bytes]:
+    """Every value of `topic`, read as the broker's admin (not through the settings)."""
+    reader = KafkaConsumer(
+        bootstrap_servers=f"{settings.bind_host}:{broker.port}",
+        consumer_timeout_ms=5_000,
+        **broker.client_options(),
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
+        reader.assign(partitions)
+        reader.seek_to_beginning(*partitions)
+        return [record.value for record in reader]
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_client_reaches_the_broker_from_the_settings_alone(
+    secured, mode, monkeypatch
+) -> None:
+    """kafka-python (tasks) and confluent-kafka through the provider's kafka_default
+    connection, derived as `make up` derives it, as the mode's users: each is who the
+    broker's ACLs say (the producer may not write an output topic)."""
+    from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+
+    from include.kafka_client import producer, read_to_end
+    from include.runtime.airflow import airflow_environment
+
+    settings, broker = secured
+    marker = f"{mode}-{secrets.token_hex(4)}"
+    with monkeypatch.context() as mp:
+        as_producer = settings_for(mp, mode_env(settings, broker, mode, "producer"))
+        client = producer(as_producer.bootstrap_servers, max_block_ms=15_000)
+        try:
+            client.send(settings.kafka.input_topic, marker.encode()).get(timeout=30)
+            with pytest.raises(KafkaError, match=r"(?i)authorization"):
+                client.send(settings.output_topic("revenue_by_category"), b"no").get(timeout=30)
+        finally:
+            client.close()
+    with monkeypatch.context() as mp:
+        as_streaming = settings_for(mp, mode_env(settings, broker, mode, "streaming"))
+        records = read_to_end(as_streaming.bootstrap_servers, settings.kafka.input_topic)
+        assert marker.encode() in [r.value for r in records]
+        # The connection `make up` gives Airflow, used the provider's way.
+        mp.setenv(
+            "AIRFLOW_CONN_KAFKA_DEFAULT",
+            airflow_environment(as_streaming)["AIRFLOW_CONN_KAFKA_DEFAULT"],
+        )
+        hook_producer = KafkaProducerHook(kafka_config_id="kafka_default").get_producer()
+        errors: list = []
+        hook_producer.produce(
+            settings.output_topic("revenue_by_category"),
+            value=marker.encode(),
+            on_delivery=lambda err, _msg: errors.append(err),
+        )
+        assert hook_producer.flush(30) == 0
+        assert errors == [None]
+    assert marker.encode() in admin_reads(
+        settings, broker, settings.output_topic("revenue_by_category")
+    )
+
+
+def test_spark_reads_in_every_mode(secured) -> None:
+    """Spark's Kafka source with the options the Spark apps build from the settings."""
+    settings, broker = secured
+    marker = f"spark-{secrets.token_hex(4)}"
+    writer = producer_for(settings, **as_user(broker, "producer"))
+    writer.send(settings.kafka.input_topic, marker.encode()).get(timeout=30)
+    writer.close()
+    request = {
+        "topic": settings.kafka.input_topic,
+        "modes": {m: mode_env(settings, broker, m, "streaming") for m in MODES},
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.cluster.read_with_spark"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    read = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {mode: marker in values for mode, values in read.items()} == dict.fromkeys(MODES, True)
+
+
+def test_make_up_uses_your_own_kafka_and_starts_no_broker(secured, monkeypatch, capsys) -> None:
+    """With [kafka] bootstrap_servers set: no Kafka among the platform's services, `make up`'s
+    Kafka step only checks that the brokers answer, `make status` shows them, and the
+    platform's topic provisioning creates its topics there."""
+    from include.runtime import cli
+    from include.runtime.procs import PlatformError
+
+    settings, broker = secured
+    with monkeypatch.context() as mp:
+        mp.setenv("ECOM_STATE_DIR", str(settings.state / "platform"))
+        mp.setenv("ECOM_KAFKA__INPUT_TOPIC", "own-events")
+        mp.setenv("ECOM_KAFKA__DEAD_LETTER_TOPIC", "own-events-dlq")
+        mp.setenv("ECOM_KAFKA__OUTPUT_TOPIC_PREFIX", "own.")
+        # A port nothing listens on: a broker the platform started would be found there.
+        mp.setenv("ECOM_KAFKA__PORT", str(free_port()))
+        mine = settings_for(mp, mode_env(settings, broker, "PLAIN", "admin"))
+        assert [s.name for s in cli.all_services(mine) if "kafka" in s.name] == []
+        cli.prepare_kafka(mine)
+        said = capsys.readouterr().out
+        assert f"using your Kafka at {settings.bind_host}:{broker.port} (SASL_SSL, PLAIN" in said
+        assert "no local broker is started" in said and "your Kafka answers" in said
+        assert not (mine.run_dir / "kafka.pid").exists()
+        assert port_owner(mine.bind_host, mine.kafka.port) is None
+        provision(mine)
+        cli.status(mine)
+        table = capsys.readouterr().out
+        assert re.search(r"kafka \(yours\)\s+-\s+-\s+\S+:\d+ \(SASL_SSL.*yes", table), table
+        mp.setenv("ECOM_KAFKA__SECURITY__PASSWORD", "not-the-password")
+        with pytest.raises(PlatformError, match="ECOM_KAFKA__SECURITY__PASSWORD"):
+            check_own_kafka(Settings(), timeout_s=5)
+    client = admin(f"{settings.bind_host}:{broker.port}", **broker.client_options())
+    try:
+        topics = set(client.list_topics())
+    finally:
+        client.close()
+    assert {"own-events", "own-events-dlq", "own.revenue_by_category"} <= topics

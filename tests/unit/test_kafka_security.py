@@ -1,0 +1,173 @@
+"""[kafka.security] in each client's words, and the combinations refused at start.
+
+The secured broker (tests/cluster/test_secured_kafka.py) proves the options work; these
+pin what each mode puts in each client's options and what a bad combination says.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from include.settings import Settings
+
+SEC = "ECOM_KAFKA__SECURITY__"
+
+
+def with_env(monkeypatch, **values: str) -> Settings:
+    for key, value in values.items():
+        monkeypatch.setenv(f"{SEC}{key.upper()}", value)
+    return Settings()
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"username": "me"}, "username set but protocol is PLAINTEXT"),
+        ({"protocol": "SSL", "username": "me"}, "username/password are for SASL"),
+        ({"protocol": "SASL_SSL", "username": "me"}, f"{SEC}PASSWORD"),
+        ({"protocol": "SASL_SSL", "password": "pw"}, "SASL_SSL needs username"),
+        ({"protocol": "SSL", "ssl_certfile": "/c.pem"}, "set ssl_keyfile too"),
+        ({"protocol": "SSL", "ssl_key_password": "pw"}, "there is no ssl_keyfile"),
+        ({"protocol": "SASL_PLAINTEXT"}, "protocol"),
+        ({"protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "sasl_mechanism"),
+    ],
+)
+def test_a_combination_that_cannot_work_fails_saying_what_to_change(
+    monkeypatch, values, says
+) -> None:
+    from include.kafka_security import KafkaSecurityError
+
+    with pytest.raises((KafkaSecurityError, ValueError), match=says) as refused:
+        with_env(monkeypatch, **values)
+    assert "pw" not in str(refused.value).replace("password", "")  # no value is repeated
+
+
+def test_sasl_plain_over_tls_in_every_client(monkeypatch) -> None:
+    from include.kafka_security import confluent_options
+
+    settings = with_env(
+        monkeypatch,
+        protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        username="api-key",
+        password='se"cr\\et',
+    )
+    assert settings.kafka_client_options() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": "api-key",
+        "sasl_plain_password": 'se"cr\\et',
+    }
+    spark = settings.spark_kafka_options()
+    # JAAS needs the quote and the backslash escaped; no CA file: the system's trust store.
+    assert spark["kafka.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="api-key" password="se\\"cr\\\\et";'
+    )
+    assert "kafka.ssl.truststore.location" not in spark
+    assert confluent_options(settings.kafka.security, "b:9092") == {
+        "bootstrap.servers": "b:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "api-key",
+        "sasl.password": 'se"cr\\et',
+    }
+
+
+def test_mutual_tls_gives_java_the_key_as_unencrypted_pkcs8(monkeypatch, tmp_path) -> None:
+    """A SEC1 key encrypted with a password, as OpenSSL writes it: kafka-python and
+    confluent-kafka read the files; Spark (Java) gets the same key as PKCS#8 text."""
+    from include.kafka_security import confluent_options
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "client-key.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"key-pw"),
+        )
+    )
+    cert_file = tmp_path / "client.pem"
+    cert_file.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    settings = with_env(
+        monkeypatch,
+        protocol="SSL",
+        ssl_cafile="/ca.pem",
+        ssl_certfile=str(cert_file),
+        ssl_keyfile=str(key_file),
+        ssl_key_password="key-pw",
+    )
+    assert settings.kafka_client_options() == {
+        "security_protocol": "SSL",
+        "ssl_cafile": "/ca.pem",
+        "ssl_certfile": str(cert_file),
+        "ssl_keyfile": str(key_file),
+        "ssl_password": "key-pw",
+    }
+    spark = settings.spark_kafka_options()
+    assert spark["kafka.security.protocol"] == "SSL"
+    assert "kafka.sasl.jaas.config" not in spark
+    assert spark["kafka.ssl.keystore.certificate.chain"] == cert_file.read_text()
+    pem = spark["kafka.ssl.keystore.key"]
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+    loaded = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert loaded.private_numbers() == key.private_numbers()
+    assert confluent_options(settings.kafka.security, "b:9093") == {
+        "bootstrap.servers": "b:9093",
+        "security.protocol": "SSL",
+        "ssl.ca.location": "/ca.pem",
+        "ssl.certificate.location": str(cert_file),
+        "ssl.key.location": str(key_file),
+        "ssl.key.password": "key-pw",
+    }
+    monkeypatch.setenv(f"{SEC}SSL_KEY_PASSWORD", "wrong")
+    with pytest.raises(ValueError, match="cannot read the client key"):
+        Settings().spark_kafka_options()
+
+
+def test_the_kafka_default_connection_is_derived_from_the_settings(monkeypatch, tmp_path):
+    from include.runtime.airflow import airflow_environment
+
+    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("ECOM_KAFKA__BOOTSTRAP_SERVERS", "k1:9093,k2:9093")
+    settings = with_env(
+        monkeypatch, protocol="SASL_SSL", username="svc", password="pw", ssl_cafile="/ca.pem"
+    )
+    connection = json.loads(airflow_environment(settings)["AIRFLOW_CONN_KAFKA_DEFAULT"])
+    assert connection == {
+        "conn_type": "kafka",
+        "extra": {
+            "bootstrap.servers": "k1:9093,k2:9093",
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "svc",
+            "sasl.password": "pw",
+            "ssl.ca.location": "/ca.pem",
+        },
+    }
+
+
+def test_with_your_own_brokers_the_platform_runs_no_broker(monkeypatch, tmp_path) -> None:
+    from include.runtime.cli import all_services
+    from include.runtime.own_kafka import check_own_kafka, describe
+    from include.runtime.procs import PlatformError
+
+    assert "kafka" in [s.name for s in all_services(Settings())]
+    monkeypatch.setenv("ECOM_KAFKA__BOOTSTRAP_SERVERS", "broker.example:9093")
+    settings = with_env(
+        monkeypatch,
+        protocol="SSL",
+        ssl_certfile=str(tmp_path / "missing.pem"),
+        ssl_keyfile=str(tmp_path / "missing-key.pem"),
+    )
+    assert "kafka" not in [s.name for s in all_services(settings)]
+    assert describe(settings) == (
+        f"broker.example:9093 (SSL, client certificate {tmp_path / 'missing.pem'})"
+    )
+    with pytest.raises(PlatformError, match=r"ssl_certfile = .*missing\.pem'?: no such file"):
+        check_own_kafka(settings)
