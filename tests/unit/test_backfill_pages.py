@@ -24,6 +24,7 @@ from include.backfill import Interval, report_path, scheduled_run_skip_reason, w
 from include.operators import ReconciliationLink
 from include.progress import progress_path
 from include.settings import Settings
+from tests.ui.backfill_page import analytic_cells, differing_rows
 
 START = datetime(2026, 11, 26, 10, tzinfo=UTC)
 INTERVAL = Interval(START, START + timedelta(hours=1))
@@ -100,16 +101,6 @@ def progress(settings: Settings, *records: tuple[datetime, str, int]) -> None:
             handle.write(json.dumps({**line, "rowsDroppedByWatermark": dropped}) + "\n")
 
 
-def cells(html: str, row: str) -> dict[str, str]:
-    """The text of each classed cell of the analytics table's row for `row`."""
-    found = re.search(rf'<tr data-analytic="{row}">(.*?)</tr>', html, re.S)
-    assert found, f"no row for {row}"
-    return {
-        cls.split()[-1]: unescape(re.sub(r"\s+", " ", text).strip())
-        for cls, text in re.findall(r'<td class="([^"]+)">(.*?)</td>', found.group(1), re.S)
-    }
-
-
 def test_the_report_page_shows_each_analytic_its_differences_and_their_cause(
     settings, client
 ) -> None:
@@ -131,7 +122,8 @@ def test_the_report_page_shows_each_analytic_its_differences_and_their_cause(
     assert 'id="report-status">differs<' in html
     assert 'id="total-differences">4<' in html  # 2 + 1 revenue rows, 1 key twice, 0 else
 
-    revenue = cells(html, "revenue_by_category")
+    shown = analytic_cells(html)
+    revenue = shown["revenue_by_category"]
     assert (revenue["verdict"], revenue["rows"], revenue["compared"]) == ("differs", "240", "200")
     assert (revenue["only-in-backfill"], revenue["only-in-stream"], revenue["late"]) == (
         "2",
@@ -139,24 +131,24 @@ def test_the_report_page_shows_each_analytic_its_differences_and_their_cause(
         "3",
     )
     assert "late data explains it" in revenue["explanation"]
-    funnel = cells(html, "conversion_funnel")
+    funnel = shown["conversion_funnel"]
     assert (funnel["verdict"], funnel["compared"], funnel["late"]) == ("matches", "41", "0")
     assert funnel["explanation"] == (
         "all 41 rows up to 2026-11-26 10:40:00 equal the streaming table's"
     )
-    high_value = cells(html, "high_value_users")
+    high_value = shown["high_value_users"]
     assert (
         high_value["verdict"] == "differs"
         and "exactly-once was broken" in (high_value["explanation"])
     )
-    sessions = cells(html, "user_sessions")
+    sessions = shown["user_sessions"]
     assert sessions["verdict"] == "not compared"
     assert sessions["explanation"] == "the stream has no rows in this interval yet"
     # Which rows: the late window, with its values.
-    section = html.split('data-differences="revenue_by_category"')[1].split("</section>")[0]
-    assert "Only in the backfill" in section and "Only in the streaming table" not in section
-    for value in LATE_ROW.values():
-        assert f"<td>{value}</td>" in section
+    assert differing_rows(html, "revenue_by_category", "only-in-backfill") == [
+        {column: str(value) for column, value in LATE_ROW.items()}
+    ]
+    assert differing_rows(html, "revenue_by_category", "only-in-stream") == []
 
     # The index lists it; the report's own address shows the same page.
     index = client.get("/backfill").text
