@@ -15,14 +15,19 @@ import time
 import psutil
 import requests
 
-from include.runtime.airflow import AIRFLOW_COMPONENTS, AirflowComponent, migrate_airflow_db
+from include.runtime.airflow import (
+    AIRFLOW_COMPONENTS,
+    AirflowComponent,
+    airflow_environment,
+    migrate_airflow_db,
+)
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
 from include.runtime.secrets import platform_secrets
 from include.runtime.service import Service
-from include.runtime.tools import jars, java_binary
+from include.runtime.tools import jars, java_binary, venv_bin
 from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
@@ -234,7 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("down", help="stop every platform process; keep the data")
     sub.add_parser("status", help="show each service, its PID, port, URL and health")
+    airflow_cmd = sub.add_parser(
+        "airflow",
+        help="the airflow command line on the platform's Airflow (its database, DAGs, config)",
+    )
+    airflow_cmd.add_argument("arguments", nargs=argparse.REMAINDER, help="e.g. dags list")
     args = parser.parse_args(argv)
+    if args.command == "airflow":
+        # Its environment names the platform's database: a bare `airflow` finds none.
+        command = [str(venv_bin() / "airflow"), *args.arguments]
+        os.execve(command[0], command, airflow_environment(get_settings()))
     settings = get_settings()
     try:
         if args.command == "up":
