@@ -194,3 +194,27 @@ def test_only_scheduled_runs_skip_while_the_schedule_is_off(run_type, on_schedul
     assert (reason is not None) == skips
     if skips:
         assert "on_schedule = true" in reason and "ECOM_BACKFILL__ON_SCHEDULE=true" in reason
+
+
+def test_the_differing_rows_are_kept_as_json_by_time_key_at_most_twenty(spark) -> None:
+    from decimal import Decimal
+
+    from spark_jobs.backfill_app import EXAMPLE_ROWS, _examples
+
+    rows = [
+        (datetime(2026, 11, 26, 10, minute, tzinfo=UTC), "Books", Decimal("19.99"), ["a", "b"])
+        for minute in reversed(range(25))
+    ]
+    frame = spark.createDataFrame(
+        rows,
+        "window_start timestamp, category string, total_revenue decimal(18,2), ids array<string>",
+    )
+    kept = _examples(frame, "window_start")
+    assert len(kept) == EXAMPLE_ROWS == 20
+    assert kept[0] == {
+        "window_start": "2026-11-26T10:00:00.000Z",
+        "category": "Books",
+        "total_revenue": 19.99,
+        "ids": ["a", "b"],
+    }
+    assert kept[-1]["window_start"] == "2026-11-26T10:19:00.000Z"
