@@ -174,7 +174,9 @@ def create_app() -> FastAPI:
         return render("backfills.html", reports=reports, active="backfill")
 
     @app.api_route("/backfill/run", methods=READ, response_class=HTMLResponse)
-    def backfill_run(dag_id: str, run_id: str) -> HTMLResponse:
+    def backfill_run(dag_id: str | None = None, run_id: str | None = None) -> HTMLResponse:
+        if not (dag_id and run_id):
+            raise HTTPException(400, "give dag_id and run_id of a backfill DAG run")
         report = backfill_views.report_for_run(get_settings(), dag_id, run_id)
         return render(
             "backfill_report.html", report=report, dag_id=dag_id, run_id=run_id, active="backfill"

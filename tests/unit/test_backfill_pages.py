@@ -164,6 +164,11 @@ def test_a_run_without_a_report_says_why_and_unknown_reports_are_not_found(
     assert page.status_code == 200 and "No reconciliation for this run" in page.text
     assert "the DAG's own schedule is off" in unescape(page.text)
     assert "No backfill yet" in client.get("/backfill").text
+    missing = client.get("/backfill/run", params={"dag_id": "backfill"})
+    assert (missing.status_code, missing.text) == (
+        400,
+        "give dag_id and run_id of a backfill DAG run",
+    )
     write_report(settings, INTERVAL, ANALYTICS, None)
     for name in ("nothing", "..%2F..%2Fhealth", "20261126T100000--20261126T110000.json"):
         answer = client.get(f"/backfill/{name}")
