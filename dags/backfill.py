@@ -16,8 +16,10 @@ Kafka, with the same transforms as the streaming job, into `state/tables/backfil
    else is a bug): its **Reconciliation** button opens the report.
 
 The DAG is never paused (Airflow runs nothing of a paused DAG, backfills included), so
-`make airflow ARGS="backfill create --dag-id backfill --from-date ... --to-date ..."`, the
-UI's Backfill button or `POST /api/v2/backfills` always runs.  Catch-up is off.
+`make airflow ARGS="backfill create --dag-id backfill --reprocess-behavior completed
+--from-date ... --to-date ..."`, the Backfill button (*All Runs*) or `POST /api/v2/backfills`
+always runs.  Reprocess `completed`: the skipped scheduled runs count as runs to Airflow.
+Catch-up is off.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def scheduled_run_skip_reason(run_type: object, on_schedule: bool) -> str | None
         "scheduled run does nothing; backfills and manual runs always recompute their "
         "interval. To recompute every interval as it ends, set on_schedule = true under "
         "[backfill] in config/platform.toml (or ECOM_BACKFILL__ON_SCHEDULE=true in the "
-        "environment of `make up`)."
+        "environment of `make up`); to recompute this one, backfill it with reprocess "
+        "behaviour 'completed' (the README's command)."
     )
 
 

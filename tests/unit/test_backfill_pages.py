@@ -199,6 +199,7 @@ def test_only_scheduled_runs_skip_while_the_schedule_is_off(run_type, on_schedul
     assert (reason is not None) == skips
     if skips:
         assert "on_schedule = true" in reason and "ECOM_BACKFILL__ON_SCHEDULE=true" in reason
+        assert "reprocess behaviour 'completed'" in reason  # how to backfill this interval
 
 
 def test_the_differing_rows_are_kept_as_json_by_time_key_at_most_twenty(spark) -> None:
