@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CLI := $(PY) -m include.runtime.cli
 
-.PHONY: setup up down status test lint bench bench-short chaos
+.PHONY: setup up down status test lint bench bench-short chaos airflow
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,11 @@ down:
 
 status:
 	@$(CLI) status
+
+# The airflow command line on the platform's Airflow:
+# make airflow ARGS="backfill create --dag-id backfill --from-date ... --to-date ..."
+airflow:
+	@$(CLI) airflow $(ARGS)
 
 lint: setup
 	@.venv/bin/ruff check .

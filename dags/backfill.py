@@ -1,22 +1,25 @@
 """
 ### Backfill
 
-Recomputes every analytic for the run's data interval (hourly) from Kafka, with the same
-transforms as the streaming job, into `state/tables/backfill/<analytic>`:
+Recomputes every analytic for the run's data interval (`backfill.schedule`, hourly) from
+Kafka, with the same transforms as the streaming job, into `state/tables/backfill/<analytic>`:
 
-1. `check_interval` refuses (no retry) an interval Kafka's retention no longer fully
-   covers, naming the partition and the oldest event left; it skips the run while the input
+1. `check_interval` skips the DAG's own scheduled runs while `backfill.on_schedule` is
+   false (the default); refuses (no retry) an interval Kafka's retention no longer fully
+   covers, naming the partition and the oldest event left; skips the run while the input
    topic does not exist yet.
 2. `recompute_interval` reads the input topic by record timestamp (the interval plus
    `backfill.margin_seconds` each side), runs the transforms in batch, and replaces the
    interval's rows of each backfill table: running it twice gives the same rows.  It then
    reconciles the interval with the streaming tables for the windows the stream has
    closed and reports any difference (late data beyond the watermark explains it; anything
-   else is a bug); the report is under `state/metrics/backfill/`.
+   else is a bug): its **Reconciliation** button opens the report.
 
-The DAG starts paused (unpause it to run hourly) and catch-up is off, so enabling it does
-not replay history by itself; backfill any range
-with `airflow backfill create --dag-id backfill --from-date ... --to-date ...` or the UI.
+The DAG is never paused (Airflow runs nothing of a paused DAG, backfills included), so
+`make airflow ARGS="backfill create --dag-id backfill --reprocess-behavior completed
+--from-date ... --to-date ..."`, the Backfill button (*All Runs*) or `POST /api/v2/backfills`
+always runs.  Reprocess `completed`: the skipped scheduled runs count as runs to Airflow.
+Catch-up is off.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from include.analytics import ANALYTIC_NAMES
 from include.assets import backfill_asset
 from include.dag_defaults import START_DATE, default_args
-from include.operators import SparkAppOperator
+from include.operators import BackfillOperator
 from include.runtime.spark_launch import BACKFILL_APP
+from include.settings import get_settings
 
-INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_interval_end }}"]
+INTERVAL_ARGS = [
+    *("--start", "{{ data_interval_start }}", "--end", "{{ data_interval_end }}"),
+    *("--dag-id", "{{ dag.dag_id }}", "--run-id", "{{ run_id }}"),
+]
 
 
 @dag(
@@ -39,17 +46,21 @@ INTERVAL_ARGS = ["--start", "{{ data_interval_start }}", "--end", "{{ data_inter
     tags=["ecommerce", "spark", "backfill"],
     default_args=default_args(),
     # A data-interval timetable: Airflow 3's plain cron schedule gives zero-length
-    # intervals (start == end), and the backfill needs [start, end) to be an hour.
-    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    # intervals (start == end), and the backfill needs [start, end) to be an hour.  A
+    # schedule is needed even when its runs skip: Airflow backfills only periodic DAGs.
+    schedule=CronDataIntervalTimetable(get_settings().backfill.schedule, timezone="UTC"),
     start_date=START_DATE,
     catchup=False,
-    # Paused until you enable it: its Spark job competes with the stream for the cores.
-    is_paused_upon_creation=True,
+    # Never paused: Airflow starts no run of a paused DAG, and a backfill created as the
+    # README says stayed queued for ever.  backfill.on_schedule governs the scheduled runs
+    # instead (check_interval skips them), so the Spark job competes with the stream for
+    # the cores only when asked to.
+    is_paused_upon_creation=False,
     max_active_runs=1,
 )
 def backfill() -> None:
     @task
-    def check_interval(data_interval_start=None, data_interval_end=None) -> None:
+    def check_interval(data_interval_start=None, data_interval_end=None, dag_run=None) -> None:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from include.backfill import (
@@ -57,10 +68,14 @@ def backfill() -> None:
             IntervalNotRetained,
             NothingToBackfill,
             check_retention,
+            scheduled_run_skip_reason,
         )
         from include.settings import get_settings
 
         settings = get_settings()
+        skip = scheduled_run_skip_reason(dag_run.run_type, settings.backfill.on_schedule)
+        if skip:
+            raise AirflowSkipException(skip)
         try:
             interval = Interval(data_interval_start, data_interval_end)
         except ValueError as error:
@@ -77,7 +92,7 @@ def backfill() -> None:
         except NothingToBackfill as error:
             raise AirflowSkipException(str(error)) from error
 
-    recompute = SparkAppOperator(
+    recompute = BackfillOperator(
         task_id="recompute_interval",
         conn_id="spark_default",
         name="ecommerce-backfill",

@@ -15,10 +15,41 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from kafka import TopicPartition
 
+from include.jsonfile import write_json
 from include.kafka_client import consumer
+from include.settings import Settings
+
+# Reconciliation reports: <metrics_dir>/backfill/<start>--<end>.json.
+REPORT_DIR = "backfill"
+
+
+# The run type of the DAG's own timetable runs (Airflow's DagRunType.SCHEDULED); backfill
+# runs are "backfill", triggered ones "manual".
+SCHEDULED_RUN = "scheduled"
+
+
+def scheduled_run_skip_reason(run_type: object, on_schedule: bool) -> str | None:
+    """Why a run of the backfill DAG does nothing, or None when it recomputes its interval.
+
+    Only the DAG's own scheduled runs are governed by ``[backfill] on_schedule``: the DAG is
+    never paused (Airflow runs nothing of a paused DAG, backfills included), so a backfill
+    created with ``airflow backfill create`` or ``POST /api/v2/backfills`` always runs.
+    """
+    # The task SDK's DagRunType is a str Enum whose str() is "DagRunType.SCHEDULED".
+    if getattr(run_type, "value", run_type) != SCHEDULED_RUN or on_schedule:
+        return None
+    return (
+        "the backfill DAG's own schedule is off ([backfill] on_schedule = false), so this "
+        "scheduled run does nothing; backfills and manual runs always recompute their "
+        "interval. To recompute every interval as it ends, set on_schedule = true under "
+        "[backfill] in config/platform.toml (or ECOM_BACKFILL__ON_SCHEDULE=true in the "
+        "environment of `make up`); to recompute this one, backfill it with reprocess "
+        "behaviour 'completed' (the README's command)."
+    )
 
 
 class IntervalNotRetained(RuntimeError):
@@ -112,6 +143,33 @@ def _timestamp_at(reader, tp: TopicPartition, offset: int) -> int | None:
         for record in records:
             return int(record.timestamp)
     return None
+
+
+def report_path(settings: Settings, interval: Interval) -> Path:
+    """Where the reconciliation report of an interval is kept (one per interval: a rerun
+    replaces it)."""
+    name = f"{interval.start:%Y%m%dT%H%M%S}--{interval.end:%Y%m%dT%H%M%S}.json"
+    return settings.metrics_dir / REPORT_DIR / name
+
+
+def write_report(
+    settings: Settings,
+    interval: Interval,
+    analytics: dict[str, dict],
+    airflow: dict[str, str] | None,
+) -> Path:
+    """Write the interval's reconciliation report (per analytic: rows written, compared,
+    differences and which rows) with the Airflow run it belongs to; its path."""
+    report = {
+        "interval": str(interval),
+        "start": interval.start.isoformat(),
+        "end": interval.end.isoformat(),
+        "written_at": datetime.now(UTC).isoformat(),
+        "airflow": airflow,
+        "analytics": analytics,
+    }
+    # Atomic: the page never reads half a report.
+    return write_json(report_path(settings, interval), report)
 
 
 def spark_kafka_options(topic: str, partitions: int, interval: Interval, margin: int) -> dict:

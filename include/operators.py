@@ -173,6 +173,24 @@ class QualityReportLink(BaseOperatorLink):
         return f"{UI_PREFIX}/quality/run?{query}"
 
 
+class ReconciliationLink(BaseOperatorLink):
+    """The "Reconciliation" button on the backfill task: its run's report in the plugin."""
+
+    name = "Reconciliation"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        """The plugin's reconciliation page of the task's DAG run."""
+        query = urlencode({"dag_id": ti_key.dag_id, "run_id": ti_key.run_id})
+        return f"{UI_PREFIX}/backfill/run?{query}"
+
+
+class BackfillOperator(SparkAppOperator):
+    """The backfill application (spark_jobs/backfill_app.py) for one interval; its
+    Reconciliation button opens the run's report."""
+
+    operator_extra_links = (ReconciliationLink(),)
+
+
 class DataQualityOperator(BaseOperator):
     """Runs the quality checks of include/quality/ on the sink tables.
 

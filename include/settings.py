@@ -238,11 +238,28 @@ class SupervisorSettings(Section, section="supervisor"):
 
 
 class BackfillSettings(Section, section="backfill"):
-    """``[backfill]``: how far around an interval the backfill reads."""
+    """``[backfill]``: how far around an interval the backfill reads, the DAG's intervals and
+    whether its scheduled runs do work."""
 
     # Read this much before and after an interval (by Kafka record time): the longest
     # window, the session gap / attribution range, plus events that reached Kafka late.
     margin_seconds: int = Field(ge=0)
+    # The DAG's data intervals (cron, UTC); a backfill range is cut into these.
+    schedule: str
+    # Whether the DAG's scheduled runs recompute their interval or skip at once.
+    on_schedule: bool
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"not a cron expression: {value!r} ([backfill] schedule); e.g. '0 * * * *' "
+                "for hourly intervals"
+            )
+        return value
 
 
 class QualitySettings(Section, section="quality"):

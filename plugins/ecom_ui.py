@@ -1,21 +1,22 @@
-"""Airflow plugin: the pipeline's health and data-quality pages inside the Airflow UI.
+"""Airflow plugin: the pipeline's health, data-quality and backfill pages inside the Airflow UI.
 
 * a FastAPI app at ``/ecom`` (include/ui/app.py), every page behind Airflow's login;
-* two entries in the Airflow nav, each opening its page inside the UI;
-* the "Quality report" button on the data_quality task (include/operators.py).
+* three entries in the Airflow nav, each opening its page inside the UI;
+* the "Quality report" button on the data_quality task and the "Reconciliation" button on
+  the backfill task (include/operators.py).
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from include.operators import QualityReportLink
+from include.operators import QualityReportLink, ReconciliationLink
 from include.ui.app import PREFIX, create_app
 
 
 class EcommerceUiPlugin(AirflowPlugin):
-    """Mounts the pages' app at ``/ecom``, adds their two Browse entries and the Quality
-    report button."""
+    """Mounts the pages' app at ``/ecom``, adds their three Browse entries and the Quality
+    report and Reconciliation buttons."""
 
     name = "ecommerce_ui"
     fastapi_apps = [
@@ -36,5 +37,12 @@ class EcommerceUiPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
         },
+        {
+            "name": "Backfills",
+            "href": f"{PREFIX}/backfill",
+            "url_route": "backfills",
+            "destination": "nav",
+            "category": "browse",
+        },
     ]
-    operator_extra_links = [QualityReportLink()]
+    operator_extra_links = [QualityReportLink(), ReconciliationLink()]

@@ -37,6 +37,7 @@ from include.backfill import (
     NothingToBackfill,
     check_retention,
     spark_kafka_options,
+    write_report,
 )
 from include.kafka_client import consumer
 from include.settings import Settings, get_settings
@@ -46,6 +47,7 @@ from spark_jobs.validation import parse_events, valid_events
 
 log = logging.getLogger("backfill_app")
 EXIT_NOT_RETAINED = 5
+EXAMPLE_ROWS = 20
 
 
 def _literal(moment) -> str:
@@ -113,32 +115,50 @@ def reconcile(
     if newest is None:
         return {"compared": 0, "note": "the stream has no rows in this interval yet"}
     batch = rows.filter(F.col(key) <= F.lit(newest))
-    only_backfill = batch.exceptAll(stream).count()
-    only_stream = stream.exceptAll(batch).count()
-    return {
+    only_backfill = batch.exceptAll(stream).cache()
+    only_stream = stream.exceptAll(batch).cache()
+    report = {
         "compared": batch.count(),
         "streaming_rows": stream.count(),
-        "only_in_backfill": only_backfill,
-        "only_in_stream": only_stream,
+        "only_in_backfill": only_backfill.count(),
+        "only_in_stream": only_stream.count(),
         "duplicate_keys_in_stream": stream.groupBy(*BY_NAME[name].keys)
         .count()
         .filter("count > 1")
         .count(),
         "up_to": str(newest),
+        # Which rows differ (the first few, by key): what the reconciliation page shows.
+        "examples": {
+            "only_in_backfill": _examples(only_backfill, key),
+            "only_in_stream": _examples(only_stream, key),
+        },
     }
+    only_backfill.unpersist()
+    only_stream.unpersist()
+    return report
 
 
-def parse_args(argv: Sequence[str] | None) -> Interval:
-    """The interval of ``--start`` and ``--end``; a bad one exits with the usage error."""
+def _examples(rows: DataFrame, key: str) -> list[dict]:
+    """The first EXAMPLE_ROWS rows by time key, as JSON values (times in UTC, ISO 8601)."""
+    return [json.loads(r) for r in rows.orderBy(key).limit(EXAMPLE_ROWS).toJSON().collect()]
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Interval, dict[str, str] | None]:
+    """The interval of ``--start`` and ``--end``, and the Airflow run (``--dag-id``,
+    ``--run-id``) the report is for, if any; a bad interval exits with the usage error."""
     parser = argparse.ArgumentParser(prog="backfill_app", description=__doc__.splitlines()[0])
     parser.add_argument("--start", required=True, help="interval start, ISO 8601 (UTC if no zone)")
     parser.add_argument("--end", required=True, help="interval end (exclusive), ISO 8601")
+    parser.add_argument("--dag-id", help="the Airflow DAG whose run this is (for the report)")
+    parser.add_argument("--run-id", help="the Airflow run this is (for the report's page)")
     args = parser.parse_args(argv)
     try:
-        return Interval.parse(args.start, args.end)
+        interval = Interval.parse(args.start, args.end)
     except ValueError as error:
         parser.error(str(error))
         raise  # unreachable: parser.error exits
+    airflow = {"dag_id": args.dag_id, "run_id": args.run_id} if args.run_id else None
+    return interval, airflow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = get_settings()
-    interval = parse_args(argv)
+    interval, airflow = parse_args(argv)
     margin = settings.backfill.margin_seconds
     try:
         check_retention(settings.bootstrap_servers, settings.kafka.input_topic, interval, margin)
@@ -188,11 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         spark.stop()
-    out = settings.metrics_dir / "backfill"
-    out.mkdir(parents=True, exist_ok=True)
-    name = f"{interval.start:%Y%m%dT%H%M%S}--{interval.end:%Y%m%dT%H%M%S}.json"
-    (out / name).write_text(json.dumps({"interval": str(interval), "analytics": report}, indent=2))
-    log.info("reconciliation report: %s", out / name)
+    path = write_report(settings, interval, report, airflow)
+    log.info("reconciliation report: %s (the task's Reconciliation button shows it)", path)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import requests
 
@@ -96,6 +97,19 @@ class AirflowApi:
         )
         return run["dag_run_id"]
 
+    def create_backfill(self, dag_id: str, from_date: datetime, to_date: datetime) -> dict:
+        """Backfill the DAG's runs whose logical date lies in [from_date, to_date] (both
+        included), rerunning any that already ran, one at a time; the backfill as the API
+        returns it (``id``, ...)."""
+        body = {
+            "dag_id": dag_id,
+            "from_date": from_date.isoformat(),
+            "to_date": to_date.isoformat(),
+            "reprocess_behavior": "completed",
+            "max_active_runs": 1,
+        }
+        return self._call("POST", "/backfills", json=body)
+
     def finish_run(self, dag_id: str, run_id: str, note: str) -> None:
         """Mark a running DAG run successful; Airflow then stops its running tasks."""
         self._call(
@@ -111,6 +125,11 @@ class AirflowApi:
         when given."""
         params = {"state": state} if state else {}
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+
+    def runs_of_type(self, dag_id: str, run_type: str) -> list[dict]:
+        """The DAG's runs of one type (scheduled, manual, backfill, ...), first page."""
+        path = f"/dags/{dag_id}/dagRuns"
+        return self._call("GET", path, params={"run_type": run_type, "limit": 100})["dag_runs"]
 
     def run_count(self, dag_id: str) -> int:
         """How many runs the DAG has had, in any state."""

@@ -18,7 +18,12 @@ from pydantic import ValidationError
 
 from include.kafka_security import KafkaSecurityError
 from include.pipeline_status import pipeline_status, status_table
-from include.runtime.airflow import AIRFLOW_COMPONENTS, AirflowComponent, migrate_airflow_db
+from include.runtime.airflow import (
+    AIRFLOW_COMPONENTS,
+    AirflowComponent,
+    airflow_environment,
+    migrate_airflow_db,
+)
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
 from include.runtime.own_kafka import check_own_kafka, describe, uses_own_kafka
@@ -27,7 +32,7 @@ from include.runtime.procs import PlatformError, kill_marked, session_members, w
 from include.runtime.secrets import metrics_token, platform_secrets
 from include.runtime.service import Service
 from include.runtime.spark_launch import spark_ui_url
-from include.runtime.tools import jars, java_binary
+from include.runtime.tools import jars, java_binary, venv_bin
 from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
@@ -292,12 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "status", help="show each service and each streaming query; exit 1 if one is unwell"
     )
+    airflow_cmd = sub.add_parser(
+        "airflow",
+        help="the airflow command line on the platform's Airflow (its database, DAGs, config)",
+    )
+    airflow_cmd.add_argument("arguments", nargs=argparse.REMAINDER, help="e.g. dags list")
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
     except (ValidationError, KafkaSecurityError) as exc:
         print(f"[platform] ERROR: bad settings: {settings_problems(exc)}", file=sys.stderr)
         return 2
+    if args.command == "airflow":
+        # Its environment names the platform's database: a bare `airflow` finds none.
+        command = [str(venv_bin() / "airflow"), *args.arguments]
+        os.execve(command[0], command, airflow_environment(settings))
     try:
         if args.command == "up":
             autostart = os.environ.get(AUTOSTART_ENV, "1") not in ("0", "false", "no")

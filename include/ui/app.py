@@ -1,4 +1,4 @@
-"""The FastAPI app the Airflow plugin mounts at ``/ecom``: health and quality pages.
+"""The FastAPI app the Airflow plugin mounts at ``/ecom``: health, quality and backfill pages.
 
 Every route, the static files and the GX Data Docs included, sits behind Airflow's own
 authentication: the user Airflow's login put in the ``_token`` cookie (or a bearer token,
@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.events import parse_utc
 from include.settings import get_settings
-from include.ui import views
+from include.ui import backfill_views, views
 from include.ui.metrics_route import metrics
 from include.ui.vendor import SERVED_VENDOR_PATHS, VENDOR_ROOT, localise
 
@@ -107,7 +107,7 @@ def create_app() -> FastAPI:
     """The pages' app: every route behind Airflow's login, errors as plain text, pages never
     cached."""
     app = FastAPI(
-        title="E-commerce pipeline: health and data quality",
+        title="E-commerce pipeline: health, data quality and backfills",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -168,6 +168,27 @@ def create_app() -> FastAPI:
         else:
             raise HTTPException(400, "give id=<quality run id>, or dag_id and run_id")
         return render("quality_run.html", run=run, dag_id=dag_id, run_id=run_id, active="quality")
+
+    @app.api_route("/backfill", methods=READ, response_class=HTMLResponse)
+    def backfills() -> HTMLResponse:
+        reports = backfill_views.recent_reports(get_settings())
+        return render("backfills.html", reports=reports, active="backfill")
+
+    @app.api_route("/backfill/run", methods=READ, response_class=HTMLResponse)
+    def backfill_run(dag_id: str | None = None, run_id: str | None = None) -> HTMLResponse:
+        if not (dag_id and run_id):
+            raise HTTPException(400, "give dag_id and run_id of a backfill DAG run")
+        report = backfill_views.report_for_run(get_settings(), dag_id, run_id)
+        return render(
+            "backfill_report.html", report=report, dag_id=dag_id, run_id=run_id, active="backfill"
+        )
+
+    @app.api_route("/backfill/{name}", methods=READ, response_class=HTMLResponse)
+    def backfill_report(name: str) -> HTMLResponse:
+        report = backfill_views.load_report(get_settings(), name)
+        if report is None:
+            raise HTTPException(404, NOT_FOUND)
+        return render("backfill_report.html", report=report, active="backfill")
 
     @app.api_route("/quality/docs/{path:path}", methods=READ)
     def data_docs(path: str) -> Response:

@@ -56,6 +56,8 @@ for dag_id, dag in bag.dags.items():
             for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", [])
             for w in getattr(a, "watchers", [])
         ),
+        "paused_upon_creation": dag.is_paused_upon_creation,
+        "cron": getattr(dag.timetable, "_expression", None),
         "tasks": [
             {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool,
              "outlets": sorted(getattr(o, "uri", None) or "alias:" + o.name for o in t.outlets),
@@ -181,6 +183,16 @@ def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):
 def test_the_backfill_gets_hour_long_data_intervals(parsed):
     # A plain cron schedule in Airflow 3 gives start == end: nothing to backfill.
     assert parsed["dags"]["backfill"]["timetable"] == "CronDataIntervalTimetable"
+    assert parsed["dags"]["backfill"]["cron"] == "0 * * * *"
+
+
+def test_backfills_run_because_the_backfill_dag_is_never_paused(parsed):
+    # Airflow starts no run of a paused DAG, backfills included: created paused, a backfill
+    # made as the README says stayed queued.  [backfill] on_schedule governs its own runs.
+    backfill = parsed["dags"]["backfill"]
+    assert backfill["paused_upon_creation"] is False
+    tasks = {t["id"]: t for t in backfill["tasks"]}
+    assert tasks["recompute_interval"]["links"] == ["ReconciliationLink"]
 
 
 def test_the_supervisor_looks_every_interval_seconds(parsed):

@@ -41,6 +41,7 @@ from include.runtime.spark_launch import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
 from include.supervisor import supervise_once
 from include.topics import provision
+from spark_jobs.backfill_app import EXAMPLE_ROWS
 from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE
 from tests.conftest import poll
 from tests.integration.dataset import (
@@ -58,6 +59,7 @@ from tests.integration.dataset import (
     table_rows,
 )
 from tests.integration.streaming import launch
+from tests.ui.backfill_page import analytic_cells, differing_rows
 
 pytestmark = pytest.mark.integration
 
@@ -242,6 +244,20 @@ def as_rows(frame: pd.DataFrame) -> Counter:
     )
 
 
+def reconciliation_page(name: str) -> str:
+    """The plugin's page of the reconciliation report `name`, as a logged-in user sees it
+    (the app in-process; tests/ui/ checks the login itself)."""
+    from fastapi.testclient import TestClient
+
+    from include.ui.app import create_app, current_user
+
+    app = create_app()
+    app.dependency_overrides[current_user] = lambda: "admin"
+    page = TestClient(app).get(f"/backfill/{name}")
+    assert page.status_code == 200, page.text
+    return page.text
+
+
 def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(
     produced, streaming_run, settings
 ):
@@ -268,6 +284,8 @@ def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(
     assert proc.wait(timeout=400) == 0, f"backfill failed; see {log}"
     (report_file,) = (settings.metrics_dir / "backfill").glob("*.json")
     report = json.loads(report_file.read_text())["analytics"]
+    html = reconciliation_page(report_file.stem)
+    shown = analytic_cells(html)
     assert report["revenue_by_category"]["rows"] > 0, f"the backfill read nothing; see {log}"
     for analytic, (_, order) in ORACLES.items():
         key = TIME_COLUMNS[analytic]
@@ -282,7 +300,28 @@ def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(
         assert got["duplicate_keys_in_stream"] == 0, analytic
         assert got["only_in_stream"] == sum((streamed - everything).values()), (analytic, got)
         assert got["only_in_backfill"] == sum((everything - streamed).values()), (analytic, got)
+        # The reconciliation page shows the same, and lists the rows the late events add
+        # (up to its limit of examples).
+        row = shown[analytic]
+        assert row["only-in-backfill"] == f"{sum((everything - streamed).values()):,}", analytic
+        assert row["only-in-stream"] == f"{sum((streamed - everything).values()):,}", analytic
+        listed = differing_rows(html, analytic, "only-in-backfill")
+        assert len(listed) == min(sum((everything - streamed).values()), EXAMPLE_ROWS), analytic
     assert report["revenue_by_category"]["only_in_backfill"] > 0  # the late purchases show
+    # Which revenue windows the late purchases change, by the oracle: the page lists those.
+    with_late = expected_of("revenue_by_category", sent + flush + late_events(), settings)
+    without = expected_of("revenue_by_category", sent + flush, settings)
+    merged = with_late.merge(without, how="left", indicator=True)
+    changed = merged[merged["_merge"] == "left_only"]
+    changed_keys = set(
+        zip(pd.to_datetime(changed["window_start"], utc=True), changed["category"], strict=True)
+    )
+    listed = differing_rows(html, "revenue_by_category", "only-in-backfill")
+    shown_keys = {(pd.to_datetime(r["window_start"], utc=True), r["category"]) for r in listed}
+    assert listed and shown_keys <= changed_keys, (listed, changed_keys)
+    revenue = shown["revenue_by_category"]
+    assert revenue["verdict"] == "differs" and int(revenue["late"]) > 0, revenue
+    assert "late data explains it" in revenue["explanation"], revenue
 
 
 def test_a_second_driver_on_the_same_checkpoints_is_refused(streaming_run, settings):

@@ -37,6 +37,8 @@ PAGES = [
     "/ecom/health",
     "/ecom/quality",
     "/ecom/quality/run?id=x",
+    "/ecom/backfill",
+    "/ecom/backfill/run?dag_id=backfill&run_id=x",
     "/ecom/quality/docs/index.html",
     "/ecom/static/ecom.css",
     "/ecom/vendor/jquery/dist/jquery.min.js",
