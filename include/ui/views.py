@@ -22,7 +22,7 @@ from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, QUERIES, REVENUE_
 from include.events import parse_utc
 from include.jsonfile import read_json
 from include.progress import read_progress
-from include.quality.history import read_history
+from include.quality.history import newest_run, read_history
 from include.settings import Settings
 from include.supervisor import HEALTH_FILE
 from include.tables import read_table
@@ -260,7 +260,7 @@ def quality_view(settings: Settings, limit: int = 50, columns: int = 20) -> Qual
 
 
 def _newest_run(settings: Settings, matches: Callable[[dict], bool]) -> dict[str, Any] | None:
-    run = next((run for run in read_history(settings) if matches(run)), None)
+    run = newest_run(settings, matches)
     return {**run, "counts": counts(run)} if run else None
 
 

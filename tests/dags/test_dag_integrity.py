@@ -24,6 +24,7 @@ EXPECTED_DAGS = {
     "supervisor",
     "streaming_restart",
     "backfill",
+    "table_maintenance",
 }
 
 PARSE_SCRIPT = r"""
