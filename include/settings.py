@@ -256,8 +256,8 @@ class MaintenanceSettings(Section, section="maintenance"):
     # Data files a compaction replaced are deleted once older than this: a reader of an
     # older version (a quality run, a pandas user) needs them until it is done.
     vacuum_retention_hours: int = Field(ge=0)
-    # Delta log entries older than this, and older than the newest log checkpoint, are deleted.
-    log_retention_hours: int = Field(ge=0)
+    # Delta log entries before the newest log checkpoint older than this are deleted.
+    log_retention_hours: float = Field(ge=0)
     # progress.jsonl and quality/history.jsonl are rotated beyond this size; this many
     # rotated files are kept (progress.jsonl.1 the newest).
     jsonl_max_bytes: int = Field(ge=1024)

@@ -10,8 +10,9 @@ Every micro-batch appends one small file and one log entry to its table.  Per ta
    ``vacuum_retention_hours`` (a reader of an older version needs them until then).  Only
    files the log marks as removed are touched, never a file Spark is writing right now.
 3. **checkpoint, then log cleanup**: a log checkpoint of the current version, then the log
-   entries and checkpoints older than it and older than ``log_retention_hours`` go.  A
-   reader starts from the newest checkpoint, so nothing it needs is deleted.
+   entries before the newest checkpoint older than ``log_retention_hours`` go.  A reader
+   starts from the newest checkpoint it finds; one that started before that checkpoint
+   was written is older than the retention, so nothing a live reader needs is deleted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.analytics import ANALYTICS, QUERIES
-from include.jsonfile import read_json
 from include.settings import MaintenanceSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -68,21 +68,35 @@ def log_version(name: str) -> int | None:
 
 
 def clean_log(path: Path, retention_hours: float, now: float | None = None) -> int:
-    """Delete the log entries of versions before the newest checkpoint whose files are older
-    than ``retention_hours``; return how many went."""
+    """Delete the log entries of versions before the newest checkpoint that is itself older
+    than ``retention_hours``; return how many went.
+
+    Not simply before the newest checkpoint: a writer's snapshot (Spark's, mid-batch) may
+    be built on the checkpoint before it and read it lazily, so a checkpoint goes only once
+    a newer one has existed for the whole retention."""
     log_dir = path / LOG_DIR
-    newest = read_json(log_dir / "_last_checkpoint", {}).get("version")
-    if not isinstance(newest, int):
-        return 0  # no checkpoint: every entry is still needed to read the table
     cutoff = (now or time.time()) - retention_hours * 3600
-    deleted = 0
-    for entry in log_dir.iterdir():
-        version = log_version(entry.name)
-        if version is not None and version < newest and entry.is_file():
-            if entry.stat().st_mtime < cutoff:
-                entry.unlink(missing_ok=True)
-                deleted += 1
+    entries = [(log_version(e.name), e) for e in log_dir.iterdir() if e.is_file()]
+    settled = [
+        version
+        for version, entry in entries
+        if version is not None and ".checkpoint." in entry.name and _mtime(entry) < cutoff
+    ]
+    if not settled:
+        return 0  # no checkpoint old enough: every entry may still be needed
+    safe, deleted = max(settled), 0
+    for version, entry in entries:
+        if version is not None and version < safe and _mtime(entry) < cutoff:
+            entry.unlink(missing_ok=True)
+            deleted += 1
     return deleted
+
+
+def _mtime(entry: Path) -> float:
+    try:
+        return entry.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone meanwhile: nothing to delete
 
 
 def care_for_table(label: str, path: Path, care: MaintenanceSettings) -> TableCare | None:

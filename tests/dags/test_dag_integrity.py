@@ -181,3 +181,13 @@ def test_table_updates_trigger_the_quality_checks(parsed):
     assert supervisor["announce_table_updates"]["outlets"] == [f"alias:{SINK_UPDATES.name}"]
     backfill = {t["id"]: t for t in parsed["dags"]["backfill"]["tasks"]}
     assert set(backfill["recompute_interval"]["outlets"]) == backfilled
+
+
+def test_maintenance_runs_on_its_cron_and_cares_for_tables_files_and_airflow(parsed):
+    maintenance = parsed["dags"]["table_maintenance"]
+    assert maintenance["timetable"] == "CronTriggerTimetable"
+    assert {t["id"] for t in maintenance["tasks"]} == {
+        "care_for_tables",
+        "care_for_files",
+        "clean_airflow_db",
+    }
