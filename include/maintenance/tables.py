@@ -140,11 +140,19 @@ def care_for_table(label: str, path: Path, care: MaintenanceSettings) -> TableCa
 
 
 def care_for_tables(settings: Settings) -> list[TableCare]:
-    """One maintenance pass over every table; each table's pass is logged in a sentence."""
-    done = []
+    """One maintenance pass over every table; each table's pass is logged in a sentence.
+    A table that fails does not stop the others; the failures are raised at the end."""
+    done, failed = [], []
     for label, path in table_paths(settings).items():
-        result = care_for_table(label, path, settings.maintenance)
+        try:
+            result = care_for_table(label, path, settings.maintenance)
+        except Exception as exc:  # one damaged table must not leave the others unkept
+            log.exception("%s: maintenance failed, the other tables go on", label)
+            failed.append(f"{label} ({path}): {exc}")
+            continue
         if result:
             log.info(result.sentence())
             done.append(result)
+    if failed:
+        raise RuntimeError("maintenance failed for: " + "; ".join(failed))
     return done

@@ -133,3 +133,18 @@ def test_airflow_db_clean_deletes_rows_before_the_retention_without_archive_tabl
     assert command[1:5] == ["-m", "airflow", "db", "clean"]
     assert "--clean-before-timestamp" in command and "2026-01-24T00:00:00+00:00" in command
     assert "--skip-archive" in command and "--yes" in command
+
+
+def test_a_damaged_table_does_not_stop_the_others(tmp_path):
+    from include.maintenance.tables import care_for_tables
+
+    settings = Settings(state_dir=tmp_path)
+    good = settings.table_path("revenue_by_category")
+    for i in range(3):
+        append(good, i * 5)
+    damaged = settings.table_path("dead_letters") / LOG_DIR
+    damaged.mkdir(parents=True)
+    (damaged / "00000000000000000000.json").write_text("not json\n")
+    with pytest.raises(RuntimeError, match="dead_letters"):
+        care_for_tables(settings)
+    assert len(deltalake.DeltaTable(str(good)).file_uris()) == 1
