@@ -105,9 +105,26 @@ def care_for_files(settings: Settings, now: float | None = None) -> FileCare:
     return result
 
 
+# The tables a long run fills (each brings its dependents: a run's task instances, XComs).
+# Not the DAGs and their versions: those are the code, kept as long as the files are there.
+AIRFLOW_HISTORY_TABLES = (
+    "job",
+    "dag_run",
+    "asset_event",
+    "log",
+    "task_instance",
+    "task_instance_history",
+    "task_reschedule",
+    "xcom",
+    "trigger",
+    "import_error",
+    "callback",
+)
+
+
 def airflow_db_clean_command(keep_days: float, now: datetime | None = None) -> list[str]:
-    """``airflow db clean`` for the rows older than ``keep_days`` (no archive tables: those
-    would grow instead)."""
+    """``airflow db clean`` for the history rows older than ``keep_days`` (no archive
+    tables: those would grow instead)."""
     before = (now or datetime.now(UTC)) - timedelta(days=keep_days)
     return [
         sys.executable,
@@ -117,6 +134,8 @@ def airflow_db_clean_command(keep_days: float, now: datetime | None = None) -> l
         "clean",
         "--clean-before-timestamp",
         before.isoformat(timespec="seconds"),
+        "--tables",
+        ",".join(AIRFLOW_HISTORY_TABLES),
         "--skip-archive",
         "--yes",
     ]
