@@ -212,7 +212,13 @@ def main() -> int:
         with_pandas_sessions()
 
     spark = build_session(settings)
-    spark.streams.addListener(ProgressRecorder(progress_path(settings.metrics_dir)))
+    spark.streams.addListener(
+        ProgressRecorder(
+            progress_path(settings.metrics_dir),
+            settings.maintenance.jsonl_max_bytes,
+            settings.maintenance.jsonl_keep_files,
+        )
+    )
     parsed = parse_events(
         read_events(spark, settings, "earliest", args.max_offsets_per_trigger),
         settings.events,

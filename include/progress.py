@@ -1,16 +1,19 @@
 """The streaming progress records: one JSON line per micro-batch per query.
 
-The Spark driver's listener appends them to ``<state>/metrics/progress.jsonl``; the
-supervisor, the health page, the benchmarks and the tests read them through this module.
+The Spark driver's listener appends them to ``<state>/metrics/progress.jsonl``, rotated by
+size (``[maintenance] jsonl_max_bytes``, :mod:`include.jsonlines`); the supervisor, the
+health page, the benchmarks and the tests read them through this module, across the
+rotated files.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from include.jsonlines import all_lines, tail_lines
 
 PROGRESS_FILE = "progress.jsonl"
 # A tail this big holds hours of records for every query at the default trigger.
@@ -23,13 +26,7 @@ def progress_path(metrics_dir: Path) -> Path:
 
 
 def _lines(path: Path, tail_bytes: int | None) -> list[str]:
-    if not path.exists():
-        return []
-    with open(path, "rb") as handle:
-        if tail_bytes is not None:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - tail_bytes))
-        return handle.read().decode("utf-8", "replace").splitlines()
+    return all_lines(path) if tail_bytes is None else tail_lines(path, tail_bytes)
 
 
 def _records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:

@@ -318,6 +318,29 @@ class AlertSettings(Section, section="alerts"):
         return [a.strip() for a in self.email_to.split(",") if a.strip()]
 
 
+class MaintenanceSettings(Section, section="maintenance"):
+    """``[maintenance]``: the table_maintenance DAG's cron and every retention bound of a long
+    run (Delta files and log, the JSON-lines files, reports, service and Airflow logs)."""
+
+    # The table_maintenance DAG runs on this cron (UTC).
+    schedule: str
+    # Compaction rewrites a table's small files into files of about this size.
+    target_file_mb: int = Field(gt=0)
+    # Data files a compaction replaced are deleted once older than this: a reader of an
+    # older version (a quality run, a pandas user) needs them until it is done.
+    vacuum_retention_hours: int = Field(ge=0)
+    # Delta log entries before the newest log checkpoint older than this are deleted.
+    log_retention_hours: float = Field(ge=0)
+    # progress.jsonl and quality/history.jsonl are rotated beyond this size; this many
+    # rotated files are kept (progress.jsonl.1 the newest).
+    jsonl_max_bytes: int = Field(ge=1024)
+    jsonl_keep_files: int = Field(ge=1)
+    # A service log under state/logs beyond this size is moved to <name>.log.1 (one kept).
+    service_log_max_bytes: int = Field(ge=1024)
+    # Backfill reports, Airflow task logs and Airflow's metadata rows older than this go.
+    keep_days: float = Field(gt=0)
+
+
 class Settings(Section, BaseSettings):
     """The platform's settings: the top-level keys and one model per section, and the layout of
     the state dir.  Strongest source first: arguments, ``ECOM_*`` variables, the config file."""
@@ -341,6 +364,7 @@ class Settings(Section, BaseSettings):
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     backfill: BackfillSettings = Field(default_factory=BackfillSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,5 +1,5 @@
 """Streaming progress: one JSON line per micro-batch for the supervisor, the UI and the
-benchmarks (``<metrics_dir>/progress.jsonl``, read by ``include.progress``)."""
+benchmarks (``<metrics_dir>/progress.jsonl``, rotated by size, read by ``include.progress``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
+from include.jsonlines import append_line
 from spark_jobs.lifecycle import error_summary
 
 # Every line the driver logs carries the application's name (tests and users grep it).
@@ -89,9 +90,13 @@ def progress_record(progress: dict[str, Any]) -> dict[str, Any]:
 class ProgressRecorder(StreamingQueryListener):
     """Appends one JSON line per progress event; logs starts and terminations."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
         super().__init__()
         self.path = path
+        # Rotation bounds ([maintenance] jsonl_*): rotated by this, the file's one writer,
+        # under its lock, so no record is split or lost (include.jsonlines).
+        self.max_bytes = max_bytes
+        self.keep = keep
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +111,8 @@ class ProgressRecorder(StreamingQueryListener):
         """Append the batch's progress record; a failure to write is logged, never raised."""
         try:
             line = json.dumps(progress_record(json.loads(event.progress.json)))
-            with self._lock, open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            with self._lock:
+                append_line(self.path, line, self.max_bytes, self.keep)
         except Exception:
             # A metrics hiccup (disk full, odd JSON) must not disturb the query.
             log.exception("could not record streaming progress in %s", self.path)

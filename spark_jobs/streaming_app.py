@@ -168,7 +168,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     spark = build_session(settings)
     queries: list[StreamingQuery] = []
     try:
-        spark.streams.addListener(ProgressRecorder(progress_path(settings.metrics_dir)))
+        spark.streams.addListener(
+            ProgressRecorder(
+                progress_path(settings.metrics_dir),
+                settings.maintenance.jsonl_max_bytes,
+                settings.maintenance.jsonl_keep_files,
+            )
+        )
         parsed = parse_events(
             read_events(spark, settings, args.starting_offsets, args.max_offsets_per_trigger),
             settings.events,

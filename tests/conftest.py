@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,6 +33,16 @@ def poll(
 
 
 _EXIT_STATUS: list[int] = []
+
+
+def parquet_files(table) -> int:
+    """The parquet files in a Delta table's folder, referenced by its log or not."""
+    return sum(
+        name.endswith(".parquet")
+        for folder, _, names in os.walk(table)
+        if "_delta_log" not in folder
+        for name in names
+    )
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

@@ -2,7 +2,8 @@
 
 * ``history.jsonl``: one JSON line per run (:meth:`RunReport.to_json_dict`): per table and
   per check its severity, status (pass, warn, fail), observed value and a plain-words
-  detail.  The report pages read it through :func:`read_history`.
+  detail.  Rotated by size (``[maintenance] jsonl_max_bytes``, :mod:`include.jsonlines`);
+  the report pages read it through :func:`newest_runs`, from the end, only what they show.
 * ``validated.json``: per table label, the last Delta version validated, from which an
   incremental run reads on.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from include.jsonfile import read_json, write_json
+from include.jsonlines import append_line, newest_lines
 from include.quality.report import RunReport
 from include.settings import Settings
 
@@ -35,28 +37,40 @@ def save_validated(settings: Settings, versions: Mapping[str, int]) -> None:
 
 
 def append_history(settings: Settings, report: RunReport) -> Path:
-    """Append one JSON line for ``report`` to the history file and return its path."""
+    """Append one JSON line for ``report`` to the history file and return its path (the
+    file is rotated first when the line would take it past ``jsonl_max_bytes``)."""
     path = settings.quality_dir / HISTORY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(report.to_json_dict(), default=_json_default, sort_keys=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    care = settings.maintenance
+    append_line(path, line, care.jsonl_max_bytes, care.jsonl_keep_files)
     return path
 
 
-def read_history(settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:
-    """The recorded runs, newest first (the last ``limit`` only, when given)."""
-    path = settings.quality_dir / HISTORY_FILE
-    if not path.exists():
-        return []
-    runs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+def newest_runs(settings: Settings) -> Iterator[dict[str, Any]]:
+    """The recorded runs, newest first, read lazily from the end of the history files."""
+    for line in newest_lines(settings.quality_dir / HISTORY_FILE):
         try:
-            runs.append(json.loads(line))
+            run = json.loads(line)
         except ValueError:
-            continue
-    runs.reverse()
-    return runs[:limit] if limit else runs
+            continue  # a line being written right now
+        if isinstance(run, dict):
+            yield run
+
+
+def read_history(settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:
+    """The recorded runs, newest first (the last ``limit`` only, when given: only those are
+    read)."""
+    runs = []
+    for run in newest_runs(settings):
+        if limit and len(runs) >= limit:
+            break
+        runs.append(run)
+    return runs
+
+
+def newest_run(settings: Settings, matches: Callable[[dict], bool]) -> dict[str, Any] | None:
+    """The newest recorded run for which ``matches`` is true; reading stops there."""
+    return next((run for run in newest_runs(settings) if matches(run)), None)
 
 
 def _json_default(value: Any) -> Any:

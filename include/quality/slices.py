@@ -2,15 +2,21 @@
 
 Incremental by default: the row checks see only the rows committed since the last
 validated Delta version of a table (the tables are append-only, so these are the windows
-closed since then); a full run reads every row.  The table checks need every row's key
+closed since then); a full run reads every row.  The new rows are the files the commits
+after that version added with ``dataChange: true``: a compaction (table_maintenance)
+rewrites files with ``dataChange: false`` and adds no row, so it is never read twice.  When
+those commits or files are gone (log cleanup, vacuum: a check older than their
+retention), the run reads every row instead.  The table checks need every row's key
 and time columns whatever the mode, so those are always read whole.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 
@@ -55,15 +61,33 @@ def read_slice(path: Path, suite: TableSuite, since: int | None) -> TableSlice |
         since = None
         rows = table.to_pandas()
     else:
-        # Append-only tables: the files of the current version minus those of `since`.
-        old = set(DeltaTable(str(path), version=since).file_uris())
-        new = [uri for uri in table.file_uris() if uri not in old]
-        rows = (
-            ds.dataset(new, format="parquet", schema=schema).to_table().to_pandas()
-            if new
-            else schema.empty_table().to_pandas()
-        )
+        new = added_files(path, since, version)
+        if new is None:
+            since = None
+            rows = table.to_pandas()
+        elif new:
+            rows = ds.dataset(new, format="parquet", schema=schema).to_table().to_pandas()
+        else:
+            rows = schema.empty_table().to_pandas()
     return TableSlice(rows=rows, keys=keys, schema=schema, version=version, since=since)
+
+
+def added_files(path: Path, since: int, version: int) -> list[str] | None:
+    """The data files that the commits after ``since`` up to ``version`` added as new rows
+    (``dataChange: true``), or None when a commit or one of those files is gone."""
+    found = []
+    for number in range(since + 1, version + 1):
+        commit = path / "_delta_log" / f"{number:020d}.json"
+        try:
+            lines = commit.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return None  # cleaned up: older than the log's retention
+        for line in lines:
+            add = json.loads(line).get("add") if line.strip() else None
+            if add and add.get("dataChange", True):
+                found.append(path / unquote(add["path"]))
+    # Files a compaction replaced stay until vacuumed, then the run reads every row.
+    return [str(f) for f in found] if all(f.exists() for f in found) else None
 
 
 def prepare_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGO
 from include.events import parse_utc
 from include.pipeline_status import pipeline_status
 from include.progress import read_progress
-from include.quality.history import read_history
+from include.quality.history import newest_run, read_history
 from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
 from include.tables import read_table
@@ -250,7 +250,7 @@ def quality_view(settings: Settings, limit: int = 50, columns: int = 20) -> Qual
 
 
 def _newest_run(settings: Settings, matches: Callable[[dict], bool]) -> dict[str, Any] | None:
-    run = next((run for run in read_history(settings) if matches(run)), None)
+    run = newest_run(settings, matches)
     return {**run, "counts": counts(run)} if run else None
 
 

@@ -26,6 +26,7 @@ EXPECTED_DAGS = {
     "streaming_restart",
     "backfill",
     "dead_letter_alerts",
+    "table_maintenance",
 }
 
 PARSE_SCRIPT = r"""
@@ -238,3 +239,13 @@ def test_dead_letters_are_watched_from_the_triggerer(parsed):
     topic = get_settings().kafka.dead_letter_topic
     assert alerts["watchers"] == [["dead_letter_watch", "AwaitMessageTrigger", [topic]]]
     assert alerts["schedule_assets"] == [f"kafka://{get_settings().bootstrap_servers}/{topic}"]
+
+
+def test_maintenance_runs_on_its_cron_and_cares_for_tables_files_and_airflow(parsed):
+    maintenance = parsed["dags"]["table_maintenance"]
+    assert maintenance["timetable"] == "CronTriggerTimetable"
+    assert {t["id"] for t in maintenance["tasks"]} == {
+        "care_for_tables",
+        "care_for_files",
+        "clean_airflow_db",
+    }
