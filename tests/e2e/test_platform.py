@@ -11,8 +11,8 @@
 5. Wait for closed revenue windows in the Delta sink table; every row of every sink table
    must equal an independent computation over the events read back from the input topic.
    The table_maintenance DAG compacts and vacuums the tables while the stream writes, and
-   every row still equals the oracle.  `make status` shows every query running and exits 0; the restart DAG has run no slot from
-   before the platform started.
+   every row still equals the oracle.  `make status` shows every query running and exits 0;
+   the restart DAG has run no slot from before the platform started.
 6. Trigger data_quality (full) and wait for success; its task's Quality report link opens
    its results in the plugin, which refuses callers without a login.  The Prometheus
    endpoint answers its own token only, with the state files' figures; the health page links
