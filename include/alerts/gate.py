@@ -4,10 +4,16 @@ not page someone every few seconds)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from include.jsonfile import read_json, write_json
+
+# An entry gates repeats within its interval only; older than this it gates nothing and is
+# dropped at the next sending (keys carry driver pids: kept for ever, the file would grow
+# with every restart of a month of uptime).
+KEEP_SECONDS = 7 * 86400
 
 
 def seconds_until_due(sent: dict[str, Any], key: str, interval: float, now: float) -> float:
@@ -47,6 +53,11 @@ class Gate:
     def sent(self, key: str, now: float | None, **kept: Any) -> None:
         """Record that ``key`` was sent at ``now`` (None: not sent, only ``kept`` facts for
         the next time), with ``kept`` facts for the next time."""
-        record = self.record()
+        cutoff = (time.time() if now is None else now) - KEEP_SECONDS
+        record = {
+            k: v
+            for k, v in self.record().items()
+            if not isinstance(v.get("at"), (int, float)) or v["at"] >= cutoff
+        }
         record[key] = {"at": now, **kept}
         write_json(self.path, record)

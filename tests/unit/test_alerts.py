@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from include.alerts.dead_letters import count_new
-from include.alerts.gate import seconds_until_due
+from include.alerts.gate import Gate, seconds_until_due
 from include.alerts.messages import dead_letters, first_line, task_failed
 from include.alerts.notify import alert_connections, channels
 from include.settings import AlertSettings, Settings
@@ -21,6 +21,17 @@ def test_an_alert_may_repeat_only_after_its_interval() -> None:
     assert seconds_until_due(sent, "k", 300, 1300) == 0
     assert seconds_until_due(sent, "other", 300, 1100) == 0
     assert seconds_until_due({"k": {"at": None}}, "k", 300, 1100) == 0  # counted, never sent
+
+
+def test_the_sending_record_forgets_what_no_longer_gates_anything(tmp_path) -> None:
+    # A month of nightly restarts: a key per driver pid, one alert each day.
+    gate = Gate(tmp_path / "gate.json")
+    day = 86400.0
+    for n in range(30):
+        gate.sent(f"stalled|{1000 + n}|revenue_by_category", now=n * day)
+    kept = gate.record()
+    # The last seven days' keys (and today's) remain; older ones gate nothing any more.
+    assert sorted(kept) == [f"stalled|{1000 + n}|revenue_by_category" for n in range(22, 30)]
 
 
 def test_dead_letters_are_counted_past_the_last_alerts_offsets() -> None:
