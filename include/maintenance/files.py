@@ -141,11 +141,19 @@ def airflow_db_clean_command(keep_days: float, now: datetime | None = None) -> l
     ]
 
 
-def clean_airflow_db(settings: Settings) -> None:
+def clean_airflow_db(settings: Settings, database_env: dict[str, str] | None = None) -> None:
     """Delete Airflow's metadata rows (runs, task instances, logs, XComs, events) older than
-    ``keep_days``; raise with Airflow's own words when it fails."""
+    ``keep_days``; raise with Airflow's own words when it fails.  ``database_env`` names the
+    database (default: the platform's Airflow environment)."""
     command = airflow_db_clean_command(settings.maintenance.keep_days)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if database_env is None:
+        from include.runtime.airflow import airflow_environment
+
+        # A task's own environment names no usable database (Airflow 3 keeps tasks off the
+        # metadata database): the command gets the platform's, as `make airflow` does.
+        database_env = airflow_environment(settings)
+    env = {**os.environ, **database_env}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
     output = (done.stdout + done.stderr).strip()
     if done.returncode:
         raise RuntimeError(

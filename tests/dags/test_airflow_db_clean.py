@@ -30,7 +30,8 @@ def test_history_rows_past_keep_days_are_deleted(tmp_path, monkeypatch):
             stamp = (now - timedelta(days=days)).isoformat(sep=" ")
             db.execute("INSERT INTO log (dttm, event) VALUES (?, ?)", (stamp, event))
 
-    clean_airflow_db(Settings(state_dir=tmp_path, maintenance=MaintenanceSettings(keep_days=7)))
+    settings = Settings(state_dir=tmp_path, maintenance=MaintenanceSettings(keep_days=7))
+    clean_airflow_db(settings, database_env={})  # the SQLite database set above
 
     with sqlite3.connect(database) as db:
         left = [row[0] for row in db.execute("SELECT event FROM log ORDER BY dttm")]
