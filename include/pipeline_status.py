@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from include.analytics import QUERIES
 from include.driver_lease import STALE_AFTER_SECONDS, read_holder
 from include.events import parse_utc
+from include.progress import last_progress
 from include.settings import Settings
 from include.supervisor import DEAD, RUNNING, STALLED, read_health
 
@@ -83,13 +84,15 @@ def pipeline_status(settings: Settings, now: float | None = None) -> PipelineSta
     """Every query's status from the supervisor's record and the driver leases."""
     now = now or time.time()
     checked, verdicts = read_health(settings)
+    # The newest batch, not the one the supervisor saw (up to its interval older).
+    progress = last_progress(settings.metrics_dir, QUERIES)
     watched = checked is not None and now - checked.timestamp() <= stale_after_seconds(settings)
     since = f"since {checked:%Y-%m-%d %H:%M:%S} UTC" if checked else "yet"
     found = []
     for query in QUERIES:
         verdict = verdicts.get(query) or {}
         metrics = verdict.get("metrics") or {}
-        last_batch = parse_utc(metrics.get("at"))
+        last_batch = parse_utc((progress.get(query) or {}).get("timestamp") or metrics.get("at"))
         lag = verdict.get("total_lag")
         if watched and verdict:
             state, reason, pid = verdict["state"], verdict["reason"], verdict.get("driver_pid")

@@ -15,6 +15,7 @@ import pytest
 from include.analytics import QUERIES
 from include.driver_lease import Holder, lease_path
 from include.pipeline_status import STOPPED, pipeline_status, status_table
+from include.progress import progress_path
 from include.settings import Settings
 from include.supervisor import (
     DEAD,
@@ -147,3 +148,18 @@ def test_make_status_prints_each_query_and_names_the_alarms(settings, capsys) ->
     rows = {line.split()[0]: line.split()[1] for line in table}
     assert rows == dict.fromkeys(QUERIES, RUNNING) | {QUERIES[3]: STALLED}
     assert f"ALARM {QUERIES[3]} {STALLED}: as judged" in shown
+
+
+def test_the_last_batch_is_the_newest_progress_record_not_the_supervisors_copy(settings) -> None:
+    # The supervisor judged a minute ago; the driver has written batches since.
+    record(settings, NOW - 60, dict.fromkeys(QUERIES, RUNNING))
+    newest = datetime(2027, 1, 15, 8, 0, 55, tzinfo=UTC)
+    lines = [
+        {"name": QUERIES[0], "batchId": 7, "timestamp": "2027-01-15T08:00:45.000Z"},
+        {"name": QUERIES[0], "batchId": 8, "timestamp": "2027-01-15T08:00:55.000Z"},
+    ]
+    progress_path(settings.metrics_dir).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    status = pipeline_status(settings, NOW)
+    assert status.queries[0].last_batch == newest
+    # Without a progress record, the supervisor's copy (as recorded) is shown.
+    assert status.queries[1].last_batch == datetime(2027, 1, 15, 8, tzinfo=UTC)
