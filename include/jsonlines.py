@@ -14,9 +14,11 @@ how long the platform has been up.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 BLOCK = 64 * 1024
 
@@ -116,3 +118,15 @@ def all_lines(path: Path) -> list[str]:
     for member in reversed(chain(path)):
         lines += member.read_bytes().decode("utf-8", "replace").splitlines()
     return lines
+
+
+def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects among ``lines``, in their order; a line cut by a tail or being
+    written right now is skipped."""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record

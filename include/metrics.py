@@ -16,16 +16,14 @@ files.  Every metric is named ``ecom_*`` and labelled by ``query``, ``table``,
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from include.analytics import QUERIES
 from include.events import parse_utc
+from include.jsonlines import records, tail_lines
 from include.pipeline_status import STOPPED, pipeline_status
 from include.progress import last_progress
 from include.quality.history import HISTORY_FILE
@@ -222,34 +220,13 @@ def exposition(snap: Snapshot) -> str:
 # ---------------------------------------------------------------- reading the state files
 
 
-def tail_lines(path: Path, tail_bytes: int) -> list[str]:
-    """The file's last ``tail_bytes`` as lines (the first may be cut; [] without a file)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - tail_bytes))
-            return handle.read().decode("utf-8", "replace").splitlines()
-    except FileNotFoundError:
-        return []
-
-
-def _json_lines_newest_first(lines: list[str]) -> Iterator[dict[str, Any]]:
-    for line in reversed(lines):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # cut by the tail, or being written
-        if isinstance(record, dict):
-            yield record
-
-
 def last_quality(settings: Settings, tail_bytes: int = QUALITY_TAIL_BYTES) -> dict[str, dict]:
     """Per table, its newest checked result (a run that skipped the table does not count),
     with the run's time as ``at``."""
     found: dict[str, dict[str, Any]] = {}
-    for run in _json_lines_newest_first(
-        tail_lines(settings.quality_dir / HISTORY_FILE, tail_bytes)
-    ):
+    # Across the rotated files too: just after a rotation the current file holds no run.
+    lines = tail_lines(settings.quality_dir / HISTORY_FILE, tail_bytes)
+    for run in records(reversed(lines)):
         for table in run.get("tables", []):
             name = table.get("table")
             if name and name not in found and table.get("status") in QUALITY_STATUSES:

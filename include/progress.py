@@ -8,12 +8,11 @@ rotated files.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from include.jsonlines import all_lines, tail_lines
+from include.jsonlines import all_lines, records, tail_lines
 
 PROGRESS_FILE = "progress.jsonl"
 # A tail this big holds hours of records for every query at the default trigger.
@@ -29,26 +28,16 @@ def _lines(path: Path, tail_bytes: int | None) -> list[str]:
     return all_lines(path) if tail_bytes is None else tail_lines(path, tail_bytes)
 
 
-def _records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut by the tail, or being written right now
-        if isinstance(record, dict):
-            yield record
-
-
 def read_progress(metrics_dir: Path, tail_bytes: int | None = None) -> list[dict[str, Any]]:
     """Every record in file order (only the file's last ``tail_bytes`` when given)."""
-    return list(_records(_lines(progress_path(metrics_dir), tail_bytes)))
+    return list(records(_lines(progress_path(metrics_dir), tail_bytes)))
 
 
 def last_progress(metrics_dir: Path, queries: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The newest record per query, read from the file's tail."""
     wanted, found = set(queries), {}
     lines = _lines(progress_path(metrics_dir), DEFAULT_TAIL_BYTES)
-    for record in _records(reversed(lines)):
+    for record in records(reversed(lines)):
         name = record.get("name")
         if name in wanted and name not in found:
             found[name] = record

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from include.jsonfile import read_json, write_json
-from include.jsonlines import append_line, newest_lines
+from include.jsonlines import append_line, newest_lines, records
 from include.quality.report import RunReport
 from include.settings import Settings
 
@@ -48,13 +48,7 @@ def append_history(settings: Settings, report: RunReport) -> Path:
 
 def newest_runs(settings: Settings) -> Iterator[dict[str, Any]]:
     """The recorded runs, newest first, read lazily from the end of the history files."""
-    for line in newest_lines(settings.quality_dir / HISTORY_FILE):
-        try:
-            run = json.loads(line)
-        except ValueError:
-            continue  # a line being written right now
-        if isinstance(run, dict):
-            yield run
+    yield from records(newest_lines(settings.quality_dir / HISTORY_FILE))
 
 
 def read_history(settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:

@@ -187,6 +187,10 @@ def test_last_quality_takes_each_tables_newest_checked_result(tmp_path, monkeypa
     }
     # Only the tail is read: with a tail shorter than the last line, nothing is found.
     assert last_quality(settings, tail_bytes=10) == {}
+    # Just after a rotation the runs are in history.jsonl.1 and the file itself is empty.
+    path.rename(path.with_name("history.jsonl.1"))
+    path.write_text("")
+    assert {t: r["status"] for t, r in last_quality(settings).items()} == {"a": "pass", "b": "pass"}
 
 
 def test_the_token_is_private_stable_and_required(tmp_path, monkeypatch) -> None:
