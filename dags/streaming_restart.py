@@ -5,22 +5,28 @@ Restarts the streaming driver on `spark.restart_schedule` (cron, UTC; nightly by
 empty to turn off): a graceful stop at a micro-batch boundary (a hard kill only after
 `supervisor.stop_timeout_seconds`, logged as such), then a new `streaming` run.  A restart
 picks up new code and config; the driver backs up any checkpoint whose code or config
-changed before resuming it.  Nothing running means nothing to restart.  A scheduled run
-that starts more than 15 minutes after its slot skips it: that is the past slot Airflow runs
-at once when the platform first starts, or one missed while Airflow was down.
+changed before resuming it.  Nothing running, or a driver started after the slot, means
+nothing to restart.  The first run is the next slot after the DAG appears, never a past one.
+A scheduled run that starts more than 15 minutes after its slot (one missed while Airflow
+was down) skips it: the next slot restarts.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from include.dag_defaults import RESTART_DAG, STREAMING_DAG, default_args
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+# Reads config/platform.toml only (no connection): allowed at parse time.
+RESTART_CRON = get_settings().spark.restart_schedule
 
 
 @dag(
@@ -28,11 +34,16 @@ log = logging.getLogger(__name__)
     doc_md=__doc__,
     tags=["ecommerce", "streaming", "operations"],
     default_args=default_args(),
-    # Reads config/platform.toml only (no connection): allowed at parse time.
-    schedule=get_settings().spark.restart_schedule or None,
-    # No start date: with one, Airflow runs the latest past slot as soon as the DAG appears
-    # (catch-up off still runs one), a restart of the driver the platform has just started.
-    # Without one, the first run is the next slot.
+    # A plain cron string runs the latest past slot as soon as the DAG appears when it
+    # passed less than a tenth of the period ago (2.4 h for a nightly slot; catch-up off
+    # still runs it), and a start date makes Airflow run it whenever it is: either is a
+    # restart of the driver the platform has just started.  `run_immediately` of zero
+    # and no start date make the first run the next slot.
+    schedule=(
+        CronTriggerTimetable(RESTART_CRON, timezone="UTC", run_immediately=timedelta(0))
+        if RESTART_CRON
+        else None
+    ),
     catchup=False,
     max_active_runs=1,
 )
@@ -53,6 +64,7 @@ def streaming_restart() -> None:
             get_settings(),
             QUERIES,
             lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
+            slot=run.run_after,
         )
 
     stop_driver_gracefully() >> TriggerDagRunOperator(

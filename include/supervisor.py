@@ -359,20 +359,37 @@ def missed_slot(run_type: str, slot: datetime, started: datetime) -> str | None:
     )
 
 
+def started_after_slot(slot: datetime, holders: Iterable[Holder]) -> str | None:
+    """Why a restart for `slot` has nothing to do (None: it restarts): every running driver
+    started after the slot, so it already runs the code and config a restart would load
+    (the platform, or a manual restart, started it since)."""
+    holders = list(holders)
+    if not holders or any(h.started < slot.timestamp() for h in holders):
+        return None
+    return (
+        f"the running driver started after the restart slot {slot:%Y-%m-%d %H:%M:%S} UTC "
+        f"({'; '.join(h.describe() for h in holders)}): nothing to restart"
+    )
+
+
 def restart_gracefully(
     settings: Settings,
     queries: Iterable[str],
     streaming_runs: Callable[[list[str] | None], int],
     wait_for_run_end: float = 300.0,
+    slot: datetime | None = None,
 ) -> bool:
     """The scheduled restart: stop the running driver at a batch boundary (a hard kill only
     after the stop timeout, logged), wait for its Airflow run to end; True when a new run
-    should be started (False: nothing was running, another run already replaced the
-    driver, or the old run did not end)."""
+    should be started (False: nothing was running, the driver started after `slot`, another
+    run already replaced the driver, or the old run did not end)."""
     queries = list(queries)
     holders = live_drivers(settings, queries)
     if not holders:
         log.info("no streaming driver is running: nothing to restart")
+        return False
+    if slot is not None and (fresh := started_after_slot(slot, holders.values())):
+        log.info("%s", fresh)
         return False
     for holder in holders.values():
         log.info("scheduled restart: asking %s to stop", holder.describe())

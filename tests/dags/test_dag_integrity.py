@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -59,6 +60,9 @@ for dag_id, dag in bag.dags.items():
         ),
         "paused_upon_creation": dag.is_paused_upon_creation,
         "cron": getattr(dag.timetable, "_expression", None),
+        "timetable_data": (
+            dag.timetable.serialize() if hasattr(dag.timetable, "_expression") else None
+        ),
         "tasks": [
             {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool,
              "outlets": sorted(getattr(o, "uri", None) or "alias:" + o.name for o in t.outlets),
@@ -155,23 +159,33 @@ def test_every_dag_takes_the_shared_defaults(parsed):
             assert task["owner"] == OWNER, f"{dag_id}.{task['id']} owner"
 
 
-def test_the_scheduled_restart_waits_for_its_next_slot(parsed):
+@pytest.mark.parametrize(
+    "after_slot",
+    [timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=2), timedelta(hours=20)],
+)
+def test_the_scheduled_restart_waits_for_its_next_slot(parsed, after_slot, monkeypatch):
     """Its first run is the next cron slot after the DAG appears, not the latest past one
-    (which would restart a driver the platform has just started)."""
+    (which would restart a driver the platform has just started), however soon after a slot
+    the platform starts.  A plain cron schedule ran the past slot when the platform started
+    within 2.4 h after it."""
+    import airflow.timetables.trigger as trigger
     from airflow.timetables.base import TimeRestriction
-    from airflow.timetables.trigger import CronTriggerTimetable
-
-    from include.settings import get_settings
 
     dag = parsed["dags"]["streaming_restart"]
     assert dag["timetable"] == "CronTriggerTimetable"
-    cron = get_settings().spark.restart_schedule
-    timetable = CronTriggerTimetable(cron, timezone="UTC")
+    timetable = trigger.CronTriggerTimetable.deserialize(dag["timetable_data"])
     earliest = pendulum.parse(dag["start_date"]) if dag["start_date"] else None
     restriction = TimeRestriction(earliest=earliest, latest=None, catchup=dag["catchup"])
-    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
-    now = pendulum.now("UTC")
-    assert now < first.run_after <= now.add(days=1), first.run_after
+
+    def first_run_after_appearing_at(now):
+        monkeypatch.setattr(trigger, "utcnow", lambda: now)
+        return timetable.next_dagrun_info(
+            last_automated_data_interval=None, restriction=restriction
+        ).run_after
+
+    slot = first_run_after_appearing_at(pendulum.now("UTC"))  # a real slot of the schedule
+    now = slot + after_slot
+    assert now < first_run_after_appearing_at(now) <= now.add(days=1)
 
 
 def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):

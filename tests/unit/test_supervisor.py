@@ -20,6 +20,7 @@ from include.supervisor import (
     Observation,
     classify,
     missed_slot,
+    started_after_slot,
 )
 
 CFG = SupervisorSettings(lag_warning_records=1000, stall_seconds=300, frozen_after_seconds=30)
@@ -98,3 +99,25 @@ def test_a_scheduled_restart_skips_a_slot_that_passed_before_it_started(
     assert (why is not None) == skips
     if skips:
         assert "2027-01-15 03:30 UTC" in why and "skipping it" in why
+
+
+def started_at(when: datetime) -> Holder:
+    return Holder(4242, "here", "q", when.timestamp(), when.timestamp())
+
+
+@pytest.mark.parametrize(
+    "drivers,nothing_to_do",
+    [
+        # The platform (or a manual restart) started the driver a minute after the slot.
+        ([started_at(SLOT + timedelta(minutes=1))], True),
+        ([started_at(SLOT - timedelta(days=1))], False),  # running since yesterday: restart
+        # One of two drivers predates the slot: it still needs the restart.
+        ([started_at(SLOT + timedelta(minutes=1)), started_at(SLOT - timedelta(hours=1))], False),
+        ([], False),  # nothing running is said elsewhere ("nothing to restart")
+    ],
+)
+def test_a_restart_leaves_a_driver_started_after_its_slot(drivers, nothing_to_do) -> None:
+    why = started_after_slot(SLOT, drivers)
+    assert (why is not None) == nothing_to_do
+    if nothing_to_do:
+        assert "2027-01-15 03:30:00 UTC" in why and "pid 4242" in why
