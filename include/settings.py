@@ -13,10 +13,17 @@ import os
 import tomllib
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +59,24 @@ def _shipped_section(section: str) -> dict[str, Any]:
         values = values.get(part, {})
     # Sub-tables ([kafka.security] under [kafka]) are their own sections.
     return {k: v for k, v in values.items() if not isinstance(v, dict)}
+
+
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(
+            f"not a cron expression: {value!r}; five fields, minute hour day month weekday "
+            "(UTC), e.g. '0 * * * *' for hourly"
+        )
+    return value
+
+
+# A DAG's schedule: checked here, so a typo stops `make up` with this message instead of
+# leaving the DAG out of Airflow with an import error.
+Cron = Annotated[str, AfterValidator(_cron)]
+# The same, or "" for never.
+CronOrOff = Annotated[str, AfterValidator(lambda value: value and _cron(value))]
 
 
 class Section(BaseModel):
@@ -153,7 +178,7 @@ class SparkSettings(Section, section="spark"):
     min_batches_to_retain: int = Field(ge=2)
     state_store: Literal["rocksdb", "hdfs"]
     # Scheduled graceful restart of the streaming driver (cron, UTC); "" turns it off.
-    restart_schedule: str
+    restart_schedule: CronOrOff
     # The streaming driver's Spark UI (and Spark's own Prometheus metrics) on bind_host.
     ui_port: int = Field(ge=1, le=65535)
     # Any further Spark setting for the streaming application, applied after the
@@ -245,21 +270,9 @@ class BackfillSettings(Section, section="backfill"):
     # window, the session gap / attribution range, plus events that reached Kafka late.
     margin_seconds: int = Field(ge=0)
     # The DAG's data intervals (cron, UTC); a backfill range is cut into these.
-    schedule: str
+    schedule: Cron
     # Whether the DAG's scheduled runs recompute their interval or skip at once.
     on_schedule: bool
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(
-                f"not a cron expression: {value!r} ([backfill] schedule); e.g. '0 * * * *' "
-                "for hourly intervals"
-            )
-        return value
 
 
 class QualitySettings(Section, section="quality"):
@@ -267,7 +280,7 @@ class QualitySettings(Section, section="quality"):
     reconciliation's read margin."""
 
     # The data_quality DAG also runs on this cron (UTC), besides on every table update.
-    schedule: str
+    schedule: Cron
     # A table with fewer committed rows than this is not checked yet (skipped, not failed).
     min_rows: int = Field(ge=0)
     # Freshness: a table's newest row may trail the input's newest record by its own
@@ -323,7 +336,7 @@ class MaintenanceSettings(Section, section="maintenance"):
     run (Delta files and log, the JSON-lines files, reports, service and Airflow logs)."""
 
     # The table_maintenance DAG runs on this cron (UTC).
-    schedule: str
+    schedule: Cron
     # Compaction rewrites a table's small files into files of about this size.
     target_file_mb: int = Field(gt=0)
     # Data files a compaction replaced are deleted once older than this: a reader of an

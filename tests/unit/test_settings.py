@@ -66,6 +66,32 @@ def test_the_zone_of_zone_less_timestamps_must_be_a_known_one(monkeypatch):
             Settings()
 
 
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "ECOM_SPARK__RESTART_SCHEDULE",
+        "ECOM_BACKFILL__SCHEDULE",
+        "ECOM_QUALITY__SCHEDULE",
+        "ECOM_MAINTENANCE__SCHEDULE",
+    ],
+)
+def test_a_schedule_that_is_no_cron_expression_stops_the_settings(monkeypatch, variable):
+    monkeypatch.setenv(variable, "*/5 * * *")  # four fields
+    with pytest.raises(ValueError, match=r"not a cron expression: '\*/5 \* \* \*'") as error:
+        Settings()
+    assert variable.removeprefix("ECOM_").lower().replace("__", ".") in str(error.value)
+    monkeypatch.setenv(variable, "*/5 * * * *")
+    assert Settings()  # a valid one passes
+
+
+def test_only_the_restart_may_be_turned_off_with_an_empty_schedule(monkeypatch):
+    monkeypatch.setenv("ECOM_SPARK__RESTART_SCHEDULE", "")
+    assert Settings().spark.restart_schedule == ""
+    monkeypatch.setenv("ECOM_QUALITY__SCHEDULE", "")
+    with pytest.raises(ValueError, match="not a cron expression: ''"):
+        Settings()
+
+
 def test_further_spark_settings_come_last_and_win(monkeypatch) -> None:
     from spark_jobs.session import PER_BATCH_COST_CONF, session_conf
 
