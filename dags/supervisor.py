@@ -19,6 +19,11 @@ Kafka's end offsets) and acts:
 * a **zombie**, a driver running while no `streaming` run is active (Airflow marked its task
   failed but the process lives on), is stopped before a new run is started.
 
+When Kafka does not answer (a broker restart), the lag is unknown for that round ("lag
+unknown" in the sentences and the health record): dead and frozen drivers are still judged
+and restarted, nothing is called lagging or stalled for its lag.  A failed round is retried
+after one interval, not Airflow's usual 5 minutes.
+
 Beside that, it announces every sink table with new commits as an Airflow Asset event,
 which triggers the `data_quality` DAG.
 
@@ -43,14 +48,18 @@ from include.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+# Reads config/platform.toml only (no connection): allowed at parse time.
+INTERVAL = timedelta(seconds=get_settings().supervisor.interval_seconds)
+
 
 @dag(
     dag_id="supervisor",
     doc_md=__doc__,
     tags=["ecommerce", "streaming", "operations"],
-    default_args=default_args(),
-    # Reads config/platform.toml only (no connection): allowed at parse time.
-    schedule=timedelta(seconds=get_settings().supervisor.interval_seconds),
+    # A failed round retries after one interval, not Airflow's 5 minutes: with one run at
+    # a time, the retry delay is time in which nobody watches the drivers.
+    default_args=default_args(retry_delay=INTERVAL),
+    schedule=INTERVAL,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

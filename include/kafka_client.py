@@ -115,11 +115,12 @@ def read_to_end(
         reader.close()
 
 
-def end_offsets(bootstrap_servers: str, topic: str) -> dict[str, dict[str, int]]:
-    """Kafka's end offset per partition, shaped like Spark's source offsets."""
+def end_offsets(bootstrap_servers: str, topic: str, **overrides) -> dict[str, dict[str, int]]:
+    """Kafka's end offset per partition, shaped like Spark's source offsets; `overrides` go
+    to the consumer."""
     from kafka import TopicPartition
 
-    reader = consumer(bootstrap_servers)
+    reader = consumer(bootstrap_servers, **overrides)
     try:
         partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
         ends = reader.end_offsets(partitions)

@@ -58,14 +58,20 @@ class Observation:
     planned: int | None
     committed: int | None
     seconds_since_commit: float | None
-    lag: dict[str, int] = field(default_factory=dict)
+    # None: Kafka's end offsets could not be read this round (the broker did not answer).
+    lag: dict[str, int] | None = field(default_factory=dict)
     progress: dict[str, Any] | None = None
     checkpoint_problems: list[str] = field(default_factory=list)
 
     @property
-    def total_lag(self) -> int:
-        """Records behind Kafka's end offsets, over every partition."""
-        return sum(self.lag.values())
+    def total_lag(self) -> int | None:
+        """Records behind Kafka's end offsets, over every partition (None: unknown)."""
+        return None if self.lag is None else sum(self.lag.values())
+
+
+def lag_words(lag: int | None) -> str:
+    """The lag in a verdict's sentence."""
+    return "lag unknown (Kafka did not answer)" if lag is None else f"lag {lag:,}"
 
 
 @dataclass
@@ -77,7 +83,7 @@ class Verdict:
     state: str
     reason: str
     action: str  # none | warn | restart | stop_and_restart
-    total_lag: int
+    total_lag: int | None
     driver_pid: int | None
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -96,16 +102,21 @@ def classify(obs: Observation, cfg: SupervisorSettings, now: float | None = None
         return Verdict(obs.query, state, f"{obs.query} {state}: {reason}", action, lag, pid)
 
     if obs.driver is None:
-        return verdict(DEAD, f"no driver holds its checkpoint, lag {lag:,}; restarting", "restart")
+        return verdict(
+            DEAD, f"no driver holds its checkpoint, {lag_words(lag)}; restarting", "restart"
+        )
     silent = obs.driver.age(now)
     if silent > cfg.frozen_after_seconds:
         return verdict(
             STALLED,
             f"driver pid {pid} sent no heartbeat for {_minutes(silent)} (frozen), "
-            f"lag {lag:,}; stopping it and restarting",
+            f"{lag_words(lag)}; stopping it and restarting",
             "stop_and_restart",
         )
     since = obs.seconds_since_commit
+    # Without the lag (Kafka did not answer) only a dead or frozen driver can be judged.
+    if lag is None:
+        return verdict(RUNNING, f"driver pid {pid}, {lag_words(lag)}", "none")
     if lag > 0 and since is not None and since > cfg.stall_seconds:
         return verdict(
             STALLED,
@@ -118,7 +129,7 @@ def classify(obs: Observation, cfg: SupervisorSettings, now: float | None = None
             f"{lag:,} records behind the input topic (warning above {cfg.lag_warning_records:,})",
             "warn",
         )
-    return verdict(RUNNING, f"driver pid {pid}, lag {lag:,}", "none")
+    return verdict(RUNNING, f"driver pid {pid}, {lag_words(lag)}", "none")
 
 
 # ---------------------------------------------------------------- observing
@@ -127,13 +138,13 @@ def classify(obs: Observation, cfg: SupervisorSettings, now: float | None = None
 def observe(
     settings: Settings,
     query: str,
-    end_offsets: dict[str, dict[str, int]],
+    end_offsets: dict[str, dict[str, int]] | None,
     progress: dict[str, Any] | None,
     now: float | None = None,
 ) -> Observation:
     """Measure one query: its checkpoint, the live lease holder, the seconds since its last
     commit (since the driver started when nothing is committed; None when neither), its lag
-    behind `end_offsets`, and its last progress record."""
+    behind `end_offsets` (None when they are unknown), and its last progress record."""
     now = now or time.time()
     path = settings.checkpoint_path(query)
     report = checkpoints.inspect(path)
@@ -149,7 +160,7 @@ def observe(
         planned=report.last_planned,
         committed=report.last_committed,
         seconds_since_commit=since,
-        lag=checkpoints.lag(report, end_offsets),
+        lag=None if end_offsets is None else checkpoints.lag(report, end_offsets),
         progress=progress,
         checkpoint_problems=report.problems,
     )
@@ -171,7 +182,7 @@ def progress_metrics(record: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def assess(
-    settings: Settings, queries: Iterable[str], end_offsets: dict[str, dict[str, int]]
+    settings: Settings, queries: Iterable[str], end_offsets: dict[str, dict[str, int]] | None
 ) -> list[Verdict]:
     """Observe and classify every query at one moment; each verdict carries its figures."""
     now = time.time()
@@ -202,7 +213,7 @@ def not_started(verdict: Verdict) -> Verdict:
         verdict,
         state=NOT_STARTED,
         reason=f"{verdict.query} {NOT_STARTED}: the streaming DAG has never run; trigger it "
-        f"to start the queries (lag {verdict.total_lag:,})",
+        f"to start the queries ({lag_words(verdict.total_lag)})",
         action="none",
     )
 
@@ -220,14 +231,15 @@ def starting(verdict: Verdict, scheduled_restart: bool = False) -> Verdict:
             verdict,
             state=STARTING,
             reason=f"{verdict.query} {STARTING}: the scheduled restart (streaming_restart) is "
-            f"replacing its driver, lag {verdict.total_lag:,}",
+            f"replacing its driver, {lag_words(verdict.total_lag)}",
             action="none",
         )
     return replace(
         verdict,
         state=STARTING,
         reason=f"{verdict.query} {STARTING}: a streaming run is active but no driver holds "
-        f"the checkpoint yet, lag {verdict.total_lag:,}; restarting if that run ends without one",
+        f"the checkpoint yet, {lag_words(verdict.total_lag)}; restarting if that run ends "
+        "without one",
     )
 
 
@@ -272,6 +284,28 @@ def stop_driver(holder: Holder, timeout: float) -> str:
 # ---------------------------------------------------------------- one supervisor round
 
 
+def input_end_offsets(
+    bootstrap_servers: str, settings: Settings
+) -> dict[str, dict[str, int]] | None:
+    """The input topic's end offsets; None when Kafka does not answer.  A broker restart must
+    not blind the supervisor: a failed round waits out Airflow's retry delay, minutes in
+    which a frozen or dead driver goes unseen, while judging those needs no broker."""
+    from kafka.errors import KafkaError
+
+    try:
+        # 10 s, not the client's 30: the round's other judgements wait for this one.
+        return end_offsets(
+            bootstrap_servers, settings.kafka.input_topic, bootstrap_timeout_ms=10_000
+        )
+    except KafkaError as error:
+        log.warning(
+            "Kafka at %s did not answer (%s): judging the drivers without their lag this round",
+            bootstrap_servers,
+            error,
+        )
+        return None
+
+
 def supervise_once(
     settings: Settings,
     queries: Iterable[str],
@@ -285,8 +319,7 @@ def supervise_once(
     DAG's runs in those states (None: all); Airflow knows, the supervisor asks.  While
     ``scheduled_restart`` (the restart DAG has an active run), a query without a driver is
     being restarted by it: starting, and left to it."""
-    ends = end_offsets(bootstrap_servers, settings.kafka.input_topic)
-    verdicts = assess(settings, queries, ends)
+    verdicts = assess(settings, queries, input_end_offsets(bootstrap_servers, settings))
     if streaming_runs(None) == 0:
         write_health(settings, [not_started(v) for v in verdicts])
         log.info("the streaming DAG has never run: nothing to supervise or restart yet")

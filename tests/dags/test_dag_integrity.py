@@ -65,6 +65,7 @@ for dag_id, dag in bag.dags.items():
         ),
         "tasks": [
             {"id": t.task_id, "owner": t.owner, "retries": t.retries, "pool": t.pool,
+             "retry_delay": t.retry_delay.total_seconds(),
              "outlets": sorted(getattr(o, "uri", None) or "alias:" + o.name for o in t.outlets),
              "links": sorted(type(l).__name__ for l in t.operator_extra_links),
              "on_failure": sorted(type(c).__name__ for c in t.on_failure_callback or [])}
@@ -211,14 +212,16 @@ def test_backfills_run_because_the_backfill_dag_is_never_paused(parsed):
 
 
 def test_the_supervisor_looks_every_interval_seconds(parsed):
-    from datetime import timedelta
-
     from include.settings import get_settings
 
     supervisor = parsed["dags"]["supervisor"]
     assert supervisor["timetable"] == "DeltaTriggerTimetable"
     interval = timedelta(seconds=get_settings().supervisor.interval_seconds)
     assert supervisor["delta"] == str(interval)
+    # A failed round is retried at the next look, not after Airflow's 5 minutes (one run
+    # at a time: the supervisor would be blind that long).
+    for task in supervisor["tasks"]:
+        assert task["retry_delay"] == interval.total_seconds(), task["id"]
 
 
 def test_table_updates_trigger_the_quality_checks(parsed):

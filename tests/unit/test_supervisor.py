@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from include.driver_lease import Holder
 from include.progress import last_progress
-from include.settings import SupervisorSettings
+from include.settings import Settings, SupervisorSettings
 from include.supervisor import (
     DEAD,
     LAGGING,
@@ -19,6 +20,7 @@ from include.supervisor import (
     STALLED,
     Observation,
     classify,
+    input_end_offsets,
     missed_slot,
     started_after_slot,
 )
@@ -31,8 +33,9 @@ def driver(heartbeat_age: float = 2) -> Holder:
     return Holder(4242, "here", "q", NOW - 3600, NOW - heartbeat_age)
 
 
-def seen(driver_holder=None, lag: int = 0, since_commit: float | None = 5) -> Observation:
-    return Observation("revenue_by_category", driver_holder, 9, 9, since_commit, {"t/0": lag})
+def seen(driver_holder=None, lag: int | None = 0, since_commit: float | None = 5) -> Observation:
+    lags = None if lag is None else {"t/0": lag}  # None: Kafka did not answer
+    return Observation("revenue_by_category", driver_holder, 9, 9, since_commit, lags)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +50,10 @@ def seen(driver_holder=None, lag: int = 0, since_commit: float | None = 5) -> Ob
         # No input waiting: a quiet query is not stalled, however long since its commit.
         (seen(driver(), lag=0, since_commit=3600), RUNNING, "none"),
         (seen(driver(), lag=5, since_commit=None), RUNNING, "none"),
+        # Kafka did not answer: a dead or frozen driver is still seen, nothing else judged.
+        (seen(None, lag=None), DEAD, "restart"),
+        (seen(driver(heartbeat_age=31), lag=None), STALLED, "stop_and_restart"),
+        (seen(driver(), lag=None, since_commit=3600), RUNNING, "none"),
     ],
 )
 def test_classification(observation, state, action) -> None:
@@ -59,6 +66,28 @@ def test_the_reason_is_a_sentence_with_the_numbers() -> None:
     assert verdict.reason == (
         "revenue_by_category stalled: no commit for 6 min, lag 48,210; restarting"
     )
+
+
+def test_an_unknown_lag_is_said_so() -> None:
+    verdict = classify(seen(driver(heartbeat_age=400), lag=None), CFG, now=NOW)
+    assert verdict.total_lag is None
+    assert verdict.reason == (
+        "revenue_by_category stalled: driver pid 4242 sent no heartbeat for 7 min (frozen), "
+        "lag unknown (Kafka did not answer); stopping it and restarting"
+    )
+
+
+def test_a_broker_that_does_not_answer_leaves_the_lag_unknown(caplog) -> None:
+    """A real client against a port nobody listens on: no exception, so the supervisor's
+    round goes on (it used to fail and wait out Airflow's 5-minute retry delay)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        servers = f"127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening
+        with caplog.at_level(logging.WARNING, logger="include.supervisor"):
+            assert input_end_offsets(servers, Settings()) is None
+    assert f"Kafka at {servers} did not answer" in caplog.text
 
 
 def test_last_progress_takes_the_newest_record_per_query(tmp_path: Path) -> None:
