@@ -240,7 +240,8 @@ def snapshot(settings: Settings) -> Snapshot:
 
     # The verdicts as make status and the health page read them: a stale record is no
     # "dead" alarm but "stopped" (include/pipeline_status.py).
-    status = pipeline_status(settings)
+    progress = last_progress(settings.metrics_dir, QUERIES)
+    status = pipeline_status(settings, progress=progress)
     health = {
         "at": status.checked_at.timestamp() if status.checked_at else None,
         "queries": [
@@ -248,7 +249,7 @@ def snapshot(settings: Settings) -> Snapshot:
         ],
     }
     return Snapshot(
-        progress=last_progress(settings.metrics_dir, QUERIES),
+        progress=progress,
         health=health,
         quality=last_quality(settings),
         dead_letter_rows=dead_letter_count(settings),

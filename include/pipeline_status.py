@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from include.analytics import QUERIES
 from include.driver_lease import STALE_AFTER_SECONDS, read_holder
@@ -80,12 +81,18 @@ def live_driver_pid(settings: Settings, query: str, now: float) -> int | None:
     return holder.pid
 
 
-def pipeline_status(settings: Settings, now: float | None = None) -> PipelineStatus:
-    """Every query's status from the supervisor's record and the driver leases."""
+def pipeline_status(
+    settings: Settings,
+    now: float | None = None,
+    progress: dict[str, dict[str, Any]] | None = None,
+) -> PipelineStatus:
+    """Every query's status from the supervisor's record and the driver leases; `progress`
+    is the newest record per query when the caller has read it already."""
     now = now or time.time()
     checked, verdicts = read_health(settings)
     # The newest batch, not the one the supervisor saw (up to its interval older).
-    progress = last_progress(settings.metrics_dir, QUERIES)
+    if progress is None:
+        progress = last_progress(settings.metrics_dir, QUERIES)
     watched = checked is not None and now - checked.timestamp() <= stale_after_seconds(settings)
     since = f"since {checked:%Y-%m-%d %H:%M:%S} UTC" if checked else "yet"
     found = []
