@@ -177,11 +177,16 @@ DEAD_LETTERS = Output(
     keys=("source_topic", "source_partition", "source_offset"),
 )
 
+# The one streaming query that computes and writes every output (its checkpoint, its lease).
+PIPELINE = "pipeline"
+
 # Views of the declarations above, for readers that look outputs up by name.
 ANALYTIC_NAMES: tuple[str, ...] = tuple(a.name for a in ANALYTICS)
 BY_NAME: dict[str, Analytic] = {a.name: a for a in ANALYTICS}
 OUTPUTS: tuple[Output, ...] = (*ANALYTICS, DEAD_LETTERS)
-# The streaming queries (and sink tables): one per analytic, then the dead letters.
+# The outputs (sink tables and topics): one per analytic, then the dead letters.  Each is a
+# branch of the one streaming query PIPELINE; the supervisor, the health page, make status
+# and the metrics report each output's progress under its name.
 QUERIES: tuple[str, ...] = tuple(o.name for o in OUTPUTS)
 SCHEMAS: dict[str, pa.Schema] = {o.name: o.schema for o in OUTPUTS}
 ROW_KEYS: dict[str, tuple[str, ...]] = {o.name: o.keys for o in OUTPUTS}

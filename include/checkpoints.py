@@ -7,8 +7,8 @@ here are the only record of how far a query has read: lag is computed from them.
 
 Command line (what the error messages point to)::
 
-    python -m include.checkpoints check                 # every query's checkpoint
-    python -m include.checkpoints relocate <query>      # start <query> afresh, on purpose
+    python -m include.checkpoints check        # every checkpoint under the state dir
+    python -m include.checkpoints relocate     # start the pipeline afresh, on purpose
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from include.analytics import OUTPUTS
 from include.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ STREAMING_CODE = (
     "spark_jobs/session.py",
     "spark_jobs/validation.py",
     "spark_jobs/transforms.py",
+    "spark_jobs/pipeline.py",
     "spark_jobs/sinks.py",
 )
 
@@ -195,27 +197,40 @@ def backup_if_changed(checkpoint: Path, current: str) -> Path | None:
 # ---------------------------------------------------------------- relocating
 
 
-def relocate_command(query: str) -> str:
-    """The command that relocates `query`'s checkpoint, for messages that tell an operator to
-    run it."""
-    return f".venv/bin/python -m include.checkpoints relocate {query}"
+def relocate_command() -> str:
+    """The command that relocates the pipeline's checkpoint, for messages that tell an
+    operator to run it."""
+    return ".venv/bin/python -m include.checkpoints relocate"
 
 
-def relocate(settings: Settings, query: str) -> Path:
-    """Move a query's checkpoint *and* its table aside, together.
+def legacy_checkpoints(settings: Settings) -> list[Path]:
+    """Checkpoints of the six-query design (one per output, before the one query): a
+    pipeline cannot continue from them."""
+    return [
+        path
+        for output in OUTPUTS
+        if ((path := settings.checkpoint_path(output.name)) / "metadata").exists()
+    ]
 
-    Both, because the table's exactly-once guard is keyed by the checkpoint's query id: a
-    fresh checkpoint over the old table would append every window again.  The query then
-    rebuilds from the earliest offset Kafka still holds.  Nothing is deleted.
+
+def relocate(settings: Settings) -> Path:
+    """Move the pipeline's checkpoint, any checkpoint of the six-query design *and* every
+    sink table aside, together.
+
+    All of them, because each table's exactly-once guard is keyed by the checkpoint's query
+    id: a fresh checkpoint over the old tables would append every row again.  The pipeline
+    then rebuilds every table from the earliest offset Kafka still holds.  Nothing is
+    deleted: the moved folders stay under ``<checkpoints>/_retired/<stamp>/``.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = settings.checkpoint_root / RETIRED_DIR / f"{query}-{stamp}"
+    target = settings.checkpoint_root / RETIRED_DIR / stamp
     target.mkdir(parents=True)
-    for kind, path in (
-        ("checkpoint", settings.checkpoint_path(query)),
-        ("table", settings.table_path(query)),
-    ):
+    moves = [("checkpoints/pipeline", settings.pipeline_checkpoint)]
+    moves += [(f"checkpoints/{p.name}", p) for p in legacy_checkpoints(settings)]
+    moves += [(f"tables/{o.name}", settings.table_path(o.name)) for o in OUTPUTS]
+    for kind, path in moves:
         if path.exists():
+            (target / kind).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), str(target / kind))
     return target
 
@@ -229,16 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="check every query's checkpoint")
-    move = sub.add_parser("relocate", help="move a query's checkpoint and table aside")
-    move.add_argument("query")
+    sub.add_parser("check", help="check every checkpoint")
+    sub.add_parser(
+        "relocate", help="move the pipeline's checkpoint and the sink tables aside, together"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "relocate":
-        target = relocate(settings, args.query)
+        target = relocate(settings)
         print(
-            f"moved the checkpoint and table of {args.query} to {target}; the query starts "
-            "afresh from the earliest offset in Kafka at its next launch"
+            f"moved the checkpoints and sink tables to {target}; the pipeline starts afresh "
+            "from the earliest offset in Kafka at its next launch"
         )
         return 0
     code = 0

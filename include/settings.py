@@ -244,6 +244,10 @@ class AnalyticsSettings(Section, section="analytics"):
     session_gap_seconds: int = Field(gt=0)
     # A purchase counts for a page view of the same product up to this long after it.
     attribution_seconds: int = Field(gt=0)
+    # The idle rule (include.idle_close): after this long without a new event, event time
+    # moves on with the wall clock, and a control record carries it every tick.
+    idle_close_seconds: float = Field(gt=0)
+    idle_tick_seconds: float = Field(gt=0)
 
 
 class SupervisorSettings(Section, section="supervisor"):
@@ -478,6 +482,13 @@ class Settings(Section, BaseSettings):
         """The checkpoint of streaming query `query`."""
         return self.checkpoint_root / query
 
+    @property
+    def pipeline_checkpoint(self) -> Path:
+        """The checkpoint of the one streaming query that writes every output."""
+        from include.analytics import PIPELINE
+
+        return self.checkpoint_path(PIPELINE)
+
     def output_topic(self, analytic: str) -> str:
         """The Kafka topic an analytic's rows are published to."""
         return f"{self.kafka.output_topic_prefix}{analytic}"
@@ -492,6 +503,12 @@ class Settings(Section, BaseSettings):
         from include.kafka_security import kafka_python_options
 
         return kafka_python_options(self.kafka.security)
+
+    def confluent_kafka_options(self) -> dict[str, str]:
+        """confluent-kafka (librdkafka) options: the brokers and the security."""
+        from include.kafka_security import confluent_options
+
+        return confluent_options(self.kafka.security, self.bootstrap_servers)
 
     def spark_kafka_options(self) -> dict[str, str]:
         """Options of Spark's Kafka source and sink: the brokers and the security."""

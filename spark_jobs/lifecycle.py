@@ -124,39 +124,42 @@ INCOMPATIBLE_CHECKPOINT = re.compile(
 
 
 def checkpoint_hint(query: str, error: object) -> str | None:
-    """Plain words and the exact command when Spark refused a query's checkpoint."""
+    """Plain words and the exact command when Spark refused the query's checkpoint."""
     if not INCOMPATIBLE_CHECKPOINT.search(str(error)):
         return None
     return (
         f"query {query} cannot continue from its checkpoint: Spark refuses it, most likely "
         "because the query's code or config changed. Nothing was deleted. To start it "
-        f"afresh on purpose, run `{checkpoints.relocate_command(query)}`: it moves the "
-        "checkpoint and the table aside together, and the query rebuilds them from the "
-        "earliest offset Kafka still holds. Backups taken before the change are under "
+        f"afresh on purpose, run `{checkpoints.relocate_command()}`: it moves the "
+        "checkpoint and the sink tables aside together, and the pipeline rebuilds them from "
+        "the earliest offset Kafka still holds. Backups taken before the change are under "
         f"{checkpoints.BACKUP_DIR}/ next to the checkpoint."
     )
 
 
-def check_checkpoints(settings: Settings, queries: Sequence[str]) -> str | None:
-    """Refusal message when a checkpoint is damaged; backs up any that code or config
-    changes are about to resume."""
-    damaged = []
-    for name in queries:
-        path = settings.checkpoint_path(name)
-        report = checkpoints.inspect(path)
-        if not report.healthy:
-            damaged.append(f"{name} ({path}): {'; '.join(report.problems)}")
-    if not damaged:
-        current = checkpoints.fingerprint(settings)
-        for name in queries:
-            checkpoints.backup_if_changed(settings.checkpoint_path(name), current)
-        return None
-    return (
-        "checkpoints look damaged, nothing was changed: "
-        + " | ".join(damaged)
-        + ". Inspect them with `.venv/bin/python -m include.checkpoints check`; start a query "
-        f"afresh on purpose with `{checkpoints.relocate_command('<query>')}`."
-    )
+def check_checkpoints(settings: Settings) -> str | None:
+    """Refusal message when the pipeline's checkpoint is damaged or only checkpoints of the
+    six-query design are there; backs the checkpoint up when code or config changed."""
+    path = settings.pipeline_checkpoint
+    report = checkpoints.inspect(path)
+    if not report.exists and (legacy := checkpoints.legacy_checkpoints(settings)):
+        return (
+            "the state dir holds checkpoints of the six-query design ("
+            + ", ".join(p.name for p in legacy)
+            + "), which the one streaming query cannot continue: nothing was changed. Run "
+            f"`{checkpoints.relocate_command()}` once: it moves those checkpoints and the sink "
+            "tables aside (nothing is deleted), and the pipeline rebuilds every table from the "
+            "earliest offset Kafka still holds."
+        )
+    if not report.healthy:
+        return (
+            f"checkpoint {path} looks damaged, nothing was changed: "
+            + "; ".join(report.problems)
+            + ". Inspect it with `.venv/bin/python -m include.checkpoints check`; start "
+            f"afresh on purpose with `{checkpoints.relocate_command()}`."
+        )
+    checkpoints.backup_if_changed(path, checkpoints.fingerprint(settings))
+    return None
 
 
 def supervise(

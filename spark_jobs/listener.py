@@ -1,11 +1,18 @@
-"""Streaming progress: one JSON line per micro-batch for the supervisor, the UI and the
-benchmarks (``<metrics_dir>/progress.jsonl``, rotated by size, read by ``include.progress``)."""
+"""Streaming progress: JSON lines per micro-batch for the supervisor, the UI and the
+benchmarks (``<metrics_dir>/progress.jsonl``, rotated by size, read by ``include.progress``).
+
+The one streaming query writes every output, so each of its batches gives one record for the
+query (named after it) and one per output (named after the output), which carries the query's
+batch figures (rates, duration, offsets, watermark) and the output's own: the rows it wrote
+in the batch (``numOutputRows``) and the state and late rows of its branch's operators.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +94,59 @@ def progress_record(progress: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class ProgressRecorder(StreamingQueryListener):
-    """Appends one JSON line per progress event; logs starts and terminations."""
+def output_records(
+    query_record: dict[str, Any],
+    operators: Mapping[str, int],
+    rows_written: Mapping[str, int] | None,
+) -> list[dict[str, Any]]:
+    """One record per output from the query's record: ``operators`` gives how many of the
+    query's stateful operators each output's branch has, in order (spark_jobs.pipeline)."""
+    records = []
+    ops = query_record["stateOperators"]
+    at = 0
+    for output, count in operators.items():
+        mine = ops[at : at + count]
+        at += count
+        records.append(
+            {
+                **query_record,
+                "name": output,
+                "query": query_record["name"],
+                "numOutputRows": None if rows_written is None else rows_written.get(output, 0),
+                "rowsDroppedByWatermark": sum(
+                    op.get("numRowsDroppedByWatermark") or 0 for op in mine
+                ),
+                "stateRowsTotal": sum(op.get("numRowsTotal") or 0 for op in mine),
+                "stateOperators": mine,
+            }
+        )
+    return records
 
-    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
+
+class ProgressRecorder(StreamingQueryListener):
+    """Appends the JSON lines of each progress event; logs starts and terminations.
+
+    ``operators`` (output -> stateful operators of its branch, in order) and
+    ``rows_written`` (batch id -> rows per output, from the sink) make the per-output
+    records; without them only the query's record is written.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        keep: int,
+        operators: Mapping[str, int] | None = None,
+        rows_written: Callable[[int], Mapping[str, int] | None] | None = None,
+    ) -> None:
         super().__init__()
         self.path = path
         # Rotation bounds ([maintenance] jsonl_*): rotated by this, the file's one writer,
         # under its lock, so no record is split or lost (include.jsonlines).
         self.max_bytes = max_bytes
         self.keep = keep
+        self.operators = dict(operators or {})
+        self.rows_written = rows_written
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,11 +158,18 @@ class ProgressRecorder(StreamingQueryListener):
         log.info("query %s is running (id %s, run %s)", name, event.id, event.runId)
 
     def onQueryProgress(self, event: Any) -> None:
-        """Append the batch's progress record; a failure to write is logged, never raised."""
+        """Append the batch's records; a failure to write is logged, never raised."""
         try:
-            line = json.dumps(progress_record(json.loads(event.progress.json)))
+            record = progress_record(json.loads(event.progress.json))
+            lines = [record]
+            if self.operators:
+                written = (
+                    None if self.rows_written is None else self.rows_written(record["batchId"])
+                )
+                lines += output_records(record, self.operators, written)
             with self._lock:
-                append_line(self.path, line, self.max_bytes, self.keep)
+                for line in lines:
+                    append_line(self.path, json.dumps(line), self.max_bytes, self.keep)
         except Exception:
             # A metrics hiccup (disk full, odd JSON) must not disturb the query.
             log.exception("could not record streaming progress in %s", self.path)

@@ -1,35 +1,67 @@
-"""Where each streaming query's micro-batches go: a Delta table exactly once, then a topic.
+"""Where the one streaming query's micro-batches go: every Delta table and every output topic,
+each exactly once, written from the driver.
 
-:data:`QUERY_STARTERS` starts any query by name: one per analytic declared in
-``include.analytics`` (valid events -> the analytic's transform) and the dead letters
-(records that failed validation).  Every query writes through :class:`BatchSink`.
+A batch's output rows are few (tens to thousands), so :class:`PipelineSink` runs one Spark job
+per batch, the collect of the rows as Arrow, and writes the rest from the driver:
+
+* each Delta table with delta-rs (:class:`DeltaTables`): the append carries the table's app
+  transaction (app id ``<output>-<checkpoint query id>``, version = the batch id), the same
+  protocol Spark's ``txnAppId``/``txnVersion`` use, and a batch the table already holds is
+  skipped, so a batch replayed after a crash is not appended twice;
+* every output topic in one Kafka transaction (:class:`TransactionalTopics`): the records of
+  all outputs and the batch id (committed as the offsets and metadata of the pipeline's
+  consumer group) commit together, and a batch already committed is not sent again, so a
+  ``read_committed`` consumer sees each row exactly once.  A driver that dies mid-write
+  leaves an open transaction that its successor's ``init_transactions`` aborts.
+
+The two are independent: a crash between them replays the batch, and each side skips what it
+already holds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
-from pyspark.sql.streaming import StreamingQuery
 
-from include.analytics import ANALYTICS, DEAD_LETTERS, Analytic
+from include.analytics import DEAD_LETTERS, SCHEMAS
 from include.settings import Settings
-from spark_jobs import transforms, validation
+from spark_jobs.pipeline import OUTPUT_COLUMN
 
 # Every line the driver logs carries the application's name (tests and users grep it).
 log = logging.getLogger("streaming_app")
+
+# How many batches' row counts wait for the progress listener before the oldest are dropped.
+KEEP_COUNTS = 64
 
 
 def checkpoint_query_id(checkpoint: Path) -> str:
     """The query id Spark stored in the checkpoint when the query first started."""
     with open(checkpoint / "metadata", encoding="utf-8") as handle:
         return str(json.loads(handle.readline())["id"])
+
+
+def batch_end_offsets(checkpoint: Path, batch_id: int) -> dict[str, dict[str, int]]:
+    """The source offsets batch `batch_id` reads up to, from the checkpoint's offset log
+    (``{topic: {partition: next offset}}``; written by Spark before the batch runs)."""
+    lines = (checkpoint / "offsets" / str(batch_id)).read_text(encoding="utf-8").splitlines()
+    found: dict[str, dict[str, int]] = {}
+    for line in lines[2:]:  # version line, batch metadata, then one line per source
+        offsets = json.loads(line)
+        if isinstance(offsets, dict):
+            for topic, parts in offsets.items():
+                found[topic] = {str(p): int(o) for p, o in parts.items()}
+    return found
 
 
 @contextmanager
@@ -44,124 +76,263 @@ def job_name(batch: DataFrame, name: str) -> Iterator[None]:
         context.setLocalProperty("callSite.short", None)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class BatchSink:
-    """Writes one micro-batch to a Delta table (exactly once) and a Kafka topic.
+def collect_arrow(batch: DataFrame) -> pa.Table:
+    """The batch's rows as one Arrow table, in one Spark job.
 
-    The Delta append carries ``txnAppId``/``txnVersion``: Delta records the highest
-    version committed per app id and skips a write whose version is not higher, so a batch
-    replayed after a crash between the Delta commit and the checkpoint commit is not
-    appended twice.  The app id is the query name plus the id stored in the checkpoint:
-    a fresh checkpoint (batch ids restarting at 0) must not be mistaken for a replay.
+    Not ``DataFrame.toArrow()``: it casts the result to a schema in which a struct column's
+    non-nullable fields stay non-nullable, and Arrow refuses that cast where the struct
+    itself is null (every other output's rows here)."""
+    batches = batch._collect_as_arrow(split_batches=False, empty_list_if_zero_records=True)
+    if not batches:
+        return pa.table({OUTPUT_COLUMN: pa.array([], pa.string())})
+    return pa.Table.from_batches(batches)
+
+
+def output_rows(batch: pa.Table, output: str) -> pa.Table:
+    """The rows of `output` in a collected batch, in its table's declared schema."""
+    mine = batch.filter(pc.equal(batch.column(OUTPUT_COLUMN), output))
+    rows = pa.Table.from_struct_array(mine.column(output).combine_chunks())
+    return rows.cast(SCHEMAS[output])
+
+
+class DeltaTables:
+    """Appends to the sink tables with delta-rs, each batch at most once per table."""
+
+    def __init__(self, paths: Mapping[str, Path], app_suffix: str) -> None:
+        self.paths = dict(paths)
+        self.app_suffix = app_suffix
+        self._tables: dict[str, Any] = {}
+
+    def app_id(self, output: str) -> str:
+        """The table's app transaction id: the output and the checkpoint's query id (a fresh
+        checkpoint restarts batch ids at 0 and must not be mistaken for a replay)."""
+        return f"{output}-{self.app_suffix}"
+
+    def _table(self, output: str) -> Any:
+        from deltalake import DeltaTable
+
+        table = self._tables.get(output)
+        if table is None:
+            path = self.paths[output]
+            if not (path / "_delta_log").is_dir():
+                return None
+            table = self._tables[output] = DeltaTable(str(path))
+        else:
+            table.update_incremental()
+        return table
+
+    def append(self, output: str, rows: pa.Table, batch_id: int) -> bool:
+        """Append `rows` as batch `batch_id`; False when the table holds that batch already."""
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        app_id = self.app_id(output)
+        table = self._table(output)
+        if table is not None:
+            done = table.transaction_version(app_id)
+            if done is not None and done >= batch_id:
+                return False
+        properties = CommitProperties(app_transactions=[Transaction(app_id, batch_id)])
+        write_deltalake(
+            table if table is not None else str(self.paths[output]),
+            rows,
+            mode="append",
+            commit_properties=properties,
+        )
+        return True
+
+
+class TransactionalTopics:
+    """Writes a batch's records to the output topics in one Kafka transaction, at most once
+    per batch.
+
+    The transactional id and the consumer group are the pipeline's (``<prefix>-<checkpoint
+    query id>``): a restarted driver fences its predecessor and finds what it committed.  The
+    batch id rides in the same transaction as the group's committed offsets (the input
+    offsets the batch read up to, so Kafka's tools show how far the outputs are) with
+    ``<query id>:<batch id>`` as their metadata.
     """
 
-    query: str
-    checkpoint: Path
-    table: Path
-    table_columns: Sequence[str]
-    kafka_records: Callable[[DataFrame], DataFrame]
-    topic: str
-    kafka_options: Mapping[str, str]  # brokers and security: Settings.spark_kafka_options()
+    def __init__(self, options: Mapping[str, str], name: str, input_topic: str) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.name = name
+        self.input_topic = input_topic
+        self.producer = Producer(
+            {
+                **options,
+                "transactional.id": name,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                # A batch's writes take seconds; a driver that died mid-transaction is
+                # aborted by its successor's init_transactions long before this.
+                "transaction.timeout.ms": 120_000,
+            }
+        )
+        self.producer.init_transactions(60)
+        self.consumer = Consumer(
+            {
+                **options,
+                "group.id": name,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.group = self.consumer.consumer_group_metadata()
+
+    def last_batch(self, query_id: str) -> int | None:
+        """The newest batch id committed by this checkpoint's pipeline (None: none yet)."""
+        from confluent_kafka import TopicPartition
+
+        (committed,) = self.consumer.committed([TopicPartition(self.input_topic, 0)], timeout=30)
+        marker = committed.metadata or ""
+        owner, _, batch = marker.rpartition(":")
+        if owner != query_id or not batch.isdigit():
+            return None
+        return int(batch)
+
+    def send(
+        self,
+        records: Sequence[tuple[str, bytes, bytes]],
+        query_id: str,
+        batch_id: int,
+        read_up_to: Mapping[str, int],
+    ) -> bool:
+        """Send ``(topic, key, value)`` records as batch `batch_id`; False when that batch
+        was committed before (a replay)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        done = self.last_batch(query_id)
+        if done is not None and done >= batch_id:
+            return False
+        self.producer.begin_transaction()
+        try:
+            for topic, key, value in records:
+                while True:
+                    try:
+                        self.producer.produce(topic, value=value, key=key)
+                        break
+                    except BufferError:  # the local queue is full: let it drain
+                        self.producer.poll(0.1)
+                self.producer.poll(0)
+            marker = f"{query_id}:{batch_id}"
+            offsets = [
+                TopicPartition(self.input_topic, int(p), int(o), metadata=marker)
+                for p, o in sorted(read_up_to.items(), key=lambda item: int(item[0]))
+            ] or [TopicPartition(self.input_topic, 0, 0, metadata=marker)]
+            self.producer.send_offsets_to_transaction(offsets, self.group, 60)
+            self.producer.commit_transaction(120)
+        except KafkaException:
+            self.producer.abort_transaction(60)
+            raise
+        return True
+
+    def close(self) -> None:
+        """Flush and close the clients."""
+        self.producer.flush(10)
+        self.consumer.close()
+
+
+class PipelineSink:
+    """The one query's ``foreachBatch`` function: collect the batch once, then every table and
+    every topic (module docstring).  ``rows_written`` holds each recent batch's rows per
+    output for the progress listener."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        outputs: Sequence[str],
+        checkpoint: Path,
+        topics: Mapping[str, str],
+    ) -> None:
+        self.settings = settings
+        self.outputs = list(outputs)
+        self.checkpoint = checkpoint
+        self.topics = dict(topics)
+        self.rows_written: dict[int, dict[str, int]] = {}
+        self.timings: dict[int, dict[str, float]] = {}
+        self._lock = threading.Lock()
+        self._tables: DeltaTables | None = None
+        self._kafka: TransactionalTopics | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="delta-write")
+
+    def _writers(self) -> tuple[str, DeltaTables, TransactionalTopics]:
+        # The checkpoint's query id exists only once the query has started.
+        query_id = checkpoint_query_id(self.checkpoint)
+        if self._tables is None or self._kafka is None:
+            self._tables = DeltaTables(
+                {o: self.settings.table_path(o) for o in self.outputs}, query_id
+            )
+            self._kafka = TransactionalTopics(
+                self.settings.confluent_kafka_options(),
+                f"ecom-pipeline-{query_id}",
+                self.settings.kafka.input_topic,
+            )
+        return query_id, self._tables, self._kafka
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        batch.persist()
-        try:
-            # No-data batches (the watermark moved, nothing to emit) would add empty commits.
-            with job_name(batch, "empty check"):
-                if batch.isEmpty():
-                    return
-            app_id = f"{self.query}-{checkpoint_query_id(self.checkpoint)}"
-            with job_name(batch, "Delta write"):
-                (
-                    batch.select(*self.table_columns)
-                    .write.format("delta")
-                    .mode("append")
-                    .option("txnAppId", app_id)
-                    .option("txnVersion", str(batch_id))
-                    .save(str(self.table))
-                )
-            # After the table: a crash here replays the batch, the table skips it and Kafka
-            # gets the rows again with the same keys (at least once).  Writing the topic
-            # first saves it the Delta write (up to a second here) but widens that window to
-            # the whole Delta write: the e2e campaign then saw a dead letter twice.
-            with job_name(batch, "Kafka write"):
-                (
-                    self.kafka_records(batch)
-                    .write.format("kafka")
-                    .options(**self.kafka_options)
-                    .option("topic", self.topic)
-                    .save()
-                )
-        finally:
-            batch.unpersist()
+        started = time.monotonic()
+        with job_name(batch, "collect outputs"):
+            collected = collect_arrow(batch)
+        collect_ms = (time.monotonic() - started) * 1000
+        counts = {o: 0 for o in self.outputs}
+        if collected.num_rows:
+            names, tallies = pc.value_counts(collected.column(OUTPUT_COLUMN)).flatten()
+            counts |= dict(zip(names.to_pylist(), tallies.to_pylist(), strict=True))
+        timings = {"collect_ms": collect_ms}
+        if collected.num_rows:
+            timings |= self._write(collected, batch_id, counts)
+        with self._lock:
+            self.rows_written[batch_id] = counts
+            self.timings[batch_id] = timings
+            for old in sorted(self.rows_written)[:-KEEP_COUNTS]:
+                self.rows_written.pop(old, None)
+                self.timings.pop(old, None)
+
+    def _write(
+        self, collected: pa.Table, batch_id: int, counts: Mapping[str, int]
+    ) -> dict[str, float]:
+        query_id, tables, kafka = self._writers()
+        present = [o for o in self.outputs if counts.get(o)]
+        started = time.monotonic()
+        appends = {
+            o: self._pool.submit(tables.append, o, output_rows(collected, o), batch_id)
+            for o in present
+        }
+        records = list(
+            zip(
+                [self.topics[o] for o in collected.column(OUTPUT_COLUMN).to_pylist()],
+                collected.column("key").to_pylist(),
+                collected.column("value").to_pylist(),
+                strict=True,
+            )
+        )
+        read_up_to = batch_end_offsets(self.checkpoint, batch_id).get(
+            self.settings.kafka.input_topic, {}
+        )
+        sent = kafka.send(records, query_id, batch_id, read_up_to)
+        kafka_ms = (time.monotonic() - started) * 1000
+        skipped = [o for o, done in appends.items() if not done.result()]
+        delta_ms = (time.monotonic() - started) * 1000
+        if skipped or not sent:
+            log.info(
+                "batch %d replayed: %s already held it",
+                batch_id,
+                ", ".join([*(f"table {o}" for o in skipped), *([] if sent else ["the topics"])]),
+            )
+        return {"kafka_ms": kafka_ms, "delta_ms": delta_ms}
+
+    def close(self) -> None:
+        """Close the Kafka clients and the writer threads."""
+        self._pool.shutdown(wait=True)
+        if self._kafka is not None:
+            self._kafka.close()
 
 
-def start_query(
-    result: DataFrame,
-    name: str,
-    sink: BatchSink,
-    trigger_seconds: int,
-) -> StreamingQuery:
-    """Start ``result`` as an append-mode query that hands each micro-batch to ``sink``."""
-    query = (
-        result.writeStream.queryName(name)
-        .outputMode("append")
-        .option("checkpointLocation", str(sink.checkpoint))
-        .trigger(processingTime=f"{trigger_seconds} seconds")
-        .foreachBatch(sink)
-        .start()
-    )
-    log.info(
-        "started query %s, checkpoint %s, table %s, topic %s",
-        name,
-        sink.checkpoint,
-        sink.table,
-        sink.topic,
-    )
-    return query
-
-
-def start_analytic(
-    analytic: Analytic, parsed: DataFrame, settings: Settings, trigger_seconds: int
-) -> StreamingQuery:
-    """Valid events -> the analytic -> its Delta table and output topic."""
-    rows = transforms.analytic_rows(analytic, validation.valid_events(parsed), settings.analytics)
-    return start_query(rows, analytic.name, analytic_sink(analytic, settings), trigger_seconds)
-
-
-def analytic_sink(analytic: Analytic, settings: Settings) -> BatchSink:
-    """An analytic's sink: its checkpoint, its table, and its topic keyed by its keys."""
-    return BatchSink(
-        query=analytic.name,
-        checkpoint=settings.checkpoint_path(analytic.name),
-        table=settings.table_path(analytic.name),
-        table_columns=analytic.columns,
-        kafka_records=lambda df: transforms.to_kafka_records(df, analytic.keys),
-        topic=settings.output_topic(analytic.name),
-        kafka_options=settings.spark_kafka_options(),
-    )
-
-
-def start_dead_letters(
-    parsed: DataFrame, settings: Settings, trigger_seconds: int
-) -> StreamingQuery:
-    """Records that failed validation -> the quarantine table and the dead-letter topic."""
-    # Nothing below the size limit is ever truncated in the dead-letter message.
-    result = validation.dead_letters(parsed, max_raw_bytes=settings.events.max_event_bytes)
-    sink = BatchSink(
-        query=DEAD_LETTERS.name,
-        checkpoint=settings.checkpoint_path(DEAD_LETTERS.name),
-        table=settings.table_path(DEAD_LETTERS.name),
-        table_columns=DEAD_LETTERS.columns,
-        kafka_records=lambda df: df.select("key", "value"),
-        topic=settings.kafka.dead_letter_topic,
-        kafka_options=settings.spark_kafka_options(),
-    )
-    return start_query(result, DEAD_LETTERS.name, sink, trigger_seconds)
-
-
-# Every query the app can run, by name, in the order of include.analytics.QUERIES.
-QUERY_STARTERS: dict[str, Callable[[DataFrame, Settings, int], StreamingQuery]] = {
-    **{analytic.name: partial(start_analytic, analytic) for analytic in ANALYTICS},
-    DEAD_LETTERS.name: start_dead_letters,
-}
+def sink_topics(settings: Settings, outputs: Sequence[str]) -> dict[str, str]:
+    """The topic of each output: ``analytics.<name>`` per analytic, the dead-letter topic."""
+    return {
+        o: settings.kafka.dead_letter_topic if o == DEAD_LETTERS.name else settings.output_topic(o)
+        for o in outputs
+    }

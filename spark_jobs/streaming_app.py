@@ -3,26 +3,28 @@
 Usage (the streaming DAG launches it this way; PYTHONPATH must hold the project root)::
 
     PYTHONPATH=. spark-submit --jars <comma-separated connector jars> \\
-        spark_jobs/streaming_app.py [--queries revenue_by_category,dead_letters] \\
+        spark_jobs/streaming_app.py [--outputs revenue_by_category,dead_letters] \\
         [--starting-offsets earliest] [--trigger-seconds N] [--stop-file PATH]
 
-One SparkSession (:mod:`spark_jobs.session`) defines the read of the input topic and the
-parsing and checking of every record (:mod:`spark_jobs.validation`) once, and starts one
-streaming query per name in ``--queries`` (default: all of ``include.analytics.QUERIES``);
-each query reads and parses the topic itself (Spark shares no source between queries):
+One SparkSession (:mod:`spark_jobs.session`) reads the input topic and parses and checks
+every record (:mod:`spark_jobs.validation`), and ONE streaming query, ``pipeline``
+(:mod:`spark_jobs.pipeline`), computes every output asked for in ``--outputs`` (default: all
+of ``include.analytics.OUTPUTS``) as a branch:
 
 * one per analytic (``revenue_by_category``, ``high_value_users``, ``conversion_funnel``,
   ``user_sessions``, ``click_to_purchase``): valid events, de-duplicated by event_id, through
   the analytic's transform (:mod:`spark_jobs.transforms`);
 * ``dead_letters``: the records that failed validation, with their reason.
 
-Each query appends every micro-batch to its Delta table exactly once and then writes it to
-its topic at least once with deterministic keys (:mod:`spark_jobs.sinks`).  Progress of
-every micro-batch goes to ``<metrics_dir>/progress.jsonl`` (:mod:`spark_jobs.listener`).
-The app refuses to start on a checkpoint another driver holds (exit 3) or one that is
-damaged (exit 4); it stops gracefully at a batch boundary when ``--stop-file`` appears,
-``--await-seconds`` pass, or SIGTERM/SIGINT arrives (exit 0), and exits 1 with the error
-when a query fails (:mod:`spark_jobs.lifecycle`).
+Each micro-batch is one Spark job whose rows the driver writes to every Delta table and
+every output topic exactly once (:mod:`spark_jobs.sinks`).  While the input is silent, the
+idle rule moves event time on (:mod:`include.idle_close`, :mod:`spark_jobs.idle`).  Progress
+of every micro-batch, for the query and for each output, goes to
+``<metrics_dir>/progress.jsonl`` (:mod:`spark_jobs.listener`).  The app refuses to start on
+a checkpoint another driver holds (exit 3) or one that is damaged (exit 4); it stops
+gracefully at a batch boundary when ``--stop-file`` appears, ``--await-seconds`` pass, or
+SIGTERM/SIGINT arrives (exit 0), and exits 1 with the error when the query fails
+(:mod:`spark_jobs.lifecycle`).
 """
 
 from __future__ import annotations
@@ -42,19 +44,21 @@ if __package__ in (None, ""):
 
 from pyspark.sql.streaming import StreamingQuery
 
-from include.analytics import QUERIES
+from include.analytics import PIPELINE, QUERIES
 from include.driver_lease import CheckpointInUse, DriverLease
 from include.progress import progress_path
 from include.settings import Settings, get_settings
+from spark_jobs.idle import start_idle_closer
 from spark_jobs.lifecycle import check_checkpoints, supervise
 from spark_jobs.listener import ProgressRecorder
+from spark_jobs.pipeline import branch_operators, branches, outputs_in_order, union
 from spark_jobs.session import build_session, read_events
-from spark_jobs.sinks import QUERY_STARTERS
+from spark_jobs.sinks import PipelineSink, sink_topics
 from spark_jobs.validation import parse_events
 
 log = logging.getLogger("streaming_app")
 
-DEFAULT_QUERIES = ",".join(QUERIES)
+DEFAULT_OUTPUTS = ",".join(QUERIES)
 # Exit code when another driver holds a checkpoint (1 is a failed query).
 EXIT_CHECKPOINT_IN_USE = 3
 EXIT_CHECKPOINT_DAMAGED = 4
@@ -68,10 +72,9 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
         description="Kafka -> validation -> analytics -> Delta + Kafka, with Spark streaming.",
     )
     parser.add_argument(
-        "--queries",
-        default=DEFAULT_QUERIES,
-        help=f"comma-separated queries to run, from: {', '.join(QUERY_STARTERS)} "
-        f"(default: {DEFAULT_QUERIES})",
+        "--outputs",
+        default=DEFAULT_OUTPUTS,
+        help=f"comma-separated outputs to compute, from: {', '.join(QUERIES)} (default: all)",
     )
     parser.add_argument(
         "--starting-offsets",
@@ -81,9 +84,9 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
     )
     parser.add_argument(
         "--trigger-seconds",
-        type=int,
+        type=float,
         default=settings.spark.trigger_seconds,
-        help="micro-batch interval (default: %(default)s)",
+        help="micro-batch interval; 0: the next batch as soon as one ends (default: %(default)s)",
     )
     parser.add_argument(
         "--max-offsets-per-trigger",
@@ -103,17 +106,25 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
         default=None,
         help="stop gracefully once this file exists (a stale one is removed at start)",
     )
+    parser.add_argument(
+        "--no-idle-close",
+        dest="idle_close",
+        action="store_false",
+        help="do not move event time on while the input is silent (include.idle_close)",
+    )
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.queries.split(",") if n.strip()]
-    unknown = [n for n in names if n not in QUERY_STARTERS]
+    names = [n.strip() for n in args.outputs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in QUERIES]
     if not names or unknown:
         parser.error(
-            f"unknown query {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(QUERY_STARTERS)}"
+            f"unknown output {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(QUERIES)}"
         )
-    args.queries = list(dict.fromkeys(names))
-    if args.trigger_seconds < 1 or args.max_offsets_per_trigger < 1:
-        parser.error("--trigger-seconds and --max-offsets-per-trigger must be at least 1")
+    args.outputs = outputs_in_order(names)
+    if args.trigger_seconds < 0 or args.max_offsets_per_trigger < 1:
+        parser.error(
+            "--trigger-seconds must be at least 0 and --max-offsets-per-trigger at least 1"
+        )
     return args
 
 
@@ -130,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     args = parse_args(argv, settings)
 
-    lease = DriverLease({name: settings.checkpoint_path(name) for name in args.queries})
+    lease = DriverLease({PIPELINE: settings.pipeline_checkpoint})
     try:
         lease.acquire()
     except CheckpointInUse as error:
@@ -138,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streaming application refused to start: {error}", file=sys.stderr)
         return EXIT_CHECKPOINT_IN_USE
     try:
-        if refusal := check_checkpoints(settings, args.queries):
+        if refusal := check_checkpoints(settings):
             log.error("%s", refusal)
             print(f"streaming application refused to start: {refusal}", file=sys.stderr)
             return EXIT_CHECKPOINT_DAMAGED
@@ -148,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Start the queries and supervise them until a stop or a failure; the exit code."""
+    """Start the query and supervise it until a stop or a failure; the exit code."""
     if args.stop_file is not None and args.stop_file.exists():
         # Left over from the previous run's stop: honouring it would stop us at once.
         log.info("removing stale stop file %s", args.stop_file)
@@ -159,37 +170,62 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop_requested.set())
 
     log.info(
-        "starting Spark for queries %s: input topic %s on %s, state in %s",
-        ", ".join(args.queries),
+        "starting Spark for outputs %s: input topic %s on %s, state in %s",
+        ", ".join(args.outputs),
         settings.kafka.input_topic,
         settings.bootstrap_servers,
         settings.state,
     )
     spark = build_session(settings)
-    queries: list[StreamingQuery] = []
+    checkpoint = settings.pipeline_checkpoint
+    sink = PipelineSink(settings, args.outputs, checkpoint, sink_topics(settings, args.outputs))
+    query: StreamingQuery | None = None
+    closer = None
     try:
+        parsed = parse_events(
+            read_events(spark, settings, args.starting_offsets, args.max_offsets_per_trigger),
+            settings.events,
+        )
+        frames = branches(parsed, settings, args.outputs)
         spark.streams.addListener(
             ProgressRecorder(
                 progress_path(settings.metrics_dir),
                 settings.maintenance.jsonl_max_bytes,
                 settings.maintenance.jsonl_keep_files,
+                operators=branch_operators(frames),
+                rows_written=sink.rows_written.get,
             )
         )
-        parsed = parse_events(
-            read_events(spark, settings, args.starting_offsets, args.max_offsets_per_trigger),
-            settings.events,
+        query = (
+            union(frames)
+            .writeStream.queryName(PIPELINE)
+            .outputMode("append")
+            .option("checkpointLocation", str(checkpoint))
+            .trigger(processingTime=f"{args.trigger_seconds} seconds")
+            .foreachBatch(sink)
+            .start()
         )
-        for name in args.queries:
-            queries.append(QUERY_STARTERS[name](parsed, settings, args.trigger_seconds))
-        code = supervise(queries, args.stop_file, args.await_seconds, stop_requested)
+        log.info(
+            "started query %s: outputs %s, checkpoint %s, tables under %s",
+            PIPELINE,
+            ", ".join(args.outputs),
+            checkpoint,
+            settings.table_root,
+        )
+        if args.idle_close:
+            closer = start_idle_closer(settings, query, checkpoint)
+        code = supervise([query], args.stop_file, args.await_seconds, stop_requested)
     except Exception as error:
         log.exception("the streaming application failed")
         print(f"streaming application failed: {error}", file=sys.stderr)
-        for query in queries:
-            if query.isActive:
-                query.stop()
+        if query is not None and query.isActive:
+            query.stop()
         code = 1
     finally:
+        if closer is not None:
+            closer[0].stop()
+            closer[1].close()
+        sink.close()
         spark.stop()
     log.info("streaming application exits with code %d", code)
     return code

@@ -27,18 +27,24 @@ RATE_TYPE = "decimal(5,2)"
 KEY_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 
 
-def deduplicate(events: DataFrame, watermark_seconds: int) -> DataFrame:
-    """Count each ``event_id`` once; sets the event-time watermark for what follows.
+def with_watermark(events: DataFrame, watermark_seconds: int) -> DataFrame:
+    """Events with the event-time watermark ``watermark_seconds`` behind the newest event time
+    seen.  A stream defines it once, on everything that moves event time (Spark refuses a
+    second definition on a branch); every stateful step after it carries it."""
+    return events.withWatermark("event_time", f"{watermark_seconds} seconds")
 
-    Streaming: state per event_id lives until the watermark passes it, so a duplicate that
-    arrives within ``watermark_seconds`` of event time is dropped.  Spark 4.0 refuses
-    ``dropDuplicatesWithinWatermark`` on a static frame, so a batch frame gets a plain
-    ``dropDuplicates`` (the watermark is a no-op there).
+
+def deduplicate(events: DataFrame) -> DataFrame:
+    """Count each ``event_id`` once.
+
+    Streaming: state per event_id lives until the watermark (set before, by
+    :func:`with_watermark`) passes it, so a duplicate that arrives within the watermark delay
+    of event time is dropped.  Spark 4.0 refuses ``dropDuplicatesWithinWatermark`` on a static
+    frame, so a batch frame gets a plain ``dropDuplicates``.
     """
-    watermarked = events.withWatermark("event_time", f"{watermark_seconds} seconds")
     if events.isStreaming:
-        return watermarked.dropDuplicatesWithinWatermark(["event_id"])
-    return watermarked.dropDuplicates(["event_id"])
+        return events.dropDuplicatesWithinWatermark(["event_id"])
+    return events.dropDuplicates(["event_id"])
 
 
 def _sliding_window(length_seconds: int, slide_seconds: int) -> Column:
@@ -232,8 +238,7 @@ def click_to_purchase(events: DataFrame, analytics: AnalyticsSettings) -> DataFr
     """
 
     def only(event_type: str) -> DataFrame:
-        typed = events.filter(F.col("event_type") == event_type)
-        return deduplicate(typed, analytics.watermark_seconds)
+        return deduplicate(events.filter(F.col("event_type") == event_type))
 
     clicks = only("page_view").select(
         F.col("event_id").alias("click_event_id"),
@@ -281,7 +286,8 @@ def analytic_rows(analytic: Analytic, valid: DataFrame, analytics: AnalyticsSett
     """An analytic's rows in its table's columns, from valid events.
 
     The events are de-duplicated here unless the analytic's transform does it itself
-    (``Analytic.deduplicates``).
+    (``Analytic.deduplicates``).  On a stream, ``valid`` carries the watermark already
+    (:func:`with_watermark`).
     """
-    events = valid if analytic.deduplicates else deduplicate(valid, analytics.watermark_seconds)
+    events = valid if analytic.deduplicates else deduplicate(valid)
     return transform_of(analytic)(events, analytics).select(*analytic.columns)

@@ -34,6 +34,7 @@ from include.events import (
     PURCHASE,
     REQUIRED_FIELDS,
 )
+from include.idle_close import CONTROL_KEY, CONTROL_KIND
 from include.settings import EventSettings
 
 PRICE_TYPE = "decimal(12,2)"
@@ -128,7 +129,8 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
 
     ``raw`` has the Kafka source columns (key, value, topic, partition, offset, timestamp).
     The result has :data:`EVENT_COLUMNS` (typed; meaningful only when valid), ``dlq_reason``
-    (null for a valid event, else one reason code) and :data:`SOURCE_COLUMNS`.
+    (null for a valid event or a control record, else one reason code), ``control`` (a
+    control record of include.idle_close: its ``event_time`` only) and :data:`SOURCE_COLUMNS`.
     """
     max_bytes = events.max_event_bytes
     text = F.col("value").cast("string")
@@ -162,6 +164,15 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
     staged = staged.withColumn(
         "_event_time", _event_time(F.col(f"_s_{TIMESTAMP_FIELD}"), events.naive_timezone)
     )
+    # A control record (include.idle_close) carries only the event time it moves the clock
+    # to; it is never an event and never a dead letter.  Anything else under its key is
+    # judged as an event (and fails as one).
+    control_time = F.when(
+        (F.col("key") == F.lit(CONTROL_KEY)) & (_get("control", "string") == CONTROL_KIND),
+        _event_time(_get("event_time", "string"), "UTC"),
+    )
+    staged = staged.withColumn("_control_time", control_time)
+    is_control = F.col("_control_time").isNotNull()
 
     is_purchase = F.col("_s_event_type") == PURCHASE
 
@@ -240,14 +251,15 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
 
     output = F.struct(
         *[F.col(f"_s_{f}").alias(f) for f in ("event_id", "event_type")],
-        F.col("_event_time").alias("event_time"),
+        F.coalesce(F.col("_control_time"), F.col("_event_time")).alias("event_time"),
         *[F.col(f"_s_{f}").alias(f) for f in ("user_id", "product_id", "product_name")],
         F.col("_s_category").alias("category"),
         F.col("_price").alias("price"),
         F.col("_quantity").alias("quantity"),
         *[F.col(f"_s_{f}").alias(f) for f in ("session_id", "device_type", "country")],
         F.when(is_purchase, F.col("_revenue")).cast(MONEY_TYPE).alias("revenue"),
-        reason.alias("dlq_reason"),
+        F.when(~is_control, reason).alias("dlq_reason"),
+        is_control.alias("control"),
         *SOURCE_COLUMNS,
     )
     # The one-row inline() is an optimizer barrier.  A filter on dlq_reason (valid_events,
@@ -259,8 +271,16 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
-    """Rows of :func:`parse_events` that passed every check, event columns only."""
-    return parsed.filter(F.col("dlq_reason").isNull()).select(*EVENT_COLUMNS)
+    """Rows of :func:`parse_events` that passed every check, event columns only (control
+    records are not events)."""
+    return parsed.filter(F.col("dlq_reason").isNull() & ~F.col("control")).select(*EVENT_COLUMNS)
+
+
+def timed_records(parsed: DataFrame) -> DataFrame:
+    """Valid events and control records: what moves event time.  :data:`EVENT_COLUMNS` plus
+    ``control`` (true for a control record, whose only meaningful column is ``event_time``).
+    The streaming pipeline sets its watermark on these and then drops the control records."""
+    return parsed.filter(F.col("dlq_reason").isNull()).select(*EVENT_COLUMNS, "control")
 
 
 def _base64(column: Column) -> Column:
