@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from benchmarks.pandas_sessions import user_sessions_with_state
+from benchmarks.six_queries import QUERY_STARTERS, analytic_sink, start_query
 from include.analytics import ANALYTIC_NAMES, BY_NAME, DEAD_LETTERS
 from include.progress import progress_path
 from include.settings import Settings, get_settings
@@ -35,13 +36,7 @@ from spark_jobs import transforms
 from spark_jobs.lifecycle import supervise
 from spark_jobs.listener import ProgressRecorder
 from spark_jobs.session import build_session, read_events
-from spark_jobs.sinks import (
-    QUERY_STARTERS,
-    analytic_sink,
-    checkpoint_query_id,
-    job_name,
-    start_query,
-)
+from spark_jobs.sinks import checkpoint_query_id, job_name
 from spark_jobs.validation import dead_letters, parse_events, valid_events
 
 EVENTS_QUERY = "events"
@@ -80,7 +75,9 @@ def parse_once(
     if not (table / "_delta_log").exists():
         # A Delta stream needs its source table to exist, schema included.
         spark.createDataFrame([], valid.schema).write.format("delta").save(str(table))
-    deduplicated = transforms.deduplicate(valid, settings.analytics.watermark_seconds)
+    deduplicated = transforms.deduplicate(
+        transforms.with_watermark(valid, settings.analytics.watermark_seconds)
+    )
     queries = [
         deduplicated.writeStream.queryName(EVENTS_QUERY)
         .option("checkpointLocation", str(checkpoint))
@@ -96,10 +93,9 @@ def parse_once(
     for name in args.queries:
         analytic = BY_NAME[name]
         sink = analytic_sink(analytic, settings)
-        # A transform that de-duplicates sets the watermark itself (setting it twice is
-        # refused); the de-duplication finds nothing left to drop.
-        source = events if analytic.deduplicates else watermarked
-        result = transforms.transform_of(analytic)(source, settings.analytics)
+        # The events are de-duplicated already; a transform that de-duplicates itself finds
+        # nothing left to drop.
+        result = transforms.transform_of(analytic)(watermarked, settings.analytics)
         queries.append(start_query(result, name, sink, args.trigger_seconds))
     return queries
 
@@ -112,7 +108,7 @@ def one_query(
 ) -> list[StreamingQuery]:
     """Every analytic and the dead letters as branches of one query: one offset and commit
     log, one plan and one sink call per batch; the sink splits the batch by table."""
-    valid = valid_events(parsed)
+    valid = transforms.with_watermark(valid_events(parsed), settings.analytics.watermark_seconds)
     branches: dict[str, DataFrame] = {}
     for name in args.queries:
         analytic = BY_NAME[name]

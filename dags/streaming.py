@@ -2,15 +2,18 @@
 ### Streaming analytics
 
 Launches the Spark Structured Streaming application (`spark_jobs/streaming_app.py`) with
-SparkSubmitOperator on the `spark_default` connection.  It parses the input topic, sends
-malformed events to the dead-letter topic with a reason, and keeps `revenue_by_category`,
-`high_value_users`, `conversion_funnel`, `user_sessions` and `click_to_purchase` up to
-date in their Delta tables (exactly once) and output topics.
+SparkSubmitOperator on the `spark_default` connection.  One streaming query parses the input
+topic, sends malformed events to the dead-letter topic with a reason, and keeps
+`revenue_by_category`, `high_value_users`, `conversion_funnel`, `user_sessions` and
+`click_to_purchase` up to date in their Delta tables and output topics, each exactly once.
 
 The task runs as long as the application does.  One driver at a time: two drivers on one
 checkpoint would corrupt it, so the task runs in the one-slot pool `streaming` and the
-driver takes an exclusive lease on each checkpoint (a second launch is refused, naming the
-running driver).  Checkpoints live under the state dir, one per query.
+driver takes an exclusive lease on the checkpoint (a second launch is refused, naming the
+running driver).  The checkpoint is `checkpoints/pipeline` under the state dir.
+
+If it fails: the supervisor restarts it; the task log says why (a damaged checkpoint, or one
+Spark refuses, comes with the command that fixes it).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def streaming():
         task_id="run_streaming_app",
         conn_id="spark_default",
         name="ecommerce-streaming",
-        queries=",".join(QUERIES),
+        outputs=",".join(QUERIES),
         execution_timeout=None,
         max_active_tis_per_dag=1,
         pool=STREAMING_POOL,

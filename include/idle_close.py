@@ -10,7 +10,8 @@ event, tomorrow or never.  The idle rule (docs/DESIGN.md, "Idle closing"):
     of the newest record in the topic and ``silence`` the seconds since it reached Kafka.
 
 The streaming application (:class:`IdleCloser`, a thread of its driver) writes that moment into
-the input topic as a *control record*: key :data:`CONTROL_KEY`, value
+the control topic (``[kafka] control_topic``, which the query reads beside the input topic) as a
+*control record*: key :data:`CONTROL_KEY`, value
 ``{"control": "advance_event_time", "event_time": "<ISO-8601 UTC>", "after": "<the newest
 event's time>"}``.  The query reads it
 like any record, its event time moves the watermark (``event time - watermark delay``), and it
@@ -20,14 +21,19 @@ control record follows every ``idle_tick_seconds``, so windows keep closing at t
 moment they would have closed had events kept flowing, until everything a silence can close
 (the longest window, session gap or attribution range, plus the watermark delay) is closed.
 
-Because the records live in the topic, a replayed batch sees the same ones (exactly-once
+A silence is trusted only while Kafka answers: after a round in which it did not, the
+closer waits ``idle_close_seconds`` again, so the events a producer could not deliver during a
+broker outage arrive before event time moves on past them.
+
+Because the records live in Kafka, a replayed batch sees the same ones (exactly-once
 holds), a driver that restarts in a quiet moment finds the silence and closes what it should,
 and the chain continues from the last control record itself (its event time and Kafka time
 are ``T`` and the arrival; ``after`` tells how long the silence has lasted).  An event that
 arrives after a close with an event time older than the new watermark is late, counted like
 every late event (``rowsDroppedByWatermark``).
 
-Every reader of the input topic skips control records by their key (:func:`is_control`).
+The input topic keeps only events: its other readers (the backfill, the quality checks) never
+see a control record.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ CONTROL_KIND = "advance_event_time"
 
 
 def is_control(key: bytes | None) -> bool:
-    """Whether a Kafka record with this key is a control record (readers skip it)."""
+    """Whether a Kafka record with this key is a control record."""
     return key == CONTROL_KEY
 
 
@@ -189,6 +195,9 @@ class IdleCloser:
         self.clock = clock
         self.sent = 0
         self._seen: tuple[dict[str, int], Newest | None] | None = None
+        # When Kafka last did not answer: a producer may hold events it could not deliver
+        # meanwhile, so the silence counts only from then (they arrive first).
+        self._unreachable_at: datetime | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="idle-closer", daemon=True)
 
@@ -204,6 +213,10 @@ class IdleCloser:
         moment = self.rule.due(newest, now)
         if moment is None or not caught_up_with(self.read_offsets(), ends):
             return None
+        if self._unreachable_at is not None and (
+            (now - self._unreachable_at).total_seconds() < self.rule.idle_close_seconds
+        ):
+            return None
         self.send(moment, newest.after)
         self.sent += 1
         log.info(
@@ -214,12 +227,20 @@ class IdleCloser:
         )
         return moment
 
+    def round(self) -> datetime | None:
+        """One look that never raises: a failure (Kafka did not answer) is logged and
+        remembered, and the silence counts again from it."""
+        try:
+            return self.step()
+        except Exception as error:  # a broker hiccup must not end the closing for good
+            self._unreachable_at = self.clock()
+            self._seen = None
+            log.warning("idle closing skipped a round: %s", error)
+            return None
+
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            try:
-                self.step()
-            except Exception as error:  # a broker hiccup must not end the closing for good
-                log.warning("idle closing skipped a round: %s", error)
+            self.round()
 
     def start(self) -> IdleCloser:
         """Start the loop in its thread."""

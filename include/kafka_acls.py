@@ -2,7 +2,9 @@
 
 * the producer may write (and describe) the input topic, nothing else;
 * the streaming job may read the input topic, write its outputs (the per-analytic topics
-  and the dead-letter topic) and use Spark's consumer groups (``spark-kafka-source-*``).
+  and the dead-letter topic) in transactions (``ecom-pipeline-*``), read and write the idle
+  rule's control topic, and use Spark's consumer groups (``spark-kafka-source-*``) and its
+  own (``ecom-*``: the sink's record of the batches it sent, the idle rule's reads).
 
 Anything not granted is refused (``allow.everyone.if.no.acl.found=false``).
 """
@@ -21,6 +23,8 @@ from kafka.admin import (
 from include.settings import Settings
 
 SPARK_GROUP_PREFIX = "spark-kafka-source"
+# The streaming app's own consumer groups and transactional ids (spark_jobs.sinks, .idle).
+PIPELINE_PREFIX = "ecom-"
 
 
 def _allow(user: str, kind: ResourceType, name: str, op: ACLOperation, prefixed=False) -> ACL:
@@ -52,7 +56,22 @@ def pipeline_acls(settings: Settings, producer_user: str, streaming_user: str) -
         _allow(streaming_user, topic, k.output_topic_prefix, describe, prefixed=True),
         _allow(streaming_user, topic, k.dead_letter_topic, write),
         _allow(streaming_user, topic, k.dead_letter_topic, describe),
+        _allow(streaming_user, topic, k.control_topic, read),
+        _allow(streaming_user, topic, k.control_topic, write),
+        _allow(streaming_user, topic, k.control_topic, describe),
         _allow(streaming_user, ResourceType.GROUP, SPARK_GROUP_PREFIX, read, prefixed=True),
+        _allow(streaming_user, ResourceType.GROUP, PIPELINE_PREFIX, read, prefixed=True),
+        _allow(streaming_user, ResourceType.GROUP, PIPELINE_PREFIX, describe, prefixed=True),
+        _allow(
+            streaming_user, ResourceType.TRANSACTIONAL_ID, PIPELINE_PREFIX, write, prefixed=True
+        ),
+        _allow(
+            streaming_user,
+            ResourceType.TRANSACTIONAL_ID,
+            PIPELINE_PREFIX,
+            describe,
+            prefixed=True,
+        ),
     ]
 
 

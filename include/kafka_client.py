@@ -62,11 +62,16 @@ def producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
 
 def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer:
     """A consumer of `topics` (none: assign partitions yourself) that reads from the earliest
-    offset, commits nothing and stops iterating after 5 s without a record; `overrides` win."""
+    offset, commits nothing and stops iterating after 5 s without a record; `overrides` win.
+
+    It reads committed records only: the streaming app writes its output topics in
+    transactions, and a record of an aborted one (a batch cut short by a crash, sent again
+    by the replay) is not part of the output."""
     options = {
         "auto_offset_reset": "earliest",
         "enable_auto_commit": False,
         "consumer_timeout_ms": 5_000,
+        "isolation_level": "read_committed",
     }
     options.update(security())
     options.update(overrides)

@@ -113,14 +113,15 @@ class SparkAppOperator(SparkSubmitOperator):
 
 
 class StreamingJobOperator(SparkAppOperator):
-    """The streaming application (spark_jobs/streaming_app.py) with the given queries."""
+    """The streaming application (spark_jobs/streaming_app.py) computing the given outputs
+    (comma-separated names of ``include.analytics.OUTPUTS``)."""
 
     def __init__(
-        self, *, queries: str, application_args: list[str] | None = None, **kwargs: Any
+        self, *, outputs: str, application_args: list[str] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(
             application=str(STREAMING_APP),
-            application_args=["--queries", queries, *(application_args or [])],
+            application_args=["--outputs", outputs, *(application_args or [])],
             **kwargs,
         )
 

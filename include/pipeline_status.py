@@ -74,8 +74,9 @@ def stale_after_seconds(settings: Settings) -> float:
 
 def live_driver_pid(settings: Settings, query: str, now: float) -> int | None:
     """The pid of the driver whose lease heartbeat is fresh (cheap: reads the lease file and
-    takes no lock, unlike :func:`include.driver_lease.live_holder`)."""
-    holder = read_holder(settings.checkpoint_path(query))
+    takes no lock, unlike :func:`include.driver_lease.live_holder`).  Every output `query`
+    is a branch of the one streaming query: its driver holds the pipeline's checkpoint."""
+    holder = read_holder(settings.pipeline_checkpoint)
     if holder is None or holder.age(now) > STALE_AFTER_SECONDS:
         return None
     return holder.pid

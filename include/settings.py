@@ -142,6 +142,8 @@ class KafkaSettings(Section, section="kafka"):
     heap: str
     input_topic: str
     dead_letter_topic: str
+    # The idle rule's control records (include.idle_close), written by the streaming app.
+    control_topic: str
     partitions: int = Field(ge=1)
     replication_factor: int = Field(ge=1)
     min_insync_replicas: int = Field(ge=1)

@@ -146,7 +146,8 @@ def observe(
     commit (since the driver started when nothing is committed; None when neither), its lag
     behind `end_offsets` (None when they are unknown), and its last progress record."""
     now = now or time.time()
-    path = settings.checkpoint_path(query)
+    # Every output is a branch of the one query: its checkpoint, lease and lag are theirs.
+    path = settings.pipeline_checkpoint
     report = checkpoints.inspect(path)
     holder = live_holder(path)
     since = None
@@ -349,7 +350,7 @@ def supervise_once(
     for verdict in verdicts:
         if verdict.action != "stop_and_restart" or verdict.driver_pid in stopped:
             continue
-        holder = read_holder(settings.checkpoint_path(verdict.query))
+        holder = read_holder(settings.pipeline_checkpoint)
         if holder is not None:
             log.warning("%s", stop_driver(holder, settings.supervisor.stop_timeout_seconds))
             stopped.add(holder.pid)
@@ -438,12 +439,10 @@ def restart_gracefully(
 
 
 def live_drivers(settings: Settings, queries: Iterable[str]) -> dict[int, Holder]:
-    """The drivers holding the queries' checkpoints now, by pid."""
-    return {
-        holder.pid: holder
-        for query in queries
-        if (holder := live_holder(settings.checkpoint_path(query))) is not None
-    }
+    """The drivers holding the pipeline's checkpoint now, by pid (one at most; `queries`, the
+    outputs, all share it)."""
+    holder = live_holder(settings.pipeline_checkpoint)
+    return {} if holder is None else {holder.pid: holder}
 
 
 ENDED = "ended"

@@ -35,8 +35,9 @@ class TopicDriftError(RuntimeError):
 
 
 def desired_topics(settings: Settings) -> list[TopicSpec]:
-    """The topics the configuration asks for: the input, the dead letters and one output topic
-    per analytic, each with the configured retention and min in-sync replicas."""
+    """The topics the configuration asks for: the input, the dead letters, the idle rule's
+    control records and one output topic per analytic, each with the configured retention
+    and min in-sync replicas."""
     k = settings.kafka
     retention = {
         "retention.ms": str(k.retention_ms),
@@ -46,6 +47,8 @@ def desired_topics(settings: Settings) -> list[TopicSpec]:
     specs = [
         TopicSpec(k.input_topic, k.partitions, k.replication_factor, retention),
         TopicSpec(k.dead_letter_topic, k.partitions, k.replication_factor, retention),
+        # The watermark is the query's, not a partition's: one partition carries it.
+        TopicSpec(k.control_topic, 1, k.replication_factor, retention),
     ]
     specs += [
         TopicSpec(settings.output_topic(a), k.output_partitions, k.replication_factor, retention)

@@ -1,6 +1,6 @@
 """The Kafka side of the idle rule (:mod:`include.idle_close`) in the streaming driver: read the
-newest record of the input topic, tell whether the query has read it all, write the control
-record."""
+newest record of the source, tell whether the query has read it all, write a control record
+to the control topic."""
 
 from __future__ import annotations
 
@@ -20,47 +20,52 @@ log = logging.getLogger("streaming_app")
 LOOK_BACK = 20
 
 
-class InputTopic:
-    """The input topic as the idle rule sees it, through confluent-kafka clients."""
+class SourceTopics:
+    """The query's source as the idle rule sees it (the input topic and the control topic),
+    through confluent-kafka clients.  Offsets are keyed ``"<topic>/<partition>"``."""
 
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Consumer, Producer
 
         options = settings.confluent_kafka_options()
-        self.topic = settings.kafka.input_topic
+        self.control_topic = settings.kafka.control_topic
+        self.topics = (settings.kafka.input_topic, self.control_topic)
         self.naive_zone = settings.events.naive_timezone
         self.consumer = Consumer(
             {**options, "group.id": "ecom-idle-close", "enable.auto.commit": False}
         )
         self.producer = Producer({**options, "enable.idempotence": True, "acks": "all"})
-        metadata = self.consumer.list_topics(self.topic, timeout=30)
-        self.partitions = sorted(metadata.topics[self.topic].partitions)
+        self.partitions = []
+        for topic in self.topics:
+            metadata = self.consumer.list_topics(topic, timeout=30)
+            described = metadata.topics[topic]
+            if described.error is not None:
+                raise RuntimeError(f"topic {topic}: {described.error}")
+            self.partitions += [(topic, p) for p in sorted(described.partitions)]
 
-    def end_offsets(self) -> dict[str, int]:
-        """The next offset of every partition."""
+    def _ends(self) -> dict[tuple[str, int], tuple[int, int]]:
         from confluent_kafka import TopicPartition
 
         return {
-            str(p): self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[
-                1
-            ]
-            for p in self.partitions
+            (t, p): self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+            for t, p in self.partitions
         }
 
+    def end_offsets(self) -> dict[str, int]:
+        """The next offset of every partition."""
+        return {f"{t}/{p}": high for (t, p), (_, high) in self._ends().items()}
+
     def newest(self) -> Newest | None:
-        """The newest readable record over all partitions: the largest event time among the
-        last readable record of each, and the latest time one of those reached Kafka."""
+        """The record that reached Kafka last among the last readable record of every
+        partition: an event, or a control record that continues a silence."""
         from confluent_kafka import TopicPartition
 
         found: list[Newest] = []
-        for partition in self.partitions:
-            low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=10
-            )
+        for (topic, partition), (low, high) in self._ends().items():
             if high <= low:
                 continue
             start = max(low, high - LOOK_BACK)
-            self.consumer.assign([TopicPartition(self.topic, partition, start)])
+            self.consumer.assign([TopicPartition(topic, partition, start)])
             records = []
             while len(records) < high - start:
                 batch = self.consumer.consume(int(high - start), timeout=5)
@@ -74,15 +79,12 @@ class InputTopic:
                     found.append(newest)
                     break
         self.consumer.unassign()
-        # The record that arrived last decides: a control record after the last event
-        # continues the silence; an event after a control record ends it.
         return max(found, key=lambda n: (n.arrived, n.event_time), default=None)
 
     def send(self, event_time: datetime, after: datetime) -> None:
-        """Write one control record (partition 0: the watermark is the query's, not a
-        partition's)."""
+        """Write one control record."""
         self.producer.produce(
-            self.topic, key=CONTROL_KEY, value=control_value(event_time, after), partition=0
+            self.control_topic, key=CONTROL_KEY, value=control_value(event_time, after)
         )
         if self.producer.flush(30):
             raise RuntimeError("the control record was not acknowledged within 30 s")
@@ -93,34 +95,37 @@ class InputTopic:
         self.consumer.close()
 
 
-def read_offsets(query: Any, checkpoint: Path, topic: str) -> dict[str, int] | None:
-    """The offsets the query has read to: its last batch's end in this run, else the last
-    committed batch of its checkpoint (None: nothing read yet)."""
+def read_offsets(query: Any, checkpoint: Path) -> dict[str, int] | None:
+    """The offsets the query has read to (``"<topic>/<partition>"``): its last batch's end in
+    this run, else the last committed batch of its checkpoint (None: nothing read yet)."""
     progress = query.lastProgress
+    ends: dict[str, Any] = {}
     if progress:
         for source in progress.get("sources") or []:
-            end = source.get("endOffset")
-            if isinstance(end, dict) and topic in end:
-                return {str(p): int(o) for p, o in end[topic].items()}
-    report = checkpoints.inspect(checkpoint)
-    return report.committed_offsets.get(topic)
+            if isinstance(source.get("endOffset"), dict):
+                ends.update(source["endOffset"])
+    if not ends:
+        ends = checkpoints.inspect(checkpoint).committed_offsets
+    if not ends:
+        return None
+    return {f"{t}/{p}": int(o) for t, parts in ends.items() for p, o in parts.items()}
 
 
 def start_idle_closer(
     settings: Settings, query: Any, checkpoint: Path
-) -> tuple[IdleCloser, InputTopic]:
-    """Start the idle rule's thread for `query`; the caller stops it, then closes the topic's
+) -> tuple[IdleCloser, SourceTopics]:
+    """Start the idle rule's thread for `query`; the caller stops it, then closes the topics'
     clients."""
-    topic = InputTopic(settings)
+    topics = SourceTopics(settings)
     closer = IdleCloser(
         idle_rule(settings.analytics),
-        topic.end_offsets,
-        topic.newest,
-        lambda: read_offsets(query, checkpoint, topic.topic),
-        topic.send,
+        topics.end_offsets,
+        topics.newest,
+        lambda: read_offsets(query, checkpoint),
+        topics.send,
     )
     log.info(
         "idle closing on: after %.0f s without a new event, event time moves on with the clock",
         settings.analytics.idle_close_seconds,
     )
-    return closer.start(), topic
+    return closer.start(), topics

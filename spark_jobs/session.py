@@ -83,7 +83,7 @@ def build_session(settings: Settings) -> SparkSession:
 def read_events(
     spark: SparkSession, settings: Settings, starting_offsets: str, max_offsets: int
 ) -> DataFrame:
-    """The input topic as a stream of Kafka records.
+    """The input topic and the idle rule's control topic as a stream of Kafka records.
 
     failOnDataLoss keeps its default (true): offsets that vanished (retention, a recreated
     topic) stop the query loudly instead of skipping events silently.
@@ -91,7 +91,9 @@ def read_events(
     return (
         spark.readStream.format("kafka")
         .options(**settings.spark_kafka_options())
-        .option("subscribe", settings.kafka.input_topic)
+        # The control topic's records move event time while the input is silent
+        # (include.idle_close); validation tells them from events.
+        .option("subscribe", f"{settings.kafka.input_topic},{settings.kafka.control_topic}")
         .option("startingOffsets", starting_offsets)
         .option("maxOffsetsPerTrigger", str(max_offsets))
         .load()

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -112,13 +114,16 @@ class DeltaTables:
         from deltalake import DeltaTable
 
         table = self._tables.get(output)
-        if table is None:
-            path = self.paths[output]
-            if not (path / "_delta_log").is_dir():
-                return None
-            table = self._tables[output] = DeltaTable(str(path))
-        else:
-            table.update_incremental()
+        if table is not None:
+            try:
+                table.update_incremental()
+                return table
+            except Exception as error:  # e.g. the log it would read on from was cleaned
+                log.info("reloading table %s from its newest checkpoint (%s)", output, error)
+        path = self.paths[output]
+        if not (path / "_delta_log").is_dir():
+            return None
+        table = self._tables[output] = DeltaTable(str(path))
         return table
 
     def append(self, output: str, rows: pa.Table, batch_id: int) -> bool:
@@ -139,6 +144,25 @@ class DeltaTables:
             commit_properties=properties,
         )
         return True
+
+
+# Fault injection for the crash tests: the batch id at which the driver kills itself (its
+# whole process group, like kill -9) with the batch's records in Kafka, not yet committed.
+KILL_IN_TOPIC_WRITE = "ECOM_TEST_KILL_IN_TOPIC_WRITE"
+
+
+def fault_point(variable: str, batch_id: int, producer: Any) -> None:
+    """Kill the driver here, once, when the environment asks for it at this batch."""
+    wanted = os.environ.get(variable)
+    if wanted is None or int(wanted) != batch_id:
+        return
+    marker = Path(os.environ.get("ECOM_STATE_DIR", ".")) / f".{variable.lower()}-{batch_id}"
+    if marker.exists():
+        return
+    marker.touch()
+    producer.flush(30)  # the records are in the log, their transaction still open
+    log.warning("fault injection: killing the driver inside batch %d's topic write", batch_id)
+    os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 class TransactionalTopics:
@@ -222,6 +246,7 @@ class TransactionalTopics:
                 for p, o in sorted(read_up_to.items(), key=lambda item: int(item[0]))
             ] or [TopicPartition(self.input_topic, 0, 0, metadata=marker)]
             self.producer.send_offsets_to_transaction(offsets, self.group, 60)
+            fault_point(KILL_IN_TOPIC_WRITE, batch_id, self.producer)
             self.producer.commit_transaction(120)
         except KafkaException:
             self.producer.abort_transaction(60)
@@ -283,6 +308,12 @@ class PipelineSink:
         timings = {"collect_ms": collect_ms}
         if collected.num_rows:
             timings |= self._write(collected, batch_id, counts)
+        log.info(
+            "batch %d: %d rows, %s",
+            batch_id,
+            collected.num_rows,
+            ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
+        )
         with self._lock:
             self.rows_written[batch_id] = counts
             self.timings[batch_id] = timings

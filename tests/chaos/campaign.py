@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from include import checkpoints
-from include.analytics import ANALYTICS, CLICK_TO_PURCHASE, QUERIES
+from include.analytics import ANALYTICS, CLICK_TO_PURCHASE
 from include.kafka_client import end_offsets, read_to_end
 from include.progress import last_progress, read_progress
 from include.runtime.airflow_api import AirflowApi
@@ -111,10 +111,9 @@ def closed(settings: Settings, watermark: datetime) -> bool:
     """Every query has read the whole input topic, and every windowed analytic's watermark
     has reached `watermark` (the batch that emitted what it closes has finished)."""
     ends = end_offsets(settings.bootstrap_servers, settings.kafka.input_topic)
-    for query in QUERIES:
-        behind = checkpoints.lag(checkpoints.inspect(settings.checkpoint_path(query)), ends)
-        if sum(behind.values()):
-            return False
+    behind = checkpoints.lag(checkpoints.inspect(settings.pipeline_checkpoint), ends)
+    if sum(behind.values()):
+        return False
     for query in WINDOWED:
         mark = last_watermark(settings, query)
         if mark is None or mark < watermark:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import psutil
 
 from include import checkpoints
-from include.analytics import QUERIES
 from include.driver_lease import Holder, live_holder
 from include.runtime.airflow import AirflowComponent
 from include.runtime.kafka import Kafka
@@ -59,7 +58,7 @@ class Plan:
 
 def driver(settings: Settings, timeout: float = 300.0) -> Holder:
     """The live driver holding the checkpoints (waits for one to start)."""
-    checkpoint = settings.checkpoint_path("revenue_by_category")
+    checkpoint = settings.pipeline_checkpoint
     deadline = time.monotonic() + timeout
     while (holder := live_holder(checkpoint)) is None:
         if time.monotonic() > deadline:
@@ -110,22 +109,19 @@ INJECT: dict[str, Callable[[Settings], tuple[str, int | None]]] = {
 
 
 def recovered_since(settings: Settings, since: float, faulted: int | None = None) -> bool:
-    """Every query has a driver (not the `faulted` pid) that beat after `since` and has
+    """The pipeline has a driver (not the `faulted` pid) that beat after `since` and has
     committed a batch itself: a frozen driver looks alive until its heartbeat is old, and
     woken to stop, it commits the batch it was in before the new one starts."""
-    for query in QUERIES:
-        path = settings.checkpoint_path(query)
-        holder = live_holder(path)
-        if holder is None or holder.pid == faulted or holder.heartbeat < since:
-            return False
-        last = checkpoints.inspect(path).last_committed
-        try:
-            committed = (path / "commits" / str(last)).stat().st_mtime if last is not None else 0
-        except OSError:
-            return False
-        if committed < max(since, holder.started):
-            return False
-    return True
+    path = settings.pipeline_checkpoint
+    holder = live_holder(path)
+    if holder is None or holder.pid == faulted or holder.heartbeat < since:
+        return False
+    last = checkpoints.inspect(path).last_committed
+    try:
+        committed = (path / "commits" / str(last)).stat().st_mtime if last is not None else 0
+    except OSError:
+        return False
+    return committed >= max(since, holder.started)
 
 
 def wait_recovered(

@@ -193,7 +193,7 @@ def restarted_by(
 ) -> float:
     """Run `dag_id` until a new driver holds the checkpoint and has committed a batch; the
     seconds from `since` (time.monotonic() when the driver died or froze)."""
-    checkpoint = settings.checkpoint_path("revenue_by_category")
+    checkpoint = settings.pipeline_checkpoint
     committed = inspect(checkpoint).last_committed or -1
 
     def new_driver() -> Holder | None:
@@ -337,7 +337,7 @@ def test_platform_end_to_end(platform):
     api.pause("data_quality")
 
     # 7. The scheduled restart, run now: a graceful stop, then a new streaming run.
-    running = read_holder(settings.checkpoint_path("revenue_by_category"))
+    running = read_holder(settings.pipeline_checkpoint)
     asked = time.monotonic()
     timings = {
         "scheduled graceful restart": restarted_by(

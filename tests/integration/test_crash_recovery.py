@@ -1,30 +1,41 @@
-"""kill -9 the streaming driver mid-stream, twice, then SIGTERM it while it is still
-busy; the sinks still equal the oracle.
+"""kill -9 the streaming driver mid-stream, twice, once in the middle of a batch's topic
+write, then SIGTERM it while it is still busy; the sinks still equal the oracle.
 
 1. A separate state dir and topics; the seeded data set of tests/integration/dataset.py.
-2. Run every query with small micro-batches (400 offsets), so the data takes ~10 batches.
-3. SIGKILL the whole spark-submit process group after the revenue query has committed
-   EXPECTED_KILL_POINTS[0] batches; start again on the same checkpoints; repeat for the
-   other kill points.  A kill can land anywhere: mid-batch, between a batch's Delta commit
+2. Run the pipeline with small micro-batches (400 offsets), so the data takes ~10 batches.
+3. SIGKILL the whole spark-submit process group after the query has committed
+   EXPECTED_KILL_POINTS[0] batches; start again on the same checkpoint; repeat for the
+   other kill points.  A kill can land anywhere: mid-batch, between a batch's Delta commits
    and its checkpoint commit, or while idle.
-4. SIGTERM it at GRACEFUL_STOP_POINT, with batches still queued (a query that is behind
-   is never idle): it finishes its running batches, stops and exits 0, no batch
-   interrupted (the graceful stop used to wait for an idle moment that never came).
-5. After the last restart, every row of every table equals the oracle (nothing lost,
-   nothing written twice) and each malformed record is quarantined exactly once.
+4. The driver kills itself (fault injection) inside batch KILL_IN_TOPIC_WRITE's Kafka
+   transaction: every record of the batch is in the topics, the transaction not committed.
+5. SIGTERM it at GRACEFUL_STOP_POINT, with batches still queued (a query that is behind
+   is never idle): it finishes its running batch, stops and exits 0, no batch interrupted.
+6. After the last restart, every row of every table equals the oracle (nothing lost,
+   nothing written twice), each malformed record is quarantined exactly once, and every
+   output topic read with read_committed holds exactly its table's rows (the aborted
+   transaction's records are not read; nothing is missing).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+from collections import Counter
+from decimal import Decimal
 
 import pandas as pd
 import pytest
 
+from include.analytics import ROW_KEYS
 from include.driver_lease import read_holder
+from include.kafka_client import read_to_end
+from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
 from include.topics import provision
+from spark_jobs.sinks import KILL_IN_TOPIC_WRITE as KILL_IN_TOPIC_WRITE_VARIABLE
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import (
@@ -39,8 +50,11 @@ from tests.integration.streaming import launch, said_wrong
 
 pytestmark = pytest.mark.integration
 
-EXPECTED_KILL_POINTS = (3, 6)  # committed revenue batches before each kill -9
-GRACEFUL_STOP_POINT = 9  # of about 12 batches: the queries are still behind
+ISO_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+EXPECTED_KILL_POINTS = (3, 6)  # committed batches before each kill -9
+KILL_IN_TOPIC_WRITE = 7  # the batch whose Kafka transaction the driver dies in
+GRACEFUL_STOP_POINT = 9  # of about 12 batches: the query is still behind
 APP_ARGS = ("--max-offsets-per-trigger", "400", "--trigger-seconds", "2")
 
 
@@ -50,8 +64,8 @@ def crash_settings(kafka, platform_env, tmp_path_factory):
         yield settings
 
 
-def committed_batches(settings: Settings, query: str) -> int:
-    commits = settings.checkpoint_path(query) / "commits"
+def committed_batches(settings: Settings) -> int:
+    commits = settings.pipeline_checkpoint / "commits"
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.exists() else 0
 
 
@@ -61,13 +75,13 @@ def kill_hard(proc) -> None:
 
 
 def run_until(settings: Settings, log, batches: int):
-    """Start the app; return it once the revenue query has committed `batches` batches."""
+    """Start the app; return it once the query has committed `batches` batches."""
     proc = launch(settings, log, *APP_ARGS)
     try:
         poll(
-            lambda: (proc.poll(), committed_batches(settings, "revenue_by_category")),
+            lambda: (proc.poll(), committed_batches(settings)),
             lambda state: state[0] is not None or state[1] >= batches,
-            f"{batches} committed revenue batches",
+            f"{batches} committed batches",
             timeout=240,
             interval=0.5,
         )
@@ -82,7 +96,7 @@ def stop_under_load(settings: Settings, log) -> None:
     """SIGTERM while batches are queued: exit 0 at a batch boundary, nothing interrupted."""
     proc = run_until(settings, log, GRACEFUL_STOP_POINT)
     try:
-        driver = read_holder(settings.checkpoint_path("revenue_by_category"))
+        driver = read_holder(settings.pipeline_checkpoint)
         assert driver is not None, f"no driver holds the checkpoint; see {log}"
         os.kill(driver.pid, signal.SIGTERM)  # the Python driver, as the supervisor does
         code = proc.wait(timeout=180)
@@ -92,8 +106,84 @@ def stop_under_load(settings: Settings, log) -> None:
             kill_hard(proc)
     said = log.read_text()
     assert "interrupting it" not in said, f"a batch was interrupted; see {log}"
-    for query in ORACLES:
-        assert f"stopped query {query} after batch" in said, f"{query} not stopped; see {log}"
+    assert "stopped query pipeline after batch" in said, f"not stopped; see {log}"
+
+
+def killed_in_topic_write(settings: Settings, log) -> None:
+    """Run until the driver kills itself inside batch KILL_IN_TOPIC_WRITE's transaction."""
+    env = {KILL_IN_TOPIC_WRITE_VARIABLE: str(KILL_IN_TOPIC_WRITE)}
+    proc = launch_app(settings, STREAMING_APP, log, *APP_ARGS, env=env)
+    try:
+        assert proc.wait(timeout=300) != 0, f"the fault point did not fire; see {log}"
+    finally:
+        if proc.poll() is None:
+            kill_hard(proc)
+    assert f"killing the driver inside batch {KILL_IN_TOPIC_WRITE}'s topic write" in (
+        log.read_text()
+    ), f"the driver died elsewhere; see {log}"
+    assert committed_batches(settings) == KILL_IN_TOPIC_WRITE, "the batch must not be committed"
+
+
+def comparable(value) -> object:
+    """A table cell or a JSON value in one form: instants as UTC timestamps, numbers as
+    Decimal (JSON's are parsed as such), lists as tuples."""
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return tuple(comparable(v) for v in list(value))
+    if isinstance(value, str) and ISO_INSTANT.match(value):
+        return pd.Timestamp(value).tz_convert("UTC")
+    if isinstance(value, pd.Timestamp):
+        return value.tz_convert("UTC")
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return Decimal(str(value)).normalize()
+    return value
+
+
+def record_key(output: str, row: dict) -> str:
+    """The record key the contract gives a row: its key columns joined with |, instants as
+    ISO-8601 with milliseconds in UTC (docs/DESIGN.md, "Outputs")."""
+    parts = []
+    for column in ROW_KEYS[output]:
+        value = row[column]
+        if isinstance(value, pd.Timestamp):
+            value = value.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        parts.append("" if value is None else str(value))
+    return "|".join(parts)
+
+
+def topic_rows(settings: Settings, output: str) -> Counter:
+    """An output topic's records, read_committed, as a multiset of (key, row) in comparable
+    form; a dead letter's row is its message's source and reason."""
+    topic = (
+        settings.kafka.dead_letter_topic
+        if output == "dead_letters"
+        else settings.output_topic(output)
+    )
+    found: Counter = Counter()
+    for record in read_to_end(settings.bootstrap_servers, topic):
+        value = json.loads(record.value, parse_float=Decimal)
+        if output == "dead_letters":
+            value = {c: value[c] for c in ("source_topic", "source_partition", "source_offset")}
+            value["reason"] = json.loads(record.value)["reason"]
+        row = tuple(sorted((c, comparable(v)) for c, v in value.items()))
+        found[(record.key.decode(), row)] += 1
+    return found
+
+
+def table_records(settings: Settings, output: str) -> Counter:
+    """A table's rows as its topic should hold them: the contract's key and the row."""
+    frame = read_table(settings.table_path(output))
+    columns = (
+        ["source_topic", "source_partition", "source_offset", "reason"]
+        if output == "dead_letters"
+        else list(frame.columns)
+    )
+    found: Counter = Counter()
+    for row in frame.to_dict("records"):
+        cells = tuple(sorted((c, comparable(row[c])) for c in columns))
+        found[(record_key(output, row), cells)] += 1
+    return found
 
 
 def wait_for_oracle_rows(analytic: str, expected: pd.DataFrame, proc, settings, log):
@@ -119,6 +209,7 @@ def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_setti
 
     for kill_point in EXPECTED_KILL_POINTS:
         kill_hard(run_until(settings, log, kill_point))
+    killed_in_topic_write(settings, settings.log_dir / "streaming-topic-write.log")
     stop_under_load(settings, settings.log_dir / "streaming-graceful.log")
 
     proc = launch(settings, log, *APP_ARGS)
@@ -137,5 +228,14 @@ def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_setti
         assert sorted(
             zip(quarantine.source_partition, quarantine.source_offset, strict=True)
         ) == sorted(malformed_at)
+        for output in [*ORACLES, "dead_letters"]:
+            wanted = table_records(settings, output)
+            got = poll(
+                lambda o=output: topic_rows(settings, o),
+                lambda found, w=wanted: sum(found.values()) >= sum(w.values()),
+                f"{output} topic as long as its table",
+                timeout=60,
+            )
+            assert got == wanted, f"{output}: topic and table differ"
     finally:
         kill_hard(proc)

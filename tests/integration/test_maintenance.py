@@ -71,7 +71,7 @@ def test_maintenance_while_the_stream_writes_keeps_every_row_once(care_settings,
     proc = launch(
         settings,
         log,
-        "--queries",
+        "--outputs",
         ANALYTIC,
         "--max-offsets-per-trigger",
         "900",

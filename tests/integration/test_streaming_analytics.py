@@ -2,16 +2,16 @@
 oracle, every malformed event reaches the dead-letter topic with its reason.
 
 1. Provision topics; produce the seeded data set of tests/integration/dataset.py.
-2. spark-submit the streaming application from the earliest offset, every query.
+2. spark-submit the streaming application from the earliest offset, the one query (every output).
 3. Poll each Delta table until it holds as many rows as the oracle; compare every row.
 4. Read the output topics (at least once: distinct keys) and the dead-letter topic.
-5. Send events older than the watermark: every query counts them dropped; no table changes.
+5. Send events older than the watermark: every output counts them dropped; no table changes.
 6. A backfill of the first ten minutes differs from the streaming tables by exactly the
    rows the late events change (the stream dropped them, the backfill counts them).
 7. A second driver on the same checkpoints is refused, naming the running one.
 8. Touch the stop file: the application stops at a batch boundary and exits 0.
 9. A driver Airflow lost track of (a zombie) is stopped by the supervisor.
-10. A query started on a checkpoint it no longer fits is refused with the command to fix it.
+10. The query started on a checkpoint it no longer fits is refused with the command to fix it.
 """
 
 from __future__ import annotations
@@ -189,10 +189,10 @@ def dropped_by_watermark(records: list[dict]) -> Counter:
     return dropped
 
 
-def have_read(record: dict, offsets: dict[int, int]) -> bool:
-    """Whether the batch of this progress record ended past every given offset."""
+def have_read(record: dict, offsets: dict[int, int], topic: str) -> bool:
+    """Whether the batch of this progress record ended past every given offset of `topic`."""
     (source,) = record["sources"]
-    (ends,) = source["endOffset"].values()
+    ends = source["endOffset"][topic]
     return all(int(ends.get(str(p), 0)) > offset for p, offset in offsets.items())
 
 
@@ -217,7 +217,11 @@ def test_events_beyond_the_watermark_are_counted_and_change_nothing(
 
     def batches_after():
         assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
-        return [r for r in progress_records(settings) if have_read(r, offsets)]
+        return [
+            r
+            for r in progress_records(settings)
+            if have_read(r, offsets, settings.kafka.input_topic)
+        ]
 
     poll(
         batches_after,
@@ -356,25 +360,23 @@ def test_stop_file_stops_the_application_at_a_batch_boundary(streaming_run, sett
     proc, stop_file, log = streaming_run
     stop_file.touch()
     assert proc.wait(timeout=120) == 0, f"streaming app did not exit 0; see {log}"
-    # At a batch boundary: every planned batch of every query was committed.
-    for query in [*ORACLES, "dead_letters"]:
-        checkpoint = settings.checkpoint_path(query)
-        planned, committed = (
-            max(int(f.name) for f in (checkpoint / log_dir).iterdir() if f.name.isdigit())
-            for log_dir in ("offsets", "commits")
-        )
-        assert planned == committed, f"{query}: batch {planned} planned, {committed} committed"
+    # At a batch boundary: every planned batch of the one query was committed.
+    checkpoint = settings.pipeline_checkpoint
+    planned, committed = (
+        max(int(f.name) for f in (checkpoint / log_dir).iterdir() if f.name.isdigit())
+        for log_dir in ("offsets", "commits")
+    )
+    assert planned == committed, f"batch {planned} planned, {committed} committed"
 
 
 def test_the_supervisor_stops_a_driver_airflow_lost_track_of(settings):
     """A driver runs, but Airflow has no active streaming run (it marked the task failed):
     the supervisor stops the zombie at a batch boundary and asks for a new run."""
     log = settings.log_dir / "streaming-zombie.log"
-    proc = launch(settings, log, "--queries", "revenue_by_category")
+    proc = launch(settings, log)
     try:
-        checkpoint = settings.checkpoint_path("revenue_by_category")
         holder = poll(
-            lambda: live_holder(checkpoint),
+            lambda: live_holder(settings.pipeline_checkpoint),
             lambda found: found is not None and found.pid != os.getpid(),
             "the driver's lease",
             timeout=120,
@@ -396,22 +398,21 @@ def test_the_supervisor_stops_a_driver_airflow_lost_track_of(settings):
 
 
 def test_a_checkpoint_that_no_longer_fits_is_refused_with_the_fix(settings, tmp_path_factory):
-    """revenue_by_category started on conversion_funnel's checkpoint, as if its aggregation
-    had changed: Spark refuses, the app says how to start afresh, nothing is deleted."""
+    """The pipeline started with revenue_by_category alone on the checkpoint of all outputs,
+    as if its plan had changed: Spark refuses, the app says how to start afresh, nothing is
+    deleted."""
     state = tmp_path_factory.mktemp("changed_query_state")
     env = {"ECOM_STATE_DIR": str(state)}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ECOM_STATE_DIR", str(state))
         changed = Settings()
-    checkpoint = changed.checkpoint_path("revenue_by_category")
+    checkpoint = changed.pipeline_checkpoint
     shutil.copytree(
-        settings.checkpoint_path("conversion_funnel"),
-        checkpoint,
-        ignore=shutil.ignore_patterns("_driver.lease"),
+        settings.pipeline_checkpoint, checkpoint, ignore=shutil.ignore_patterns("_driver.lease")
     )
     send(settings, late_events()[:1])  # new input: a batch must run and load the state
     log = changed.log_dir / "streaming-changed-query.log"
-    proc = launch_app(changed, STREAMING_APP, log, "--queries", "revenue_by_category", env=env)
+    proc = launch_app(changed, STREAMING_APP, log, "--outputs", "revenue_by_category", env=env)
     try:
         assert proc.wait(timeout=180) == 1, f"expected a refusal; see {log}"
     finally:
@@ -419,5 +420,5 @@ def test_a_checkpoint_that_no_longer_fits_is_refused_with_the_fix(settings, tmp_
             proc.kill()
     text = log.read_text()
     assert "cannot continue from its checkpoint" in text, log
-    assert relocate_command("revenue_by_category") in text
+    assert relocate_command() in text
     assert (checkpoint / "metadata").exists() and (checkpoint / "commits").is_dir()

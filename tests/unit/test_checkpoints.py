@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,15 +81,23 @@ def test_a_checkpoint_is_backed_up_when_code_or_config_changes(tmp_path: Path) -
     assert (checkpoint / "commits" / "1").exists()  # the original stays in place
 
 
-def test_relocate_moves_checkpoint_and_table_together(tmp_path: Path, monkeypatch) -> None:
+def test_relocate_moves_the_checkpoints_and_every_table_together(
+    tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()
-    write_checkpoint(settings.checkpoint_path("revenue_by_category"), planned=0, committed=0)
-    (settings.table_path("revenue_by_category") / "_delta_log").mkdir(parents=True)
-    target = relocate(settings, "revenue_by_category")
-    assert (target / "checkpoint" / "metadata").exists()
-    assert (target / "table" / "_delta_log").is_dir()
-    assert not settings.checkpoint_path("revenue_by_category").exists()
+    write_checkpoint(settings.pipeline_checkpoint, planned=0, committed=0)
+    # A checkpoint of the six-query design, as an upgraded state dir has.
+    write_checkpoint(settings.checkpoint_path("conversion_funnel"), planned=3, committed=3)
+    for table in ("revenue_by_category", "dead_letters"):
+        (settings.table_path(table) / "_delta_log").mkdir(parents=True)
+    target = relocate(settings)
+    assert (target / "checkpoints" / "pipeline" / "metadata").exists()
+    assert (target / "checkpoints" / "conversion_funnel" / "commits" / "3").exists()
+    assert (target / "tables" / "revenue_by_category" / "_delta_log").is_dir()
+    assert (target / "tables" / "dead_letters" / "_delta_log").is_dir()
+    assert not settings.pipeline_checkpoint.exists()
+    assert not settings.checkpoint_path("conversion_funnel").exists()
     assert not settings.table_path("revenue_by_category").exists()
 
 
@@ -104,9 +113,9 @@ def test_spark_refusing_a_checkpoint_gets_the_relocate_command() -> None:
         "[STREAM_FAILED] Query [id = 1] terminated with exception: "
         "[STATE_STORE_KEY_SCHEMA_NOT_COMPATIBLE] Provided key schema does not match"
     )
-    hint = checkpoint_hint("revenue_by_category", spark_says)
-    assert hint and "include.checkpoints relocate revenue_by_category" in hint
-    assert checkpoint_hint("revenue_by_category", "Connection to Kafka refused") is None
+    hint = checkpoint_hint("pipeline", spark_says)
+    assert hint and "`.venv/bin/python -m include.checkpoints relocate`" in hint
+    assert checkpoint_hint("pipeline", "Connection to Kafka refused") is None
 
 
 def test_a_damaged_checkpoint_refuses_the_start(tmp_path: Path, monkeypatch) -> None:
@@ -114,8 +123,30 @@ def test_a_damaged_checkpoint_refuses_the_start(tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()
-    write_checkpoint(settings.checkpoint_path("ok"), planned=2, committed=1)
-    assert check_checkpoints(settings, ["ok"]) is None
-    write_checkpoint(settings.checkpoint_path("bad"), planned=5, committed=1)
-    refusal = check_checkpoints(settings, ["ok", "bad"])
-    assert refusal and refusal.startswith("checkpoints look damaged, nothing was changed: bad")
+    assert check_checkpoints(settings) is None  # nothing yet: a first start
+    write_checkpoint(settings.pipeline_checkpoint, planned=2, committed=1)
+    assert check_checkpoints(settings) is None
+    write_checkpoint(tmp_path / "bad", planned=5, committed=1)
+    shutil.rmtree(settings.pipeline_checkpoint)
+    shutil.copytree(tmp_path / "bad", settings.pipeline_checkpoint)
+    refusal = check_checkpoints(settings)
+    assert refusal and refusal.startswith(
+        f"checkpoint {settings.pipeline_checkpoint} looks damaged"
+    )
+    assert "planned but only up to 1 committed" in refusal
+
+
+def test_checkpoints_of_the_six_query_design_refuse_the_start_with_the_fix(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from spark_jobs.lifecycle import check_checkpoints
+
+    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
+    settings = Settings()
+    write_checkpoint(settings.checkpoint_path("user_sessions"), planned=9, committed=9)
+    refusal = check_checkpoints(settings)
+    assert refusal and "checkpoints of the six-query design (user_sessions)" in refusal
+    assert "`.venv/bin/python -m include.checkpoints relocate`" in refusal
+    assert not settings.pipeline_checkpoint.exists()  # nothing changed
+    relocate(settings)
+    assert check_checkpoints(settings) is None

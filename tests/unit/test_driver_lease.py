@@ -39,7 +39,7 @@ HOLDER = textwrap.dedent(
 
 @pytest.fixture
 def holder(tmp_path: Path):
-    checkpoint = tmp_path / "checkpoints" / "q"
+    checkpoint = tmp_path / "checkpoints" / "pipeline"
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(checkpoint)],
         cwd=PROJECT_ROOT,
@@ -107,7 +107,7 @@ def test_a_frozen_driver_is_found_and_stopped(holder) -> None:
 
 
 def settings_for(monkeypatch, tmp_path: Path) -> Settings:
-    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))  # checkpoints/q is the holder's
+    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))  # checkpoints/pipeline is the holder's
     return Settings()
 
 

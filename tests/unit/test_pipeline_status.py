@@ -58,11 +58,12 @@ def record(settings: Settings, at: float, states: dict[str, str]) -> None:
     (settings.metrics_dir / "health.json").write_text(json.dumps({"at": at, "queries": queries}))
 
 
-def lease(settings: Settings, query: str, heartbeat: float, pid: int = 4242) -> None:
-    """A driver lease file for `query` whose last heartbeat was at `heartbeat`."""
-    checkpoint = settings.checkpoint_path(query)
-    checkpoint.mkdir(parents=True)
-    holder = Holder(pid, "here", query, heartbeat - 600, heartbeat)
+def lease(settings: Settings, heartbeat: float, pid: int = 4242) -> None:
+    """A driver lease file on the pipeline's checkpoint whose last heartbeat was at
+    `heartbeat` (every output is a branch of that one query)."""
+    checkpoint = settings.pipeline_checkpoint
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    holder = Holder(pid, "here", "pipeline", heartbeat - 600, heartbeat)
     lease_path(checkpoint).write_text(json.dumps(asdict(holder)))
 
 
@@ -81,17 +82,24 @@ def test_a_fresh_record_is_shown_as_the_supervisor_wrote_it(settings) -> None:
     assert status.queries[0].last_batch == datetime(2027, 1, 15, 8, tzinfo=UTC)
 
 
-def test_a_stale_record_is_no_alarm_a_beating_driver_runs_the_rest_is_stopped(settings) -> None:
-    # The supervisor's DAG was paused 10 minutes ago with every query dead: nobody is
-    # watching, so "dead" would be a false alarm.  One driver still beats.
+def test_a_stale_record_is_no_alarm_a_beating_driver_runs_every_output(settings) -> None:
+    # The supervisor's DAG was paused 10 minutes ago with every output dead: nobody is
+    # watching, so "dead" would be a false alarm.  The driver still beats.
     record(settings, NOW - 600, dict.fromkeys(QUERIES, DEAD))
-    lease(settings, QUERIES[0], heartbeat=NOW - 3)
-    lease(settings, QUERIES[1], heartbeat=NOW - 120)  # a driver that died 2 minutes ago
+    lease(settings, heartbeat=NOW - 3)
     status = pipeline_status(settings, NOW)
     assert not status.watched and status.alarms == []
-    assert states(settings) == dict.fromkeys(QUERIES, STOPPED) | {QUERIES[0]: RUNNING}
-    assert status.queries[0].driver_pid == 4242
+    assert states(settings) == dict.fromkeys(QUERIES, RUNNING)
+    assert {q.driver_pid for q in status.queries} == {4242}
     assert "(is its DAG paused?)" in status.queries[0].reason
+
+
+def test_a_stale_record_and_a_driver_gone_quiet_is_stopped_not_dead(settings) -> None:
+    record(settings, NOW - 600, dict.fromkeys(QUERIES, DEAD))
+    lease(settings, heartbeat=NOW - 120)  # a driver that died 2 minutes ago
+    status = pipeline_status(settings, NOW)
+    assert not status.watched and status.alarms == []
+    assert states(settings) == dict.fromkeys(QUERIES, STOPPED)
     assert "stopped on purpose" in status.queries[1].reason
 
 
@@ -134,7 +142,7 @@ def test_no_driver_during_an_active_run_is_starting_and_keeps_its_guarded_restar
 def test_the_lease_heartbeat_age_decides_live_whatever_the_clock(settings) -> None:
     # Sanity of the fixture against the real clock: a heartbeat now is live.
     record(settings, time.time() - 3600, dict.fromkeys(QUERIES, DEAD))
-    lease(settings, QUERIES[2], heartbeat=time.time())
+    lease(settings, heartbeat=time.time())
     assert pipeline_status(settings).queries[2].state == RUNNING
 
 

@@ -25,6 +25,7 @@ from spark_jobs.transforms import (
     revenue_by_category,
     to_kafka_records,
     user_sessions,
+    with_watermark,
 )
 
 ANALYTICS = AnalyticsSettings(
@@ -109,7 +110,7 @@ def test_revenue_by_category_windows_and_rounding(spark: SparkSession) -> None:
 
 def test_deduplicate_on_a_static_frame(spark: SparkSession) -> None:
     rows = [*PURCHASES, ("p2", "purchase", "2026-01-01 12:00:30", "Books", "10.00")]
-    deduped = deduplicate(events_frame(spark, rows), ANALYTICS.watermark_seconds)
+    deduped = deduplicate(events_frame(spark, rows))
     assert sorted(r.event_id for r in deduped.collect()) == ["c1", "p1", "p2", "p3", "p4", "v1"]
     # Counted once: the same windows as without the duplicate.
     assert as_tuples(revenue_by_category(deduped, ANALYTICS)) == EXPECTED_REVENUE
@@ -135,7 +136,9 @@ def test_deduplicate_and_revenue_on_a_stream(spark: SparkSession, tmp_path: Path
         "category",
         F.col("revenue").cast("decimal(18,2)").alias("revenue"),
     )
-    result = revenue_by_category(deduplicate(typed, ANALYTICS.watermark_seconds), ANALYTICS)
+    result = revenue_by_category(
+        deduplicate(with_watermark(typed, ANALYTICS.watermark_seconds)), ANALYTICS
+    )
     query = (
         result.writeStream.format("memory")
         .queryName("revenue_stream_test")

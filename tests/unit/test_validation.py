@@ -19,7 +19,13 @@ from pyspark.sql.types import DecimalType, IntegerType, StringType, TimestampTyp
 
 from include.analytics import DEAD_LETTERS
 from include.settings import EventSettings
-from spark_jobs.validation import EVENT_COLUMNS, dead_letters, parse_events, valid_events
+from spark_jobs.validation import (
+    EVENT_COLUMNS,
+    dead_letters,
+    parse_events,
+    timed_records,
+    valid_events,
+)
 
 TOPIC = "ecommerce-events"
 # Kafka's record time in most tests: one second after the event time of BASE_EVENT.
@@ -302,6 +308,43 @@ def test_valid_events_keeps_only_good_rows(spark: SparkSession) -> None:
     good = valid_events(parse_events(raw_frame(spark, values), EVENTS))
     assert tuple(good.columns) == EVENT_COLUMNS
     assert sorted(r.event_id for r in good.collect()) == ["e-1", "e-2"]
+
+
+def test_a_control_record_moves_event_time_and_is_neither_event_nor_dead_letter(
+    spark: SparkSession,
+) -> None:
+    # The idle rule's record (include.idle_close): key \x00ecom.control, its event time only.
+    control = json.dumps(
+        {
+            "control": "advance_event_time",
+            "event_time": "2026-01-01T12:05:00.250000Z",
+            "after": "2026-01-01T12:00:30.000000Z",
+        }
+    ).encode()
+    rows = [
+        (b"\x00ecom.control", control, TOPIC, 0, 0, KAFKA_TS),
+        # Under the control key, anything else is judged as an event: not one here.
+        (b"\x00ecom.control", b'{"control": "something else"}', TOPIC, 0, 1, KAFKA_TS),
+        (b"k2", event_bytes(), TOPIC, 0, 2, KAFKA_TS),
+    ]
+    raw = spark.createDataFrame(rows, RAW_SCHEMA)
+    parsed = parse_events(raw.withColumn("timestamp", F.col("timestamp").cast("timestamp")), EVENTS)
+    got = {
+        r.offset: (r.control, r.dlq_reason, r.event_time_utc)
+        for r in parsed.select(
+            "offset",
+            "control",
+            "dlq_reason",
+            F.date_format("event_time", "yyyy-MM-dd HH:mm:ss.SSS").alias("event_time_utc"),
+        ).collect()
+    }
+    assert got[0] == (True, None, "2026-01-01 12:05:00.250")
+    assert got[1] == (False, "missing_field:event_id", None)
+    assert got[2] == (False, None, "2026-01-01 12:00:30.000")
+    assert [r.event_id for r in valid_events(parsed).collect()] == ["e-1"]
+    assert [r.source_offset for r in dead_letters(parsed).collect()] == [1]
+    timed = timed_records(parsed).collect()
+    assert sorted((r.control, r.event_id) for r in timed) == [(False, "e-1"), (True, None)]
 
 
 def test_filtering_on_the_reason_parses_each_record_once(spark: SparkSession) -> None:
