@@ -92,6 +92,9 @@ class QueryBreakdown:
     tasks_per_batch: float = 0.0
     jobs_ms: dict[str, float] = field(default_factory=dict)
     outside_jobs_ms: float = 0.0  # addBatch minus its jobs: the driver's own work
+    # The pipeline's writes from the driver (its progress records' sinkMs): the Kafka
+    # transaction and the Delta appends, side by side after the collect.
+    driver_ms: dict[str, float] = field(default_factory=dict)
 
 
 def _mean(values: list[float]) -> float:
@@ -107,6 +110,7 @@ def breakdown(records: list[dict], jobs: list[Job]) -> list[QueryBreakdown]:
     for job in jobs:
         by_batch[(job.query, job.batch)].append(job)
     out = []
+    records = [r for r in records if not r.get("query")]  # not the per-output copies
     for query in sorted({r["name"] for r in records}):
         mine = [r for r in records if r["name"] == query]
         counted = [r for r in mine if r["numInputRows"] and (query, r["batchId"]) in by_batch]
@@ -136,13 +140,28 @@ def breakdown(records: list[dict], jobs: list[Job]) -> list[QueryBreakdown]:
                     for r, js in zip(counted, batch_jobs, strict=True)
                 ]
             )
+            steps = sorted({k for r in counted for k in (r.get("sinkMs") or {})})
+            result.driver_ms = {
+                k: _mean([(r.get("sinkMs") or {}).get(k, 0) for r in counted])
+                for k in steps
+                if k != "collect_ms"  # the collect is the batch's job, counted above
+            }
         out.append(result)
     return out
+
+
+# The driver's steps of a pipeline batch (spark_jobs/sinks.py), as the table heads them; both
+# run inside addBatch, after the collect job, and overlap each other.
+DRIVER_STEPS = {
+    "kafka_ms": "of which: Kafka transaction ms",
+    "delta_ms": "of which: Delta appends ms",
+}
 
 
 def table(rows: list[QueryBreakdown]) -> tuple[list[str], list[list[str]]]:
     """The header and the cells of the breakdown table, one row per query."""
     kinds = sorted({k for r in rows for k in r.jobs_ms})
+    steps = sorted({k for r in rows for k in r.driver_ms})
     header = [
         "query",
         "batches",
@@ -153,6 +172,7 @@ def table(rows: list[QueryBreakdown]) -> tuple[list[str], list[list[str]]]:
         "tasks/batch",
         *(f"{k} ms" for k in kinds),
         "addBatch outside jobs ms",
+        *(DRIVER_STEPS.get(k, k) for k in steps),
     ]
     cells = [
         [
@@ -165,6 +185,7 @@ def table(rows: list[QueryBreakdown]) -> tuple[list[str], list[list[str]]]:
             f"{r.tasks_per_batch:.0f}",
             *(f"{r.jobs_ms.get(k, 0):.0f}" for k in kinds),
             f"{r.outside_jobs_ms:.0f}",
+            *(f"{r.driver_ms.get(k, 0):.0f}" for k in steps),
         ]
         for r in rows
     ]

@@ -2,15 +2,11 @@
 
 Run with spark-submit like spark_jobs/streaming_app.py.  ``--design``:
 
-* ``independent``: what the platform runs: every query reads the input topic itself and
-  parses it (``--sessions`` picks the user_sessions implementation).
+* ``independent``: the six-query design the platform ran before its one query: every query
+  reads the input topic itself and parses it (``--sessions`` picks the user_sessions
+  implementation).
 * ``parse_once``: one query reads Kafka, parses, validates and de-duplicates, and appends
   the events to a Delta table exactly once; every analytic streams from that table.
-* ``one_query``: every analytic and the dead letters as branches of one streaming query
-  (one offset log, one plan, one sink call per batch; the sink splits the batch by table
-  and writes all topics in one Kafka job).  Spark still reads and parses the topic once
-  per branch and keeps each branch's state apart, and the branches share one watermark
-  (the lowest), so this measures the cost of a batch, not the platform's exact semantics.
 """
 
 from __future__ import annotations
@@ -24,7 +20,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from benchmarks.pandas_sessions import user_sessions_with_state
@@ -36,8 +31,8 @@ from spark_jobs import transforms
 from spark_jobs.lifecycle import supervise
 from spark_jobs.listener import ProgressRecorder
 from spark_jobs.session import build_session, read_events
-from spark_jobs.sinks import checkpoint_query_id, job_name
-from spark_jobs.validation import dead_letters, parse_events, valid_events
+from spark_jobs.sinks import checkpoint_query_id
+from spark_jobs.validation import parse_events, valid_events
 
 EVENTS_QUERY = "events"
 
@@ -100,100 +95,9 @@ def parse_once(
     return queries
 
 
-ONE_QUERY = "analytics"
-
-
-def one_query(
-    spark: SparkSession, parsed: DataFrame, settings: Settings, args
-) -> list[StreamingQuery]:
-    """Every analytic and the dead letters as branches of one query: one offset and commit
-    log, one plan and one sink call per batch; the sink splits the batch by table."""
-    valid = transforms.with_watermark(valid_events(parsed), settings.analytics.watermark_seconds)
-    branches: dict[str, DataFrame] = {}
-    for name in args.queries:
-        analytic = BY_NAME[name]
-        rows = transforms.analytic_rows(analytic, valid, settings.analytics)
-        branches[name] = rows.select(
-            F.lit(settings.output_topic(name)).alias("topic"),
-            *transforms.kafka_key_value(rows, analytic.keys),
-            F.struct(*analytic.columns).alias(name),
-        )
-    dead = dead_letters(parsed, max_raw_bytes=settings.events.max_event_bytes)
-    branches[DEAD_LETTERS.name] = dead.select(
-        F.lit(settings.kafka.dead_letter_topic).alias("topic"),
-        "key",
-        "value",
-        F.struct(*DEAD_LETTERS.columns).alias(DEAD_LETTERS.name),
-    )
-    types = {name: frame.schema[name].dataType for name, frame in branches.items()}
-    names = list(branches)
-    union = None
-    for name, frame in branches.items():
-        wide = frame.select(
-            "topic",
-            "key",
-            "value",
-            *[
-                F.col(other) if other == name else F.lit(None).cast(types[other]).alias(other)
-                for other in names
-            ],
-        )
-        union = wide if union is None else union.union(wide)
-    checkpoint = settings.checkpoint_path(ONE_QUERY)
-    kafka_options = settings.spark_kafka_options()
-
-    def write(batch: DataFrame, batch_id: int) -> None:
-        batch.persist()
-        try:
-            with job_name(batch, "tables with rows"):
-                present = [
-                    name
-                    for name, row in zip(
-                        names,
-                        batch.select(
-                            *[F.max(F.col(n).isNotNull().cast("int")).alias(n) for n in names]
-                        ).first(),
-                        strict=True,
-                    )
-                    if row
-                ]
-            if not present:
-                return
-            query_id = checkpoint_query_id(checkpoint)
-            for name in present:
-                with job_name(batch, f"Delta write {name}"):
-                    (
-                        batch.filter(F.col(name).isNotNull())
-                        .select(f"{name}.*")
-                        .write.format("delta")
-                        .mode("append")
-                        .option("txnAppId", f"{name}-{query_id}")
-                        .option("txnVersion", str(batch_id))
-                        .save(str(settings.table_path(name)))
-                    )
-            with job_name(batch, "Kafka write"):
-                batch.select("topic", "key", "value").write.format("kafka").options(
-                    **kafka_options
-                ).save()
-        finally:
-            batch.unpersist()
-
-    query = (
-        union.writeStream.queryName(ONE_QUERY)
-        .outputMode("append")
-        .option("checkpointLocation", str(checkpoint))
-        .trigger(processingTime=f"{args.trigger_seconds} seconds")
-        .foreachBatch(write)
-        .start()
-    )
-    return [query]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="design_app")
-    parser.add_argument(
-        "--design", choices=["independent", "parse_once", "one_query"], required=True
-    )
+    parser.add_argument("--design", choices=["independent", "parse_once"], required=True)
     parser.add_argument(
         "--sessions", choices=["session_window", "transform_with_state"], default="session_window"
     )
@@ -221,8 +125,6 @@ def main() -> int:
     )
     if args.design == "parse_once":
         queries = parse_once(spark, parsed, settings, args)
-    elif args.design == "one_query":
-        queries = one_query(spark, parsed, settings, args)
     else:
         queries = [
             QUERY_STARTERS[name](parsed, settings, args.trigger_seconds) for name in args.queries

@@ -54,9 +54,21 @@ def wait_for(done: Callable[[], bool], app: subprocess.Popen, timeout: float, wh
         time.sleep(2)
 
 
+def query_records(records: list[dict]) -> list[dict]:
+    """The records of the streaming queries themselves, without the per-output copies the
+    one-query pipeline adds (those name their query in ``query``)."""
+    return [r for r in records if not r.get("query")]
+
+
+def output_records(records: list[dict]) -> list[dict]:
+    """One record per output and batch: the pipeline's per-output records when there are
+    any (the six-query design's records are its outputs' already)."""
+    return [r for r in records if r.get("query")] or records
+
+
 def batch_durations(records: list[dict]) -> dict[str, float]:
     """Batch duration of batches that read input: p50 and max over every query."""
-    durations = [r["batchDurationMs"] for r in records if r["numInputRows"]]
+    durations = [r["batchDurationMs"] for r in query_records(records) if r["numInputRows"]]
     if not durations:
         return {"p50": 0, "max": 0, "batches": 0}
     return {
@@ -71,7 +83,7 @@ def state_size(records: list[dict]) -> dict[str, int]:
     over the queries: what the application held at its fullest."""
     rows: dict[str, int] = {}
     memory: dict[str, int] = {}
-    for record in records:
+    for record in output_records(records):
         operators = record.get("stateOperators") or []
         name = record["name"]
         rows[name] = max(rows.get(name, 0), sum(o["numRowsTotal"] for o in operators))
@@ -87,6 +99,7 @@ def time_breakdown(records: list[dict]) -> dict[str, dict[str, float]]:
     """Per query, the share of its trigger time spent in each phase Spark reports
     (addBatch is the micro-batch's own jobs: read, parse, aggregate, write)."""
     shares = {}
+    records = query_records(records)
     for name in sorted({r["name"] for r in records}):
         mine = [r["durationMs"] for r in records if r["name"] == name and r["numInputRows"]]
         total = sum(d.get("triggerExecution", 0) for d in mine)

@@ -20,7 +20,7 @@ from kafka.admin import NewTopic
 from benchmarks import kafka_tools, producer_profile, producer_variants, producers
 from benchmarks.designs import Variant, run_variant
 from benchmarks.machine import machine
-from benchmarks.plans import AFTER, PER_BATCH_BEFORE, SEED, Lever, Plan
+from benchmarks.plans import AFTER, SEED, SIX_QUERIES, Lever, Plan
 from benchmarks.progress import batch_durations, state_size, time_breakdown
 from benchmarks.steady import steady_run
 from benchmarks.targets import targets
@@ -230,8 +230,8 @@ class Bench:
             else:
                 runs.append({"label": AFTER.label, **self.latency_at(rate)})
                 if rate in self.plan.latency_before_rates:
-                    before = self.latency_at(rate, PER_BATCH_BEFORE, f"latency{rate}_before")
-                    runs.append({"label": PER_BATCH_BEFORE.label, **before})
+                    before = self.latency_at(rate, SIX_QUERIES, f"latency{rate}_before")
+                    runs.append({"label": SIX_QUERIES.label, **before})
         self.results["latency"] = runs
 
     def at_rest(self) -> None:

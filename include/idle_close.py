@@ -135,17 +135,19 @@ class IdleRule:
         """The event time of the control record to send now (None: nothing to send).
 
         After an event: nothing until ``idle_close_seconds`` of silence, then ``T +
-        silence``.  After a control record (the silence goes on): the next one
-        ``tick_seconds`` later, continuing from it.  Nothing once the silence is longer than
-        the horizon.
+        silence`` (however long the silence already is: a driver that comes back after an
+        hour closes everything at once).  After a control record (the silence goes on): the
+        next one ``tick_seconds`` later, continuing from it, until a control record has moved
+        event time past the horizon: then everything is closed.
         """
         silence = (now - newest.arrived).total_seconds()
         if silence < (self.tick_seconds if newest.control else self.idle_close_seconds):
             return None
-        moment = newest.event_time + timedelta(seconds=silence)
-        if (moment - newest.after).total_seconds() > self.horizon_seconds + self.tick_seconds:
+        if newest.control and (newest.event_time - newest.after).total_seconds() > (
+            self.horizon_seconds
+        ):
             return None
-        return moment
+        return newest.event_time + timedelta(seconds=silence)
 
 
 def idle_rule(analytics: Any) -> IdleRule:

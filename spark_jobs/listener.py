@@ -127,8 +127,9 @@ class ProgressRecorder(StreamingQueryListener):
     """Appends the JSON lines of each progress event; logs starts and terminations.
 
     ``operators`` (output -> stateful operators of its branch, in order) and
-    ``rows_written`` (batch id -> rows per output, from the sink) make the per-output
-    records; without them only the query's record is written.
+    ``sink_report`` (batch id -> the sink's ``rows`` per output and step ``ms``) make the
+    per-output records and the query record's ``sinkMs``; without them only the query's
+    record is written.
     """
 
     def __init__(
@@ -137,7 +138,7 @@ class ProgressRecorder(StreamingQueryListener):
         max_bytes: int,
         keep: int,
         operators: Mapping[str, int] | None = None,
-        rows_written: Callable[[int], Mapping[str, int] | None] | None = None,
+        sink_report: Callable[[int], Mapping[str, Any] | None] | None = None,
     ) -> None:
         super().__init__()
         self.path = path
@@ -146,7 +147,7 @@ class ProgressRecorder(StreamingQueryListener):
         self.max_bytes = max_bytes
         self.keep = keep
         self.operators = dict(operators or {})
-        self.rows_written = rows_written
+        self.sink_report = sink_report
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,11 +162,12 @@ class ProgressRecorder(StreamingQueryListener):
         """Append the batch's records; a failure to write is logged, never raised."""
         try:
             record = progress_record(json.loads(event.progress.json))
+            report = None if self.sink_report is None else self.sink_report(record["batchId"])
+            if report is not None:
+                record["sinkMs"] = report["ms"]
             lines = [record]
             if self.operators:
-                written = (
-                    None if self.rows_written is None else self.rows_written(record["batchId"])
-                )
+                written = None if report is None else report["rows"]
                 lines += output_records(record, self.operators, written)
             with self._lock:
                 for line in lines:

@@ -43,7 +43,7 @@ from spark_jobs.pipeline import OUTPUT_COLUMN
 # Every line the driver logs carries the application's name (tests and users grep it).
 log = logging.getLogger("streaming_app")
 
-# How many batches' row counts wait for the progress listener before the oldest are dropped.
+# How many batches' reports wait for the progress listener before the oldest are dropped.
 KEEP_COUNTS = 64
 
 
@@ -261,8 +261,8 @@ class TransactionalTopics:
 
 class PipelineSink:
     """The one query's ``foreachBatch`` function: collect the batch once, then every table and
-    every topic (module docstring).  ``rows_written`` holds each recent batch's rows per
-    output for the progress listener."""
+    every topic (module docstring).  :meth:`report` gives the progress listener a recent
+    batch's rows per output and the milliseconds of its steps."""
 
     def __init__(
         self,
@@ -275,8 +275,7 @@ class PipelineSink:
         self.outputs = list(outputs)
         self.checkpoint = checkpoint
         self.topics = dict(topics)
-        self.rows_written: dict[int, dict[str, int]] = {}
-        self.timings: dict[int, dict[str, float]] = {}
+        self._reports: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._tables: DeltaTables | None = None
         self._kafka: TransactionalTopics | None = None
@@ -308,18 +307,17 @@ class PipelineSink:
         timings = {"collect_ms": collect_ms}
         if collected.num_rows:
             timings |= self._write(collected, batch_id, counts)
-        log.info(
-            "batch %d: %d rows, %s",
-            batch_id,
-            collected.num_rows,
-            ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
-        )
         with self._lock:
-            self.rows_written[batch_id] = counts
-            self.timings[batch_id] = timings
-            for old in sorted(self.rows_written)[:-KEEP_COUNTS]:
-                self.rows_written.pop(old, None)
-                self.timings.pop(old, None)
+            self._reports[batch_id] = {"rows": counts, "ms": timings}
+            for old in sorted(self._reports)[:-KEEP_COUNTS]:
+                del self._reports[old]
+
+    def report(self, batch_id: int) -> dict[str, Any] | None:
+        """Batch `batch_id`'s rows per output (``rows``) and the milliseconds of its steps
+        (``ms``: collect, Kafka transaction, Delta appends); None when not (or no longer)
+        known."""
+        with self._lock:
+            return self._reports.get(batch_id)
 
     def _write(
         self, collected: pa.Table, batch_id: int, counts: Mapping[str, int]

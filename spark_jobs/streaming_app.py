@@ -193,7 +193,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 settings.maintenance.jsonl_max_bytes,
                 settings.maintenance.jsonl_keep_files,
                 operators=branch_operators(frames),
-                rows_written=sink.rows_written.get,
+                sink_report=sink.report,
             )
         )
         query = (

@@ -54,5 +54,6 @@ def isolated_settings(tmp_path_factory, name: str) -> Iterator[Settings]:
         mp.setenv("ECOM_STATE_DIR", str(tmp_path_factory.mktemp(f"{name}_state")))
         mp.setenv("ECOM_KAFKA__INPUT_TOPIC", f"{name}-events")
         mp.setenv("ECOM_KAFKA__DEAD_LETTER_TOPIC", f"{name}-events-dlq")
+        mp.setenv("ECOM_KAFKA__CONTROL_TOPIC", f"{name}-events-control")
         mp.setenv("ECOM_KAFKA__OUTPUT_TOPIC_PREFIX", f"{name}.")
         yield Settings()

@@ -16,7 +16,7 @@ from include.alerts import dead_letters
 from include.alerts.callbacks import supervisor_alert
 from include.alerts.notify import DEAD_LETTER_CONN_ID, alert_connections
 from include.driver_lease import Holder
-from include.kafka_client import admin, producer
+from include.kafka_client import admin
 from include.settings import PROJECT_ROOT, Settings
 from include.supervisor import Observation, classify
 from tests.receivers import SmtpReceiver, WebhookReceiver
@@ -145,13 +145,20 @@ def make_topic(settings: Settings, topic: str) -> None:
 
 
 def send_dead_letters(settings: Settings, topic: str, count: int) -> None:
-    out = producer(settings.bootstrap_servers)
-    try:
-        for i in range(count):
-            out.send(topic, key=f"ecommerce-events|0|{i}".encode(), value=b'{"reason": "x"}')
-        out.flush(30)
-    finally:
-        out.close(timeout=10)
+    """`count` dead letters in one transaction, as the streaming app writes them: the commit
+    marker takes an offset of its own in the partition, and is no dead letter."""
+    from confluent_kafka import Producer
+
+    out = Producer(
+        {**settings.confluent_kafka_options(), "transactional.id": f"alerts-test-{topic}"}
+    )
+    out.init_transactions(30)
+    out.begin_transaction()
+    for i in range(count):
+        out.produce(
+            topic, key=f"ecommerce-events|0|{i}".encode(), value=b'{"reason": "x"}', partition=0
+        )
+    out.commit_transaction(30)
 
 
 def test_the_watcher_fires_on_a_dead_letter_and_holds_back_inside_the_interval(

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from include.alerts.dead_letters import count_new
 from include.alerts.gate import Gate, seconds_until_due
 from include.alerts.messages import dead_letters, first_line, task_failed
 from include.alerts.notify import alert_connections, channels
@@ -32,11 +31,6 @@ def test_the_sending_record_forgets_what_no_longer_gates_anything(tmp_path) -> N
     kept = gate.record()
     # The last seven days' keys (and today's) remain; older ones gate nothing any more.
     assert sorted(kept) == [f"stalled|{1000 + n}|revenue_by_category" for n in range(22, 30)]
-
-
-def test_dead_letters_are_counted_past_the_last_alerts_offsets() -> None:
-    assert count_new({"0": 10, "1": 7, "2": 3}, {"0": 4, "1": 7, "2": 1}) == 6 + 0 + 2
-    assert count_new({"0": 10, "3": 2}, {"0": 10}) == 2  # a partition added since
 
 
 def test_a_quality_failure_reads_as_one_sentence_with_its_first_failed_check() -> None:

@@ -43,12 +43,18 @@ def test_after_a_control_record_the_next_follows_a_tick_later_from_it() -> None:
     assert RULE.due(old, at(60)) == T - timedelta(days=3) + timedelta(seconds=60)
 
 
-def test_the_control_records_stop_past_the_horizon() -> None:
-    # 1,860 s (longest window/gap + watermark) past the newest event, one tick of margin.
+def test_the_control_records_stop_once_one_passed_the_horizon() -> None:
+    # The horizon: 1,860 s (longest window/gap + watermark) past the newest event.
     near = Newest(event_time=at(1860), arrived=at(1860), control=True, quiet_since=T)
-    assert RULE.due(near, at(1865)) == at(1865)
-    done = Newest(event_time=at(1866), arrived=at(1866), control=True, quiet_since=T)
+    assert RULE.due(near, at(1865)) == at(1865)  # the one that passes it
+    done = Newest(event_time=at(1865), arrived=at(1865), control=True, quiet_since=T)
     assert RULE.due(done, at(1900)) is None
+
+
+def test_a_silence_longer_than_the_horizon_still_gets_its_close() -> None:
+    # A driver that comes back two hours after the last event closes everything at once.
+    newest = Newest(event_time=T, arrived=at(0))
+    assert RULE.due(newest, at(7200)) == at(7200)
 
 
 def test_the_default_rule_closes_the_longest_session_before_it_stops() -> None:

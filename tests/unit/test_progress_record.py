@@ -66,3 +66,34 @@ def test_a_batch_without_state_or_sources_still_records() -> None:
     assert record["rowsDroppedByWatermark"] == 0
     assert record["stateRowsTotal"] == 0
     assert record["sources"] == []
+
+
+def test_each_output_gets_its_branchs_operators_and_rows() -> None:
+    from spark_jobs.listener import output_records
+
+    def op(name: str, rows: int, dropped: int) -> dict:
+        return {"operatorName": name, "numRowsTotal": rows, "numRowsDroppedByWatermark": dropped}
+
+    query = {
+        "name": "pipeline",
+        "batchId": 3,
+        "numInputRows": 9,
+        # Spark numbers them depth first through the union: two for the first branch, none
+        # for the second, three for the third.
+        "stateOperators": [
+            op("stateStoreSave", 5, 0),
+            op("dedupeWithinWatermark", 100, 2),
+            op("symmetricHashJoin", 7, 0),
+            op("dedupeWithinWatermark", 30, 1),
+            op("dedupeWithinWatermark", 20, 1),
+        ],
+    }
+    got = output_records(query, {"a": 2, "dead": 0, "c": 3}, {"a": 4, "c": 1})
+    assert [r["name"] for r in got] == ["a", "dead", "c"]
+    assert [r["query"] for r in got] == ["pipeline"] * 3
+    assert [r["stateRowsTotal"] for r in got] == [105, 0, 57]
+    assert [r["rowsDroppedByWatermark"] for r in got] == [2, 0, 2]
+    assert [r["numOutputRows"] for r in got] == [4, 0, 1]  # "dead" wrote nothing
+    assert all(r["batchId"] == 3 and r["numInputRows"] == 9 for r in got)
+    # Without the sink's report the rows are unknown, not zero.
+    assert {r["numOutputRows"] for r in output_records(query, {"a": 2}, None)} == {None}
