@@ -3,8 +3,8 @@
 Pure DataFrame functions like :mod:`spark_jobs.transforms`: no I/O, no session creation.
 :func:`pipeline_rows` reads the parsed records of :func:`spark_jobs.validation.parse_events`
 once, sets the event-time watermark once (on the events *and* the control records of
-:mod:`include.idle_close`, which then leave the stream), and unions one branch per output
-into one shape:
+:mod:`include.idle_close`, which then leave the stream: :func:`analytic_branch`), and unions
+one branch per output into one shape:
 
 ``output``
     the output's name (``include.analytics.OUTPUTS``);
@@ -29,29 +29,52 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from include.analytics import ANALYTICS, DEAD_LETTERS, OUTPUTS
-from include.settings import Settings
-from spark_jobs.transforms import analytic_rows, kafka_key_value, with_watermark
+from include.analytics import ANALYTICS, DEAD_LETTERS, OUTPUTS, Analytic
+from include.settings import AnalyticsSettings, Settings
+from spark_jobs.transforms import (
+    analytic_rows,
+    deduplicate,
+    kafka_key_value,
+    transform_of,
+    with_watermark,
+)
 from spark_jobs.validation import EVENT_COLUMNS, dead_letters, timed_records
 
 OUTPUT_COLUMN = "output"
 
 
-def watermarked_events(parsed: DataFrame, watermark_seconds: int) -> DataFrame:
-    """Valid events carrying the watermark, which control records moved too."""
-    timed = with_watermark(timed_records(parsed), watermark_seconds)
-    return timed.filter(~F.col("control")).select(*EVENT_COLUMNS)
+def without_controls(records: DataFrame) -> DataFrame:
+    """The events among timed records (event columns only)."""
+    return records.filter(~F.col("control")).select(*EVENT_COLUMNS)
+
+
+def analytic_branch(
+    analytic: Analytic, timed: DataFrame, analytics: AnalyticsSettings
+) -> DataFrame:
+    """An analytic's rows from the watermarked events and control records.
+
+    Spark pushes a filter that does not read the event time below the watermark, so a
+    filter on ``control`` right after it would hide the control records from the watermark.
+    They leave after the de-duplication instead (which no filter passes); an analytic that
+    de-duplicates itself after its own filters (click_to_purchase) never sees them, and the
+    query's watermark is the largest of its branches' (``multipleWatermarkPolicy = max``,
+    spark_jobs.session): every branch reads the same records.
+    """
+    if analytic.deduplicates:
+        return analytic_rows(analytic, without_controls(timed), analytics)
+    events = without_controls(deduplicate(timed))
+    return transform_of(analytic)(events, analytics).select(*analytic.columns)
 
 
 def branches(parsed: DataFrame, settings: Settings, outputs: Sequence[str]) -> dict[str, DataFrame]:
     """One frame per output asked for, in ``OUTPUTS`` order: ``output``, ``key``, ``value``
     and the row as the struct column named after the output."""
-    events = watermarked_events(parsed, settings.analytics.watermark_seconds)
+    timed = with_watermark(timed_records(parsed), settings.analytics.watermark_seconds)
     frames: dict[str, DataFrame] = {}
     for analytic in ANALYTICS:
         if analytic.name not in outputs:
             continue
-        rows = analytic_rows(analytic, events, settings.analytics)
+        rows = analytic_branch(analytic, timed, settings.analytics)
         frames[analytic.name] = rows.select(
             F.lit(analytic.name).alias(OUTPUT_COLUMN),
             *kafka_key_value(rows, analytic.keys),

@@ -46,6 +46,11 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # is hidden by spark.redaction.regex already ("password" in the JAAS line).
         "spark.sql.redaction.options.regex": r"(?i)url|ssl\.keystore\.key",
         "spark.sql.session.timeZone": "UTC",
+        # Every branch of the one query reads the same records, but Spark pushes each
+        # branch's filters below its watermark (click_to_purchase's sides see only views or
+        # purchases, and no control record): the query's watermark is the largest of them,
+        # the one over every event, as each analytic's was in its own query.
+        "spark.sql.streaming.multipleWatermarkPolicy": "max",
         # By default state lives off-heap in RocksDB; the changelog makes each commit a
         # small delta instead of a full snapshot upload.
         "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDERS[
