@@ -40,7 +40,10 @@ class SourceTopics:
             metadata = self.consumer.list_topics(topic, timeout=30)
             described = metadata.topics[topic]
             if described.error is not None:
-                raise RuntimeError(f"topic {topic}: {described.error}")
+                raise RuntimeError(
+                    f"topic {topic} cannot be read ({described.error.str()}): the "
+                    "provision_topics DAG creates it (make up runs it)"
+                )
             self.partitions += [(topic, p) for p in sorted(described.partitions)]
 
     def _ends(self) -> dict[tuple[str, int], tuple[int, int]]:

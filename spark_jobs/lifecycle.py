@@ -118,7 +118,8 @@ def interrupted_by_stop(error: object) -> bool:
 INCOMPATIBLE_CHECKPOINT = re.compile(
     r"STATE_STORE_\w*(SCHEMA|MISMATCH|INCOMPATIBLE)|StateSchemaNotCompatible|"
     r"schema for existing state|not compatible with|number of stateful operators|"
-    r"STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA|different.*checkpoint",
+    r"STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA|different.*checkpoint|"
+    r"sources in the checkpoint offsets",
     re.IGNORECASE,
 )
 

@@ -146,17 +146,22 @@ class DeltaTables:
         return True
 
 
+# How often a batch's Kafka transaction is tried before the batch fails (the query then
+# stops, and the supervisor restarts it).
+SEND_TRIES = 5
+
 # Fault injection for the crash tests: the batch id at which the driver kills itself (its
 # whole process group, like kill -9) with the batch's records in Kafka, not yet committed.
 KILL_IN_TOPIC_WRITE = "ECOM_TEST_KILL_IN_TOPIC_WRITE"
 
 
-def fault_point(variable: str, batch_id: int, producer: Any) -> None:
-    """Kill the driver here, once, when the environment asks for it at this batch."""
+def fault_point(variable: str, batch_id: int, producer: Any, state_dir: Path) -> None:
+    """Kill the driver here, once, when the environment asks for it at this batch; a file
+    in the state dir marks that it happened."""
     wanted = os.environ.get(variable)
     if wanted is None or int(wanted) != batch_id:
         return
-    marker = Path(os.environ.get("ECOM_STATE_DIR", ".")) / f".{variable.lower()}-{batch_id}"
+    marker = state_dir / f".{variable.lower()}-{batch_id}"
     if marker.exists():
         return
     marker.touch()
@@ -176,25 +181,26 @@ class TransactionalTopics:
     ``<query id>:<batch id>`` as their metadata.
     """
 
-    def __init__(self, options: Mapping[str, str], name: str, input_topic: str) -> None:
-        from confluent_kafka import Consumer, Producer
+    def __init__(
+        self, options: Mapping[str, str], name: str, input_topic: str, state_dir: Path
+    ) -> None:
+        from confluent_kafka import Consumer
 
         self.name = name
         self.input_topic = input_topic
-        self.producer = Producer(
-            {
-                **options,
-                "transactional.id": name,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                # A batch's writes take seconds; a driver that died mid-transaction is
-                # aborted by its successor's init_transactions long before this.
-                "transaction.timeout.ms": 120_000,
-            }
-        )
-        self.producer.init_transactions(60)
+        self.state_dir = state_dir
+        self.options = {
+            **options,
+            "transactional.id": name,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            # A batch's writes take seconds; a driver that died mid-transaction is aborted
+            # by its successor's init_transactions long before this.
+            "transaction.timeout.ms": 120_000,
+        }
+        self.producer = self._new_producer()
         self.consumer = Consumer(
             {
                 **options,
@@ -204,6 +210,13 @@ class TransactionalTopics:
             }
         )
         self.group = self.consumer.consumer_group_metadata()
+
+    def _new_producer(self) -> Any:
+        from confluent_kafka import Producer
+
+        producer = Producer(self.options)
+        producer.init_transactions(60)
+        return producer
 
     def last_batch(self, query_id: str) -> int | None:
         """The newest batch id committed by this checkpoint's pipeline (None: none yet)."""
@@ -224,34 +237,74 @@ class TransactionalTopics:
         read_up_to: Mapping[str, int],
     ) -> bool:
         """Send ``(topic, key, value)`` records as batch `batch_id`; False when that batch
-        was committed before (a replay)."""
-        from confluent_kafka import KafkaException, TopicPartition
+        was committed before (a replay).
 
-        done = self.last_batch(query_id)
-        if done is not None and done >= batch_id:
-            return False
+        A broker that restarts or moves its coordinator fails a transaction: it is aborted
+        (a fatal error: the producer is made anew, which fences the old one) and sent again,
+        up to :data:`SEND_TRIES` times, before the error fails the batch."""
+        from confluent_kafka import KafkaException
+
+        for attempt in range(1, SEND_TRIES + 1):
+            try:
+                done = self.last_batch(query_id)
+                if done is not None and done >= batch_id:
+                    return False
+                self._transaction(records, query_id, batch_id, read_up_to)
+                return True
+            except KafkaException as failure:
+                error = failure.args[0] if failure.args else None
+                if attempt == SEND_TRIES:
+                    raise
+                log.warning(
+                    "batch %d: the Kafka transaction failed (%s); sending it again (try %d of %d)",
+                    batch_id,
+                    error,
+                    attempt + 1,
+                    SEND_TRIES,
+                )
+                self._recover(error)
+                time.sleep(min(30.0, 2.0**attempt))
+        return True  # not reached: the last try returns or raises
+
+    def _transaction(
+        self,
+        records: Sequence[tuple[str, bytes, bytes]],
+        query_id: str,
+        batch_id: int,
+        read_up_to: Mapping[str, int],
+    ) -> None:
+        from confluent_kafka import TopicPartition
+
         self.producer.begin_transaction()
+        for topic, key, value in records:
+            while True:
+                try:
+                    self.producer.produce(topic, value=value, key=key)
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    self.producer.poll(0.1)
+            self.producer.poll(0)
+        marker = f"{query_id}:{batch_id}"
+        offsets = [
+            TopicPartition(self.input_topic, int(p), int(o), metadata=marker)
+            for p, o in sorted(read_up_to.items(), key=lambda item: int(item[0]))
+        ] or [TopicPartition(self.input_topic, 0, 0, metadata=marker)]
+        self.producer.send_offsets_to_transaction(offsets, self.group, 60)
+        fault_point(KILL_IN_TOPIC_WRITE, batch_id, self.producer, self.state_dir)
+        self.producer.commit_transaction(120)
+
+    def _recover(self, error: Any) -> None:
+        """After a failed transaction: abort it, or make a new producer when the old one
+        cannot go on."""
+        from confluent_kafka import KafkaException
+
+        if error is not None and error.fatal():
+            self.producer = self._new_producer()
+            return
         try:
-            for topic, key, value in records:
-                while True:
-                    try:
-                        self.producer.produce(topic, value=value, key=key)
-                        break
-                    except BufferError:  # the local queue is full: let it drain
-                        self.producer.poll(0.1)
-                self.producer.poll(0)
-            marker = f"{query_id}:{batch_id}"
-            offsets = [
-                TopicPartition(self.input_topic, int(p), int(o), metadata=marker)
-                for p, o in sorted(read_up_to.items(), key=lambda item: int(item[0]))
-            ] or [TopicPartition(self.input_topic, 0, 0, metadata=marker)]
-            self.producer.send_offsets_to_transaction(offsets, self.group, 60)
-            fault_point(KILL_IN_TOPIC_WRITE, batch_id, self.producer)
-            self.producer.commit_transaction(120)
-        except KafkaException:
             self.producer.abort_transaction(60)
-            raise
-        return True
+        except KafkaException:
+            self.producer = self._new_producer()
 
     def close(self) -> None:
         """Flush and close the clients."""
@@ -292,6 +345,7 @@ class PipelineSink:
                 self.settings.confluent_kafka_options(),
                 f"ecom-pipeline-{query_id}",
                 self.settings.kafka.input_topic,
+                self.settings.state,
             )
         return query_id, self._tables, self._kafka
 
