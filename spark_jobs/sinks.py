@@ -44,7 +44,7 @@ from spark_jobs.pipeline import OUTPUT_COLUMN
 log = logging.getLogger("streaming_app")
 
 # How many batches' reports wait for the progress listener before the oldest are dropped.
-KEEP_COUNTS = 64
+KEEP_REPORTS = 64
 
 
 def checkpoint_query_id(checkpoint: Path) -> str:
@@ -363,7 +363,7 @@ class PipelineSink:
             timings |= self._write(collected, batch_id, counts)
         with self._lock:
             self._reports[batch_id] = {"rows": counts, "ms": timings}
-            for old in sorted(self._reports)[:-KEEP_COUNTS]:
+            for old in sorted(self._reports)[:-KEEP_REPORTS]:
                 del self._reports[old]
 
     def report(self, batch_id: int) -> dict[str, Any] | None:

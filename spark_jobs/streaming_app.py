@@ -46,9 +46,10 @@ from pyspark.sql.streaming import StreamingQuery
 
 from include.analytics import PIPELINE, QUERIES
 from include.driver_lease import CheckpointInUse, DriverLease
+from include.idle_close import IdleCloser
 from include.progress import progress_path
 from include.settings import Settings, get_settings
-from spark_jobs.idle import start_idle_closer
+from spark_jobs.idle import SourceTopics, start_idle_closer
 from spark_jobs.lifecycle import check_checkpoints, supervise
 from spark_jobs.listener import ProgressRecorder
 from spark_jobs.pipeline import branch_operators, branches, outputs_in_order, union
@@ -180,7 +181,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     checkpoint = settings.pipeline_checkpoint
     sink = PipelineSink(settings, args.outputs, checkpoint, sink_topics(settings, args.outputs))
     query: StreamingQuery | None = None
-    closer = None
+    idle: tuple[IdleCloser, SourceTopics] | None = None
     try:
         parsed = parse_events(
             read_events(spark, settings, args.starting_offsets, args.max_offsets_per_trigger),
@@ -213,7 +214,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             settings.table_root,
         )
         if args.idle_close:
-            closer = start_idle_closer(settings, query, checkpoint)
+            idle = start_idle_closer(settings, query, checkpoint)
         code = supervise([query], args.stop_file, args.await_seconds, stop_requested)
     except Exception as error:
         log.exception("the streaming application failed")
@@ -222,9 +223,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             query.stop()
         code = 1
     finally:
-        if closer is not None:
-            closer[0].stop()
-            closer[1].close()
+        if idle is not None:
+            closer, topics = idle
+            closer.stop()
+            topics.close()
         sink.close()
         spark.stop()
     log.info("streaming application exits with code %d", code)
