@@ -113,13 +113,17 @@ def progress(state: Path) -> list[dict]:
     return read_progress(state / "metrics")
 
 
-def kafka_offsets_read(record: dict) -> int | None:
-    """Offsets a Kafka-reading query has consumed up to, or None for another source."""
+def kafka_offsets_read(record: dict, topic: str | None = None) -> int | None:
+    """Offsets a Kafka-reading query has consumed up to (of `topic` alone when given: the
+    pipeline also reads the idle rule's control topic), or None for another source."""
     total = None
     for source in record["sources"]:
         if source["description"].startswith("KafkaV2") and source["endOffset"]:
             total = (total or 0) + sum(
-                int(o) for parts in source["endOffset"].values() for o in parts.values()
+                int(o)
+                for name, parts in source["endOffset"].items()
+                if topic is None or name == topic
+                for o in parts.values()
             )
     return total
 
@@ -174,7 +178,11 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
                 raise RuntimeError(f"{variant.label} did not finish in {args.timeout} s")
             records = progress(state)
             events_table = state / "tables" / EVENTS_QUERY
-            done = [a for a in variant.analytics if consumed_all(records, a, count, events_table)]
+            done = [
+                a
+                for a in variant.analytics
+                if consumed_all(records, a, count, events_table, settings.kafka.input_topic)
+            ]
             if len(done) == len(variant.analytics):
                 break
             time.sleep(2)
@@ -199,13 +207,16 @@ def delta_version_read(record: dict) -> int | None:
     return None
 
 
-def consumed_all(records: list[dict], name: str, count: int, events_table: Path) -> bool:
-    """Whether query `name` has read every event: all Kafka offsets or, reading the Delta
-    events table, every version written by the time the events query had read Kafka's."""
+def consumed_all(
+    records: list[dict], name: str, count: int, events_table: Path, topic: str
+) -> bool:
+    """Whether query `name` has read every event: all of the input topic's offsets or,
+    reading the Delta events table, every version written by the time the events query had
+    read Kafka's."""
     mine = [r for r in records if r["name"] == name]
-    if any(kafka_offsets_read(r) == count for r in mine):
+    if any(kafka_offsets_read(r, topic) == count for r in mine):
         return True
-    if not any(kafka_offsets_read(r) == count for r in records if r["name"] == EVENTS_QUERY):
+    if not any(kafka_offsets_read(r, topic) == count for r in records if r["name"] == EVENTS_QUERY):
         return False
     last_version = DeltaTable(str(events_table)).version()
     return any((delta_version_read(r) or -1) >= last_version for r in mine)

@@ -61,12 +61,14 @@ class Bench:
     # ------------------------------------------------------------------ helpers
 
     def topic_env(self, name: str) -> dict[str, str]:
-        """Settings for a run of its own: input topic, output topics, dead letters."""
+        """Settings for a run of its own: input topic, output topics, dead letters, and the
+        idle rule's control topic (another run's control records would move its clock)."""
         return {
             **self.env,
             "ECOM_KAFKA__INPUT_TOPIC": f"{name}-events",
             "ECOM_KAFKA__OUTPUT_TOPIC_PREFIX": f"{name}.",
             "ECOM_KAFKA__DEAD_LETTER_TOPIC": f"{name}-events-dlq",
+            "ECOM_KAFKA__CONTROL_TOPIC": f"{name}-events-control",
         }
 
     def provisioned(self, name: str) -> tuple[Settings, dict[str, str]]:
