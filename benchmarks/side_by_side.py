@@ -40,9 +40,34 @@ DESIGNS = (
 )
 
 
-def settings_in(state: Path) -> Settings:
-    os.environ["ECOM_STATE_DIR"] = str(state)
-    return Settings()
+def settings_in(state: Path, name: str) -> Settings:
+    """A design's state dir and topics of its own: the designs share the broker, and one
+    design's events or control records must not reach the other."""
+    os.environ.update(
+        {
+            "ECOM_STATE_DIR": str(state),
+            "ECOM_KAFKA__INPUT_TOPIC": f"{name}-events",
+            "ECOM_KAFKA__OUTPUT_TOPIC_PREFIX": f"{name}.",
+            "ECOM_KAFKA__DEAD_LETTER_TOPIC": f"{name}-events-dlq",
+            "ECOM_KAFKA__CONTROL_TOPIC": f"{name}-events-control",
+        }
+    )
+    settings = Settings()
+    provision(settings)
+    return settings
+
+
+def start(settings: Settings, app: Path, app_args: tuple[str, ...], *more: str):
+    """The design's application on `settings`, stopped by the stop file in its state dir."""
+    return launch_app(
+        settings,
+        app,
+        settings.log_dir / "app.log",
+        *app_args,
+        *more,
+        "--stop-file",
+        str(settings.state / "stop"),
+    )
 
 
 def jvm_pid(pid: int) -> int:
@@ -54,9 +79,8 @@ def jvm_pid(pid: int) -> int:
 
 
 def rest(args: argparse.Namespace, base: Path) -> None:
-    for label, app, app_args, _ in DESIGNS:
-        settings = settings_in(Path(tempfile.mkdtemp(prefix="rest-", dir=base)))
-        provision(settings)
+    for n, (label, app, app_args, _) in enumerate(DESIGNS):
+        settings = settings_in(Path(tempfile.mkdtemp(prefix="rest-", dir=base)), f"rest{n}")
         stop = threading.Event()
         params = ProducerParams(rate=args.rate)
         producer = threading.Thread(
@@ -65,17 +89,7 @@ def rest(args: argparse.Namespace, base: Path) -> None:
             daemon=True,
         )
         producer.start()
-        stop_file = settings.state / "stop"
-        proc = launch_app(
-            settings,
-            app,
-            settings.log_dir / "app.log",
-            *app_args,
-            "--trigger-seconds",
-            str(args.trigger),
-            "--stop-file",
-            str(stop_file),
-        )
+        proc = start(settings, app, app_args, "--trigger-seconds", str(args.trigger))
         try:
             time.sleep(args.warm)
             jvm = jvm_pid(proc.pid)
@@ -87,32 +101,21 @@ def rest(args: argparse.Namespace, base: Path) -> None:
             print(f"  by kind of thread: {json.dumps(split(before, after, ended - started))}")
         finally:
             stop.set()
-            stop_file.touch()
+            (settings.state / "stop").touch()
             stop_tree(proc.pid, timeout=120)
 
 
 def backlog(args: argparse.Namespace, base: Path) -> None:
-    for label, app, app_args, names in DESIGNS:
-        settings = settings_in(Path(tempfile.mkdtemp(prefix="backlog-", dir=base)))
-        provision(settings)
+    for n, (label, app, app_args, names) in enumerate(DESIGNS):
+        state = Path(tempfile.mkdtemp(prefix="backlog-", dir=base))
+        settings = settings_in(state, f"backlog{n}")
         preload(settings, args.events, users=10_000, span=timedelta(minutes=100))
-        stop_file = settings.state / "stop"
-        proc = launch_app(
-            settings,
-            app,
-            settings.log_dir / "app.log",
-            *app_args,
-            "--trigger-seconds",
-            "1",
-            "--max-offsets-per-trigger",
-            str(args.events),
-            "--stop-file",
-            str(stop_file),
-        )
+        more = ("--trigger-seconds", "1", "--max-offsets-per-trigger", str(args.events))
+        proc = start(settings, app, app_args, *more)
         try:
             finished = read_all(settings, names, args.events, proc)
         finally:
-            stop_file.touch()
+            (settings.state / "stop").touch()
             stop_tree(proc.pid, timeout=120)
         print(f"{label}: {args.events / finished:,.0f} events/s ({finished:.0f} s)")
 
