@@ -200,6 +200,7 @@ class IdleCloser:
         # When Kafka last did not answer: a producer may hold events it could not deliver
         # meanwhile, so the silence counts only from then (they arrive first).
         self._unreachable_at: datetime | None = None
+        self._failed = 0  # looks in a row that failed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="idle-closer", daemon=True)
 
@@ -233,12 +234,22 @@ class IdleCloser:
         """One look that never raises: a failure (Kafka did not answer) is logged and
         remembered, and the silence counts again from it."""
         try:
-            return self.step()
+            moment = self.step()
         except Exception as error:  # a broker hiccup must not end the closing for good
             self._unreachable_at = self.clock()
             self._seen = None
-            log.warning("idle closing skipped a round: %s", error)
+            self._failed += 1
+            # Once per outage, not once per poll while the broker is away.
+            log.log(
+                logging.WARNING if self._failed == 1 else logging.DEBUG,
+                "idle closing paused, Kafka did not answer: %s",
+                error,
+            )
             return None
+        if self._failed:
+            log.info("idle closing resumed: Kafka answers again (%d looks failed)", self._failed)
+            self._failed = 0
+        return moment
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):

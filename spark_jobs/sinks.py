@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,11 +70,17 @@ def batch_end_offsets(checkpoint: Path, batch_id: int) -> dict[str, dict[str, in
 def job_name(batch: DataFrame, name: str) -> Iterator[None]:
     """Names the Spark jobs started inside (the name the Spark UI and its REST API show;
     their description keeps the query and batch): where a batch's time goes, by step."""
+    from pyspark.traceback_utils import SCCallSiteSync
+
     context = batch.sparkSession.sparkContext
     context.setLocalProperty("callSite.short", name)
+    # PySpark's own call-site guard (around collects) would put its Python frame over the
+    # name, unless it sees itself already inside one.
+    SCCallSiteSync._spark_stack_depth += 1
     try:
         yield
     finally:
+        SCCallSiteSync._spark_stack_depth -= 1
         context.setLocalProperty("callSite.short", None)  # type: ignore[arg-type]
 
 
@@ -150,6 +156,37 @@ class DeltaTables:
 # stops, and the supervisor restarts it).
 SEND_TRIES = 5
 
+# How much longer than its own timeout a transactional call may block before the producer
+# is given up: librdkafka's send_offsets_to_transaction can block past its timeout while
+# the group coordinator is away (a broker restart; confluentinc/librdkafka#5456).
+STUCK_GRACE_SECONDS = 15.0
+
+
+class StuckCall(Exception):
+    """A Kafka client call that did not return in its time."""
+
+
+def bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`call()` in a thread of its own, given up after `seconds`: :class:`StuckCall` then,
+    and the thread is left to end whenever the client lets it."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the caller below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=f"kafka-{what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StuckCall(f"{what} did not return in {seconds:.0f} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 # Fault injection for the crash tests: the batch id at which the driver kills itself (its
 # whole process group, like kill -9) with the batch's records in Kafka, not yet committed.
 KILL_IN_TOPIC_WRITE = "ECOM_TEST_KILL_IN_TOPIC_WRITE"
@@ -200,6 +237,8 @@ class TransactionalTopics:
             # by its successor's init_transactions long before this.
             "transaction.timeout.ms": 120_000,
         }
+        # Each transactional call's own timeout (a commit gets twice this).
+        self.timeout_seconds = 30.0
         self.producer = self._new_producer()
         self.consumer = Consumer(
             {
@@ -215,7 +254,8 @@ class TransactionalTopics:
         from confluent_kafka import Producer
 
         producer = Producer(self.options)
-        producer.init_transactions(60)
+        wait = self.timeout_seconds
+        bounded(lambda: producer.init_transactions(wait), wait + STUCK_GRACE_SECONDS, "init")
         return producer
 
     def last_batch(self, query_id: str) -> int | None:
@@ -251,7 +291,7 @@ class TransactionalTopics:
                     return False
                 self._transaction(records, query_id, batch_id, read_up_to)
                 return True
-            except KafkaException as failure:
+            except (KafkaException, StuckCall) as failure:
                 error = failure.args[0] if failure.args else None
                 if attempt == SEND_TRIES:
                     raise
@@ -262,7 +302,12 @@ class TransactionalTopics:
                     attempt + 1,
                     SEND_TRIES,
                 )
-                self._recover(error)
+                try:
+                    self._recover(failure)
+                except (KafkaException, StuckCall) as still:  # the next try starts anew
+                    log.warning(
+                        "batch %d: the Kafka producer did not recover yet (%s)", batch_id, still
+                    )
                 time.sleep(min(30.0, 2.0**attempt))
         return True  # not reached: the last try returns or raises
 
@@ -289,21 +334,32 @@ class TransactionalTopics:
             TopicPartition(self.input_topic, int(p), int(o), metadata=marker)
             for p, o in sorted(read_up_to.items(), key=lambda item: int(item[0]))
         ] or [TopicPartition(self.input_topic, 0, 0, metadata=marker)]
-        self.producer.send_offsets_to_transaction(offsets, self.group, 60)
+        producer, wait = self.producer, self.timeout_seconds
+        bounded(
+            lambda: producer.send_offsets_to_transaction(offsets, self.group, wait),
+            wait + STUCK_GRACE_SECONDS,
+            "send-offsets",
+        )
         fault_point(KILL_IN_TOPIC_WRITE, batch_id, self.producer, self.state_dir)
-        self.producer.commit_transaction(120)
+        # A commit waits for the batch's records to be acknowledged too: twice as long.
+        bounded(
+            lambda: producer.commit_transaction(2 * wait), 2 * wait + STUCK_GRACE_SECONDS, "commit"
+        )
 
-    def _recover(self, error: Any) -> None:
+    def _recover(self, failure: Exception) -> None:
         """After a failed transaction: abort it, or make a new producer when the old one
-        cannot go on."""
+        cannot go on (a fatal error, or a call that never returned: the new producer's
+        init_transactions fences the old one and aborts its open transaction)."""
         from confluent_kafka import KafkaException
 
-        if error is not None and error.fatal():
+        error = failure.args[0] if failure.args else None
+        if isinstance(failure, StuckCall) or (error is not None and error.fatal()):
             self.producer = self._new_producer()
             return
+        producer, wait = self.producer, self.timeout_seconds
         try:
-            self.producer.abort_transaction(60)
-        except KafkaException:
+            bounded(lambda: producer.abort_transaction(wait), wait + STUCK_GRACE_SECONDS, "abort")
+        except (KafkaException, StuckCall):
             self.producer = self._new_producer()
 
     def close(self) -> None:
