@@ -7,6 +7,8 @@ Run with spark-submit like spark_jobs/streaming_app.py.  ``--design``:
   implementation).
 * ``parse_once``: one query reads Kafka, parses, validates and de-duplicates, and appends
   the events to a Delta table exactly once; every analytic streams from that table.
+* ``tutorial``: the peer row, the tutorial's own queries in update mode writing to Kafka
+  (benchmarks/tutorial_queries.py); ``--queries`` does not apply.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if __package__ in (None, ""):
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from benchmarks import tutorial_queries
 from benchmarks.pandas_sessions import user_sessions_with_state
 from benchmarks.six_queries import QUERY_STARTERS, analytic_sink, start_query
 from include.analytics import ANALYTIC_NAMES, BY_NAME, DEAD_LETTERS
@@ -97,7 +100,9 @@ def parse_once(
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="design_app")
-    parser.add_argument("--design", choices=["independent", "parse_once"], required=True)
+    parser.add_argument(
+        "--design", choices=["independent", "parse_once", "tutorial"], required=True
+    )
     parser.add_argument(
         "--sessions", choices=["session_window", "transform_with_state"], default="session_window"
     )
@@ -119,6 +124,8 @@ def main() -> int:
             settings.maintenance.jsonl_keep_files,
         )
     )
+    if args.design == "tutorial":
+        return run(tutorial_queries.start(spark, settings, args.trigger_seconds), spark, args)
     parsed = parse_events(
         read_events(spark, settings, "earliest", args.max_offsets_per_trigger),
         settings.events,
@@ -129,6 +136,11 @@ def main() -> int:
         queries = [
             QUERY_STARTERS[name](parsed, settings, args.trigger_seconds) for name in args.queries
         ]
+    return run(queries, spark, args)
+
+
+def run(queries: list[StreamingQuery], spark: SparkSession, args) -> int:
+    """Until the stop file appears or a query fails."""
     try:
         return supervise(queries, args.stop_file, None, threading.Event())
     finally:

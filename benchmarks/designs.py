@@ -68,7 +68,7 @@ class Result:
 VARIANTS = [
     Variant("independent", STREAMING_APP, (), ANALYTIC_NAMES),
     Variant("parse_once", DESIGN_APP, ("--design", "parse_once"), ANALYTIC_NAMES),
-    Variant("sessions:session_window", STREAMING_APP, ("--queries", SESSIONS), (SESSIONS,)),
+    Variant("sessions:session_window", STREAMING_APP, ("--outputs", SESSIONS), (SESSIONS,)),
     Variant(
         "sessions:transform_with_state",
         DESIGN_APP,

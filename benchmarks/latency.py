@@ -20,6 +20,7 @@ version that added the row.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ class Percentiles:
     p50: float | None
     p95: float | None
     p99: float | None
+    max: float | None = None
 
     @classmethod
     def of(cls, latencies: list[float]) -> Percentiles:
@@ -72,7 +74,7 @@ class Percentiles:
         if not latencies:
             return cls(0, None, None, None)
         p50, p95, p99 = (round(float(v), 3) for v in np.percentile(latencies, [50, 95, 99]))
-        return cls(len(latencies), p50, p95, p99)
+        return cls(len(latencies), p50, p95, p99, round(max(latencies), 3))
 
 
 def latencies(
@@ -80,14 +82,35 @@ def latencies(
     rows: Iterable[tuple[dict, float]],
     analytics: AnalyticsSettings,
     since: float,
+    until: float = math.inf,
 ) -> list[float]:
-    """Seconds from final to visible for every (row, visible_at) whose final_at >= since
-    (rows closed by events sent before the measured run began are left out)."""
+    """Seconds from final to visible for every (row, visible_at) whose final_at lies in
+    [since, until]: rows closed by events sent before the measured run began are left out,
+    and so are rows only the idle rule closed after the input stopped at `until`
+    (:func:`idle_latencies` measures those)."""
     found = []
     for row, visible_at in rows:
         closed = final_at(analytic, row, analytics)
-        if closed >= since:
+        if since <= closed <= until:
             found.append(visible_at - closed)
+    return found
+
+
+def idle_latencies(
+    analytic: str,
+    rows: Iterable[tuple[dict, float]],
+    analytics: AnalyticsSettings,
+    stopped: float,
+) -> list[float]:
+    """Rows the idle rule closed once the input stopped at `stopped` (their final_at is
+    later): seconds from the moment the rule made each final to visible.  Event time
+    follows the clock from ``stopped + idle_close_seconds`` on (include/idle_close.py), so
+    a row is final then, or at its own final_at if that is later."""
+    found = []
+    for row, visible_at in rows:
+        closed = final_at(analytic, row, analytics)
+        if closed > stopped:
+            found.append(visible_at - max(closed, stopped + analytics.idle_close_seconds))
     return found
 
 
@@ -116,22 +139,37 @@ def table_rows(table: Path) -> Iterator[tuple[dict, float]]:
                 yield row, committed_ms / 1000
 
 
-def worst_p95(run: dict, where: str) -> float | None:
-    """The slowest analytic's p95 in a latency run's results, "topic" or "table"."""
-    found = [a[where]["p95"] for a in run["analytics"].values() if a[where]["p95"] is not None]
+def worst_p95(run: dict, where: str, figure: str = "p95") -> float | None:
+    """The slowest analytic's p95 (or another `figure`) in a latency run's results, where =
+    "topic", "table", "idle_topic" or "idle_table"."""
+    found = [
+        a[where][figure]
+        for a in run.get("analytics", {}).values()
+        if where in a and a[where].get(figure) is not None
+    ]
     return max(found, default=None)
 
 
-def measured(settings: Settings, since: float) -> dict[str, dict[str, dict]]:
-    """Per analytic, the percentiles of its rows closed since `since`, as visible in its
-    output topic and in its sink table (no table yet: no rows)."""
+def measured(
+    settings: Settings, since: float, until: float = math.inf, idle: bool = False
+) -> dict[str, dict[str, dict]]:
+    """Per analytic, the percentiles of its rows closed in [since, until], as visible in its
+    output topic and in its sink table (no table yet: no rows); with `idle`, also those of
+    the rows the idle rule closed after `until` ("idle_topic", "idle_table")."""
     found = {}
     for analytic in ANALYTIC_NAMES:
         topic = read_to_end(settings.bootstrap_servers, settings.output_topic(analytic))
         table = settings.table_path(analytic)
-        in_table = table_rows(table) if table.exists() else []
+        in_table = list(table_rows(table)) if table.exists() else []
+        sides = (("topic", list(topic_rows(topic))), ("table", in_table))
+        a = settings.analytics
         found[analytic] = {
-            where: asdict(Percentiles.of(latencies(analytic, rows, settings.analytics, since)))
-            for where, rows in (("topic", topic_rows(topic)), ("table", in_table))
+            where: asdict(Percentiles.of(latencies(analytic, rows, a, since, until)))
+            for where, rows in sides
         }
+        if idle:
+            found[analytic] |= {
+                f"idle_{where}": asdict(Percentiles.of(idle_latencies(analytic, rows, a, until)))
+                for where, rows in sides
+            }
     return found

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import tutorial_queries
 from benchmarks.designs import DESIGN_APP
 from include.analytics import ANALYTIC_NAMES, DEAD_LETTERS, REVENUE_BY_CATEGORY
 from include.runtime.spark_launch import STREAMING_APP
@@ -28,6 +29,9 @@ class Lever:
     queries: tuple[str, ...] = ANALYTIC_NAMES
     trigger_seconds: int | None = None  # None: the stage's own
     seconds: float | None = None  # how long a steady-rate run produces; None: the stage's
+    # After the input stops, watch the idle rule close the last windows (the platform's
+    # defaults): the run ends idle_close_seconds + IDLE_WATCH_SECONDS after its last event.
+    idle_watch: bool = False
 
     @property
     def app(self) -> Path:
@@ -63,8 +67,12 @@ class Plan:
     alone: tuple[Lever, ...] = ()
     # (6) The make-up default rate, each lever for rest_seconds: CPU and the breakdown.
     rest_levers: tuple[Lever, ...] = ()
-    # (4) The rates at which the before row (SIX_QUERIES) runs too, after the defaults.
+    # (4) The rates at which the `beside` levers (the before row, the peer) run too, after
+    # the defaults.
     latency_before_rates: tuple[int, ...] = ()
+    beside: tuple[Lever, ...] = ()
+    # Settings of every run of the plan, by environment.
+    env: dict[str, str] = field(default_factory=dict)
     rest_rate: int = 50
     rest_seconds: float = 300
     timeout: float = 3600
@@ -72,7 +80,7 @@ class Plan:
 
 TWO_PARTITIONS_ENV = {"ECOM_SPARK__SHUFFLE_PARTITIONS": "2"}
 TWO_PARTITIONS = Lever("2 shuffle partitions (the default until issue 14)", TWO_PARTITIONS_ENV)
-AFTER = Lever("platform defaults: 1 shuffle partition")
+AFTER = Lever("platform defaults: 1 shuffle partition", idle_watch=True)
 HDFS_STATE = Lever(
     "platform defaults, state in the JVM heap (hdfs store)", {"ECOM_SPARK__STATE_STORE": "hdfs"}
 )
@@ -91,12 +99,19 @@ PER_BATCH_BEFORE = Lever(
         ),
     },
 )
-PER_BATCH_AFTER = Lever("platform defaults")
+PER_BATCH_AFTER = Lever("platform defaults", idle_watch=True)
 # The design the one query replaced: six queries, each reading and parsing the topic, each
 # writing its table and topic with Spark's sinks (benchmarks/six_queries.py).
 SIX_QUERIES = Lever(
     "before: six queries, Spark's Delta and Kafka sinks (benchmarks/six_queries.py)",
     design="independent",
+)
+# The peer row: the tutorial's own windowed queries, update mode, its 10 s trigger, to Kafka.
+TUTORIAL_PEER = Lever(
+    "peer: the tutorial's queries, update mode, trigger 10 s (benchmarks/tutorial_queries.py)",
+    design="tutorial",
+    queries=tutorial_queries.NAMES,
+    trigger_seconds=10,
 )
 # The stages a full run can leave to their own runs (`--skip`).
 SKIPPABLE = ("alone", "at_rest")
@@ -145,12 +160,13 @@ FULL = Plan(
     lever_events=200_000,
     latency_rates=(1_000, 2_000, 5_000),
     latency_before_rates=(2_000,),
+    beside=(SIX_QUERIES, TUTORIAL_PEER),
     latency_seconds=300,  # issue 14's targets hold a rate for at least 5 minutes
     trigger_seconds=1,
     scale_users=(1_000, 100_000, 1_000_000),
     scale_events=500_000,
     profile=True,
-    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, *FLOOR),
+    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, TUTORIAL_PEER, *FLOOR),
 )
 SHORT = Plan(
     mode="short",
@@ -161,10 +177,19 @@ SHORT = Plan(
     levers=(),
     lever_events=0,
     latency_rates=(150,),
+    latency_before_rates=(150,),
+    beside=(TUTORIAL_PEER,),
     latency_seconds=40,
     trigger_seconds=1,
     scale_users=(1_000, 10_000),  # the first is the pipeline run itself
     scale_events=10_000,
     profile=False,
     timeout=600,
+    # The idle rule's close (a latency run watches it) in seconds, not the default minute,
+    # and 10 s revenue windows: a few lie whole inside the short latency run.
+    env={
+        "ECOM_ANALYTICS__IDLE_CLOSE_SECONDS": "10",
+        "ECOM_ANALYTICS__REVENUE_WINDOW_SECONDS": "10",
+        "ECOM_ANALYTICS__REVENUE_SLIDE_SECONDS": "5",
+    },
 )

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.designs import epoch
+from benchmarks.designs import epoch, kafka_offsets_read
 from include.analytics import ANALYTIC_NAMES
 from include.progress import read_progress
 
@@ -41,6 +41,15 @@ def caught_up(state: Path, since: float, queries: Sequence[str] = ANALYTIC_NAMES
         name in latest and epoch(latest[name]["timestamp"]) > since and done(latest[name])
         for name in queries
     )
+
+
+def read_up_to(state: Path, topic: str, count: int, queries: Sequence[str]) -> bool:
+    """Every query has finished a batch that read `topic` up to `count` offsets in all
+    (a query without a watermark, or in update mode, runs no batch once it has)."""
+    latest: dict[str, int] = {}
+    for record in read_progress(state / "metrics"):
+        latest[record["name"]] = kafka_offsets_read(record, topic) or 0
+    return all(latest.get(name, 0) >= count for name in queries)
 
 
 def wait_for(done: Callable[[], bool], app: subprocess.Popen, timeout: float, what: str) -> None:

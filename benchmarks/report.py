@@ -25,6 +25,7 @@ from benchmarks.plans import AFTER
 from benchmarks.plot import plot
 from benchmarks.published import PUBLISHED, published_stage
 from benchmarks.targets import BACKLOG_TARGET, REST_CORES_TARGET, defaults_at_rest
+from benchmarks.tutorial_queries import PREFIX as TUTORIAL_PREFIX
 from include.analytics import ANALYTIC_NAMES, DEAD_LETTERS
 from include.settings import PROJECT_ROOT
 
@@ -83,6 +84,7 @@ def sections(results: dict, plot: Path) -> dict:
         "latency": [latency_run(run) for run in results["latency"]],
         "scale": scale(results["scale"]),
         "at_rest": at_rest(results),
+        "peer": peer(results),
     }
 
 
@@ -224,22 +226,34 @@ def cpu(run: dict) -> dict | None:
     return {"cores": run["cores"], "table": breakdown.table(rows) if rows else None}
 
 
+# Where a latency run's rows were visible: while the input flowed, and (runs that watch the
+# idle rule) after it stopped, from the moment the rule closed them.
+VISIBLE_IN = {
+    "topic": "topic",
+    "table": "table",
+    "idle_topic": "topic, input stopped",
+    "idle_table": "table, input stopped",
+}
+
+
 def latency_run(run: dict) -> dict:
     """One run of stage 4: what was asked and delivered, its percentiles and its CPU."""
     if "skipped" in run:
         return run
     rows = []
-    for analytic in ANALYTIC_NAMES:
-        for where in ("topic", "table"):
-            p = run["analytics"][analytic][where]
+    for analytic in (a for a in ANALYTIC_NAMES if a in run.get("analytics", {})):
+        for where, title in VISIBLE_IN.items():
+            if (p := run["analytics"][analytic].get(where)) is None:
+                continue
             rows.append(
                 [
                     analytic,
-                    where,
+                    title,
                     str(p["rows"]),
                     number(p["p50"], 2),
                     number(p["p95"], 2),
                     number(p["p99"], 2),
+                    number(p.get("max"), 2),
                 ]
             )
     label = run.get("label", AFTER.label)
@@ -248,8 +262,70 @@ def latency_run(run: dict) -> dict:
         "lever": label if label != AFTER.label else None,
         "fell_behind": run.get("fell_behind"),
         "rows": rows,
+        "memory": memory(run),
         "cpu": cpu(run),
     }
+
+
+def memory(run: dict) -> str | None:
+    """The driver's memory in a run, as a sentence's end (None: not sampled)."""
+    found = run.get("memory") or {}
+    rss, heap = found.get("rss_mb"), found.get("heap_mb")
+    if not rss:
+        return None
+    text = f"process tree RSS {rss['mean']:,.0f} MiB (peak {rss['max']:,.0f})"
+    if heap:
+        text += f", JVM used heap {heap['mean']:,.0f} MiB (peak {heap['max']:,.0f})"
+    return text
+
+
+def _mean_of(run: dict, measure: str) -> str:
+    found = ((run.get("memory") or {}).get(measure) or {}).get("mean")
+    return number(found)
+
+
+def peer(results: dict) -> dict | None:
+    """The peer row: every run with per-window figures (the platform's, the six queries',
+    the tutorial's), each windowed analytic's time from a window's end to the first record
+    with its final value, and the run's CPU and memory."""
+    rest = results.get("at_rest") or []
+    runs = [(r, "at rest") for r in rest] + [
+        (r, f"{r['rate']:,} events/s") for r in results.get("latency", []) if "skipped" not in r
+    ]
+    runs = [(r, where) for r, where in runs if r.get("windows")]
+    if not runs:
+        return None
+    names = [a for a in ANALYTIC_NAMES if any(a in _windows(r) for r, _ in runs)]
+    rows = []
+    for run, where in runs:
+        windows = _windows(run)
+        rows.append(
+            [
+                run.get("label", AFTER.label),
+                where,
+                str(run["trigger_seconds"]),
+                f"{run['cores']:.2f}",
+                _mean_of(run, "rss_mb"),
+                _mean_of(run, "heap_mb"),
+                *(_window_cell(windows.get(name)) for name in names),
+            ]
+        )
+    return {"names": names, "rows": rows}
+
+
+def _windows(run: dict) -> dict:
+    """A run's per-window figures by analytic (the tutorial's queries carry a prefix)."""
+    return {name.removeprefix(TUTORIAL_PREFIX): v for name, v in run["windows"].items()}
+
+
+def _window_cell(found: dict | None) -> str:
+    if not found or not found["windows"]:
+        return "-"
+    p = found["from_window_end"]
+    return (
+        f"{number(p['p50'], 1)} / {number(p['p95'], 1)} s "
+        f"({found['windows']} windows, {found['records_per_window']:g} records each)"
+    )
 
 
 def scale(runs: list[dict]) -> dict:
@@ -294,8 +370,11 @@ def at_rest(results: dict) -> dict | None:
             f"{r['cores']:.2f}",
             f"{r['cores'] / base:.2f}" if base else "-",
             " ".join(f"{c:.2f}" for c in r.get("cores_per_minute", [])) or "-",
+            _mean_of(r, "rss_mb"),
+            _mean_of(r, "heap_mb"),
             number(r["batch_ms"]["p50"]),
             number(worst_p95(r, "topic"), 1),
+            number(worst_p95(r, "idle_topic", "max"), 1),
         ]
         for r in runs
     ]

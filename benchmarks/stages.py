@@ -20,7 +20,7 @@ from kafka.admin import NewTopic
 from benchmarks import kafka_tools, producer_profile, producer_variants, producers
 from benchmarks.designs import Variant, run_variant
 from benchmarks.machine import machine
-from benchmarks.plans import AFTER, SEED, SIX_QUERIES, Lever, Plan
+from benchmarks.plans import AFTER, SEED, Lever, Plan
 from benchmarks.progress import batch_durations, state_size, time_breakdown
 from benchmarks.steady import steady_run
 from benchmarks.targets import targets
@@ -48,6 +48,7 @@ class Bench:
             "ECOM_KAFKA__PORT": str(free_port()),
             "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
             "ECOM_KAFKA__HEAP": "1g",
+            **plan.env,
         }
         os.environ.update(self.env)
         self.settings = Settings(state_dir=out / "broker")
@@ -232,8 +233,14 @@ class Bench:
             else:
                 runs.append({"label": AFTER.label, **self.latency_at(rate)})
                 if rate in self.plan.latency_before_rates:
-                    before = self.latency_at(rate, SIX_QUERIES, f"latency{rate}_before")
-                    runs.append({"label": SIX_QUERIES.label, **before})
+                    for n, lever in enumerate(self.plan.beside):
+                        beside = self.latency_at(
+                            rate,
+                            lever,
+                            f"latency{rate}_beside{n}",
+                            trigger_seconds=lever.trigger_seconds,
+                        )
+                        runs.append({"label": lever.label, **beside})
         self.results["latency"] = runs
 
     def at_rest(self) -> None:

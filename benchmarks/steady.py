@@ -7,12 +7,21 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
-from benchmarks import breakdown, latency, threads
+from benchmarks import breakdown, latency, peer, threads
 from benchmarks.cpu import CoresPerMinute, cpu_seconds
 from benchmarks.plans import SEED, Lever
-from benchmarks.progress import batch_durations, caught_up, started_queries, wait_for
+from benchmarks.progress import (
+    batch_durations,
+    caught_up,
+    read_up_to,
+    started_queries,
+    wait_for,
+)
+from include.analytics import ANALYTICS
+from include.kafka_client import end_offsets
 from include.producer import ProducerParams, run_producer
 from include.progress import read_progress
 from include.runtime.procs import free_port, stop_tree
@@ -20,6 +29,13 @@ from include.runtime.spark_launch import launch_app
 from include.settings import Settings
 
 log = logging.getLogger("benchmarks.steady")
+
+# The outputs with event-time windows: each has a window_start and a window_end.
+WINDOWED_NAMES = tuple(a.name for a in ANALYTICS if a.windowed)
+
+# How long after the idle rule's first close a run with idle_watch goes on: its ticks
+# close the windows that end later, every idle_tick_seconds.
+IDLE_WATCH_SECONDS = 30
 
 # How long a latency run may take to work off its backlog once the input stops.
 DRAIN_SECONDS = 180
@@ -78,17 +94,27 @@ def steady_run(
         cpu_after = cpu_seconds(app.pid)
         cores = (cpu_after - cpu_before) / (ended - began)
         cpu_split = threads.split(reading, threads.Reading.of(app.pid, cpu_after), ended - began)
+        if lever.design == "tutorial":
+            # Update mode: the last events' rows leave in the batch that reads them.
+            topic = settings.kafka.input_topic
+            sent = sum(end_offsets(settings.bootstrap_servers, topic)[topic].values())
+            drained = partial(read_up_to, state, topic, sent, lever.queries)
+        else:
+            drained = partial(caught_up, state, ended, lever.queries)
         try:
-            wait_for(
-                lambda: caught_up(state, ended, lever.queries),
-                app,
-                DRAIN_SECONDS,
-                "the backlog",
-            )
+            wait_for(drained, app, DRAIN_SECONDS, "the backlog")
             behind = None
         except TimeoutError:
             behind = f"still behind {DRAIN_SECONDS} s after the input stopped"
             log.info("latency at %d events/s: %s; stopping it anyway", rate, behind)
+        if lever.idle_watch:
+            watch = ended + settings.analytics.idle_close_seconds + IDLE_WATCH_SECONDS
+            log.info(
+                "%s: watching the idle rule close the last windows for %.0f s",
+                name,
+                max(0.0, watch - time.time()),
+            )
+            wait_for(lambda: time.time() >= watch, app, DRAIN_SECONDS, "the idle rule")
         try:
             jobs = breakdown.fetch_jobs(ui)
         except (OSError, ValueError) as error:  # requests' errors are OSErrors
@@ -99,7 +125,12 @@ def steady_run(
     finally:
         if app.poll() is None:
             stop_tree(app.pid)
-    analytics = latency.measured(settings, began)
+    if lever.design == "tutorial":
+        # The peer's topics: update-mode rows, per window from its end (benchmarks/peer.py).
+        analytics, windows = {}, peer.measured(settings, lever.queries, began, ended)
+    else:
+        analytics = latency.measured(settings, began, ended, idle=lever.idle_watch)
+        windows = peer.measured(settings, WINDOWED_NAMES, began, ended)
     records = read_progress(state / "metrics")
     return {
         "rate": rate,
@@ -112,6 +143,8 @@ def steady_run(
         "cores": round(cores, 3),
         # The same, minute by minute: the JVM compiles Spark's code for minutes.
         "cores_per_minute": per_minute.cores,
+        # The driver's memory while producing: its process tree's RSS, its JVM's used heap.
+        "memory": per_minute.memory(),
         # The same by kind of thread (benchmarks/threads.py).
         "cores_by_thread": cpu_split,
         "breakdown": [asdict(b) for b in breakdown.breakdown(records, jobs)],
@@ -119,4 +152,7 @@ def steady_run(
         # fell behind, the true latency is higher than these figures.
         "fell_behind": behind,
         "analytics": analytics,
+        # Per windowed output, from a window's end to the first record with its final value:
+        # the measure the peer row (the tutorial's update-mode queries) is compared by.
+        "windows": windows,
     }

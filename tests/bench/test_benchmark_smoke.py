@@ -63,20 +63,55 @@ def test_ratios_are_the_quotients_of_their_parts(results) -> None:
     assert producer["tutorial"]["events_per_second"] < producer["platform"]["events_per_second"]
 
 
+def _runs(found: dict) -> tuple[dict, dict]:
+    """The latency stage's run of the platform's defaults, and the peer's beside it."""
+    from benchmarks.plans import AFTER, TUTORIAL_PEER
+
+    defaults, peer = found["latency"]
+    assert (defaults["label"], peer["label"]) == (AFTER.label, TUTORIAL_PEER.label)
+    return defaults, peer
+
+
 def test_no_row_is_visible_before_the_event_that_closed_it(results) -> None:
     _, found = results
-    (run,) = found["latency"]
+    run, _ = _runs(found)
     clicks = run["analytics"]["click_to_purchase"]
     assert clicks["topic"]["rows"] > 0 and clicks["table"]["rows"] > 0
     for analytic, figures in run["analytics"].items():
         for where, p in figures.items():
             if p["rows"]:
-                assert 0 <= p["p50"] <= p["p95"] <= p["p99"], (analytic, where, p)
+                assert 0 <= p["p50"] <= p["p95"] <= p["p99"] <= p["max"], (analytic, where, p)
+
+
+def test_the_idle_rule_closed_the_last_windows_after_the_input_stopped(results) -> None:
+    _, found = results
+    run, _ = _runs(found)
+    revenue = run["analytics"]["revenue_by_category"]
+    assert revenue["idle_topic"]["rows"] > 0 and revenue["idle_table"]["rows"] > 0
+    # Never before the rule made them final (a second of clock granularity).
+    assert revenue["idle_topic"]["p50"] >= -1
+
+
+def test_the_peer_row_measures_the_tutorials_windows_and_memory(results) -> None:
+    from benchmarks.tutorial_queries import NAMES
+
+    _, found = results
+    defaults, peer = _runs(found)
+    assert set(peer["windows"]) == set(NAMES)
+    revenue = peer["windows"]["tutorial_revenue_by_category"]
+    # 10 s windows in a 40 s run: update mode sends each window at least once.
+    assert revenue["windows"] > 0 and revenue["records_per_window"] >= 1
+    assert revenue["from_window_end"]["p50"] is not None
+    mine = defaults["windows"]["revenue_by_category"]
+    assert mine["records"] > 0 and mine["records_per_window"] in (None, 1.0)  # once each
+    for run in (defaults, peer):
+        assert run["memory"]["rss_mb"]["mean"] > 100  # a JVM and a Python process
+        assert 0 < run["memory"]["heap_mb"]["mean"] <= run["memory"]["rss_mb"]["max"]
 
 
 def test_the_latency_run_says_where_each_batch_went(results) -> None:
     _, found = results
-    (run,) = found["latency"]
+    run, _ = _runs(found)
     assert 0 < run["cores"] <= 2 * (os.cpu_count() or 1)
     by_query = {b["query"]: b for b in run["breakdown"]}
     assert set(by_query) == {PIPELINE}  # one query, whatever the outputs
@@ -106,5 +141,5 @@ def test_the_report_has_its_table_and_plot(results) -> None:
     assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {t["name"] for t in found["targets"]} >= {
         "producer events/s",
-        "pipeline events/s, all analytics",
+        "pipeline events/s from a backlog, all outputs",
     }

@@ -93,6 +93,18 @@ def test_latency_counts_only_rows_closed_after_the_run_began() -> None:
     assert latency.latencies("click_to_purchase", rows, analytics, began) == [2.5, 0.25]
 
 
+def test_rows_the_idle_rule_closed_count_from_its_close_not_with_the_steady_ones() -> None:
+    analytics = AnalyticsSettings(watermark_seconds=10, idle_close_seconds=60)
+    began, stopped = _epoch("2026-01-01T00:00:00"), _epoch("2026-01-01T00:05:00")
+    rows = [
+        ({"purchase_time": "2026-01-01T00:04:00Z"}, stopped - 58),  # steady: 2 s
+        ({"purchase_time": "2026-01-01T00:05:30Z"}, stopped + 63),  # idle: closed at +60
+        ({"purchase_time": "2026-01-01T00:07:00Z"}, stopped + 124),  # idle: its own +120
+    ]
+    assert latency.latencies("click_to_purchase", rows, analytics, began, stopped) == [2]
+    assert latency.idle_latencies("click_to_purchase", rows, analytics, stopped) == [3, 4]
+
+
 def test_percentiles_interpolate_like_the_inclusive_quantiles() -> None:
     values = [0.1 * i**1.5 for i in range(1, 237)]
     expected = statistics.quantiles(values, n=100, method="inclusive")
