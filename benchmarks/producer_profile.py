@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from include.settings import PROJECT_ROOT
+
+log = logging.getLogger("benchmarks.producer_profile")
 
 
 def record(bootstrap_servers: str, topic: str, count: int, raw: Path) -> str:
@@ -31,7 +34,15 @@ def record(bootstrap_servers: str, topic: str, count: int, raw: Path) -> str:
         topic,
         str(count),
     ]
-    subprocess.run(command, check=True, cwd=PROJECT_ROOT, capture_output=True, timeout=900)
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    # py-spy may exit 1 when the sampled process ends between two samples, the stacks
+    # written: only a run without stacks failed.
+    if not raw.exists() or not raw.stat().st_size:
+        raise RuntimeError(
+            f"py-spy wrote no stacks (exit {done.returncode}): {done.stderr[-2000:]}"
+        )
+    if done.returncode:
+        log.warning("py-spy exited %d, its stacks written: %s", done.returncode, done.stderr[-500:])
     return raw.read_text()
 
 
