@@ -178,10 +178,10 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
                 raise RuntimeError(f"{variant.label} did not finish in {args.timeout} s")
             records = progress(state)
             events_table = state / "tables" / EVENTS_QUERY
+            # The run's own input topic: `env` may name another than this process's settings.
+            topic = env.get("ECOM_KAFKA__INPUT_TOPIC", settings.kafka.input_topic)
             done = [
-                a
-                for a in variant.analytics
-                if consumed_all(records, a, count, events_table, settings.kafka.input_topic)
+                a for a in variant.analytics if consumed_all(records, a, count, events_table, topic)
             ]
             if len(done) == len(variant.analytics):
                 break
