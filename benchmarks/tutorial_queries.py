@@ -91,31 +91,38 @@ def _window(seconds: int, slide: int) -> Column:
     return F.window("timestamp", f"{seconds} seconds", f"{slide} seconds")
 
 
+def _purchases_by(
+    events: DataFrame, seconds: int, slide: int, key: str, *aggregates: Column
+) -> DataFrame:
+    """The purchases' windows per `key`, aggregated."""
+    purchases = events.filter(F.col("event_type") == "purchase")
+    return purchases.groupBy(_window(seconds, slide), key).agg(*aggregates)
+
+
 def revenue_by_category(events: DataFrame, settings: Settings) -> DataFrame:
     a = settings.analytics
-    return (
-        events.filter(F.col("event_type") == "purchase")
-        .groupBy(_window(a.revenue_window_seconds, a.revenue_slide_seconds), "category")
-        .agg(
-            F.sum("revenue").alias("total_revenue"),
-            F.count("*").alias("purchase_count"),
-            F.avg("revenue").alias("avg_order_value"),
-        )
+    return _purchases_by(
+        events,
+        a.revenue_window_seconds,
+        a.revenue_slide_seconds,
+        "category",
+        F.sum("revenue").alias("total_revenue"),
+        F.count("*").alias("purchase_count"),
+        F.avg("revenue").alias("avg_order_value"),
     )
 
 
 def high_value_users(events: DataFrame, settings: Settings) -> DataFrame:
     a = settings.analytics
-    return (
-        events.filter(F.col("event_type") == "purchase")
-        .groupBy(_window(a.high_value_window_seconds, a.high_value_slide_seconds), "user_id")
-        .agg(
-            F.sum("revenue").alias("total_spent"),
-            F.count("*").alias("purchase_count"),
-            F.collect_set("product_name").alias("products_purchased"),
-        )
-        .filter(F.col("total_spent") > a.high_value_threshold)
-    )
+    return _purchases_by(
+        events,
+        a.high_value_window_seconds,
+        a.high_value_slide_seconds,
+        "user_id",
+        F.sum("revenue").alias("total_spent"),
+        F.count("*").alias("purchase_count"),
+        F.collect_set("product_name").alias("products_purchased"),
+    ).filter(F.col("total_spent") > a.high_value_threshold)
 
 
 def conversion_funnel(events: DataFrame, settings: Settings) -> DataFrame:
