@@ -170,7 +170,7 @@ FULL = Plan(
     scale_users=(1_000, 100_000, 1_000_000),
     scale_events=500_000,
     profile=True,
-    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, EMIT_AT_ONCE, TUTORIAL_PEER, *FLOOR),
+    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, EMIT_AT_ONCE, HDFS_STATE, TUTORIAL_PEER, *FLOOR),
 )
 SHORT = Plan(
     mode="short",
