@@ -100,6 +100,10 @@ PER_BATCH_BEFORE = Lever(
     },
 )
 PER_BATCH_AFTER = Lever("platform defaults", idle_watch=True)
+# The rows a batch made final published by a batch right after it, not with the next one.
+EMIT_AT_ONCE = Lever(
+    "platform defaults, [spark] emit = at_once", {"ECOM_SPARK__EMIT": "at_once"}, idle_watch=True
+)
 # The design the one query replaced: six queries, each reading and parsing the topic, each
 # writing its table and topic with Spark's sinks (benchmarks/six_queries.py).
 SIX_QUERIES = Lever(
@@ -166,7 +170,7 @@ FULL = Plan(
     scale_users=(1_000, 100_000, 1_000_000),
     scale_events=500_000,
     profile=True,
-    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, TUTORIAL_PEER, *FLOOR),
+    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, EMIT_AT_ONCE, HDFS_STATE, TUTORIAL_PEER, *FLOOR),
 )
 SHORT = Plan(
     mode="short",

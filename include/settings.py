@@ -176,6 +176,12 @@ class SparkSettings(Section, section="spark"):
     driver_memory: str
     shuffle_partitions: int = Field(ge=1)
     trigger_seconds: int = Field(ge=1)
+    # When the rows a batch made final leave (spark_jobs/session.py: trigger_options):
+    # "interval", with the next batch, trigger_seconds later; "at_once", in a batch that runs
+    # right after it.  With "at_once" a batch with input runs once min_offsets_per_trigger
+    # records wait or trigger_seconds after the last one, whichever comes first.
+    emit: Literal["interval", "at_once"]
+    min_offsets_per_trigger: int = Field(ge=1)
     max_offsets_per_trigger: int = Field(ge=1)
     min_batches_to_retain: int = Field(ge=2)
     state_store: Literal["rocksdb", "hdfs"]

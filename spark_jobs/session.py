@@ -35,6 +35,7 @@ PER_BATCH_COST_CONF = {
 
 def session_conf(settings: Settings) -> dict[str, str]:
     """Spark settings the application depends on, whatever launched it."""
+    at_once = settings.spark.emit == "at_once"
     return {
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         # The Spark UI has no login: nobody who can reach it may kill the streaming stages.
@@ -63,6 +64,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         **PER_BATCH_COST_CONF,
+        **({"spark.sql.streaming.pollingDelay": AT_ONCE_POLL} if at_once else {}),
         **settings.spark.conf,
     }
 
@@ -85,15 +87,41 @@ def build_session(settings: Settings) -> SparkSession:
     return spark
 
 
+# With emit = "at_once" the query loops without an interval: how long it waits before it
+# looks at Kafka again when there is nothing to run (Spark's default, 10 ms, would ask the
+# broker for its offsets a hundred times a second).
+AT_ONCE_POLL = "500ms"
+
+
+def trigger_options(settings: Settings, trigger_seconds: float) -> dict[str, str]:
+    """The ``DataStreamWriter.trigger`` arguments for ``[spark] emit``.
+
+    "interval": a batch every `trigger_seconds`; the rows a batch makes final (the
+    watermark it computes applies from the next batch on) leave with the next one.
+    "at_once": no interval; Spark runs the batch that emits them as soon as the one that
+    made them final ends, and the Kafka source holds batches with input back until
+    ``min_offsets_per_trigger`` records wait or `trigger_seconds` passed
+    (:func:`read_events`)."""
+    if settings.spark.emit == "at_once":
+        return {"processingTime": "0 seconds"}
+    return {"processingTime": f"{trigger_seconds:g} seconds"}
+
+
 def read_events(
-    spark: SparkSession, settings: Settings, starting_offsets: str, max_offsets: int
+    spark: SparkSession,
+    settings: Settings,
+    starting_offsets: str,
+    max_offsets: int,
+    trigger_seconds: float | None = None,
 ) -> DataFrame:
     """The input topic and the idle rule's control topic as a stream of Kafka records.
 
     failOnDataLoss keeps its default (true): offsets that vanished (retention, a recreated
-    topic) stop the query loudly instead of skipping events silently.
+    topic) stop the query loudly instead of skipping events silently.  With ``[spark] emit =
+    "at_once"`` a batch with input waits for ``min_offsets_per_trigger`` records or
+    `trigger_seconds` (default ``[spark] trigger_seconds``), :func:`trigger_options`.
     """
-    return (
+    reader = (
         spark.readStream.format("kafka")
         .options(**settings.spark_kafka_options())
         # The control topic's records move event time while the input is silent
@@ -101,5 +129,10 @@ def read_events(
         .option("subscribe", f"{settings.kafka.input_topic},{settings.kafka.control_topic}")
         .option("startingOffsets", starting_offsets)
         .option("maxOffsetsPerTrigger", str(max_offsets))
-        .load()
     )
+    if settings.spark.emit == "at_once":
+        delay = settings.spark.trigger_seconds if trigger_seconds is None else trigger_seconds
+        reader = reader.option(
+            "minOffsetsPerTrigger", str(min(settings.spark.min_offsets_per_trigger, max_offsets))
+        ).option("maxTriggerDelay", f"{max(1, round(delay * 1000))}ms")
+    return reader.load()

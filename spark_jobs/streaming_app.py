@@ -53,7 +53,7 @@ from spark_jobs.idle import SourceTopics, start_idle_closer
 from spark_jobs.lifecycle import check_checkpoints, supervise
 from spark_jobs.listener import ProgressRecorder
 from spark_jobs.pipeline import branch_operators, branches, outputs_in_order, union
-from spark_jobs.session import build_session, read_events
+from spark_jobs.session import build_session, read_events, trigger_options
 from spark_jobs.sinks import PipelineSink, sink_topics
 from spark_jobs.validation import parse_events
 
@@ -87,7 +87,8 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
         "--trigger-seconds",
         type=float,
         default=settings.spark.trigger_seconds,
-        help="micro-batch interval; 0: the next batch as soon as one ends (default: %(default)s)",
+        help="micro-batch interval; 0: the next batch as soon as one ends; with [spark] emit = "
+        "at_once, the longest a batch with input waits (default: %(default)s)",
     )
     parser.add_argument(
         "--max-offsets-per-trigger",
@@ -184,7 +185,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     idle: tuple[IdleCloser, SourceTopics] | None = None
     try:
         parsed = parse_events(
-            read_events(spark, settings, args.starting_offsets, args.max_offsets_per_trigger),
+            read_events(
+                spark,
+                settings,
+                args.starting_offsets,
+                args.max_offsets_per_trigger,
+                args.trigger_seconds,
+            ),
             settings.events,
         )
         frames = branches(parsed, settings, args.outputs)
@@ -202,7 +209,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             .writeStream.queryName(PIPELINE)
             .outputMode("append")
             .option("checkpointLocation", str(checkpoint))
-            .trigger(processingTime=f"{args.trigger_seconds} seconds")
+            .trigger(**trigger_options(settings, args.trigger_seconds))
             .foreachBatch(sink)
             .start()
         )

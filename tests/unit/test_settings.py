@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from include.settings import Settings
 
@@ -106,6 +107,20 @@ def test_further_spark_settings_come_last_and_win(monkeypatch) -> None:
     assert mine["spark.locality.wait"] == "0s"
     untouched = set(PER_BATCH_COST_CONF) - {"spark.sql.codegen.cache.maxEntries"}
     assert {k: mine[k] for k in untouched} == {k: defaults[k] for k in untouched}
+
+
+def test_emit_at_once_runs_without_an_interval_and_polls_kafka_gently(monkeypatch) -> None:
+    from spark_jobs.session import AT_ONCE_POLL, session_conf, trigger_options
+
+    assert Settings().spark.emit == "interval"
+    assert trigger_options(Settings(), 10) == {"processingTime": "10 seconds"}
+    assert "spark.sql.streaming.pollingDelay" not in session_conf(Settings())
+    monkeypatch.setenv("ECOM_SPARK__EMIT", "at_once")
+    assert trigger_options(Settings(), 10) == {"processingTime": "0 seconds"}
+    assert session_conf(Settings())["spark.sql.streaming.pollingDelay"] == AT_ONCE_POLL
+    monkeypatch.setenv("ECOM_SPARK__EMIT", "sometimes")
+    with pytest.raises(ValidationError, match="emit"):
+        Settings()
 
 
 def _sections(model: type, prefix: str = "") -> list[tuple[str, type]]:
