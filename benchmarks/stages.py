@@ -245,21 +245,19 @@ class Bench:
 
     def at_rest(self) -> None:
         """(6) The make-up default rate: the application's CPU and where a batch goes."""
-        self.results["at_rest"] = [
-            {
-                "label": lever.label,
-                "settings": lever.env,
-                **self.latency_at(
-                    self.plan.rest_rate,
-                    lever,
-                    f"rest{n}",
-                    # `make up`'s trigger, not the latency runs' short one.
-                    trigger_seconds=lever.trigger_seconds or self.settings.spark.trigger_seconds,
-                    seconds=lever.seconds or self.plan.rest_seconds,
-                ),
-            }
-            for n, lever in enumerate(self.plan.rest_levers)
-        ]
+        # Each run's figures are kept as soon as it ends: a later run that fails leaves them
+        # in the partial results.
+        runs = self.results["at_rest"] = []
+        for n, lever in enumerate(self.plan.rest_levers):
+            run = self.latency_at(
+                self.plan.rest_rate,
+                lever,
+                f"rest{n}",
+                # `make up`'s trigger, not the latency runs' short one.
+                trigger_seconds=lever.trigger_seconds or self.settings.spark.trigger_seconds,
+                seconds=lever.seconds or self.plan.rest_seconds,
+            )
+            runs.append({"label": lever.label, "settings": lever.env, **run})
 
     def latency_at(
         self,
@@ -387,5 +385,10 @@ def stage_alone(name: str, plan: Plan, driver_memory: str) -> Iterator[Bench]:
     broker.start()
     try:
         yield bench
+    except BaseException:
+        partial = bench.out / "results.partial.json"
+        partial.write_text(json.dumps(bench.results, indent=2) + "\n")
+        log.error("the stage failed; what was measured before it is in %s", partial)
+        raise
     finally:
         broker.stop(timeout=30)

@@ -7,7 +7,8 @@ thresholds as the platform's (config/platform.toml), writing to Kafka, with the 
 without which Spark does not run them:
 
 * distinct users in the funnel: ``approx_count_distinct`` (HyperLogLog), because Spark
-  rejects distinct aggregates on a stream;
+  rejects distinct aggregates on a stream, and its rates with ``try_divide``, because Spark
+  4 divides in ANSI mode (a window without carts would stop the query);
 * a watermark (the platform's delay), because an update-mode aggregation without one keeps
   every window in its state for ever.
 
@@ -138,8 +139,9 @@ def conversion_funnel(events: DataFrame, settings: Settings) -> DataFrame:
     )
     return counts.select(
         "*",
-        (F.col("cart_users") / F.col("unique_visitors") * 100).alias("cart_conversion_rate"),
-        (F.col("purchasers") / F.col("cart_users") * 100).alias("purchase_conversion_rate"),
+        # Spark 4 divides in ANSI mode: a window without carts would fail the query.
+        (F.try_divide("cart_users", "unique_visitors") * 100).alias("cart_conversion_rate"),
+        (F.try_divide("purchasers", "cart_users") * 100).alias("purchase_conversion_rate"),
     )
 
 
