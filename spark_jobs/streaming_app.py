@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -48,7 +49,7 @@ from include.analytics import PIPELINE, QUERIES
 from include.driver_lease import CheckpointInUse, DriverLease
 from include.idle_close import IdleCloser
 from include.progress import progress_path
-from include.settings import Settings, get_settings
+from include.settings import STATE_UMASK, Settings, get_settings
 from spark_jobs.idle import SourceTopics, start_idle_closer
 from spark_jobs.lifecycle import check_checkpoints, supervise
 from spark_jobs.listener import ProgressRecorder
@@ -140,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # py4j logs every callback (foreachBatch, listener) at INFO.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # The sink writes tables from this process (delta-rs): as private as the state dir,
+    # whoever launched the driver (Spark's own files follow SPARK_UMASK_CONF).
+    os.umask(STATE_UMASK)
     settings = get_settings()
     args = parse_args(argv, settings)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import psutil
 
+from include.settings import STATE_UMASK
+
 # Every process the platform starts carries this variable; its value is the state dir.
 MARKER_ENV = "ECOM_PLATFORM_STATE"
 
@@ -117,11 +119,14 @@ def spawn(
     marker: str,
     **popen_options: Any,
 ) -> subprocess.Popen:
-    """Start argv detached in a new session, stdout+stderr appended to log_file.
+    """Start argv detached in a new session, stdout+stderr appended to log_file, with the
+    state dir's umask whoever starts it (a scheduler restarted from a shell keeps the
+    files its tasks write as private as `make up`'s).
 
     `popen_options` go to Popen as they are (for instance user/group to drop root)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**env, MARKER_ENV: marker}
+    popen_options.setdefault("umask", STATE_UMASK)
     with open(log_file, "ab") as log:
         return subprocess.Popen(
             list(argv),
