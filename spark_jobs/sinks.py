@@ -238,7 +238,7 @@ class TransactionalTopics:
             "transaction.timeout.ms": 120_000,
         }
         # Each transactional call's own timeout (a commit gets twice this).
-        self.timeout_seconds = 30.0
+        self.timeout_seconds = 60.0
         self.producer = self._new_producer()
         self.consumer = Consumer(
             {
