@@ -12,12 +12,17 @@ from pathlib import Path
 import psutil
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its children."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and all its children so far, counting the
     children that have already ended (Hadoop runs `chmod` for every file it writes)."""
-    root = psutil.Process(pid)
     total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in process_tree(pid):
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
@@ -28,9 +33,8 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, in MiB."""
-    root = psutil.Process(pid)
     total = 0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in process_tree(pid):
         try:
             total += proc.memory_info().rss
         except psutil.NoSuchProcess:
@@ -41,8 +45,7 @@ def rss_mb(pid: int) -> float:
 def jvm_heap_mb(pid: int) -> float | None:
     """Used heap of the JVM in the process tree (survivor + eden + old, from the JDK's
     ``jstat -gc``), in MiB; None when there is no JVM or no jstat beside its java."""
-    root = psutil.Process(pid)
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in process_tree(pid):
         try:
             if proc.name() != "java":
                 continue
