@@ -100,9 +100,10 @@ PER_BATCH_BEFORE = Lever(
     },
 )
 PER_BATCH_AFTER = Lever("platform defaults", idle_watch=True)
-# The rows a batch made final published by a batch right after it, not with the next one.
-EMIT_AT_ONCE = Lever(
-    "platform defaults, [spark] emit = at_once", {"ECOM_SPARK__EMIT": "at_once"}, idle_watch=True
+# The rows a batch made final published with the next batch, one trigger later, not by a
+# batch right after it (the default, "at_once").
+EMIT_INTERVAL = Lever(
+    "platform defaults, [spark] emit = interval", {"ECOM_SPARK__EMIT": "interval"}, idle_watch=True
 )
 # The design the one query replaced: six queries, each reading and parsing the topic, each
 # writing its table and topic with Spark's sinks (benchmarks/six_queries.py).
@@ -170,7 +171,9 @@ FULL = Plan(
     scale_users=(1_000, 100_000, 1_000_000),
     scale_events=500_000,
     profile=True,
-    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, EMIT_AT_ONCE, HDFS_STATE, TUTORIAL_PEER, *FLOOR),
+    # The floor rows that say what a batch costs (the dead-letter query at 1 s and 10 s) and
+    # what the 1 s trigger costs: revenue alone and state in the heap are stage 3's concern.
+    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, EMIT_INTERVAL, TUTORIAL_PEER, *FLOOR[:2], FLOOR[3]),
 )
 SHORT = Plan(
     mode="short",

@@ -177,9 +177,9 @@ class SparkSettings(Section, section="spark"):
     shuffle_partitions: int = Field(ge=1)
     trigger_seconds: int = Field(ge=1)
     # When the rows a batch made final leave (spark_jobs/session.py: trigger_options):
-    # "interval", with the next batch, trigger_seconds later; "at_once", in a batch that runs
-    # right after it.  With "at_once" a batch with input runs once min_offsets_per_trigger
-    # records wait or trigger_seconds after the last one, whichever comes first.
+    # "at_once", in a batch that runs right after it; "interval", with the next batch,
+    # trigger_seconds later.  With "at_once" a batch with input runs once
+    # min_offsets_per_trigger records wait or trigger_seconds after the last one.
     emit: Literal["interval", "at_once"]
     min_offsets_per_trigger: int = Field(ge=1)
     max_offsets_per_trigger: int = Field(ge=1)

@@ -109,15 +109,15 @@ def test_further_spark_settings_come_last_and_win(monkeypatch) -> None:
     assert {k: mine[k] for k in untouched} == {k: defaults[k] for k in untouched}
 
 
-def test_emit_at_once_runs_without_an_interval_and_polls_kafka_gently(monkeypatch) -> None:
+def test_emit_at_once_by_default_runs_without_an_interval_and_polls_gently(monkeypatch) -> None:
     from spark_jobs.session import AT_ONCE_POLL, session_conf, trigger_options
 
-    assert Settings().spark.emit == "interval"
-    assert trigger_options(Settings(), 10) == {"processingTime": "10 seconds"}
-    assert "spark.sql.streaming.pollingDelay" not in session_conf(Settings())
-    monkeypatch.setenv("ECOM_SPARK__EMIT", "at_once")
+    assert Settings().spark.emit == "at_once"
     assert trigger_options(Settings(), 10) == {"processingTime": "0 seconds"}
     assert session_conf(Settings())["spark.sql.streaming.pollingDelay"] == AT_ONCE_POLL
+    monkeypatch.setenv("ECOM_SPARK__EMIT", "interval")
+    assert trigger_options(Settings(), 10) == {"processingTime": "10 seconds"}
+    assert "spark.sql.streaming.pollingDelay" not in session_conf(Settings())
     monkeypatch.setenv("ECOM_SPARK__EMIT", "sometimes")
     with pytest.raises(ValidationError, match="emit"):
         Settings()
