@@ -132,10 +132,27 @@ def epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def measure(label: str, state: Path, count: int) -> Result:
-    """Throughput of a finished run, from its progress records."""
+def batches_with_events(records: list[dict], topic: str | None) -> list[dict]:
+    """The progress records of the batches that read events: records of the input `topic`
+    when given (its offsets moved on since the query's previous batch), not only the idle
+    rule's control records, which move event time once the input has been silent."""
+    if topic is None:
+        return [r for r in records if r["numInputRows"]]
+    found, done = [], {}
+    for record in sorted(records, key=lambda r: (r["name"], r["batchId"])):
+        read = kafka_offsets_read(record, topic) or 0
+        if read > done.get(record["name"], 0):
+            found.append(record)
+            done[record["name"]] = read
+    return found
+
+
+def measure(label: str, state: Path, count: int, topic: str | None = None) -> Result:
+    """Throughput of a finished run, from its progress records: from its first batch to the
+    end of the last that read events (of `topic`: the batches that only carried the idle
+    rule's control records, once every event was read, are not the events' time)."""
     records = progress(state)
-    with_input = [r for r in records if r["numInputRows"]]
+    with_input = batches_with_events(records, topic)
     began = min(epoch(r["timestamp"]) for r in records)
     ended = max(epoch(r["timestamp"]) + r["batchDurationMs"] / 1000 for r in with_input)
     seconds = ended - began
@@ -169,6 +186,8 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
         master="local[2]",
         driver_memory=args.driver_memory,
     )
+    # The run's own input topic: `env` may name another than this process's settings.
+    topic = env.get("ECOM_KAFKA__INPUT_TOPIC", settings.kafka.input_topic)
     deadline = time.monotonic() + args.timeout
     try:
         while True:
@@ -178,8 +197,6 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
                 raise RuntimeError(f"{variant.label} did not finish in {args.timeout} s")
             records = progress(state)
             events_table = state / "tables" / EVENTS_QUERY
-            # The run's own input topic: `env` may name another than this process's settings.
-            topic = env.get("ECOM_KAFKA__INPUT_TOPIC", settings.kafka.input_topic)
             done = [
                 a for a in variant.analytics if consumed_all(records, a, count, events_table, topic)
             ]
@@ -191,7 +208,7 @@ def run_variant(variant: Variant, base: Path, env: dict[str, str], count: int, a
     finally:
         if proc.poll() is None:
             stop_tree(proc.pid)
-    return measure(variant.label, state, count)
+    return measure(variant.label, state, count, topic)
 
 
 def delta_version_read(record: dict) -> int | None:
@@ -235,6 +252,10 @@ def same_rows(base: Path, left: str, right: str, analytic: str) -> bool:
     return len(frames[0]) > 0 and frames[0].equals(frames[1])
 
 
+# The input topic of `python -m benchmarks.designs`' own broker.
+BENCH_TOPIC = "bench-events"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.designs",
@@ -266,7 +287,7 @@ def main() -> int:
     wanted = set(args.variants.split(","))
     if args.reuse:
         results = [
-            measure(v.label, base / v.label.replace(":", "_"), args.events)
+            measure(v.label, base / v.label.replace(":", "_"), args.events, BENCH_TOPIC)
             for v in VARIANTS
             if v.label in wanted
         ]
@@ -275,7 +296,7 @@ def main() -> int:
     env = {
         "ECOM_KAFKA__PORT": str(free_port()),
         "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
-        "ECOM_KAFKA__INPUT_TOPIC": "bench-events",
+        "ECOM_KAFKA__INPUT_TOPIC": BENCH_TOPIC,
     }
     os.environ.update(env)
     settings = Settings(state_dir=base / "broker")
