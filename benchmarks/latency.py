@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from include.analytics import ANALYTIC_NAMES, BY_NAME, CLICK_TO_PURCHASE, USER_SESSIONS
 from include.events import parse_utc
-from include.kafka_client import read_to_end
+from include.kafka.client import read_to_end
 from include.settings import AnalyticsSettings, Settings
 
 

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 
 from kafka import KafkaProducer
 
-from include.kafka_client import PRODUCER_DEFAULTS, security
-from include.kafka_client import producer as platform_client
+from include.kafka.client import PRODUCER_DEFAULTS, security
+from include.kafka.client import producer as platform_client
 from include.producer import DeliveryStats, encode, send_event
 
 log = logging.getLogger("benchmarks.producers")

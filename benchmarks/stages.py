@@ -25,12 +25,12 @@ from benchmarks.progress import batch_durations, state_size, time_breakdown
 from benchmarks.steady import steady_run
 from benchmarks.targets import targets
 from include.events import EventGenerator, iso_utc
-from include.kafka_client import admin
+from include.kafka.client import admin
+from include.kafka.topics import provision
 from include.progress import read_progress
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
 from include.settings import PROJECT_ROOT, Settings
-from include.topics import provision
 
 log = logging.getLogger("benchmarks.stages")
 

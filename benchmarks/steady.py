@@ -21,7 +21,7 @@ from benchmarks.progress import (
     wait_for,
 )
 from include.analytics import ANALYTICS
-from include.kafka_client import end_offsets
+from include.kafka.client import end_offsets
 from include.producer import ProducerParams, run_producer
 from include.progress import read_progress
 from include.runtime.procs import free_port, stop_tree

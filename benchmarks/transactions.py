@@ -24,10 +24,10 @@ from pathlib import Path
 
 from benchmarks.published import PUBLISHED
 from include.analytics import ANALYTIC_NAMES
+from include.kafka.topics import provision
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
 from include.settings import Settings
-from include.topics import provision
 
 INPUT_PARTITIONS = 3
 VALUE = json.dumps({"window_start": "2026-12-07T00:00:00.000Z", "pad": "x" * 240}).encode()

@@ -26,7 +26,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from include.analytics import CONVERSION_FUNNEL, HIGH_VALUE_USERS, REVENUE_BY_CATEGORY
-from include.kafka_client import admin
+from include.kafka.client import admin
 from include.settings import Settings
 
 # The query names (progress records) and the suffix of their output topics.

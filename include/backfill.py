@@ -20,7 +20,7 @@ from pathlib import Path
 from kafka import TopicPartition
 
 from include.jsonfile import write_json
-from include.kafka_client import consumer
+from include.kafka.client import consumer
 from include.settings import Settings
 
 # Reconciliation reports: <metrics_dir>/backfill/<start>--<end>.json.

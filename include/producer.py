@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from include.events import EventGenerator, TutorialEventGenerator, now_utc
-from include.kafka_client import producer as kafka_producer
+from include.kafka.client import producer as kafka_producer
 from include.settings import EVENT_FORMATS
 
 log = logging.getLogger(__name__)

@@ -106,7 +106,7 @@ class KafkaSecurity(Section, section="kafka.security"):
     PLAIN).  Passwords come only from the environment (ECOM_KAFKA__SECURITY__PASSWORD,
     ECOM_KAFKA__SECURITY__SSL_KEY_PASSWORD), never from a file in the repo.  Every client
     (tasks, Spark apps, Airflow's kafka_default connection) is built from these
-    (include/kafka_security.py)."""
+    (include/kafka/security.py)."""
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"]
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
@@ -122,7 +122,7 @@ class KafkaSecurity(Section, section="kafka.security"):
 
     @model_validator(mode="after")
     def _a_combination_that_can_work(self) -> KafkaSecurity:
-        from include.kafka_security import KafkaSecurityError, security_problems
+        from include.kafka.security import KafkaSecurityError, security_problems
 
         if problems := security_problems(self):
             # Not a ValueError: pydantic would print it with every value given, password too.
@@ -508,19 +508,19 @@ class Settings(Section, BaseSettings):
 
     def kafka_client_options(self) -> dict[str, str]:
         """kafka-python options for the configured security (none for PLAINTEXT)."""
-        from include.kafka_security import kafka_python_options
+        from include.kafka.security import kafka_python_options
 
         return kafka_python_options(self.kafka.security)
 
     def confluent_kafka_options(self) -> dict[str, str]:
         """confluent-kafka (librdkafka) options: the brokers and the security."""
-        from include.kafka_security import confluent_options
+        from include.kafka.security import confluent_options
 
         return confluent_options(self.kafka.security, self.bootstrap_servers)
 
     def spark_kafka_options(self) -> dict[str, str]:
         """Options of Spark's Kafka source and sink: the brokers and the security."""
-        from include.kafka_security import spark_options
+        from include.kafka.security import spark_options
 
         return {
             "kafka.bootstrap.servers": self.bootstrap_servers,

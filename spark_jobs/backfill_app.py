@@ -39,7 +39,7 @@ from include.backfill import (
     spark_kafka_options,
     write_report,
 )
-from include.kafka_client import consumer
+from include.kafka.client import consumer
 from include.settings import Settings, get_settings
 from spark_jobs.session import build_session
 from spark_jobs.transforms import analytic_rows

@@ -43,7 +43,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # Tables and checkpoints as private as the rest of the state dir.
         **SPARK_UMASK_CONF,
         # Plans in the UI and logs show data source options: hide URLs (Spark's default) and
-        # a mutual-TLS client key given as text (include.kafka_security); the SASL password
+        # a mutual-TLS client key given as text (include.kafka.security); the SASL password
         # is hidden by spark.redaction.regex already ("password" in the JAAS line).
         "spark.sql.redaction.options.regex": r"(?i)url|ssl\.keystore\.key",
         "spark.sql.session.timeZone": "UTC",

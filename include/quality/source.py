@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from include.events import parse_utc
-from include.kafka_client import consumer, offsets_at, read_to_end
+from include.kafka.client import consumer, offsets_at, read_to_end
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from include.alerts.notify import alert_connections
-from include.kafka_security import confluent_options
+from include.kafka.security import confluent_options
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError
 from include.runtime.secrets import platform_secrets

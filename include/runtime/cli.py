@@ -16,7 +16,7 @@ import psutil
 import requests
 from pydantic import ValidationError
 
-from include.kafka_security import KafkaSecurityError
+from include.kafka.security import KafkaSecurityError
 from include.pipeline_status import pipeline_status, status_table
 from include.runtime.airflow import (
     AIRFLOW_COMPONENTS,

@@ -205,7 +205,7 @@ class Kafka(Service):
         if not self.answers():
             return False
         try:
-            from include.kafka_client import admin
+            from include.kafka.client import admin
 
             client = admin(
                 f"{self.settings.bind_host}:{self.port}",

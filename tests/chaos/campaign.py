@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from include import checkpoints
 from include.analytics import ANALYTICS, CLICK_TO_PURCHASE
-from include.kafka_client import end_offsets, read_to_end
+from include.kafka.client import end_offsets, read_to_end
 from include.progress import last_progress, read_progress
 from include.runtime.airflow_api import AirflowApi
 from include.settings import Settings

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from include.analytics import DEAD_LETTERS
-from include.kafka_client import read_to_end
+from include.kafka.client import read_to_end
 from include.settings import Settings
 from tests.integration.dataset import ORACLES, emitted, expected_of, normalise
 from tests.integration.dataset import read_table as read_sink

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from include.events import TutorialEventGenerator
-from include.kafka_client import producer
+from include.kafka.client import producer
 from include.settings import Settings
 from tests.integration.dataset import MALFORMED
 

@@ -1,6 +1,6 @@
 """The secured profile, proven with a real broker: SASL_SSL (SCRAM-SHA-512 or PLAIN) over
 TLS and mutual TLS, with certificates made for the test, and least-privilege ACLs
-(include/kafka_acls.py).
+(include/kafka/acls.py).
 
 A client without credentials, or with a wrong password, is refused; the producer may write
 the input topic but not an output topic; the streaming user may read the input and write
@@ -25,9 +25,10 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from include import kafka_acls
 from include.events import EventGenerator
-from include.kafka_client import admin
+from include.kafka import acls as kafka_acls
+from include.kafka.client import admin
+from include.kafka.topics import provision
 from include.progress import read_progress
 from include.runtime.kafka import SecuredKafka, scram_client_options
 from include.runtime.own_kafka import check_own_kafka
@@ -35,7 +36,6 @@ from include.runtime.procs import free_port, port_owner
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.runtime.tls import make_broker_tls
 from include.settings import PROJECT_ROOT, Settings
-from include.topics import provision
 from tests.conftest import poll
 from tests.integration.dataset import as_bytes
 
@@ -155,7 +155,7 @@ def test_the_streaming_user_reads_the_input_and_writes_outputs_only(secured) -> 
 
 def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
     """Spark's Kafka source and sink, as the streaming user over SASL_SSL: the ACLs of
-    include/kafka_acls.py are enough for it to read, commit batches and write outputs."""
+    include/kafka/acls.py are enough for it to read, commit batches and write outputs."""
     settings, broker = secured
     events = list(EventGenerator(seed=4).stream(datetime.now(UTC), timedelta(seconds=1), 400))
     writer = producer_for(settings, **as_user(broker, "producer"))
@@ -258,7 +258,7 @@ def test_every_client_reaches_the_broker_from_the_settings_alone(
     broker's ACLs say (the producer may not write an output topic)."""
     from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 
-    from include.kafka_client import producer, read_to_end
+    from include.kafka.client import producer, read_to_end
     from include.runtime.airflow import airflow_environment
 
     settings, broker = secured

@@ -50,7 +50,7 @@ import requests
 from include.analytics import QUERIES
 from include.checkpoints import inspect
 from include.driver_lease import Holder, live_holder, read_holder
-from include.kafka_client import read_to_end
+from include.kafka.client import read_to_end
 from include.pipeline_status import pipeline_status
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers

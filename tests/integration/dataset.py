@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from include.analytics import ANALYTICS, CLICK_TO_PURCHASE, USER_SESSIONS
 from include.events import EventGenerator, TutorialEventGenerator
-from include.kafka_client import producer
+from include.kafka.client import producer
 from include.settings import Settings
 from include.tables import read_table as committed_table
 from tests import oracle

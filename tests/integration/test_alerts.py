@@ -16,7 +16,7 @@ from include.alerts import dead_letters
 from include.alerts.callbacks import supervisor_alert
 from include.alerts.notify import DEAD_LETTER_CONN_ID, alert_connections
 from include.driver_lease import Holder
-from include.kafka_client import admin
+from include.kafka.client import admin
 from include.settings import PROJECT_ROOT, Settings
 from include.supervisor import Observation, classify
 from tests.receivers import SmtpReceiver, WebhookReceiver

@@ -22,11 +22,11 @@ from kafka import TopicPartition
 
 from include.analytics import ANALYTIC_NAMES, TIME_COLUMNS
 from include.events import EventGenerator
-from include.kafka_client import admin, producer
+from include.kafka.client import admin, producer
+from include.kafka.topics import provision
 from include.runtime.spark_launch import BACKFILL_APP, launch_app
 from include.settings import Settings
 from include.tables import read_table
-from include.topics import provision
 from spark_jobs.backfill_app import EXIT_NOT_RETAINED
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, normalise

@@ -17,11 +17,11 @@ import time
 import pandas as pd
 import pytest
 
+from include.kafka.topics import provision
 from include.maintenance.tables import LOG_DIR, care_for_table
 from include.quality.checks import table_suites
 from include.quality.slices import read_slice
 from include.settings import MaintenanceSettings
-from include.topics import provision
 from tests.conftest import parquet_files
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import (

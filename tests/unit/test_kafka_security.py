@@ -39,7 +39,7 @@ def with_env(monkeypatch, **values: str) -> Settings:
 def test_a_combination_that_cannot_work_fails_saying_what_to_change(
     monkeypatch, values, says
 ) -> None:
-    from include.kafka_security import KafkaSecurityError
+    from include.kafka.security import KafkaSecurityError
 
     with pytest.raises((KafkaSecurityError, ValueError), match=says) as refused:
         with_env(monkeypatch, **values)
@@ -47,7 +47,7 @@ def test_a_combination_that_cannot_work_fails_saying_what_to_change(
 
 
 def test_sasl_plain_over_tls_in_every_client(monkeypatch) -> None:
-    from include.kafka_security import confluent_options
+    from include.kafka.security import confluent_options
 
     settings = with_env(
         monkeypatch,
@@ -81,7 +81,7 @@ def test_sasl_plain_over_tls_in_every_client(monkeypatch) -> None:
 def test_mutual_tls_gives_java_the_key_as_unencrypted_pkcs8(monkeypatch, tmp_path) -> None:
     """A SEC1 key encrypted with a password, as OpenSSL writes it: kafka-python and
     confluent-kafka read the files; Spark (Java) gets the same key as PKCS#8 text."""
-    from include.kafka_security import confluent_options
+    from include.kafka.security import confluent_options
 
     key = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / "client-key.pem"

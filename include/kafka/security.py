@@ -3,7 +3,7 @@
 The settings are the one place that says where the brokers are and how to authenticate;
 this module turns them into the options of every client the platform has:
 
-* kafka-python (the DAG tasks, tools and tests, through ``include.kafka_client``),
+* kafka-python (the DAG tasks, tools and tests, through ``include.kafka.client``),
 * Spark's Kafka source and sink (``kafka.*`` options of the streaming and backfill apps),
 * confluent-kafka, the client of the apache-kafka provider, whose ``kafka_default``
   connection ``make up`` derives from the settings (``include.runtime.airflow``).

@@ -2,7 +2,7 @@
 
 Callers pass the brokers (`Settings.bootstrap_servers`: `[kafka] bootstrap_servers`, or the
 local broker); authentication (TLS, mutual TLS, SASL over TLS) comes from the settings'
-`[kafka.security]` (passwords from the environment only, include/kafka_security.py).
+`[kafka.security]` (passwords from the environment only, include/kafka/security.py).
 Nothing here connects at import time.
 """
 
