@@ -28,8 +28,8 @@ from benchmarks import tutorial_queries
 from benchmarks.pandas_sessions import user_sessions_with_state
 from benchmarks.six_queries import QUERY_STARTERS, analytic_sink, start_query
 from include.analytics import ANALYTIC_NAMES, BY_NAME, DEAD_LETTERS
-from include.progress import progress_path
 from include.settings import Settings, get_settings
+from include.streaming.progress import progress_path
 from spark_jobs import transforms
 from spark_jobs.lifecycle import supervise
 from spark_jobs.listener import ProgressRecorder

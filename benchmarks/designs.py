@@ -36,11 +36,11 @@ from include.analytics import ANALYTIC_NAMES, USER_SESSIONS
 from include.events import EventGenerator
 from include.kafka.client import producer
 from include.kafka.topics import provision
-from include.progress import read_progress
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import PROJECT_ROOT, Settings
+from include.streaming.progress import read_progress
 from include.tables import read_table
 
 log = logging.getLogger("benchmarks.designs")

@@ -104,7 +104,7 @@ def idle_latencies(
 ) -> list[float]:
     """Rows the idle rule closed once the input stopped at `stopped` (their final_at is
     later): seconds from the moment the rule made each final to visible.  Event time
-    follows the clock from ``stopped + idle_close_seconds`` on (include/idle_close.py), so
+    follows the clock from ``stopped + idle_close_seconds`` on (include/streaming/idle_close.py), so
     a row is final then, or at its own final_at if that is later."""
     found = []
     for row, visible_at in rows:

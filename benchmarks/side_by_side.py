@@ -27,11 +27,11 @@ from benchmarks.threads import Reading, split
 from include.analytics import PIPELINE, QUERIES
 from include.kafka.topics import provision
 from include.producer import ProducerParams, run_producer
-from include.progress import read_progress
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
+from include.streaming.progress import read_progress
 
 # (label, application, its arguments, the progress names it reports)
 DESIGNS = (

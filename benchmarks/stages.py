@@ -27,10 +27,10 @@ from benchmarks.targets import targets
 from include.events import EventGenerator, iso_utc
 from include.kafka.client import admin
 from include.kafka.topics import provision
-from include.progress import read_progress
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
 from include.settings import PROJECT_ROOT, Settings
+from include.streaming.progress import read_progress
 
 log = logging.getLogger("benchmarks.stages")
 

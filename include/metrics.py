@@ -24,11 +24,11 @@ from typing import Any
 from include.analytics import QUERIES
 from include.events import parse_utc
 from include.jsonlines import records, tail_lines
-from include.pipeline_status import STOPPED, pipeline_status
-from include.progress import last_progress
 from include.quality.history import HISTORY_FILE
 from include.settings import Settings
-from include.supervisor import DEAD, LAGGING, NOT_STARTED, RUNNING, STALLED, STARTING
+from include.streaming.progress import last_progress
+from include.streaming.status import STOPPED, pipeline_status
+from include.streaming.supervisor import DEAD, LAGGING, NOT_STARTED, RUNNING, STALLED, STARTING
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Every verdict gets a sample (0 or 1) so a panel summing them never sees a gap; "unknown"
@@ -239,7 +239,7 @@ def snapshot(settings: Settings) -> Snapshot:
     from include.ui.views import dead_letter_count
 
     # The verdicts as make status and the health page read them: a stale record is no
-    # "dead" alarm but "stopped" (include/pipeline_status.py).
+    # "dead" alarm but "stopped" (include/streaming/status.py).
     progress = last_progress(settings.metrics_dir, QUERIES)
     status = pipeline_status(settings, progress=progress)
     health = {

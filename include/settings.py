@@ -142,7 +142,7 @@ class KafkaSettings(Section, section="kafka"):
     heap: str
     input_topic: str
     dead_letter_topic: str
-    # The idle rule's control records (include.idle_close), written by the streaming app.
+    # The idle rule's control records (include.streaming.idle_close), written by the streaming app.
     control_topic: str
     partitions: int = Field(ge=1)
     replication_factor: int = Field(ge=1)
@@ -252,7 +252,7 @@ class AnalyticsSettings(Section, section="analytics"):
     session_gap_seconds: int = Field(gt=0)
     # A purchase counts for a page view of the same product up to this long after it.
     attribution_seconds: int = Field(gt=0)
-    # The idle rule (include.idle_close): after this long without a new event, event time
+    # The idle rule (include.streaming.idle_close): after this long without a new event, event time
     # moves on with the wall clock, and a control record carries it every tick.
     idle_close_seconds: float = Field(gt=0)
     idle_tick_seconds: float = Field(gt=0)

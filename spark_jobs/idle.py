@@ -1,6 +1,6 @@
-"""The Kafka side of the idle rule (:mod:`include.idle_close`) in the streaming driver: read the
-newest record of the source, tell whether the query has read it all, write a control record
-to the control topic."""
+"""The Kafka side of the idle rule (:mod:`include.streaming.idle_close`) in the streaming
+driver: read the newest record of the source, tell whether the query has read it all, write a
+control record to the control topic."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include import checkpoints
-from include.idle_close import CONTROL_KEY, IdleCloser, Newest, control_value, idle_rule, newest_of
 from include.settings import Settings
+from include.streaming import checkpoints
+from include.streaming.idle_close import (
+    CONTROL_KEY,
+    IdleCloser,
+    Newest,
+    control_value,
+    idle_rule,
+    newest_of,
+)
 
 log = logging.getLogger("streaming_app")
 

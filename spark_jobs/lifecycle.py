@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pyspark.sql.streaming import StreamingQuery
 
-from include import checkpoints
 from include.settings import Settings
+from include.streaming import checkpoints
 
 # Every line the driver logs carries the application's name (tests and users grep it).
 log = logging.getLogger("streaming_app")
@@ -156,7 +156,7 @@ def check_checkpoints(settings: Settings) -> str | None:
         return (
             f"checkpoint {path} looks damaged, nothing was changed: "
             + "; ".join(report.problems)
-            + ". Inspect it with `.venv/bin/python -m include.checkpoints check`; start "
+            + ". Inspect it with `.venv/bin/python -m include.streaming.checkpoints check`; start "
             f"afresh on purpose with `{checkpoints.relocate_command()}`."
         )
     checkpoints.backup_if_changed(path, checkpoints.fingerprint(settings))

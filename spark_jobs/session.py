@@ -125,7 +125,7 @@ def read_events(
         spark.readStream.format("kafka")
         .options(**settings.spark_kafka_options())
         # The control topic's records move event time while the input is silent
-        # (include.idle_close); validation tells them from events.
+        # (include.streaming.idle_close); validation tells them from events.
         .option("subscribe", f"{settings.kafka.input_topic},{settings.kafka.control_topic}")
         .option("startingOffsets", starting_offsets)
         .option("maxOffsetsPerTrigger", str(max_offsets))

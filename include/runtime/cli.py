@@ -17,7 +17,6 @@ import requests
 from pydantic import ValidationError
 
 from include.kafka.security import KafkaSecurityError
-from include.pipeline_status import pipeline_status, status_table
 from include.runtime.airflow import (
     AIRFLOW_COMPONENTS,
     AirflowComponent,
@@ -34,6 +33,7 @@ from include.runtime.service import Service
 from include.runtime.spark_launch import spark_ui_url
 from include.runtime.tools import jars, java_binary, venv_bin
 from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
+from include.streaming.status import pipeline_status, status_table
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
 LONG_RUNNING_DAGS = ("producer", "streaming")

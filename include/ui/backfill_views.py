@@ -18,8 +18,8 @@ from typing import Any
 from include.backfill import REPORT_DIR
 from include.events import parse_utc
 from include.jsonfile import read_json
-from include.progress import read_progress
 from include.settings import Settings
+from include.streaming.progress import read_progress
 
 MATCHES, DIFFERS, NOT_COMPARED = "matches", "differs", "not compared"
 

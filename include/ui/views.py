@@ -20,11 +20,11 @@ import pandas as pd
 
 from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGORY
 from include.events import parse_utc
-from include.pipeline_status import pipeline_status
-from include.progress import read_progress
 from include.quality.history import newest_run, read_history
 from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
+from include.streaming.progress import read_progress
+from include.streaming.status import pipeline_status
 from include.tables import read_table
 from include.ui.charts import line_chart, sparkline
 

@@ -22,12 +22,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from include import checkpoints
 from include.analytics import ANALYTICS, CLICK_TO_PURCHASE
 from include.kafka.client import end_offsets, read_to_end
-from include.progress import last_progress, read_progress
 from include.runtime.airflow_api import AirflowApi
 from include.settings import Settings
+from include.streaming import checkpoints
+from include.streaming.progress import last_progress, read_progress
 from tests.chaos.counting import DeadLetterCount, TableCount, count_dead_letters, count_table
 from tests.chaos.faults import INJECT, RECOVERY_TIMEOUT, Plan, wait_recovered
 from tests.chaos.stream import MALFORMED_KEY, EventStream

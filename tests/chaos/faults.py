@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import psutil
 
-from include import checkpoints
-from include.driver_lease import Holder, live_holder
 from include.runtime.airflow import AirflowComponent
 from include.runtime.kafka import Kafka
 from include.settings import Settings
+from include.streaming import checkpoints
+from include.streaming.lease import Holder, live_holder
 
 KINDS = {
     "kill": "SIGKILL of the streaming driver (Python and JVM)",

@@ -22,12 +22,12 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from include.kafka.client import admin, producer, read_to_end
 from include.kafka.topics import provision
-from include.progress import read_progress
 from include.runtime.kafka import Kafka, KafkaNode
 from include.runtime.procs import free_port
 from include.runtime.spark import SparkMaster, SparkWorker
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.dataset import (
     NAIVE_ZONE,

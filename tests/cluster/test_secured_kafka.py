@@ -29,13 +29,13 @@ from include.events import EventGenerator
 from include.kafka import acls as kafka_acls
 from include.kafka.client import admin
 from include.kafka.topics import provision
-from include.progress import read_progress
 from include.runtime.kafka import SecuredKafka, scram_client_options
 from include.runtime.own_kafka import check_own_kafka
 from include.runtime.procs import free_port, port_owner
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.runtime.tls import make_broker_tls
 from include.settings import PROJECT_ROOT, Settings
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.dataset import as_bytes
 

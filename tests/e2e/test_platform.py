@@ -48,14 +48,14 @@ import pytest
 import requests
 
 from include.analytics import QUERIES
-from include.checkpoints import inspect
-from include.driver_lease import Holder, live_holder, read_holder
 from include.kafka.client import read_to_end
-from include.pipeline_status import pipeline_status
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
-from include.supervisor import LAGGING, NOT_STARTED, RUNNING
+from include.streaming.checkpoints import inspect
+from include.streaming.lease import Holder, live_holder, read_holder
+from include.streaming.status import pipeline_status
+from include.streaming.supervisor import LAGGING, NOT_STARTED, RUNNING
 from include.tables import read_table
 from tests.chaos.campaign import run_campaign
 from tests.chaos.faults import Plan

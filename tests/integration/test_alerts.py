@@ -15,10 +15,10 @@ from kafka.admin import NewTopic
 from include.alerts import dead_letters
 from include.alerts.callbacks import supervisor_alert
 from include.alerts.notify import DEAD_LETTER_CONN_ID, alert_connections
-from include.driver_lease import Holder
 from include.kafka.client import admin
 from include.settings import PROJECT_ROOT, Settings
-from include.supervisor import Observation, classify
+from include.streaming.lease import Holder
+from include.streaming.supervisor import Observation, classify
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 BASE_URL = "http://airflow.example:8080"

@@ -30,11 +30,11 @@ import pandas as pd
 import pytest
 
 from include.analytics import ROW_KEYS
-from include.driver_lease import read_holder
 from include.kafka.client import read_to_end
 from include.kafka.topics import provision
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
+from include.streaming.lease import read_holder
 from spark_jobs.sinks import KILL_IN_TOPIC_WRITE as KILL_IN_TOPIC_WRITE_VARIABLE
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings

@@ -32,7 +32,7 @@ from include.analytics import ANALYTICS
 from include.events import EventGenerator
 from include.kafka.client import read_to_end
 from include.kafka.topics import provision
-from include.progress import read_progress
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, emitted, expected_of, normalise, send, table_rows

@@ -17,8 +17,8 @@ import pytest
 
 from include.events import EventGenerator
 from include.kafka.topics import provision
-from include.progress import read_progress
 from include.settings import Settings
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, send

@@ -30,17 +30,17 @@ import pytest
 import requests
 
 from include.analytics import TIME_COLUMNS
-from include.checkpoints import relocate_command
-from include.driver_lease import live_holder
 from include.kafka.client import consumer, read_to_end
 from include.kafka.topics import provision
-from include.progress import read_progress
 from include.quality.run import run_quality
 from include.quality.source import KafkaInput
 from include.runtime.procs import alive
 from include.runtime.spark_launch import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
-from include.supervisor import supervise_once
+from include.streaming.checkpoints import relocate_command
+from include.streaming.lease import live_holder
+from include.streaming.progress import read_progress
+from include.streaming.supervisor import supervise_once
 from spark_jobs.backfill_app import EXAMPLE_ROWS
 from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE
 from tests.conftest import poll

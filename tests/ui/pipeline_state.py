@@ -19,10 +19,10 @@ from deltalake import write_deltalake
 
 from include import analytics
 from include.events import EventGenerator
-from include.progress import progress_path
 from include.quality.run import run_quality
 from include.quality.source import RecordsInput, SourceRecord
 from include.settings import Settings
+from include.streaming.progress import progress_path
 from tests import oracle
 
 DEAD_LETTERS = 7

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 
 from include.backfill import Interval, report_path, scheduled_run_skip_reason, write_report
 from include.operators import ReconciliationLink
-from include.progress import progress_path
 from include.settings import Settings
+from include.streaming.progress import progress_path
 from tests.ui.backfill_page import analytic_cells, differing_rows
 
 START = datetime(2026, 11, 26, 10, tzinfo=UTC)

@@ -222,7 +222,7 @@ def test_the_latency_targets_read_the_defaults_not_the_before_row_beside_them() 
 def test_a_stateless_query_is_caught_up_once_a_late_batch_read_to_the_latest_offset(
     tmp_path,
 ) -> None:
-    from include.progress import progress_path
+    from include.streaming.progress import progress_path
 
     def record(name: str, rows: int, behind: int, watermark: str | None) -> dict:
         return {

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from include.checkpoints import (
+from include.settings import Settings
+from include.streaming.checkpoints import (
     backup_if_changed,
     inspect,
     lag,
     relocate,
 )
-from include.settings import Settings
 
 META = {"batchWatermarkMs": 0, "batchTimestampMs": 1, "conf": {}}
 
@@ -114,7 +114,7 @@ def test_spark_refusing_a_checkpoint_gets_the_relocate_command() -> None:
         "[STATE_STORE_KEY_SCHEMA_NOT_COMPATIBLE] Provided key schema does not match"
     )
     hint = checkpoint_hint("pipeline", spark_says)
-    assert hint and "`.venv/bin/python -m include.checkpoints relocate`" in hint
+    assert hint and "`.venv/bin/python -m include.streaming.checkpoints relocate`" in hint
     assert checkpoint_hint("pipeline", "Connection to Kafka refused") is None
 
 
@@ -146,7 +146,7 @@ def test_checkpoints_of_the_six_query_design_refuse_the_start_with_the_fix(
     write_checkpoint(settings.checkpoint_path("user_sessions"), planned=9, committed=9)
     refusal = check_checkpoints(settings)
     assert refusal and "checkpoints of the six-query design (user_sessions)" in refusal
-    assert "`.venv/bin/python -m include.checkpoints relocate`" in refusal
+    assert "`.venv/bin/python -m include.streaming.checkpoints relocate`" in refusal
     assert not settings.pipeline_checkpoint.exists()  # nothing changed
     relocate(settings)
     assert check_checkpoints(settings) is None

@@ -9,10 +9,10 @@ from itertools import islice
 
 from include import jsonlines
 from include.jsonlines import append_line, chain, newest_lines, tail_lines
-from include.progress import last_progress, read_progress
 from include.quality.history import append_history, read_history
 from include.quality.report import RunReport
 from include.settings import MaintenanceSettings, Settings
+from include.streaming.progress import last_progress, read_progress
 
 
 def record(i: int) -> str:

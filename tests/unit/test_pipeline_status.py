@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from include.analytics import QUERIES
-from include.driver_lease import Holder, lease_path
-from include.pipeline_status import STOPPED, pipeline_status, status_table
-from include.progress import progress_path
 from include.settings import Settings
-from include.supervisor import (
+from include.streaming.lease import Holder, lease_path
+from include.streaming.progress import progress_path
+from include.streaming.status import STOPPED, pipeline_status, status_table
+from include.streaming.supervisor import (
     DEAD,
     NOT_STARTED,
     RUNNING,

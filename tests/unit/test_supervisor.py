@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from include.driver_lease import Holder
-from include.progress import last_progress
 from include.settings import Settings, SupervisorSettings
-from include.supervisor import (
+from include.streaming.lease import Holder
+from include.streaming.progress import last_progress
+from include.streaming.supervisor import (
     DEAD,
     LAGGING,
     RUNNING,
@@ -85,7 +85,7 @@ def test_a_broker_that_does_not_answer_leaves_the_lag_unknown(caplog) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         servers = f"127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening
-        with caplog.at_level(logging.WARNING, logger="include.supervisor"):
+        with caplog.at_level(logging.WARNING, logger="include.streaming.supervisor"):
             assert input_end_offsets(servers, Settings()) is None
     assert f"Kafka at {servers} did not answer" in caplog.text
 

@@ -313,7 +313,8 @@ def test_valid_events_keeps_only_good_rows(spark: SparkSession) -> None:
 def test_a_control_record_moves_event_time_and_is_neither_event_nor_dead_letter(
     spark: SparkSession,
 ) -> None:
-    # The idle rule's record (include.idle_close): key \x00ecom.control, its event time only.
+    # The idle rule's record (include.streaming.idle_close): key \x00ecom.control, its event
+    # time only.
     control = json.dumps(
         {
             "control": "advance_event_time",

@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.analytics import QUERIES
-from include.driver_lease import STALE_AFTER_SECONDS, read_holder
 from include.events import parse_utc
-from include.progress import last_progress
 from include.settings import Settings
-from include.supervisor import DEAD, RUNNING, STALLED, read_health
+from include.streaming.lease import STALE_AFTER_SECONDS, read_holder
+from include.streaming.progress import last_progress
+from include.streaming.supervisor import DEAD, RUNNING, STALLED, read_health
 
 STOPPED = "stopped"
 ALARMS = frozenset({DEAD, STALLED})
@@ -74,7 +74,7 @@ def stale_after_seconds(settings: Settings) -> float:
 
 def live_driver_pid(settings: Settings, query: str, now: float) -> int | None:
     """The pid of the driver whose lease heartbeat is fresh (cheap: reads the lease file and
-    takes no lock, unlike :func:`include.driver_lease.live_holder`).  Every output `query`
+    takes no lock, unlike :func:`include.streaming.lease.live_holder`).  Every output `query`
     is a branch of the one streaming query: its driver holds the pipeline's checkpoint."""
     holder = read_holder(settings.pipeline_checkpoint)
     if holder is None or holder.age(now) > STALE_AFTER_SECONDS:

@@ -30,13 +30,13 @@ from typing import Any
 
 import psutil
 
-from include import checkpoints
 from include.alerts.callbacks import supervisor_alert
-from include.driver_lease import Holder, live_holder, read_holder, stop_zombie
 from include.jsonfile import read_json, write_json
 from include.kafka.client import end_offsets
-from include.progress import last_progress
 from include.settings import Settings, SupervisorSettings
+from include.streaming import checkpoints
+from include.streaming.lease import Holder, live_holder, read_holder, stop_zombie
+from include.streaming.progress import last_progress
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ here are the only record of how far a query has read: lag is computed from them.
 
 Command line (what the error messages point to)::
 
-    python -m include.checkpoints check        # every checkpoint under the state dir
-    python -m include.checkpoints relocate     # start the pipeline afresh, on purpose
+    python -m include.streaming.checkpoints check        # every checkpoint under the state dir
+    python -m include.streaming.checkpoints relocate     # start the pipeline afresh, on purpose
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def backup_if_changed(checkpoint: Path, current: str) -> Path | None:
 def relocate_command() -> str:
     """The command that relocates the pipeline's checkpoint, for messages that tell an
     operator to run it."""
-    return ".venv/bin/python -m include.checkpoints relocate"
+    return ".venv/bin/python -m include.streaming.checkpoints relocate"
 
 
 def legacy_checkpoints(settings: Settings) -> list[Path]:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line of the module docstring; the exit code is 1 when a checked checkpoint
     has a problem."""
     parser = argparse.ArgumentParser(
-        prog="python -m include.checkpoints",
+        prog="python -m include.streaming.checkpoints",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
