@@ -26,14 +26,14 @@ from include.events import parse_utc
 from include.jsonlines import records, tail_lines
 from include.quality.history import HISTORY_FILE
 from include.settings import Settings
+from include.streaming.health import State
 from include.streaming.progress import last_progress
 from include.streaming.status import STOPPED, pipeline_status
-from include.streaming.supervisor import DEAD, LAGGING, NOT_STARTED, RUNNING, STALLED, STARTING
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Every verdict gets a sample (0 or 1) so a panel summing them never sees a gap; "unknown"
 # is a query without one in the snapshot.
-VERDICTS = (RUNNING, LAGGING, STALLED, DEAD, NOT_STARTED, STARTING, STOPPED, "unknown")
+VERDICTS = (*State, STOPPED, "unknown")
 QUALITY_STATUSES = ("pass", "warn", "fail")
 # The quality history's last lines: one line is one run over every table (tens of KB).
 QUALITY_TAIL_BYTES = 2_000_000

@@ -26,12 +26,12 @@ from typing import Any
 from include.analytics import QUERIES
 from include.events import parse_utc
 from include.settings import Settings
+from include.streaming.health import State, read_health
 from include.streaming.lease import STALE_AFTER_SECONDS, read_holder
 from include.streaming.progress import last_progress
-from include.streaming.supervisor import DEAD, RUNNING, STALLED, read_health
 
 STOPPED = "stopped"
-ALARMS = frozenset({DEAD, STALLED})
+ALARMS = frozenset({State.DEAD, State.STALLED})
 # The supervisor's record is stale after this many of its intervals without a new one.
 STALE_AFTER_ROUNDS = 3
 
@@ -105,9 +105,9 @@ def pipeline_status(
         if watched and verdict:
             state, reason, pid = verdict["state"], verdict["reason"], verdict.get("driver_pid")
         elif (pid := live_driver_pid(settings, query, now)) is not None:
-            state = RUNNING
+            state = State.RUNNING
             reason = (
-                f"{query} {RUNNING}: driver pid {pid} is alive; the supervisor has not "
+                f"{query} {State.RUNNING}: driver pid {pid} is alive; the supervisor has not "
                 f"judged {since} (is its DAG paused?)"
             )
         else:

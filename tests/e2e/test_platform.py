@@ -53,9 +53,9 @@ from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
 from include.settings import PROJECT_ROOT, Settings
 from include.streaming.checkpoints import inspect
+from include.streaming.health import State
 from include.streaming.lease import Holder, live_holder, read_holder
 from include.streaming.status import pipeline_status
-from include.streaming.supervisor import LAGGING, NOT_STARTED, RUNNING
 from include.tables import read_table
 from tests.chaos.campaign import run_campaign
 from tests.chaos.faults import Plan
@@ -269,7 +269,7 @@ def test_platform_end_to_end(platform):
 
     # Nothing streams yet: the supervisor says "not-started", never "dead ... restarting",
     # and `make status` (which exits 1 on a dead or stalled query) agrees.
-    assert_pipeline_shows(settings, env, {NOT_STARTED})
+    assert_pipeline_shows(settings, env, {State.NOT_STARTED})
 
     # 4. producer and streaming, both long-running
     tutorial = {"rate": EXPECTED_RATE, "seed": 7, "event_format": "tutorial"}
@@ -315,7 +315,7 @@ def test_platform_end_to_end(platform):
     # then resumes on tables last checkpointed by delta-rs).
     check_table_maintenance(api, settings, env)
     assert_tables_equal_oracle(settings, {"revenue_by_category"})
-    assert_pipeline_shows(settings, env, {RUNNING, LAGGING})
+    assert_pipeline_shows(settings, env, {State.RUNNING, State.LAGGING})
     assert_no_restart_of_a_past_slot(api, platform.started)
 
     # 6. the quality DAG checks every table; its task links to its report in the plugin

@@ -17,8 +17,8 @@ from include.alerts.callbacks import supervisor_alert
 from include.alerts.notify import DEAD_LETTER_CONN_ID, alert_connections
 from include.kafka.client import admin
 from include.settings import PROJECT_ROOT, Settings
+from include.streaming.health import Observation, classify
 from include.streaming.lease import Holder
-from include.streaming.supervisor import Observation, classify
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 BASE_URL = "http://airflow.example:8080"
