@@ -39,7 +39,8 @@ from include.kafka.topics import provision
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
 from include.runtime.spark_launch import STREAMING_APP, launch_app
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 from include.streaming.progress import read_progress
 from include.tables import read_table
 

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 from include.analytics import ANALYTIC_NAMES, BY_NAME, CLICK_TO_PURCHASE, USER_SESSIONS
 from include.events import parse_utc
 from include.kafka.client import read_to_end
-from include.settings import AnalyticsSettings, Settings
+from include.settings import Settings
+from include.settings.sections import AnalyticsSettings
 
 
 def final_at(analytic: str, row: dict, analytics: AnalyticsSettings) -> float:
@@ -159,7 +160,7 @@ def measured(
     found = {}
     for analytic in ANALYTIC_NAMES:
         topic = read_to_end(settings.bootstrap_servers, settings.output_topic(analytic))
-        table = settings.table_path(analytic)
+        table = settings.paths.table_path(analytic)
         in_table = list(table_rows(table)) if table.exists() else []
         sides = (("topic", list(topic_rows(topic))), ("table", in_table))
         a = settings.analytics

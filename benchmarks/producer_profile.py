@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 log = logging.getLogger("benchmarks.producer_profile")
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 log = logging.getLogger("benchmarks.producer_variants")
 

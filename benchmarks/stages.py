@@ -29,7 +29,8 @@ from include.kafka.client import admin
 from include.kafka.topics import provision
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 from include.streaming.progress import read_progress
 
 log = logging.getLogger("benchmarks.stages")

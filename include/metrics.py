@@ -225,7 +225,7 @@ def last_quality(settings: Settings, tail_bytes: int = QUALITY_TAIL_BYTES) -> di
     with the run's time as ``at``."""
     found: dict[str, dict[str, Any]] = {}
     # Across the rotated files too: just after a rotation the current file holds no run.
-    lines = tail_lines(settings.quality_dir / HISTORY_FILE, tail_bytes)
+    lines = tail_lines(settings.paths.quality_dir / HISTORY_FILE, tail_bytes)
     for run in records(reversed(lines)):
         for table in run.get("tables", []):
             name = table.get("table")
@@ -240,7 +240,7 @@ def snapshot(settings: Settings) -> Snapshot:
 
     # The verdicts as make status and the health page read them: a stale record is no
     # "dead" alarm but "stopped" (include/streaming/status.py).
-    progress = last_progress(settings.metrics_dir, QUERIES)
+    progress = last_progress(settings.paths.metrics_dir, QUERIES)
     status = pipeline_status(settings, progress=progress)
     health = {
         "at": status.checked_at.timestamp() if status.checked_at else None,

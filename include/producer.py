@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from include.events import EventGenerator, TutorialEventGenerator, now_utc
 from include.kafka.client import producer as kafka_producer
-from include.settings import EVENT_FORMATS
+from include.settings.base import EVENT_FORMATS
 
 log = logging.getLogger(__name__)
 

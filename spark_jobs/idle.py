@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from include.kafka.security import confluent_kafka_options
 from include.settings import Settings
 from include.streaming import checkpoints
 from include.streaming.idle_close import (
@@ -34,7 +35,7 @@ class SourceTopics:
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Consumer, Producer
 
-        options = settings.confluent_kafka_options()
+        options = confluent_kafka_options(settings)
         self.control_topic = settings.kafka.control_topic
         self.topics = (settings.kafka.input_topic, self.control_topic)
         self.naive_zone = settings.events.naive_timezone

@@ -141,7 +141,7 @@ def checkpoint_hint(query: str, error: object) -> str | None:
 def check_checkpoints(settings: Settings) -> str | None:
     """Refusal message when the pipeline's checkpoint is damaged or only checkpoints of the
     six-query design are there; backs the checkpoint up when code or config changed."""
-    path = settings.pipeline_checkpoint
+    path = settings.paths.pipeline_checkpoint
     report = checkpoints.inspect(path)
     if not report.exists and (legacy := checkpoints.legacy_checkpoints(settings)):
         return (

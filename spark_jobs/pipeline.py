@@ -30,7 +30,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from include.analytics import ANALYTICS, DEAD_LETTERS, OUTPUTS, Analytic
-from include.settings import AnalyticsSettings, Settings
+from include.settings import Settings
+from include.settings.sections import AnalyticsSettings
 from spark_jobs.transforms import (
     analytic_rows,
     deduplicate,

@@ -12,6 +12,7 @@ import os
 
 from pyspark.sql import DataFrame, SparkSession
 
+from include.kafka.security import spark_kafka_options
 from include.runtime.spark_launch import SPARK_UMASK_CONF, connector_jars
 from include.settings import Settings
 
@@ -123,7 +124,7 @@ def read_events(
     """
     reader = (
         spark.readStream.format("kafka")
-        .options(**settings.spark_kafka_options())
+        .options(**spark_kafka_options(settings))
         # The control topic's records move event time while the input is silent
         # (include.streaming.idle_close); validation tells them from events.
         .option("subscribe", f"{settings.kafka.input_topic},{settings.kafka.control_topic}")

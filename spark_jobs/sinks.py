@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from include.analytics import DEAD_LETTERS, SCHEMAS
+from include.kafka.security import confluent_kafka_options
 from include.settings import Settings
 from spark_jobs.pipeline import OUTPUT_COLUMN
 
@@ -395,10 +396,10 @@ class PipelineSink:
         query_id = checkpoint_query_id(self.checkpoint)
         if self._tables is None or self._kafka is None:
             self._tables = DeltaTables(
-                {o: self.settings.table_path(o) for o in self.outputs}, query_id
+                {o: self.settings.paths.table_path(o) for o in self.outputs}, query_id
             )
             self._kafka = TransactionalTopics(
-                self.settings.confluent_kafka_options(),
+                confluent_kafka_options(self.settings),
                 f"ecom-pipeline-{query_id}",
                 self.settings.kafka.input_topic,
                 self.settings.state,

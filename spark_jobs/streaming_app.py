@@ -46,7 +46,8 @@ if __package__ in (None, ""):
 from pyspark.sql.streaming import StreamingQuery
 
 from include.analytics import PIPELINE, QUERIES
-from include.settings import STATE_UMASK, Settings, get_settings
+from include.settings import Settings, get_settings
+from include.settings.base import STATE_UMASK
 from include.streaming.idle_close import IdleCloser
 from include.streaming.lease import CheckpointInUse, DriverLease
 from include.streaming.progress import progress_path
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     args = parse_args(argv, settings)
 
-    lease = DriverLease({PIPELINE: settings.pipeline_checkpoint})
+    lease = DriverLease({PIPELINE: settings.paths.pipeline_checkpoint})
     try:
         lease.acquire()
     except CheckpointInUse as error:
@@ -183,7 +184,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         settings.state,
     )
     spark = build_session(settings)
-    checkpoint = settings.pipeline_checkpoint
+    checkpoint = settings.paths.pipeline_checkpoint
     sink = PipelineSink(settings, args.outputs, checkpoint, sink_topics(settings, args.outputs))
     query: StreamingQuery | None = None
     idle: tuple[IdleCloser, SourceTopics] | None = None
@@ -201,7 +202,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         frames = branches(parsed, settings, args.outputs)
         spark.streams.addListener(
             ProgressRecorder(
-                progress_path(settings.metrics_dir),
+                progress_path(settings.paths.metrics_dir),
                 settings.maintenance.jsonl_max_bytes,
                 settings.maintenance.jsonl_keep_files,
                 operators=branch_operators(frames),
@@ -222,7 +223,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             PIPELINE,
             ", ".join(args.outputs),
             checkpoint,
-            settings.table_root,
+            settings.paths.table_root,
         )
         if args.idle_close:
             idle = start_idle_closer(settings, query, checkpoint)

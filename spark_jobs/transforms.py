@@ -18,7 +18,7 @@ from pyspark.sql.types import TimestampNTZType, TimestampType
 
 from include.analytics import Analytic
 from include.events import PURCHASE
-from include.settings import AnalyticsSettings
+from include.settings.sections import AnalyticsSettings
 from spark_jobs.validation import MONEY_TYPE
 
 # Conversion rates in percent, exact to 0.01 (100.00 at most).

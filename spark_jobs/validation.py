@@ -34,7 +34,7 @@ from include.events import (
     PURCHASE,
     REQUIRED_FIELDS,
 )
-from include.settings import EventSettings
+from include.settings.sections import EventSettings
 from include.streaming.idle_close import CONTROL_KEY, CONTROL_KIND
 
 PRICE_TYPE = "decimal(12,2)"

@@ -34,7 +34,7 @@ WATCHER = "dead_letter_watch"
 
 def gate(settings: Settings) -> Gate:
     """The sending record of dead-letter alerts (the last alert's time and end offsets)."""
-    return Gate(settings.metrics_dir / GATE_FILE)
+    return Gate(settings.paths.metrics_dir / GATE_FILE)
 
 
 def seen(message: Any) -> dict[str, int] | None:

@@ -20,7 +20,8 @@ from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from include.alerts.messages import Alert
-from include.settings import AlertSettings, Settings
+from include.settings import Settings
+from include.settings.sections import AlertSettings
 
 log = logging.getLogger(__name__)
 

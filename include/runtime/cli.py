@@ -16,7 +16,6 @@ import psutil
 import requests
 from pydantic import ValidationError
 
-from include.kafka.security import KafkaSecurityError
 from include.runtime.airflow import (
     AIRFLOW_COMPONENTS,
     AirflowComponent,
@@ -32,7 +31,9 @@ from include.runtime.secrets import metrics_token, platform_secrets
 from include.runtime.service import Service
 from include.runtime.spark_launch import spark_ui_url
 from include.runtime.tools import jars, java_binary, venv_bin
-from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
+from include.settings import Settings, get_settings
+from include.settings.base import STATE_UMASK, STREAMING_POOL
+from include.settings.kafka import KafkaSecurityError
 from include.streaming.status import pipeline_status, status_table
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
@@ -120,7 +121,7 @@ def start_pipeline_runs(settings: Settings, api: AirflowApi) -> None:
             missing = [d for d in PIPELINE_DAGS if not api.dag_exists(d)]
             raise PlatformError(
                 f"DAGs not loaded after 180s: {', '.join(missing)}. "
-                f"See {settings.log_dir / 'airflow-dag-processor.log'} for import errors."
+                f"See {settings.paths.log_dir / 'airflow-dag-processor.log'} for import errors."
             )
         time.sleep(3)
     for dag_id in PIPELINE_DAGS:
@@ -158,11 +159,11 @@ The platform is up.
   Data quality     http://{host}:{settings.airflow.port}/ecom/quality  (log in to Airflow first)
   Spark UI         {spark_ui_url(settings)}  (the streaming driver's, while it runs)
   Metrics          http://{host}:{settings.airflow.port}/ecom/metrics  (Prometheus text)
-                   bearer token in {settings.metrics_token_file}
-  Sink tables      {settings.table_root} (Delta Lake)
-  Quality reports  {settings.quality_dir}
-  Streaming stats  {settings.metrics_dir / "progress.jsonl"}
-  Logs             {settings.log_dir}
+                   bearer token in {settings.paths.metrics_token_file}
+  Sink tables      {settings.paths.table_root} (Delta Lake)
+  Quality reports  {settings.paths.quality_dir}
+  Streaming stats  {settings.paths.metrics_dir / "progress.jsonl"}
+  Logs             {settings.paths.log_dir}
 Stop everything with `make down`; see what runs with `make status`.
 """,
         flush=True,

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.analytics import OUTPUTS
-from include.settings import PROJECT_ROOT, Settings, get_settings
+from include.settings import Settings, get_settings
+from include.settings.base import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def legacy_checkpoints(settings: Settings) -> list[Path]:
     return [
         path
         for output in OUTPUTS
-        if ((path := settings.checkpoint_path(output.name)) / "metadata").exists()
+        if ((path := settings.paths.checkpoint_path(output.name)) / "metadata").exists()
     ]
 
 
@@ -223,11 +224,11 @@ def relocate(settings: Settings) -> Path:
     deleted: the moved folders stay under ``<checkpoints>/_retired/<stamp>/``.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = settings.checkpoint_root / RETIRED_DIR / stamp
+    target = settings.paths.checkpoint_root / RETIRED_DIR / stamp
     target.mkdir(parents=True)
-    moves = [("checkpoints/pipeline", settings.pipeline_checkpoint)]
+    moves = [("checkpoints/pipeline", settings.paths.pipeline_checkpoint)]
     moves += [(f"checkpoints/{p.name}", p) for p in legacy_checkpoints(settings)]
-    moves += [(f"tables/{o.name}", settings.table_path(o.name)) for o in OUTPUTS]
+    moves += [(f"tables/{o.name}", settings.paths.table_path(o.name)) for o in OUTPUTS]
     for kind, path in moves:
         if path.exists():
             (target / kind).parent.mkdir(parents=True, exist_ok=True)
@@ -261,14 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     queries = (
         sorted(
             p.name
-            for p in settings.checkpoint_root.iterdir()
+            for p in settings.paths.checkpoint_root.iterdir()
             if p.is_dir() and not p.name.startswith("_")
         )
-        if settings.checkpoint_root.exists()
+        if settings.paths.checkpoint_root.exists()
         else []
     )
     for query in queries:
-        report = inspect(settings.checkpoint_path(query))
+        report = inspect(settings.paths.checkpoint_path(query))
         state = "ok" if report.healthy else "; ".join(report.problems)
         print(f"{query}: planned {report.last_planned}, committed {report.last_committed}: {state}")
         code |= 0 if report.healthy else 1

@@ -31,7 +31,8 @@ from typing import Any
 
 from include.jsonfile import read_json, write_json
 from include.kafka.client import end_offsets
-from include.settings import Settings, SupervisorSettings
+from include.settings import Settings
+from include.settings.sections import SupervisorSettings
 from include.streaming import checkpoints
 from include.streaming.lease import Holder, live_holder
 from include.streaming.progress import last_progress
@@ -165,7 +166,7 @@ def observe(
     behind `end_offsets` (None when they are unknown), and its last progress record."""
     now = now or time.time()
     # Every output is a branch of the one query: its checkpoint, lease and lag are theirs.
-    path = settings.pipeline_checkpoint
+    path = settings.paths.pipeline_checkpoint
     report = checkpoints.inspect(path)
     holder = live_holder(path)
     since = None
@@ -206,7 +207,7 @@ def assess(
     """Observe and classify every query at one moment; each verdict carries its figures."""
     now = time.time()
     queries = list(queries)
-    progress = last_progress(settings.metrics_dir, queries)
+    progress = last_progress(settings.paths.metrics_dir, queries)
     verdicts = []
     for query in queries:
         obs = observe(settings, query, end_offsets, progress.get(query), now)
@@ -265,13 +266,13 @@ def starting(verdict: Verdict, scheduled_restart: bool = False) -> Verdict:
 def write_health(settings: Settings, verdicts: list[Verdict]) -> Path:
     """The record the health view reads: state/metrics/health.json (replaced atomically)."""
     record = {"at": time.time(), "queries": [asdict(v) for v in verdicts]}
-    return write_json(settings.metrics_dir / HEALTH_FILE, record)
+    return write_json(settings.paths.metrics_dir / HEALTH_FILE, record)
 
 
 def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str, Any]]]:
     """When the supervisor last judged the queries (None: never) and its verdict per query,
     as :func:`write_health` recorded them."""
-    record = read_json(settings.metrics_dir / HEALTH_FILE, {})
+    record = read_json(settings.paths.metrics_dir / HEALTH_FILE, {})
     at = record.get("at")
     checked = datetime.fromtimestamp(at, UTC) if isinstance(at, (int, float)) else None
     return checked, {q["query"]: q for q in record.get("queries", []) if "query" in q}

@@ -76,7 +76,7 @@ def live_driver_pid(settings: Settings, query: str, now: float) -> int | None:
     """The pid of the driver whose lease heartbeat is fresh (cheap: reads the lease file and
     takes no lock, unlike :func:`include.streaming.lease.live_holder`).  Every output `query`
     is a branch of the one streaming query: its driver holds the pipeline's checkpoint."""
-    holder = read_holder(settings.pipeline_checkpoint)
+    holder = read_holder(settings.paths.pipeline_checkpoint)
     if holder is None or holder.age(now) > STALE_AFTER_SECONDS:
         return None
     return holder.pid
@@ -93,7 +93,7 @@ def pipeline_status(
     checked, verdicts = read_health(settings)
     # The newest batch, not the one the supervisor saw (up to its interval older).
     if progress is None:
-        progress = last_progress(settings.metrics_dir, QUERIES)
+        progress = last_progress(settings.paths.metrics_dir, QUERIES)
     watched = checked is not None and now - checked.timestamp() <= stale_after_seconds(settings)
     since = f"since {checked:%Y-%m-%d %H:%M:%S} UTC" if checked else "yet"
     found = []

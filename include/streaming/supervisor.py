@@ -96,7 +96,7 @@ def supervise_once(
     for verdict in verdicts:
         if verdict.action != Action.STOP_AND_RESTART or verdict.driver_pid in stopped:
             continue
-        holder = read_holder(settings.pipeline_checkpoint)
+        holder = read_holder(settings.paths.pipeline_checkpoint)
         if holder is not None:
             log.warning("%s", stop_driver(holder, settings.supervisor.stop_timeout_seconds))
             stopped.add(holder.pid)
@@ -187,7 +187,7 @@ def restart_gracefully(
 def live_drivers(settings: Settings, queries: Iterable[str]) -> dict[int, Holder]:
     """The drivers holding the pipeline's checkpoint now, by pid (one at most; `queries`, the
     outputs, all share it)."""
-    holder = live_holder(settings.pipeline_checkpoint)
+    holder = live_holder(settings.paths.pipeline_checkpoint)
     return {} if holder is None else {holder.pid: holder}
 
 

@@ -105,7 +105,7 @@ class BackfillReport:
 
 def reports_dir(settings: Settings) -> Path:
     """The folder of the reconciliation reports."""
-    return settings.metrics_dir / REPORT_DIR
+    return settings.paths.metrics_dir / REPORT_DIR
 
 
 def report_names(settings: Settings) -> list[str]:
@@ -119,7 +119,7 @@ def _late_dropped(settings: Settings, start: datetime | None, until: datetime | 
     dropped: dict[str, int] = {}
     if start is None:
         return dropped
-    for record in read_progress(settings.metrics_dir, tail_bytes=32_000_000):
+    for record in read_progress(settings.paths.metrics_dir, tail_bytes=32_000_000):
         moment = parse_utc(record.get("timestamp"))
         if moment is None or moment < start or (until is not None and moment > until):
             continue

@@ -34,7 +34,8 @@ from include.runtime.own_kafka import check_own_kafka
 from include.runtime.procs import free_port, port_owner
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.runtime.tls import make_broker_tls
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.dataset import as_bytes
@@ -165,7 +166,7 @@ def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
         )
     writer.flush()
     writer.close()
-    log = settings.log_dir / "streaming-secured.log"
+    log = settings.paths.log_dir / "streaming-secured.log"
     env = {
         "ECOM_KAFKA__SECURITY__PROTOCOL": "SASL_SSL",
         "ECOM_KAFKA__SECURITY__USERNAME": "streaming",
@@ -177,7 +178,7 @@ def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
         read = poll(
             lambda: sum(
                 r.get("numInputRows") or 0
-                for r in read_progress(settings.metrics_dir)
+                for r in read_progress(settings.paths.metrics_dir)
                 if r.get("name") == "revenue_by_category"
             ),
             lambda total: total >= len(events) or app.poll() is not None,
@@ -347,7 +348,7 @@ def test_make_up_uses_your_own_kafka_and_starts_no_broker(secured, monkeypatch, 
         said = capsys.readouterr().out
         assert f"using your Kafka at {settings.bind_host}:{broker.port} (SASL_SSL, PLAIN" in said
         assert "no local broker is started" in said and "your Kafka answers" in said
-        assert not (mine.run_dir / "kafka.pid").exists()
+        assert not (mine.paths.run_dir / "kafka.pid").exists()
         assert port_owner(mine.bind_host, mine.kafka.port) is None
         provision(mine)
         cli.status(mine)

@@ -51,7 +51,8 @@ from include.analytics import QUERIES
 from include.kafka.client import read_to_end
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 from include.streaming.checkpoints import inspect
 from include.streaming.health import State
 from include.streaming.lease import Holder, live_holder, read_holder
@@ -158,7 +159,7 @@ def admin_password(up_stdout: str) -> str:
 
 
 def read_revenue(settings: Settings) -> pd.DataFrame:
-    frame = read_table(settings.table_path("revenue_by_category"))
+    frame = read_table(settings.paths.table_path("revenue_by_category"))
     return pd.DataFrame() if frame is None else frame
 
 
@@ -174,7 +175,7 @@ def assert_tables_equal_oracle(settings: Settings, must_have_rows: set[str]) -> 
     in `must_have_rows`."""
     events = read_input_events(settings)
     for analytic, (_, order) in ORACLES.items():
-        got = read_table(settings.table_path(analytic))
+        got = read_table(settings.paths.table_path(analytic))
         if got is None or got.empty:
             assert analytic not in must_have_rows, f"{analytic} has no rows"
             continue
@@ -193,7 +194,7 @@ def restarted_by(
 ) -> float:
     """Run `dag_id` until a new driver holds the checkpoint and has committed a batch; the
     seconds from `since` (time.monotonic() when the driver died or froze)."""
-    checkpoint = settings.pipeline_checkpoint
+    checkpoint = settings.paths.pipeline_checkpoint
     committed = inspect(checkpoint).last_committed or -1
 
     def new_driver() -> Holder | None:
@@ -260,7 +261,7 @@ def test_platform_end_to_end(platform):
 
     # Data and logs are kept from other local users (umask 027; PostgreSQL's user may only
     # pass through the state dir to its own folder).
-    for path in (settings.state, settings.log_dir, settings.log_dir / "kafka.log"):
+    for path in (settings.state, settings.paths.log_dir, settings.paths.log_dir / "kafka.log"):
         assert path.stat().st_mode & 0o026 == 0, f"{path} is {oct(path.stat().st_mode)}"
 
     # 3. topics
@@ -281,14 +282,14 @@ def test_platform_end_to_end(platform):
     )
 
     # Idempotent: a second `make up` starts nothing twice; status sees every service.
-    pids = {f.name: f.read_text() for f in settings.run_dir.glob("*.pid")}
+    pids = {f.name: f.read_text() for f in settings.paths.run_dir.glob("*.pid")}
     state_mode = settings.state.stat().st_mode
     again = make("up", env, UP_TIMEOUT)
     # ...nor takes away what the running services need (PostgreSQL's user crosses the
     # state dir to its data: a second `make up` once locked it out).
     assert settings.state.stat().st_mode == state_mode
     assert again.stdout.count("already running") == len(pids) == 6, again.stdout
-    assert {f.name: f.read_text() for f in settings.run_dir.glob("*.pid")} == pids
+    assert {f.name: f.read_text() for f in settings.paths.run_dir.glob("*.pid")} == pids
     status = make("status", env, 60)
     assert status.stdout.count(" yes") == 6, status.stdout
 
@@ -299,7 +300,7 @@ def test_platform_end_to_end(platform):
             ti["task_id"]: ti["state"] for ti in api.task_instances("streaming", streaming_run)
         }
         assert states.get("run_streaming_app") == "running", (
-            f"streaming task is {states}; see its log under {settings.log_dir / 'airflow'}"
+            f"streaming task is {states}; see its log under {settings.paths.log_dir / 'airflow'}"
         )
         return read_revenue(settings)
 
@@ -322,7 +323,12 @@ def test_platform_end_to_end(platform):
     quality_run = api.trigger("data_quality", {"full": True})
     assert api.wait_for_run("data_quality", quality_run, {"success"}, timeout=300) == "success"
     assert (
-        settings.quality_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        settings.paths.quality_dir
+        / "gx"
+        / "uncommitted"
+        / "data_docs"
+        / "local_site"
+        / "index.html"
     ).exists()
     link = api.task_links("data_quality", quality_run, "check_sink_tables")["Quality report"]
     report = api.page(link)
@@ -337,7 +343,7 @@ def test_platform_end_to_end(platform):
     api.pause("data_quality")
 
     # 7. The scheduled restart, run now: a graceful stop, then a new streaming run.
-    running = read_holder(settings.pipeline_checkpoint)
+    running = read_holder(settings.paths.pipeline_checkpoint)
     asked = time.monotonic()
     timings = {
         "scheduled graceful restart": restarted_by(
@@ -386,7 +392,7 @@ def test_platform_end_to_end(platform):
     stops = [
         line
         for dag_id in ("supervisor", "streaming_restart")
-        for path in (settings.log_dir / "airflow" / f"dag_id={dag_id}").rglob("*.log")
+        for path in (settings.paths.log_dir / "airflow" / f"dag_id={dag_id}").rglob("*.log")
         for line in path.read_text().splitlines()
         if "driver pid" in line and "stop" in line
     ]
@@ -394,10 +400,10 @@ def test_platform_end_to_end(platform):
     assert not [line for line in stops if "hard-killed" in line], stops
 
     written = [
-        settings.table_path("revenue_by_category"),
-        *settings.table_path("revenue_by_category").glob("*.parquet"),
-        *(settings.log_dir / "airflow").rglob("*.log"),
-        settings.metrics_dir / "progress.jsonl",
+        settings.paths.table_path("revenue_by_category"),
+        *settings.paths.table_path("revenue_by_category").glob("*.parquet"),
+        *(settings.paths.log_dir / "airflow").rglob("*.log"),
+        settings.paths.metrics_dir / "progress.jsonl",
     ]
     loose = [f"{p} {oct(p.stat().st_mode)}" for p in written if p.stat().st_mode & 0o027]
     assert not loose, loose
@@ -407,4 +413,4 @@ def test_platform_end_to_end(platform):
     assert marked_processes(str(settings.state)) == []
     for port in (settings.kafka.port, settings.postgres.port, settings.airflow.port):
         assert not port_answers(settings.bind_host, port), f"port {port} still answers"
-    assert Path(settings.table_path("revenue_by_category")).exists(), "data must be kept"
+    assert Path(settings.paths.table_path("revenue_by_category")).exists(), "data must be kept"

@@ -224,5 +224,5 @@ def expected_rows(analytic: str, sent: list[dict], flush: list[dict], settings: 
 
 def table_rows(analytic: str, settings: Settings, columns) -> pd.DataFrame:
     _, order = ORACLES[analytic]
-    got = read_table(settings.table_path(analytic))
+    got = read_table(settings.paths.table_path(analytic))
     return normalise(got, order)[list(columns)] if len(got) else got

@@ -93,7 +93,7 @@ def client(settings) -> TestClient:
 
 
 def progress(settings: Settings, *records: tuple[datetime, str, int]) -> None:
-    path = progress_path(settings.metrics_dir)
+    path = progress_path(settings.paths.metrics_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         for moment, query, dropped in records:

@@ -15,7 +15,7 @@ from benchmarks.designs import epoch
 from benchmarks.plans import AFTER, PER_BATCH_BEFORE
 from benchmarks.progress import caught_up, state_size, time_breakdown
 from benchmarks.targets import targets
-from include.settings import AnalyticsSettings
+from include.settings.sections import AnalyticsSettings
 
 # As printed by Kafka 4.1's tools (interim lines first, the summary last).
 PRODUCER_OUTPUT = (

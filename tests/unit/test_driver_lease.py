@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from include.runtime.procs import alive
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 from include.streaming.lease import (
     CheckpointInUse,
     DriverLease,

@@ -17,7 +17,7 @@ from include.events import (
     TutorialEventGenerator,
 )
 from include.producer import encode
-from include.settings import AnalyticsSettings, ProducerSettings
+from include.settings.sections import AnalyticsSettings, ProducerSettings
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -28,7 +28,7 @@ def settings(tmp_path: Path, monkeypatch) -> Settings:
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("ECOM_SUPERVISOR__INTERVAL_SECONDS", str(INTERVAL))
     made = Settings()
-    made.metrics_dir.mkdir(parents=True)
+    made.paths.metrics_dir.mkdir(parents=True)
     return made
 
 
@@ -46,13 +46,15 @@ def record(settings: Settings, at: float, states: dict[str, str]) -> None:
         }
         for q, state in states.items()
     ]
-    (settings.metrics_dir / "health.json").write_text(json.dumps({"at": at, "queries": queries}))
+    (settings.paths.metrics_dir / "health.json").write_text(
+        json.dumps({"at": at, "queries": queries})
+    )
 
 
 def lease(settings: Settings, heartbeat: float, pid: int = 4242) -> None:
     """A driver lease file on the pipeline's checkpoint whose last heartbeat was at
     `heartbeat` (every output is a branch of that one query)."""
-    checkpoint = settings.pipeline_checkpoint
+    checkpoint = settings.paths.pipeline_checkpoint
     checkpoint.mkdir(parents=True, exist_ok=True)
     holder = Holder(pid, "here", "pipeline", heartbeat - 600, heartbeat)
     lease_path(checkpoint).write_text(json.dumps(asdict(holder)))
@@ -164,7 +166,9 @@ def test_the_last_batch_is_the_newest_progress_record_not_the_supervisors_copy(s
         {"name": QUERIES[0], "batchId": 7, "timestamp": "2027-01-15T08:00:45.000Z"},
         {"name": QUERIES[0], "batchId": 8, "timestamp": "2027-01-15T08:00:55.000Z"},
     ]
-    progress_path(settings.metrics_dir).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    progress_path(settings.paths.metrics_dir).write_text(
+        "".join(json.dumps(r) + "\n" for r in lines)
+    )
     status = pipeline_status(settings, NOW)
     assert status.queries[0].last_batch == newest
     # Without a progress record, the supervisor's copy (as recorded) is shown.

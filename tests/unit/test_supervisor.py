@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from include.settings import Settings, SupervisorSettings
+from include.settings import Settings
+from include.settings.sections import SupervisorSettings
 from include.streaming.health import Observation, State, classify, input_end_offsets
 from include.streaming.lease import Holder
 from include.streaming.progress import last_progress

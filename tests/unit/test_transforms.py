@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from include.analytics import BY_NAME
-from include.settings import AnalyticsSettings
+from include.settings.sections import AnalyticsSettings
 from spark_jobs.transforms import (
     click_to_purchase,
     conversion_funnel,

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, IntegerType, StringType, TimestampType
 
 from include.analytics import DEAD_LETTERS
-from include.settings import EventSettings
+from include.settings.sections import EventSettings
 from spark_jobs.validation import (
     EVENT_COLUMNS,
     dead_letters,
