@@ -33,7 +33,7 @@ from deltalake import DeltaTable
 
 from benchmarks.design_app import EVENTS_QUERY
 from include.analytics import ANALYTIC_NAMES, USER_SESSIONS
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.kafka.client import producer
 from include.kafka.topics import provision
 from include.runtime.kafka import Kafka

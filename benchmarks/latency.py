@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from include.analytics import ANALYTIC_NAMES, BY_NAME, CLICK_TO_PURCHASE, USER_SESSIONS
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.kafka.client import read_to_end
 from include.settings import Settings
 from include.settings.sections import AnalyticsSettings

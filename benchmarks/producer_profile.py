@@ -60,7 +60,7 @@ def profile_summary(raw: str, top: int = 10) -> dict:
         frames = stack.split(";")
         total += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
-        if any("include/events.py" in f for f in frames):
+        if any("include/generators.py" in f for f in frames):
             under["generate events"] += count
         elif any(re.search(r"[(/]json/", f) for f in frames):
             under["encode JSON"] += count

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from datetime import UTC, datetime, timedelta
 
-    from include.events import EventGenerator
+    from include.generators import EventGenerator
 
     bootstrap, topic, count = (argv or sys.argv[1:])[:3]
     start = datetime.now(UTC) - timedelta(hours=1)

@@ -24,7 +24,8 @@ from benchmarks.plans import AFTER, SEED, Lever, Plan
 from benchmarks.progress import batch_durations, state_size, time_breakdown
 from benchmarks.steady import steady_run
 from benchmarks.targets import targets
-from include.events import EventGenerator, iso_utc
+from include.contract import iso_utc
+from include.generators import EventGenerator
 from include.kafka.client import admin
 from include.kafka.topics import provision
 from include.runtime.kafka import Kafka

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.analytics import QUERIES
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.jsonlines import records, tail_lines
 from include.quality.history import HISTORY_FILE
 from include.settings import Settings

@@ -13,7 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from include.events import EventGenerator, TutorialEventGenerator, now_utc
+from include.contract import now_utc
+from include.generators import EventGenerator, TutorialEventGenerator
 from include.kafka.client import producer as kafka_producer
 from include.settings.base import EVENT_FORMATS
 

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampNTZType, TimestampType
 
 from include.analytics import Analytic
-from include.events import PURCHASE
+from include.contract import PURCHASE
 from include.settings.sections import AnalyticsSettings
 from spark_jobs.validation import MONEY_TYPE
 
@@ -76,7 +76,7 @@ def revenue_by_category(events: DataFrame, analytics: AnalyticsSettings) -> Data
         F.col("category"),
         F.col("_total").cast(MONEY_TYPE).alias("total_revenue"),
         F.col("purchase_count"),
-        # round() on a decimal is HALF_UP, the way a shop rounds (include.events.money).
+        # round() on a decimal is HALF_UP, the way a shop rounds (include.generators.money).
         F.round(F.col("_total") / F.col("purchase_count"), 2)
         .cast(MONEY_TYPE)
         .alias("avg_order_value"),

@@ -27,7 +27,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from include.events import (
+from include.contract import (
     COUNTED_EVENT_TYPES,
     EVENT_TYPES,
     OPTIONAL_FIELDS,

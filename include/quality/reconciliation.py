@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from include.events import PURCHASE, money, parse_utc
+from include.contract import PURCHASE, money, parse_utc
 from include.quality.formatting import is_missing
 from include.quality.measures import DETAIL_EXAMPLES, Measure
 from include.quality.source import InputSource, SourceRecord

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.kafka.client import consumer, offsets_at, read_to_end
 
 

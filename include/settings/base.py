@@ -14,8 +14,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE_ENV = "ECOM_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "platform.toml"
 
-# What the producer writes: "platform" events (visits, include.events.EventGenerator) or
-# "tutorial" ones (the Kafka + Spark tutorial's own, include.events.TutorialEventGenerator).
+# What the producer writes: "platform" events (visits, include.generators.EventGenerator) or
+# "tutorial" ones (the Kafka + Spark tutorial's own, include.generators.TutorialEventGenerator).
 EventFormat = Literal["platform", "tutorial"]
 EVENT_FORMATS: tuple[str, ...] = get_args(EventFormat)
 # Everything the platform writes under the state dir (tables, checkpoints, logs, metrics)

@@ -58,7 +58,7 @@ class ProducerSettings(Section, section="producer"):
     """``[producer]``: what the producer writes and how fast: event format, rate (events per
     second), duration (0: until stopped), seed, users and products."""
 
-    # "platform": visits of generated users (include.events.EventGenerator); "tutorial":
+    # "platform": visits of generated users (include.generators.EventGenerator); "tutorial":
     # the Kafka + Spark tutorial's own events, zone-less timestamps and snappy batches.
     event_format: EventFormat
     rate: float = Field(gt=0)

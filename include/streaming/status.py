@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.analytics import QUERIES
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.settings import Settings
 from include.streaming.health import State, read_health
 from include.streaming.lease import STALE_AFTER_SECONDS, read_holder

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from include.backfill import REPORT_DIR
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.jsonfile import read_json
 from include.settings import Settings
 from include.streaming.progress import read_progress

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGORY
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.quality.history import newest_run, read_history
 from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings

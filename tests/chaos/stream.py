@@ -12,7 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from include.events import TutorialEventGenerator
+from include.generators import TutorialEventGenerator
 from include.kafka.client import producer
 from include.settings import Settings
 from tests.integration.dataset import MALFORMED

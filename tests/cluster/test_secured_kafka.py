@@ -25,7 +25,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.kafka import acls as kafka_acls
 from include.kafka.client import admin
 from include.kafka.topics import provision

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from include.analytics import ANALYTICS, CLICK_TO_PURCHASE, USER_SESSIONS
-from include.events import EventGenerator, TutorialEventGenerator
+from include.generators import EventGenerator, TutorialEventGenerator
 from include.kafka.client import producer
 from include.settings import Settings
 from include.tables import read_table as committed_table

@@ -21,7 +21,7 @@ import pytest
 from kafka import TopicPartition
 
 from include.analytics import ANALYTIC_NAMES, TIME_COLUMNS
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.kafka.client import admin, producer
 from include.kafka.topics import provision
 from include.runtime.spark_launch import BACKFILL_APP, launch_app

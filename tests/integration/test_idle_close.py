@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from include.analytics import ANALYTICS
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.kafka.client import read_to_end
 from include.kafka.topics import provision
 from include.streaming.progress import read_progress

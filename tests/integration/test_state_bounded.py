@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.kafka.topics import provision
 from include.settings import Settings
 from include.streaming.progress import read_progress

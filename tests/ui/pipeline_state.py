@@ -18,7 +18,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from include import analytics
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.quality.run import run_quality
 from include.quality.source import RecordsInput, SourceRecord
 from include.settings import Settings

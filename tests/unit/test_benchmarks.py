@@ -130,7 +130,7 @@ def test_the_profile_summary_ranks_leaf_frames_and_groups_stacks() -> None:
         [
             "main (run.py:1);send_event (include/producer.py:70);dumps (json/__init__.py:238) 30",
             "main (run.py:1);send (kafka/producer/kafka.py:900);append (kafka/x.py:3) 50",
-            "main (run.py:1);event (include/events.py:90) 20",
+            "main (run.py:1);event (include/generators.py:90) 20",
         ]
     )
     summary = producer_profile.profile_summary(raw, top=2)

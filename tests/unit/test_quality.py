@@ -20,7 +20,7 @@ from deltalake import write_deltalake
 
 from include import analytics
 from include.analytics import ANALYTICS, SCHEMAS
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.quality.checks import FAIL, WARN
 from include.quality.history import read_history
 from include.quality.report import PASS, DataQualityError, RunReport, raise_for_failures
