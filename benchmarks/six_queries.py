@@ -21,6 +21,7 @@ from include.analytics import ANALYTICS, DEAD_LETTERS, Analytic
 from include.kafka.security import spark_kafka_options
 from include.settings import Settings
 from spark_jobs import transforms, validation
+from spark_jobs.output_topics import to_kafka_records
 from spark_jobs.sinks import checkpoint_query_id, job_name
 
 # Every line the driver logs carries the application's name (tests and users grep it).
@@ -124,7 +125,7 @@ def analytic_sink(analytic: Analytic, settings: Settings) -> BatchSink:
         checkpoint=settings.paths.checkpoint_path(analytic.name),
         table=settings.paths.table_path(analytic.name),
         table_columns=analytic.columns,
-        kafka_records=lambda df: transforms.to_kafka_records(df, analytic.keys),
+        kafka_records=lambda df: to_kafka_records(df, analytic.keys),
         topic=settings.output_topic(analytic.name),
         kafka_options=spark_kafka_options(settings),
     )

@@ -3,7 +3,7 @@
 
     .venv/bin/python -m benchmarks.transactions [--batches 40] [--rows 100 2000]
 
-A batch is what spark_jobs/sinks.TransactionalTopics sends: begin a transaction, produce the
+A batch is what spark_jobs/output_topics.TransactionalTopics sends: begin a transaction, produce the
 batch's rows spread over the five analytics' topics (JSON values of ~300 bytes, lz4), send the
 input offsets with their batch marker to the transaction, commit.  The two clients take
 turns batch by batch (the machine is shared and noisy), each with its own transactional id,

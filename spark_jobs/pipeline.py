@@ -32,10 +32,10 @@ from pyspark.sql import functions as F
 from include.analytics import ANALYTICS, DEAD_LETTERS, OUTPUTS, Analytic
 from include.settings import Settings
 from include.settings.sections import AnalyticsSettings
+from spark_jobs.output_topics import kafka_key_value
 from spark_jobs.transforms import (
     analytic_rows,
     deduplicate,
-    kafka_key_value,
     transform_of,
     with_watermark,
 )

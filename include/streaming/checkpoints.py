@@ -40,6 +40,8 @@ STREAMING_CODE = (
     "spark_jobs/transforms.py",
     "spark_jobs/pipeline.py",
     "spark_jobs/sinks.py",
+    "spark_jobs/delta_tables.py",
+    "spark_jobs/output_topics.py",
 )
 
 

@@ -35,7 +35,7 @@ from include.kafka.topics import provision
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
 from include.streaming.lease import read_holder
-from spark_jobs.sinks import KILL_IN_TOPIC_WRITE as KILL_IN_TOPIC_WRITE_VARIABLE
+from spark_jobs.output_topics import KILL_IN_TOPIC_WRITE as KILL_IN_TOPIC_WRITE_VARIABLE
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import (
