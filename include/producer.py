@@ -109,6 +109,7 @@ def run_producer(
     params.validate()
     stop = stop or threading.Event()
     tutorial = params.event_format == "tutorial"
+    generator: TutorialEventGenerator | EventGenerator
     if tutorial:
         generator = TutorialEventGenerator(params.seed, params.naive_timezone)
         client = kafka_producer(bootstrap_servers, compression_type=TUTORIAL_COMPRESSION)

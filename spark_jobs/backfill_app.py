@@ -112,7 +112,7 @@ def reconcile(
     key = BY_NAME[name].time_column
     stream = in_interval(spark.read.format("delta").load(str(stream_path)), key, interval)
     stream = stream.select(*rows.columns)
-    newest = stream.agg(F.max(key)).first()[0]
+    newest = stream.agg(F.max(key)).collect()[0][0]  # one row: an aggregate without groups
     if newest is None:
         return {"compared": 0, "note": "the stream has no rows in this interval yet"}
     batch = rows.filter(F.col(key) <= F.lit(newest))

@@ -77,7 +77,7 @@ class SourceTopics:
                 continue
             start = max(low, high - LOOK_BACK)
             self.consumer.assign([TopicPartition(topic, partition, start)])
-            records = []
+            records: list[Any] = []
             while len(records) < high - start:
                 batch = self.consumer.consume(int(high - start), timeout=5)
                 if not batch:

@@ -91,7 +91,9 @@ def collect_arrow(batch: DataFrame) -> pa.Table:
     Not ``DataFrame.toArrow()``: it casts the result to a schema in which a struct column's
     non-nullable fields stay non-nullable, and Arrow refuses that cast where the struct
     itself is null (every other output's rows here)."""
-    batches = batch._collect_as_arrow(split_batches=False, empty_list_if_zero_records=True)
+    # A private method, which the type checker sees as a column (DataFrame.__getattr__).
+    collect: Any = batch._collect_as_arrow
+    batches = collect(split_batches=False, empty_list_if_zero_records=True)
     if not batches:
         return pa.table({OUTPUT_COLUMN: pa.array([], pa.string())})
     return pa.Table.from_batches(batches)

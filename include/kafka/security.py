@@ -63,7 +63,7 @@ def _values(sec: KafkaSecurity) -> dict[str, str]:
     """The security values that apply to the mode (none for PLAINTEXT), by neutral name."""
     if sec.protocol == "PLAINTEXT":
         return {}
-    values = {"protocol": sec.protocol}
+    values: dict[str, str] = {"protocol": sec.protocol}
     if sec.protocol == "SASL_SSL":
         values |= {
             "mechanism": sec.sasl_mechanism,
@@ -88,7 +88,7 @@ def spark_options(sec: KafkaSecurity) -> dict[str, str]:
     """``kafka.*`` options of Spark's Kafka source and sink, besides the brokers."""
     if sec.protocol == "PLAINTEXT":
         return {}
-    options = {"kafka.security.protocol": sec.protocol}
+    options: dict[str, str] = {"kafka.security.protocol": sec.protocol}
     if sec.protocol == "SASL_SSL":
         # JAAS quoting: a password with a quote or backslash must be escaped.
         password = sec.password.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')

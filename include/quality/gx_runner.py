@@ -67,7 +67,7 @@ def gx_context(settings: Settings) -> FileDataContext:
 def _batch_definition(context: FileDataContext, asset_name: str) -> Any:
     """Get-or-create the pandas datasource, dataframe asset and whole-frame batch definition."""
     try:
-        datasource = context.data_sources.get(DATASOURCE_NAME)
+        datasource: Any = context.data_sources.get(DATASOURCE_NAME)
     except KeyError:
         datasource = context.data_sources.add_pandas(name=DATASOURCE_NAME)
     try:

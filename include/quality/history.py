@@ -54,7 +54,7 @@ def newest_runs(settings: Settings) -> Iterator[dict[str, Any]]:
 def read_history(settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:
     """The recorded runs, newest first (the last ``limit`` only, when given: only those are
     read)."""
-    runs = []
+    runs: list[dict[str, Any]] = []
     for run in newest_runs(settings):
         if limit and len(runs) >= limit:
             break

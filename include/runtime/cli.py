@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 
 import psutil
 import requests
@@ -247,11 +248,11 @@ def status(settings: Settings) -> int:
     if uses_own_kafka(settings):
         try:
             check_own_kafka(settings, timeout_s=5)
-            answers = "yes"
+            reachable = "yes"
         except PlatformError:
-            answers = "NO"
+            reachable = "NO"
             unhealthy += 1
-        rows.append(("kafka (yours)", "-", "-", describe(settings), answers))
+        rows.append(("kafka (yours)", "-", "-", describe(settings), reachable))
     print_table(rows)
     pipeline = pipeline_status(settings)
     checked = (
@@ -266,7 +267,7 @@ def status(settings: Settings) -> int:
     return 0 if unhealthy == 0 and not pipeline.alarms else 1
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
+def print_table(rows: Sequence[tuple[str, ...]]) -> None:
     """Print rows as left-aligned columns, the first row being the header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -20,7 +20,7 @@ def uses_own_kafka(settings: Settings) -> bool:
 def describe(settings: Settings) -> str:
     """The brokers and how the platform authenticates to them, in one line (no secrets)."""
     sec = settings.kafka.security
-    how = sec.protocol
+    how: str = sec.protocol
     if sec.protocol == "SASL_SSL":
         how += f", {sec.sasl_mechanism} as {sec.username!r}"
     if sec.ssl_certfile:

@@ -57,18 +57,18 @@ class Settings(Section, BaseSettings):
     # Other downloaded tools (Debian's Prometheus for the metrics test); shared too.
     tool_cache: Path
     bind_host: str
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
-    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
-    spark: SparkSettings = Field(default_factory=SparkSettings)
-    producer: ProducerSettings = Field(default_factory=ProducerSettings)
-    events: EventSettings = Field(default_factory=EventSettings)
-    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
-    quality: QualitySettings = Field(default_factory=QualitySettings)
-    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
-    backfill: BackfillSettings = Field(default_factory=BackfillSettings)
-    alerts: AlertSettings = Field(default_factory=AlertSettings)
-    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings.shipped)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings.shipped)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings.shipped)
+    spark: SparkSettings = Field(default_factory=SparkSettings.shipped)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings.shipped)
+    events: EventSettings = Field(default_factory=EventSettings.shipped)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings.shipped)
+    quality: QualitySettings = Field(default_factory=QualitySettings.shipped)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings.shipped)
+    backfill: BackfillSettings = Field(default_factory=BackfillSettings.shipped)
+    alerts: AlertSettings = Field(default_factory=AlertSettings.shipped)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings.shipped)
 
     @classmethod
     def settings_customise_sources(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import AfterValidator, BaseModel, model_validator
 
@@ -70,6 +70,11 @@ class Section(BaseModel):
     def __init_subclass__(cls, section: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.section = section
+
+    @classmethod
+    def shipped(cls) -> Self:
+        """The section with every key as shipped (a settings field's default)."""
+        return cls.model_validate({})
 
     @model_validator(mode="before")
     @classmethod

@@ -100,7 +100,7 @@ class KafkaSettings(Section, section="kafka"):
     retention (ms)."""
 
     bootstrap_servers: str
-    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity.shipped)
     port: int
     controller_port: int
     heap: str

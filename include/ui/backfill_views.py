@@ -123,7 +123,7 @@ def _late_dropped(settings: Settings, start: datetime | None, until: datetime | 
         moment = parse_utc(record.get("timestamp"))
         if moment is None or moment < start or (until is not None and moment > until):
             continue
-        name = record.get("name")
+        name = str(record.get("name"))
         dropped[name] = dropped.get(name, 0) + (record.get("rowsDroppedByWatermark") or 0)
     return dropped
 

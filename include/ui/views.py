@@ -77,7 +77,7 @@ def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, 
     ]
     by_query: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        by_query[record.get("name")].append(record)
+        by_query[str(record.get("name"))].append(record)
     found = []
     for current in status.queries:
         history = by_query.get(current.query, [])
