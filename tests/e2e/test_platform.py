@@ -237,7 +237,22 @@ def assert_no_restart_of_a_past_slot(api: AirflowApi, since: datetime) -> None:
     assert not past, f"scheduled restarts of slots before the platform started: {past}"
 
 
+class Laps:
+    """Seconds per step of the test, written beside the platform's state (step-timings.json)
+    so the slow step of a slow run can be named."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.laps, self.last = path, {}, time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        now = time.monotonic()
+        self.laps[step] = round(now - self.last, 1)
+        self.last = now
+        self.path.write_text(json.dumps(self.laps, indent=1))
+
+
 def test_platform_end_to_end(platform):
+    lap = Laps(platform.settings.state / "step-timings.json")
     settings, env, up_stdout, alerts = (
         platform.settings,
         platform.env,
@@ -264,6 +279,8 @@ def test_platform_end_to_end(platform):
     for path in (settings.state, settings.paths.log_dir, settings.paths.log_dir / "kafka.log"):
         assert path.stat().st_mode & 0o026 == 0, f"{path} is {oct(path.stat().st_mode)}"
 
+    lap("2. login and file modes")
+
     # 3. topics
     run = api.trigger("provision_topics")
     assert api.wait_for_run("provision_topics", run, {"success"}, timeout=240) == "success"
@@ -271,6 +288,8 @@ def test_platform_end_to_end(platform):
     # Nothing streams yet: the supervisor says "not-started", never "dead ... restarting",
     # and `make status` (which exits 1 on a dead or stalled query) agrees.
     assert_pipeline_shows(settings, env, {State.NOT_STARTED})
+
+    lap("3. topics")
 
     # 4. producer and streaming, both long-running
     tutorial = {"rate": EXPECTED_RATE, "seed": 7, "event_format": "tutorial"}
@@ -292,6 +311,8 @@ def test_platform_end_to_end(platform):
     assert {f.name: f.read_text() for f in settings.paths.run_dir.glob("*.pid")} == pids
     status = make("status", env, 60)
     assert status.stdout.count(" yes") == 6, status.stdout
+
+    lap("4. producer and streaming")
 
     # 5. closed windows reach the sink, each equal to the oracle over the input topic
     def sink_rows() -> pd.DataFrame:
@@ -319,6 +340,8 @@ def test_platform_end_to_end(platform):
     assert_pipeline_shows(settings, env, {State.RUNNING, State.LAGGING})
     assert_no_restart_of_a_past_slot(api, platform.started)
 
+    lap("5. sink rows, maintenance")
+
     # 6. the quality DAG checks every table; its task links to its report in the plugin
     quality_run = api.trigger("data_quality", {"full": True})
     assert api.wait_for_run("data_quality", quality_run, {"success"}, timeout=300) == "success"
@@ -342,6 +365,8 @@ def test_platform_end_to_end(platform):
     # Quality runs follow every table update; the supervisor now looks every 10 s.
     api.pause("data_quality")
 
+    lap("6. quality, pages, metrics")
+
     # 7. The scheduled restart, run now: a graceful stop, then a new streaming run.
     running = read_holder(settings.paths.pipeline_checkpoint)
     asked = time.monotonic()
@@ -353,6 +378,8 @@ def test_platform_end_to_end(platform):
     (settings.state / "restart-timings.json").write_text(json.dumps(timings))
     print("\n".join(f"{what}: {secs:.0f} s" for what, secs in timings.items()))
 
+    lap("7. scheduled restart")
+
     # 8. Stop the long-running producer; a run with a duration ends by itself.
     api.finish_run("producer", producer_run, note="replaced by the fault campaign's stream")
     second_run = api.trigger("producer", {**tutorial, "seed": 8, "duration_seconds": 15})
@@ -360,6 +387,8 @@ def test_platform_end_to_end(platform):
 
     # Start, quality and the scheduled restart: all was well, nobody was alerted.
     check_silent_before_faults(alerts)
+
+    lap("8. producer runs")
 
     # 9. A short fault campaign; recovery is the supervisor's, on its schedule.
     report = run_campaign(
@@ -408,9 +437,12 @@ def test_platform_end_to_end(platform):
     loose = [f"{p} {oct(p.stat().st_mode)}" for p in written if p.stat().st_mode & 0o027]
     assert not loose, loose
 
+    lap("9. fault campaign, alerts, backfill")
+
     # 10. stop everything; nothing of ours survives
     make("down", env, 300)
     assert marked_processes(str(settings.state)) == []
     for port in (settings.kafka.port, settings.postgres.port, settings.airflow.port):
         assert not port_answers(settings.bind_host, port), f"port {port} still answers"
     assert Path(settings.paths.table_path("revenue_by_category")).exists(), "data must be kept"
+    lap("10. make down")
