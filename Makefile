@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CLI := $(PY) -m include.runtime.cli
 
-.PHONY: setup up down status test lint bench bench-short chaos airflow
+.PHONY: setup up down status test check lint typecheck bench bench-short chaos airflow
 
 setup:
 	@bash scripts/setup.sh
@@ -25,7 +25,15 @@ lint: setup
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 
-test: lint
+typecheck: setup
+	@.venv/bin/mypy
+
+# The quick check before a commit (under 2 minutes): lint, format, types, the unit and DAG
+# tests. `make test` runs everything CI runs.
+check: lint typecheck
+	@$(PY) -m pytest -q tests/unit tests/dags
+
+test: lint typecheck
 	@$(PY) -m pytest
 
 # The benchmarks (benchmarks/run.py): the full run by hand rewrites BENCHMARKS.md;

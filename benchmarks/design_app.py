@@ -28,8 +28,8 @@ from benchmarks import tutorial_queries
 from benchmarks.pandas_sessions import user_sessions_with_state
 from benchmarks.six_queries import QUERY_STARTERS, analytic_sink, start_query
 from include.analytics import ANALYTIC_NAMES, BY_NAME, DEAD_LETTERS
-from include.progress import progress_path
 from include.settings import Settings, get_settings
+from include.streaming.progress import progress_path
 from spark_jobs import transforms
 from spark_jobs.lifecycle import supervise
 from spark_jobs.listener import ProgressRecorder
@@ -67,8 +67,8 @@ def write_events_once(table: Path, checkpoint: Path):
 def parse_once(
     spark: SparkSession, parsed: DataFrame, settings: Settings, args
 ) -> list[StreamingQuery]:
-    table = settings.table_path(EVENTS_QUERY)
-    checkpoint = settings.checkpoint_path(EVENTS_QUERY)
+    table = settings.paths.table_path(EVENTS_QUERY)
+    checkpoint = settings.paths.checkpoint_path(EVENTS_QUERY)
     valid = valid_events(parsed)
     if not (table / "_delta_log").exists():
         # A Delta stream needs its source table to exist, schema included.
@@ -119,7 +119,7 @@ def main() -> int:
     spark = build_session(settings)
     spark.streams.addListener(
         ProgressRecorder(
-            progress_path(settings.metrics_dir),
+            progress_path(settings.paths.metrics_dir),
             settings.maintenance.jsonl_max_bytes,
             settings.maintenance.jsonl_keep_files,
         )

@@ -33,15 +33,16 @@ from deltalake import DeltaTable
 
 from benchmarks.design_app import EVENTS_QUERY
 from include.analytics import ANALYTIC_NAMES, USER_SESSIONS
-from include.events import EventGenerator
-from include.kafka_client import producer
-from include.progress import read_progress
+from include.generators import EventGenerator
+from include.kafka.client import producer
+from include.kafka.topics import provision
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
 from include.runtime.spark_launch import STREAMING_APP, launch_app
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
+from include.streaming.progress import read_progress
 from include.tables import read_table
-from include.topics import provision
 
 log = logging.getLogger("benchmarks.designs")
 DESIGN_APP = Path(__file__).with_name("design_app.py")

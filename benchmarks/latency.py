@@ -30,9 +30,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from include.analytics import ANALYTIC_NAMES, BY_NAME, CLICK_TO_PURCHASE, USER_SESSIONS
-from include.events import parse_utc
-from include.kafka_client import read_to_end
-from include.settings import AnalyticsSettings, Settings
+from include.contract import parse_utc
+from include.kafka.client import read_to_end
+from include.settings import Settings
+from include.settings.sections import AnalyticsSettings
 
 
 def final_at(analytic: str, row: dict, analytics: AnalyticsSettings) -> float:
@@ -104,7 +105,7 @@ def idle_latencies(
 ) -> list[float]:
     """Rows the idle rule closed once the input stopped at `stopped` (their final_at is
     later): seconds from the moment the rule made each final to visible.  Event time
-    follows the clock from ``stopped + idle_close_seconds`` on (include/idle_close.py), so
+    follows the clock from ``stopped + idle_close_seconds`` on (include/streaming/idle_close.py), so
     a row is final then, or at its own final_at if that is later."""
     found = []
     for row, visible_at in rows:
@@ -159,7 +160,7 @@ def measured(
     found = {}
     for analytic in ANALYTIC_NAMES:
         topic = read_to_end(settings.bootstrap_servers, settings.output_topic(analytic))
-        table = settings.table_path(analytic)
+        table = settings.paths.table_path(analytic)
         in_table = list(table_rows(table)) if table.exists() else []
         sides = (("topic", list(topic_rows(topic))), ("table", in_table))
         a = settings.analytics

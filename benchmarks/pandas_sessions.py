@@ -27,7 +27,7 @@ from pyspark.sql.streaming.stateful_processor import (
 )
 
 from include.analytics import USER_SESSIONS
-from include.settings import AnalyticsSettings
+from include.settings.sections import AnalyticsSettings
 
 STATE_SCHEMA = (
     "starts array<long>, ends array<long>, counts array<long>, cents array<long>, "

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from benchmarks.latency import Percentiles, _epoch
-from include.kafka_client import read_to_end
+from include.kafka.client import read_to_end
 from include.settings import Settings
 
 

@@ -17,7 +17,7 @@ from benchmarks.plans import SHORT
 from benchmarks.producer_variants import compare
 from benchmarks.published import publish_stage
 from benchmarks.stages import stage_alone
-from include.events import iso_utc
+from include.contract import iso_utc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 log = logging.getLogger("benchmarks.producer_profile")
 
@@ -60,7 +60,7 @@ def profile_summary(raw: str, top: int = 10) -> dict:
         frames = stack.split(";")
         total += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
-        if any("include/events.py" in f for f in frames):
+        if any("include/generators.py" in f for f in frames):
             under["generate events"] += count
         elif any(re.search(r"[(/]json/", f) for f in frames):
             under["encode JSON"] += count

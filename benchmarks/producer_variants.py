@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 log = logging.getLogger("benchmarks.producer_variants")
 
@@ -44,7 +44,7 @@ def timed_variant(variant: ProducerVariant, bootstrap: str, topic: str, events: 
     code = (
         "import sys\n"
         f"{hide}"
-        "import include.kafka_client as k\n"
+        "import include.kafka.client as k\n"
         f"k.PRODUCER_DEFAULTS['compression_type'] = {variant.compression!r}\n"
         "from benchmarks.producers import main\n"
         f"main([{bootstrap!r}, {topic!r}, '{events}'])\n"

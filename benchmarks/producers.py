@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 
 from kafka import KafkaProducer
 
-from include.kafka_client import PRODUCER_DEFAULTS, security
-from include.kafka_client import producer as platform_client
+from include.kafka.client import PRODUCER_DEFAULTS, security
+from include.kafka.client import producer as platform_client
 from include.producer import DeliveryStats, encode, send_event
 
 log = logging.getLogger("benchmarks.producers")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from datetime import UTC, datetime, timedelta
 
-    from include.events import EventGenerator
+    from include.generators import EventGenerator
 
     bootstrap, topic, count = (argv or sys.argv[1:])[:3]
     start = datetime.now(UTC) - timedelta(hours=1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks.designs import epoch, kafka_offsets_read
 from include.analytics import ANALYTIC_NAMES
-from include.progress import read_progress
+from include.streaming.progress import read_progress
 
 # The phases of a trigger Spark reports in a progress record's durationMs.
 TIME_PARTS = ("latestOffset", "getBatch", "queryPlanning", "addBatch", "walCommit", "commitOffsets")

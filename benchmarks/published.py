@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 PUBLISHED = PROJECT_ROOT / "docs" / "benchmarks"
 

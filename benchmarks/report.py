@@ -27,7 +27,7 @@ from benchmarks.published import PUBLISHED, published_stage
 from benchmarks.targets import BACKLOG_TARGET, REST_CORES_TARGET, defaults_at_rest
 from benchmarks.tutorial_queries import PREFIX as TUTORIAL_PREFIX
 from include.analytics import ANALYTIC_NAMES, DEAD_LETTERS
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 COMMAND = {"full": "make bench", "short": "make bench-short"}
 TEMPLATE = "BENCHMARKS.md.j2"

@@ -49,7 +49,7 @@ from benchmarks import report
 from benchmarks.plans import FULL, SHORT, SKIPPABLE
 from benchmarks.published import PUBLISHED
 from benchmarks.stages import Bench, console_logs, fresh_dir
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 log = logging.getLogger("benchmarks.run")
 

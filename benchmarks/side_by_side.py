@@ -25,13 +25,13 @@ from benchmarks.cpu import cpu_seconds
 from benchmarks.designs import DESIGN_APP, epoch, preload
 from benchmarks.threads import Reading, split
 from include.analytics import PIPELINE, QUERIES
+from include.kafka.topics import provision
 from include.producer import ProducerParams, run_producer
-from include.progress import read_progress
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port, stop_tree
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
-from include.topics import provision
+from include.streaming.progress import read_progress
 
 # (label, application, its arguments, the progress names it reports)
 DESIGNS = (
@@ -62,7 +62,7 @@ def start(settings: Settings, app: Path, app_args: tuple[str, ...], *more: str):
     return launch_app(
         settings,
         app,
-        settings.log_dir / "app.log",
+        settings.paths.log_dir / "app.log",
         *app_args,
         *more,
         "--stop-file",
@@ -124,7 +124,7 @@ def read_all(settings: Settings, names: tuple[str, ...], count: int, proc) -> fl
     """Seconds from the first batch's start until every query read `count` input records."""
     topic = settings.kafka.input_topic
     while proc.poll() is None:
-        records = [r for r in read_progress(settings.metrics_dir) if r["name"] in names]
+        records = [r for r in read_progress(settings.paths.metrics_dir) if r["name"] in names]
         done = {
             r["name"]: r
             for r in records

@@ -18,8 +18,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql.streaming import StreamingQuery
 
 from include.analytics import ANALYTICS, DEAD_LETTERS, Analytic
+from include.kafka.security import spark_kafka_options
 from include.settings import Settings
 from spark_jobs import transforms, validation
+from spark_jobs.output_topics import to_kafka_records
 from spark_jobs.sinks import checkpoint_query_id, job_name
 
 # Every line the driver logs carries the application's name (tests and users grep it).
@@ -43,7 +45,9 @@ class BatchSink:
     table_columns: Sequence[str]
     kafka_records: Callable[[DataFrame], DataFrame]
     topic: str
-    kafka_options: Mapping[str, str]  # brokers and security: Settings.spark_kafka_options()
+    kafka_options: Mapping[
+        str, str
+    ]  # brokers and security: include.kafka.security.spark_kafka_options
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         batch.persist()
@@ -118,12 +122,12 @@ def analytic_sink(analytic: Analytic, settings: Settings) -> BatchSink:
     """An analytic's sink: its checkpoint, its table, and its topic keyed by its keys."""
     return BatchSink(
         query=analytic.name,
-        checkpoint=settings.checkpoint_path(analytic.name),
-        table=settings.table_path(analytic.name),
+        checkpoint=settings.paths.checkpoint_path(analytic.name),
+        table=settings.paths.table_path(analytic.name),
         table_columns=analytic.columns,
-        kafka_records=lambda df: transforms.to_kafka_records(df, analytic.keys),
+        kafka_records=lambda df: to_kafka_records(df, analytic.keys),
         topic=settings.output_topic(analytic.name),
-        kafka_options=settings.spark_kafka_options(),
+        kafka_options=spark_kafka_options(settings),
     )
 
 
@@ -135,12 +139,12 @@ def start_dead_letters(
     result = validation.dead_letters(parsed, max_raw_bytes=settings.events.max_event_bytes)
     sink = BatchSink(
         query=DEAD_LETTERS.name,
-        checkpoint=settings.checkpoint_path(DEAD_LETTERS.name),
-        table=settings.table_path(DEAD_LETTERS.name),
+        checkpoint=settings.paths.checkpoint_path(DEAD_LETTERS.name),
+        table=settings.paths.table_path(DEAD_LETTERS.name),
         table_columns=DEAD_LETTERS.columns,
         kafka_records=lambda df: df.select("key", "value"),
         topic=settings.kafka.dead_letter_topic,
-        kafka_options=settings.spark_kafka_options(),
+        kafka_options=spark_kafka_options(settings),
     )
     return start_query(result, DEAD_LETTERS.name, sink, trigger_seconds)
 

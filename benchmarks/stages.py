@@ -24,13 +24,15 @@ from benchmarks.plans import AFTER, SEED, Lever, Plan
 from benchmarks.progress import batch_durations, state_size, time_breakdown
 from benchmarks.steady import steady_run
 from benchmarks.targets import targets
-from include.events import EventGenerator, iso_utc
-from include.kafka_client import admin
-from include.progress import read_progress
+from include.contract import iso_utc
+from include.generators import EventGenerator
+from include.kafka.client import admin
+from include.kafka.topics import provision
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
-from include.settings import PROJECT_ROOT, Settings
-from include.topics import provision
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
+from include.streaming.progress import read_progress
 
 log = logging.getLogger("benchmarks.stages")
 

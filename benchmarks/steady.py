@@ -21,12 +21,12 @@ from benchmarks.progress import (
     wait_for,
 )
 from include.analytics import ANALYTICS
-from include.kafka_client import end_offsets
+from include.kafka.client import end_offsets
 from include.producer import ProducerParams, run_producer
-from include.progress import read_progress
 from include.runtime.procs import free_port, stop_tree
 from include.runtime.spark_launch import launch_app
 from include.settings import Settings
+from include.streaming.progress import read_progress
 
 log = logging.getLogger("benchmarks.steady")
 

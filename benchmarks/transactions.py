@@ -3,7 +3,7 @@
 
     .venv/bin/python -m benchmarks.transactions [--batches 40] [--rows 100 2000]
 
-A batch is what spark_jobs/sinks.TransactionalTopics sends: begin a transaction, produce the
+A batch is what spark_jobs/output_topics.TransactionalTopics sends: begin a transaction, produce the
 batch's rows spread over the five analytics' topics (JSON values of ~300 bytes, lz4), send the
 input offsets with their batch marker to the transaction, commit.  The two clients take
 turns batch by batch (the machine is shared and noisy), each with its own transactional id,
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from benchmarks.published import PUBLISHED
 from include.analytics import ANALYTIC_NAMES
+from include.kafka.topics import provision
 from include.runtime.kafka import Kafka
 from include.runtime.procs import free_port
 from include.settings import Settings
-from include.topics import provision
 
 INPUT_PARTITIONS = 3
 VALUE = json.dumps({"window_start": "2026-12-07T00:00:00.000Z", "pad": "x" * 240}).encode()

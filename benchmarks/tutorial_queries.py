@@ -26,7 +26,8 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from include.analytics import CONVERSION_FUNNEL, HIGH_VALUE_USERS, REVENUE_BY_CATEGORY
-from include.kafka_client import admin
+from include.kafka.client import admin
+from include.kafka.security import spark_kafka_options
 from include.settings import Settings
 
 # The query names (progress records) and the suffix of their output topics.
@@ -77,7 +78,7 @@ def events(spark: SparkSession, settings: Settings) -> DataFrame:
     """The input topic, parsed the tutorial's way: ``from_json`` and nothing else."""
     raw = (
         spark.readStream.format("kafka")
-        .options(**settings.spark_kafka_options())
+        .options(**spark_kafka_options(settings))
         .option("subscribe", settings.kafka.input_topic)
         .option("startingOffsets", "latest")
         .load()
@@ -177,9 +178,9 @@ def start(
             .writeStream.queryName(name)
             .outputMode("update")
             .format("kafka")
-            .options(**settings.spark_kafka_options())
+            .options(**spark_kafka_options(settings))
             .option("topic", topic(settings, name))
-            .option("checkpointLocation", str(settings.checkpoint_path(name)))
+            .option("checkpointLocation", str(settings.paths.checkpoint_path(name)))
             .trigger(processingTime=f"{trigger_seconds} seconds")
             .start()
         )

@@ -22,7 +22,7 @@ from airflow.sdk import Param, dag
 
 from include.dag_defaults import START_DATE, default_args
 from include.operators import ProducerOperator
-from include.settings import EVENT_FORMATS
+from include.settings.base import EVENT_FORMATS
 
 
 @dag(

@@ -30,8 +30,8 @@ from include.dag_defaults import START_DATE, default_args
 def provision_topics():
     @task
     def create_or_verify_topics() -> dict[str, str]:
+        from include.kafka.topics import provision
         from include.settings import get_settings
-        from include.topics import provision
 
         return provision(get_settings())
 

@@ -23,7 +23,7 @@ from airflow.sdk import dag
 from include.analytics import QUERIES
 from include.dag_defaults import START_DATE, STREAMING_DAG, default_args
 from include.operators import StreamingJobOperator
-from include.settings import STREAMING_POOL
+from include.settings.base import STREAMING_POOL
 
 
 @dag(

@@ -51,7 +51,7 @@ def streaming_restart() -> None:
     @task.short_circuit
     def stop_driver_gracefully() -> bool:
         from include.analytics import QUERIES
-        from include.supervisor import missed_slot, restart_gracefully
+        from include.streaming.supervisor import missed_slot, restart_gracefully
 
         context = get_current_context()
         run = context["dag_run"]

@@ -69,7 +69,7 @@ def supervisor() -> None:
     def assess_and_stop_stalled() -> bool:
         """True (go on to the restart) when a new streaming run is needed."""
         from include.analytics import QUERIES
-        from include.supervisor import supervise_once
+        from include.streaming.supervisor import supervise_once
 
         ti = get_current_context()["ti"]
         settings = get_settings()

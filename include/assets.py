@@ -49,10 +49,10 @@ def table_version(path: Path) -> int | None:
 def changed_tables(settings: Settings) -> dict[str, int]:
     """Sink tables whose version moved since the last call, with their new versions; the
     versions are remembered in ``<state>/metrics/announced_versions.json``."""
-    path = settings.metrics_dir / ANNOUNCED_FILE
+    path = settings.paths.metrics_dir / ANNOUNCED_FILE
     announced = read_json(path, {})
     # Every query writes one sink table of its name.
-    current = {t: table_version(settings.table_path(t)) for t in QUERIES}
+    current = {t: table_version(settings.paths.table_path(t)) for t in QUERIES}
     changed = {t: v for t, v in current.items() if v is not None and announced.get(t) != v}
     if changed:
         write_json(path, {**announced, **changed})

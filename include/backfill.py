@@ -20,7 +20,7 @@ from pathlib import Path
 from kafka import TopicPartition
 
 from include.jsonfile import write_json
-from include.kafka_client import consumer
+from include.kafka.client import consumer
 from include.settings import Settings
 
 # Reconciliation reports: <metrics_dir>/backfill/<start>--<end>.json.
@@ -149,7 +149,7 @@ def report_path(settings: Settings, interval: Interval) -> Path:
     """Where the reconciliation report of an interval is kept (one per interval: a rerun
     replaces it)."""
     name = f"{interval.start:%Y%m%dT%H%M%S}--{interval.end:%Y%m%dT%H%M%S}.json"
-    return settings.metrics_dir / REPORT_DIR / name
+    return settings.paths.metrics_dir / REPORT_DIR / name
 
 
 def write_report(
@@ -172,7 +172,7 @@ def write_report(
     return write_json(report_path(settings, interval), report)
 
 
-def spark_kafka_options(topic: str, partitions: int, interval: Interval, margin: int) -> dict:
+def backfill_read_options(topic: str, partitions: int, interval: Interval, margin: int) -> dict:
     """Options of Spark's batch Kafka reader for the interval's read range."""
     first_ms, last_ms = interval.read_range(margin)
 

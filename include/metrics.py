@@ -22,18 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.analytics import QUERIES
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.jsonlines import records, tail_lines
-from include.pipeline_status import STOPPED, pipeline_status
-from include.progress import last_progress
 from include.quality.history import HISTORY_FILE
 from include.settings import Settings
-from include.supervisor import DEAD, LAGGING, NOT_STARTED, RUNNING, STALLED, STARTING
+from include.streaming.health import State
+from include.streaming.progress import last_progress
+from include.streaming.status import STOPPED, pipeline_status
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Every verdict gets a sample (0 or 1) so a panel summing them never sees a gap; "unknown"
 # is a query without one in the snapshot.
-VERDICTS = (RUNNING, LAGGING, STALLED, DEAD, NOT_STARTED, STARTING, STOPPED, "unknown")
+VERDICTS = (*State, STOPPED, "unknown")
 QUALITY_STATUSES = ("pass", "warn", "fail")
 # The quality history's last lines: one line is one run over every table (tens of KB).
 QUALITY_TAIL_BYTES = 2_000_000
@@ -225,7 +225,7 @@ def last_quality(settings: Settings, tail_bytes: int = QUALITY_TAIL_BYTES) -> di
     with the run's time as ``at``."""
     found: dict[str, dict[str, Any]] = {}
     # Across the rotated files too: just after a rotation the current file holds no run.
-    lines = tail_lines(settings.quality_dir / HISTORY_FILE, tail_bytes)
+    lines = tail_lines(settings.paths.quality_dir / HISTORY_FILE, tail_bytes)
     for run in records(reversed(lines)):
         for table in run.get("tables", []):
             name = table.get("table")
@@ -239,8 +239,8 @@ def snapshot(settings: Settings) -> Snapshot:
     from include.ui.views import dead_letter_count
 
     # The verdicts as make status and the health page read them: a stale record is no
-    # "dead" alarm but "stopped" (include/pipeline_status.py).
-    progress = last_progress(settings.metrics_dir, QUERIES)
+    # "dead" alarm but "stopped" (include/streaming/status.py).
+    progress = last_progress(settings.paths.metrics_dir, QUERIES)
     status = pipeline_status(settings, progress=progress)
     health = {
         "at": status.checked_at.timestamp() if status.checked_at else None,

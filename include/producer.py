@@ -13,9 +13,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from include.events import EventGenerator, TutorialEventGenerator, now_utc
-from include.kafka_client import producer as kafka_producer
-from include.settings import EVENT_FORMATS
+from include.contract import now_utc
+from include.generators import EventGenerator, TutorialEventGenerator
+from include.kafka.client import producer as kafka_producer
+from include.settings.base import EVENT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def run_producer(
     params.validate()
     stop = stop or threading.Event()
     tutorial = params.event_format == "tutorial"
+    generator: TutorialEventGenerator | EventGenerator
     if tutorial:
         generator = TutorialEventGenerator(params.seed, params.naive_timezone)
         client = kafka_producer(bootstrap_servers, compression_type=TUTORIAL_COMPRESSION)

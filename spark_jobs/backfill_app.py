@@ -35,11 +35,12 @@ from include.backfill import (
     Interval,
     IntervalNotRetained,
     NothingToBackfill,
+    backfill_read_options,
     check_retention,
-    spark_kafka_options,
     write_report,
 )
-from include.kafka_client import consumer
+from include.kafka.client import consumer
+from include.kafka.security import spark_kafka_options
 from include.settings import Settings, get_settings
 from spark_jobs.session import build_session
 from spark_jobs.transforms import analytic_rows
@@ -71,9 +72,9 @@ def compute(spark: SparkSession, settings: Settings, interval: Interval) -> dict
     reader.close()
     raw = (
         spark.read.format("kafka")
-        .options(**settings.spark_kafka_options())
+        .options(**spark_kafka_options(settings))
         .options(
-            **spark_kafka_options(topic, partitions, interval, settings.backfill.margin_seconds)
+            **backfill_read_options(topic, partitions, interval, settings.backfill.margin_seconds)
         )
         .load()
     )
@@ -88,7 +89,7 @@ def compute(spark: SparkSession, settings: Settings, interval: Interval) -> dict
 
 def write(settings: Settings, name: str, rows: DataFrame, interval: Interval) -> int:
     """Replace the interval's slice of the backfill table with `rows`; the row count."""
-    path = settings.backfill_table_path(name)
+    path = settings.paths.backfill_table_path(name)
     key = BY_NAME[name].time_column
     writer = rows.write.format("delta").mode("overwrite")
     if (path / "_delta_log").exists():
@@ -105,13 +106,13 @@ def reconcile(
 ) -> dict:
     """Backfill vs streaming table over the interval's rows the stream has emitted so far
     (time key up to the newest one in the streaming table)."""
-    stream_path = settings.table_path(name)
+    stream_path = settings.paths.table_path(name)
     if not (stream_path / "_delta_log").exists():
         return {"compared": 0, "note": "no streaming table yet"}
     key = BY_NAME[name].time_column
     stream = in_interval(spark.read.format("delta").load(str(stream_path)), key, interval)
     stream = stream.select(*rows.columns)
-    newest = stream.agg(F.max(key)).first()[0]
+    newest = stream.agg(F.max(key)).collect()[0][0]  # one row: an aggregate without groups
     if newest is None:
         return {"compared": 0, "note": "the stream has no rows in this interval yet"}
     batch = rows.filter(F.col(key) <= F.lit(newest))

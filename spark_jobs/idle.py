@@ -1,6 +1,6 @@
-"""The Kafka side of the idle rule (:mod:`include.idle_close`) in the streaming driver: read the
-newest record of the source, tell whether the query has read it all, write a control record
-to the control topic."""
+"""The Kafka side of the idle rule (:mod:`include.streaming.idle_close`) in the streaming
+driver: read the newest record of the source, tell whether the query has read it all, write a
+control record to the control topic."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include import checkpoints
-from include.idle_close import CONTROL_KEY, IdleCloser, Newest, control_value, idle_rule, newest_of
+from include.kafka.security import confluent_kafka_options
 from include.settings import Settings
+from include.streaming import checkpoints
+from include.streaming.idle_close import (
+    CONTROL_KEY,
+    IdleCloser,
+    Newest,
+    control_value,
+    idle_rule,
+    newest_of,
+)
 
 log = logging.getLogger("streaming_app")
 
@@ -27,7 +35,7 @@ class SourceTopics:
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Consumer, Producer
 
-        options = settings.confluent_kafka_options()
+        options = confluent_kafka_options(settings)
         self.control_topic = settings.kafka.control_topic
         self.topics = (settings.kafka.input_topic, self.control_topic)
         self.naive_zone = settings.events.naive_timezone
@@ -69,7 +77,7 @@ class SourceTopics:
                 continue
             start = max(low, high - LOOK_BACK)
             self.consumer.assign([TopicPartition(topic, partition, start)])
-            records = []
+            records: list[Any] = []
             while len(records) < high - start:
                 batch = self.consumer.consume(int(high - start), timeout=5)
                 if not batch:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pyspark.sql.streaming import StreamingQuery
 
-from include import checkpoints
 from include.settings import Settings
+from include.streaming import checkpoints
 
 # Every line the driver logs carries the application's name (tests and users grep it).
 log = logging.getLogger("streaming_app")
@@ -141,7 +141,7 @@ def checkpoint_hint(query: str, error: object) -> str | None:
 def check_checkpoints(settings: Settings) -> str | None:
     """Refusal message when the pipeline's checkpoint is damaged or only checkpoints of the
     six-query design are there; backs the checkpoint up when code or config changed."""
-    path = settings.pipeline_checkpoint
+    path = settings.paths.pipeline_checkpoint
     report = checkpoints.inspect(path)
     if not report.exists and (legacy := checkpoints.legacy_checkpoints(settings)):
         return (
@@ -156,7 +156,7 @@ def check_checkpoints(settings: Settings) -> str | None:
         return (
             f"checkpoint {path} looks damaged, nothing was changed: "
             + "; ".join(report.problems)
-            + ". Inspect it with `.venv/bin/python -m include.checkpoints check`; start "
+            + ". Inspect it with `.venv/bin/python -m include.streaming.checkpoints check`; start "
             f"afresh on purpose with `{checkpoints.relocate_command()}`."
         )
     checkpoints.backup_if_changed(path, checkpoints.fingerprint(settings))

@@ -1,5 +1,6 @@
 """Streaming progress: JSON lines per micro-batch for the supervisor, the UI and the
-benchmarks (``<metrics_dir>/progress.jsonl``, rotated by size, read by ``include.progress``).
+benchmarks (``<metrics_dir>/progress.jsonl``, rotated by size, read by
+``include.streaming.progress``).
 
 The one streaming query writes every output, so each of its batches gives one record for the
 query (named after it) and one per output (named after the output), which carries the query's

@@ -3,8 +3,8 @@
 Pure DataFrame functions like :mod:`spark_jobs.transforms`: no I/O, no session creation.
 :func:`pipeline_rows` reads the parsed records of :func:`spark_jobs.validation.parse_events`
 once, sets the event-time watermark once (on the events *and* the control records of
-:mod:`include.idle_close`, which then leave the stream: :func:`analytic_branch`), and unions
-one branch per output into one shape:
+:mod:`include.streaming.idle_close`, which then leave the stream: :func:`analytic_branch`),
+and unions one branch per output into one shape:
 
 ``output``
     the output's name (``include.analytics.OUTPUTS``);
@@ -30,11 +30,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from include.analytics import ANALYTICS, DEAD_LETTERS, OUTPUTS, Analytic
-from include.settings import AnalyticsSettings, Settings
+from include.settings import Settings
+from include.settings.sections import AnalyticsSettings
+from spark_jobs.output_topics import kafka_key_value
 from spark_jobs.transforms import (
     analytic_rows,
     deduplicate,
-    kafka_key_value,
     transform_of,
     with_watermark,
 )

@@ -12,6 +12,7 @@ import os
 
 from pyspark.sql import DataFrame, SparkSession
 
+from include.kafka.security import spark_kafka_options
 from include.runtime.spark_launch import SPARK_UMASK_CONF, connector_jars
 from include.settings import Settings
 
@@ -43,7 +44,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # Tables and checkpoints as private as the rest of the state dir.
         **SPARK_UMASK_CONF,
         # Plans in the UI and logs show data source options: hide URLs (Spark's default) and
-        # a mutual-TLS client key given as text (include.kafka_security); the SASL password
+        # a mutual-TLS client key given as text (include.kafka.security); the SASL password
         # is hidden by spark.redaction.regex already ("password" in the JAAS line).
         "spark.sql.redaction.options.regex": r"(?i)url|ssl\.keystore\.key",
         "spark.sql.session.timeZone": "UTC",
@@ -123,9 +124,9 @@ def read_events(
     """
     reader = (
         spark.readStream.format("kafka")
-        .options(**settings.spark_kafka_options())
+        .options(**spark_kafka_options(settings))
         # The control topic's records move event time while the input is silent
-        # (include.idle_close); validation tells them from events.
+        # (include.streaming.idle_close); validation tells them from events.
         .option("subscribe", f"{settings.kafka.input_topic},{settings.kafka.control_topic}")
         .option("startingOffsets", starting_offsets)
         .option("maxOffsetsPerTrigger", str(max_offsets))

@@ -18,8 +18,8 @@ of ``include.analytics.OUTPUTS``) as a branch:
 
 Each micro-batch is one Spark job whose rows the driver writes to every Delta table and
 every output topic exactly once (:mod:`spark_jobs.sinks`).  While the input is silent, the
-idle rule moves event time on (:mod:`include.idle_close`, :mod:`spark_jobs.idle`).  Progress
-of every micro-batch, for the query and for each output, goes to
+idle rule moves event time on (:mod:`include.streaming.idle_close`, :mod:`spark_jobs.idle`).
+Progress of every micro-batch, for the query and for each output, goes to
 ``<metrics_dir>/progress.jsonl`` (:mod:`spark_jobs.listener`).  The app refuses to start on
 a checkpoint another driver holds (exit 3) or one that is damaged (exit 4); it stops
 gracefully at a batch boundary when ``--stop-file`` appears, ``--await-seconds`` pass, or
@@ -46,10 +46,11 @@ if __package__ in (None, ""):
 from pyspark.sql.streaming import StreamingQuery
 
 from include.analytics import PIPELINE, QUERIES
-from include.driver_lease import CheckpointInUse, DriverLease
-from include.idle_close import IdleCloser
-from include.progress import progress_path
-from include.settings import STATE_UMASK, Settings, get_settings
+from include.settings import Settings, get_settings
+from include.settings.base import STATE_UMASK
+from include.streaming.idle_close import IdleCloser
+from include.streaming.lease import CheckpointInUse, DriverLease
+from include.streaming.progress import progress_path
 from spark_jobs.idle import SourceTopics, start_idle_closer
 from spark_jobs.lifecycle import check_checkpoints, supervise
 from spark_jobs.listener import ProgressRecorder
@@ -113,7 +114,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
         "--no-idle-close",
         dest="idle_close",
         action="store_false",
-        help="do not move event time on while the input is silent (include.idle_close)",
+        help="do not move event time on while the input is silent (include.streaming.idle_close)",
     )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.outputs.split(",") if n.strip()]
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     args = parse_args(argv, settings)
 
-    lease = DriverLease({PIPELINE: settings.pipeline_checkpoint})
+    lease = DriverLease({PIPELINE: settings.paths.pipeline_checkpoint})
     try:
         lease.acquire()
     except CheckpointInUse as error:
@@ -183,7 +184,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         settings.state,
     )
     spark = build_session(settings)
-    checkpoint = settings.pipeline_checkpoint
+    checkpoint = settings.paths.pipeline_checkpoint
     sink = PipelineSink(settings, args.outputs, checkpoint, sink_topics(settings, args.outputs))
     query: StreamingQuery | None = None
     idle: tuple[IdleCloser, SourceTopics] | None = None
@@ -201,7 +202,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         frames = branches(parsed, settings, args.outputs)
         spark.streams.addListener(
             ProgressRecorder(
-                progress_path(settings.metrics_dir),
+                progress_path(settings.paths.metrics_dir),
                 settings.maintenance.jsonl_max_bytes,
                 settings.maintenance.jsonl_keep_files,
                 operators=branch_operators(frames),
@@ -222,7 +223,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             PIPELINE,
             ", ".join(args.outputs),
             checkpoint,
-            settings.table_root,
+            settings.paths.table_root,
         )
         if args.idle_close:
             idle = start_idle_closer(settings, query, checkpoint)

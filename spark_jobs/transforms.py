@@ -10,21 +10,25 @@ there is no Python UDF, so no Python worker sits in the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import TimestampNTZType, TimestampType
 
-from include.analytics import Analytic
-from include.events import PURCHASE
-from include.settings import AnalyticsSettings
+from include.analytics import (
+    CLICK_TO_PURCHASE,
+    CONVERSION_FUNNEL,
+    HIGH_VALUE_USERS,
+    REVENUE_BY_CATEGORY,
+    USER_SESSIONS,
+    Analytic,
+)
+from include.contract import PURCHASE
+from include.settings.sections import AnalyticsSettings
 from spark_jobs.validation import MONEY_TYPE
 
 # Conversion rates in percent, exact to 0.01 (100.00 at most).
 RATE_TYPE = "decimal(5,2)"
-# Kafka record keys render timestamps this way (the same pattern to_json uses).
-KEY_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 
 
 def with_watermark(events: DataFrame, watermark_seconds: int) -> DataFrame:
@@ -76,39 +80,11 @@ def revenue_by_category(events: DataFrame, analytics: AnalyticsSettings) -> Data
         F.col("category"),
         F.col("_total").cast(MONEY_TYPE).alias("total_revenue"),
         F.col("purchase_count"),
-        # round() on a decimal is HALF_UP, the way a shop rounds (include.events.money).
+        # round() on a decimal is HALF_UP, the way a shop rounds (include.generators.money).
         F.round(F.col("_total") / F.col("purchase_count"), 2)
         .cast(MONEY_TYPE)
         .alias("avg_order_value"),
     )
-
-
-def to_kafka_records(df: DataFrame, key_columns: Sequence[str]) -> DataFrame:
-    """``key``/``value`` (binary) records for the Kafka sink.
-
-    The key joins ``key_columns`` with ``|`` (timestamps as ISO-8601, e.g.
-    ``Books|2026-01-01T12:00:00.000Z`` in a UTC session), so a replayed row gets the same
-    key and consumers can dedupe; the value is the whole row as JSON.
-    """
-    return df.select(*kafka_key_value(df, key_columns))
-
-
-def kafka_key_value(df: DataFrame, key_columns: Sequence[str]) -> list[Column]:
-    """The ``key`` and ``value`` columns of :func:`to_kafka_records`."""
-    types = dict((field.name, field.dataType) for field in df.schema.fields)
-    parts = []
-    for name in key_columns:
-        column = F.col(name)
-        if isinstance(types[name], (TimestampType, TimestampNTZType)):
-            rendered = F.date_format(column, KEY_TIMESTAMP_FORMAT)
-        else:
-            rendered = column.cast("string")
-        # concat_ws skips nulls, which would make "a|null" and "null|a" collide.
-        parts.append(F.coalesce(rendered, F.lit("")))
-    return [
-        F.concat_ws("|", *parts).cast("binary").alias("key"),
-        F.to_json(F.struct(*[F.col(c) for c in df.columns])).cast("binary").alias("value"),
-    ]
 
 
 def high_value_users(events: DataFrame, analytics: AnalyticsSettings) -> DataFrame:
@@ -276,10 +252,20 @@ def click_to_purchase(events: DataFrame, analytics: AnalyticsSettings) -> DataFr
     )
 
 
-def transform_of(analytic: Analytic) -> Callable[[DataFrame, AnalyticsSettings], DataFrame]:
-    """The transform of an analytic declared in ``include.analytics``: the function of this
-    module named after it."""
-    return globals()[analytic.name]
+Transform = Callable[[DataFrame, AnalyticsSettings], DataFrame]
+# The function that computes each analytic declared in include.analytics.
+TRANSFORMS: dict[str, Transform] = {
+    REVENUE_BY_CATEGORY.name: revenue_by_category,
+    HIGH_VALUE_USERS.name: high_value_users,
+    CONVERSION_FUNNEL.name: conversion_funnel,
+    USER_SESSIONS.name: user_sessions,
+    CLICK_TO_PURCHASE.name: click_to_purchase,
+}
+
+
+def transform_of(analytic: Analytic) -> Transform:
+    """The transform of an analytic declared in ``include.analytics``."""
+    return TRANSFORMS[analytic.name]
 
 
 def analytic_rows(analytic: Analytic, valid: DataFrame, analytics: AnalyticsSettings) -> DataFrame:

@@ -27,15 +27,15 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from include.events import (
+from include.contract import (
     COUNTED_EVENT_TYPES,
     EVENT_TYPES,
     OPTIONAL_FIELDS,
     PURCHASE,
     REQUIRED_FIELDS,
 )
-from include.idle_close import CONTROL_KEY, CONTROL_KIND
-from include.settings import EventSettings
+from include.settings.sections import EventSettings
+from include.streaming.idle_close import CONTROL_KEY, CONTROL_KIND
 
 PRICE_TYPE = "decimal(12,2)"
 MONEY_TYPE = "decimal(18,2)"
@@ -130,7 +130,8 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
     ``raw`` has the Kafka source columns (key, value, topic, partition, offset, timestamp).
     The result has :data:`EVENT_COLUMNS` (typed; meaningful only when valid), ``dlq_reason``
     (null for a valid event or a control record, else one reason code), ``control`` (a
-    control record of include.idle_close: its ``event_time`` only) and :data:`SOURCE_COLUMNS`.
+    control record of include.streaming.idle_close: its ``event_time`` only) and
+    :data:`SOURCE_COLUMNS`.
     """
     max_bytes = events.max_event_bytes
     text = F.col("value").cast("string")
@@ -164,7 +165,7 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
     staged = staged.withColumn(
         "_event_time", _event_time(F.col(f"_s_{TIMESTAMP_FIELD}"), events.naive_timezone)
     )
-    # A control record (include.idle_close) carries only the event time it moves the clock
+    # A control record (include.streaming.idle_close) carries only the event time it moves the clock
     # to; it is never an event and never a dead letter.  Anything else under its key is
     # judged as an event (and fails as one).
     control_time = F.when(

@@ -263,3 +263,13 @@ def expected_click_to_purchase(events: list[dict], analytics) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values(
         ["click_event_id", "purchase_event_id"], ignore_index=True
     )
+
+
+# Each analytic's expectation, by the analytic's name (include.analytics).
+EXPECTED = {
+    REVENUE_BY_CATEGORY.name: expected_revenue_by_category,
+    HIGH_VALUE_USERS.name: expected_high_value_users,
+    CONVERSION_FUNNEL.name: expected_conversion_funnel,
+    USER_SESSIONS.name: expected_user_sessions,
+    CLICK_TO_PURCHASE.name: expected_click_to_purchase,
+}

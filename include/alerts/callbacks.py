@@ -33,7 +33,7 @@ class TaskFailureAlert(BaseNotifier):
         settings = get_settings()
         ti = context["ti"]
         key = f"{ti.dag_id}.{ti.task_id}"
-        gate = Gate(settings.metrics_dir / TASK_GATE_FILE)
+        gate = Gate(settings.paths.metrics_dir / TASK_GATE_FILE)
         now = time.time()
         if gate.wait(key, settings.alerts.repeat_seconds, now) > 0:
             gate.hold_back(key)
@@ -55,7 +55,7 @@ def supervisor_alert(
     now = now or time.time()
     first = acted[0]
     key = f"{first.state}|{first.driver_pid}|{','.join(sorted(v.query for v in acted))}"
-    gate = Gate(settings.metrics_dir / SUPERVISOR_GATE_FILE)
+    gate = Gate(settings.paths.metrics_dir / SUPERVISOR_GATE_FILE)
     try:
         if gate.wait(key, settings.alerts.repeat_seconds, now) > 0:
             gate.hold_back(key)

@@ -34,7 +34,7 @@ WATCHER = "dead_letter_watch"
 
 def gate(settings: Settings) -> Gate:
     """The sending record of dead-letter alerts (the last alert's time and end offsets)."""
-    return Gate(settings.metrics_dir / GATE_FILE)
+    return Gate(settings.paths.metrics_dir / GATE_FILE)
 
 
 def seen(message: Any) -> dict[str, int] | None:
@@ -90,7 +90,7 @@ def offsets_since(bootstrap_servers: str, topic: str, ms: int) -> dict[str, int]
     """Per partition, the first offset with a record time >= ``ms`` (the end if none)."""
     from kafka import TopicPartition
 
-    from include.kafka_client import consumer, offsets_at
+    from include.kafka.client import consumer, offsets_at
 
     reader = consumer(bootstrap_servers)
     try:
@@ -107,7 +107,7 @@ def count_records(
     the topic in transactions, whose markers take offsets but are no dead letters."""
     from kafka import TopicPartition
 
-    from include.kafka_client import consumer
+    from include.kafka.client import consumer
 
     wanted = {p: (baseline.get(p, 0), end) for p, end in ends.items() if end > baseline.get(p, 0)}
     if not wanted:
@@ -138,7 +138,7 @@ def report(
 ) -> list[Alert]:
     """Alert the dead letters not yet alerted, at most once per interval, until an interval
     passes without a new one; the alerts sent (none: nothing new)."""
-    from include.kafka_client import end_offsets
+    from include.kafka.client import end_offsets
 
     topic = settings.kafka.dead_letter_topic
     interval = settings.alerts.dead_letter_interval_seconds

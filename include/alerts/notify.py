@@ -13,14 +13,18 @@ from __future__ import annotations
 import html
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import requests
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from include.alerts.messages import Alert
-from include.settings import AlertSettings, Settings
+from include.settings import Settings
+from include.settings.sections import AlertSettings
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ def send(settings: Settings, alert: Alert, context: Any = None) -> list[str]:
     delivered = []
     for name, notifier in channels(settings.alerts, alert).items():
         try:
-            notifier.notify(context or {})
+            notifier.notify(cast("Context", context or {}))
         except Exception as error:  # any channel failure: log it, try the next one
             log.error("the alert did not go out by %s: %s", name, error)
         else:

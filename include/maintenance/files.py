@@ -79,12 +79,12 @@ def prune_older(root: Path, keep_days: float, now: float | None = None) -> int:
 
 def pruned_folders(settings: Settings) -> dict[str, Path]:
     """The folders whose files are kept ``keep_days``, by what they hold."""
-    gx = settings.quality_dir / "gx" / "uncommitted"
+    gx = settings.paths.quality_dir / "gx" / "uncommitted"
     return {
-        "backfill reports": settings.metrics_dir / "backfill",
+        "backfill reports": settings.paths.metrics_dir / "backfill",
         "quality results": gx / "validations",
         "quality report pages": gx / "data_docs" / "local_site" / "validations",
-        "Airflow task logs": settings.log_dir / "airflow",
+        "Airflow task logs": settings.paths.log_dir / "airflow",
     }
 
 
@@ -93,7 +93,7 @@ def care_for_files(settings: Settings, now: float | None = None) -> FileCare:
     care = settings.maintenance
     rotated = [
         path.name
-        for path in sorted(settings.log_dir.glob("*.log"))
+        for path in sorted(settings.paths.log_dir.glob("*.log"))
         if cap_log(path, care.service_log_max_bytes)
     ]
     deleted = {

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.analytics import ANALYTICS, QUERIES
-from include.settings import MaintenanceSettings, Settings
+from include.settings import Settings
+from include.settings.sections import MaintenanceSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class TableCare:
 
 def table_paths(settings: Settings) -> dict[str, Path]:
     """Every Delta table the platform writes, by label: the sink tables and the backfill's."""
-    paths = {name: settings.table_path(name) for name in QUERIES}
-    paths.update({f"backfill/{a.name}": settings.backfill_table_path(a.name) for a in ANALYTICS})
+    paths = {name: settings.paths.table_path(name) for name in QUERIES}
+    paths.update(
+        {f"backfill/{a.name}": settings.paths.backfill_table_path(a.name) for a in ANALYTICS}
+    )
     return paths
 
 

@@ -1,7 +1,7 @@
 """Great Expectations (GX Core 1.x) as the quality checks use it: a file-backed context,
 one suite and checkpoint per table part, and the results read back as check results.
 
-The context lives under ``settings.quality_dir / "gx"``, so the HTML Data Docs land at a
+The context lives under ``settings.paths.quality_dir / "gx"``, so the HTML Data Docs land at a
 stable path the report pages serve.  Each table is validated in two parts: its rows (the
 row checks of :mod:`include.quality.checks`) and a one-row frame of its table-level
 measures (the table checks); suites follow the code and settings on every run.
@@ -46,13 +46,13 @@ def _quiet_gx_logging() -> None:
 
 
 def gx_context(settings: Settings) -> FileDataContext:
-    """File-backed GX context under ``settings.quality_dir / "gx"``, created on first use."""
+    """File-backed GX context under ``settings.paths.quality_dir / "gx"``, created on first use."""
     _quiet_gx_logging()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    settings.quality_dir.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="file", project_root_dir=settings.quality_dir)
+    settings.paths.quality_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=settings.paths.quality_dir)
     # tqdm bars would flood the Airflow task log; analytics stay off because scheduled
     # jobs on a laptop have no business phoning home.
     if context.variables.progress_bars is None or context.variables.analytics_enabled is not False:
@@ -67,7 +67,7 @@ def gx_context(settings: Settings) -> FileDataContext:
 def _batch_definition(context: FileDataContext, asset_name: str) -> Any:
     """Get-or-create the pandas datasource, dataframe asset and whole-frame batch definition."""
     try:
-        datasource = context.data_sources.get(DATASOURCE_NAME)
+        datasource: Any = context.data_sources.get(DATASOURCE_NAME)
     except KeyError:
         datasource = context.data_sources.add_pandas(name=DATASOURCE_NAME)
     try:

@@ -1,4 +1,4 @@
-"""What the quality runs leave behind under ``settings.quality_dir``.
+"""What the quality runs leave behind under ``settings.paths.quality_dir``.
 
 * ``history.jsonl``: one JSON line per run (:meth:`RunReport.to_json_dict`): per table and
   per check its severity, status (pass, warn, fail), observed value and a plain-words
@@ -27,19 +27,19 @@ VALIDATED_FILE = "validated.json"
 
 def load_validated(settings: Settings) -> dict[str, int]:
     """Per table label, the Delta version its last check validated (empty: none yet)."""
-    found = read_json(settings.quality_dir / VALIDATED_FILE, {})
+    found = read_json(settings.paths.quality_dir / VALIDATED_FILE, {})
     return {k: int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def save_validated(settings: Settings, versions: Mapping[str, int]) -> None:
     """Record ``versions`` (table label -> Delta version) as the last validated ones."""
-    write_json(settings.quality_dir / VALIDATED_FILE, dict(versions))
+    write_json(settings.paths.quality_dir / VALIDATED_FILE, dict(versions))
 
 
 def append_history(settings: Settings, report: RunReport) -> Path:
     """Append one JSON line for ``report`` to the history file and return its path (the
     file is rotated first when the line would take it past ``jsonl_max_bytes``)."""
-    path = settings.quality_dir / HISTORY_FILE
+    path = settings.paths.quality_dir / HISTORY_FILE
     line = json.dumps(report.to_json_dict(), default=_json_default, sort_keys=True)
     care = settings.maintenance
     append_line(path, line, care.jsonl_max_bytes, care.jsonl_keep_files)
@@ -48,13 +48,13 @@ def append_history(settings: Settings, report: RunReport) -> Path:
 
 def newest_runs(settings: Settings) -> Iterator[dict[str, Any]]:
     """The recorded runs, newest first, read lazily from the end of the history files."""
-    yield from records(newest_lines(settings.quality_dir / HISTORY_FILE))
+    yield from records(newest_lines(settings.paths.quality_dir / HISTORY_FILE))
 
 
 def read_history(settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:
     """The recorded runs, newest first (the last ``limit`` only, when given: only those are
     read)."""
-    runs = []
+    runs: list[dict[str, Any]] = []
     for run in newest_runs(settings):
         if limit and len(runs) >= limit:
             break

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from include.events import PURCHASE, money, parse_utc
+from include.contract import PURCHASE, money, parse_utc
 from include.quality.formatting import is_missing
 from include.quality.measures import DETAIL_EXAMPLES, Measure
 from include.quality.source import InputSource, SourceRecord
@@ -107,7 +107,7 @@ def expected_revenue(
     """
     totals: dict[tuple[datetime, str], Decimal] = defaultdict(Decimal)
     counts: dict[tuple[datetime, str], int] = defaultdict(int)
-    seen: set[str] = set()
+    seen: set[object] = set()
     window, slide = timedelta(seconds=window_seconds), slide_seconds
     for record in records:
         if (record.partition, record.offset) in quarantined or record.value is None:

@@ -83,9 +83,9 @@ def targets(settings: Settings, tables: Sequence[str] | None = None) -> list[Tar
         raise ValueError(
             f"unknown table(s) {', '.join(unknown)}; the tables are: {', '.join(suites)}"
         )
-    found = [Target(n, suites[n], settings.table_path(n), True) for n in names]
+    found = [Target(n, suites[n], settings.paths.table_path(n), True) for n in names]
     for name in names:
-        path = settings.backfill_table_path(name)
+        path = settings.paths.backfill_table_path(name)
         if name in TIME_COLUMNS and path.exists():
             # A backfill is not a stream: freshness does not apply to it.
             suite = replace(
@@ -189,7 +189,9 @@ def _read_slices(
 
 def _quarantined(settings: Settings) -> set[tuple[int, int]]:
     """(partition, offset) of every input record the pipeline sent to the dead letters."""
-    dead = read_table(settings.table_path(DEAD_LETTERS.name), ["source_partition", "source_offset"])
+    dead = read_table(
+        settings.paths.table_path(DEAD_LETTERS.name), ["source_partition", "source_offset"]
+    )
     return (
         set(zip(dead["source_partition"], dead["source_offset"], strict=True))
         if dead is not None

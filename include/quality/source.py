@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from include.events import parse_utc
-from include.kafka_client import consumer, offsets_at, read_to_end
+from include.contract import parse_utc
+from include.kafka.client import consumer, offsets_at, read_to_end
 
 
 @dataclass(frozen=True)
@@ -142,4 +142,6 @@ def newest_of(records: Iterable[SourceRecord], naive_zone: str = "UTC") -> Newes
             moment = None
         moment = moment or datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
         event_time = max(event_time or moment, moment)
-    return Newest(record_ms, event_time) if record_ms is not None else None
+    return (
+        Newest(record_ms, event_time) if record_ms is not None and event_time is not None else None
+    )

@@ -14,14 +14,15 @@ import subprocess
 from pathlib import Path
 
 from include.alerts.notify import alert_connections
-from include.kafka_security import confluent_options
+from include.kafka.security import confluent_options
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError
 from include.runtime.secrets import platform_secrets
 from include.runtime.service import Service
 from include.runtime.spark_launch import spark_environment
 from include.runtime.tools import venv_bin
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -29,7 +30,7 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Everything Airflow needs, from platform settings; connections come from here too."""
     sec = platform_secrets(settings)
-    home = settings.airflow_home
+    home = settings.paths.airflow_home
     api = f"http://{settings.bind_host}:{settings.airflow.port}"
     path = os.pathsep.join([str(venv_bin()), os.environ.get("PATH", "")])
     pythonpath = os.pathsep.join(
@@ -59,7 +60,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.log_dir / "airflow"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.paths.log_dir / "airflow"),
         # Task logs as private as the rest of the state dir (Airflow's defaults are 775/664).
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o750",
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o640",
@@ -114,7 +115,7 @@ class AirflowComponent(Service):
 
     def prepare(self) -> None:
         """Create the Airflow home and, once, the admin's password file (mode 600)."""
-        home = self.settings.airflow_home
+        home = self.settings.paths.airflow_home
         home.mkdir(parents=True, exist_ok=True)
         passwords = home / "passwords.json"
         if not passwords.exists():

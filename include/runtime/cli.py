@@ -11,13 +11,12 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 
 import psutil
 import requests
 from pydantic import ValidationError
 
-from include.kafka_security import KafkaSecurityError
-from include.pipeline_status import pipeline_status, status_table
 from include.runtime.airflow import (
     AIRFLOW_COMPONENTS,
     AirflowComponent,
@@ -33,7 +32,10 @@ from include.runtime.secrets import metrics_token, platform_secrets
 from include.runtime.service import Service
 from include.runtime.spark_launch import spark_ui_url
 from include.runtime.tools import jars, java_binary, venv_bin
-from include.settings import STATE_UMASK, STREAMING_POOL, Settings, get_settings
+from include.settings import Settings, get_settings
+from include.settings.base import STATE_UMASK, STREAMING_POOL
+from include.settings.kafka import KafkaSecurityError
+from include.streaming.status import pipeline_status, status_table
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
 LONG_RUNNING_DAGS = ("producer", "streaming")
@@ -120,7 +122,7 @@ def start_pipeline_runs(settings: Settings, api: AirflowApi) -> None:
             missing = [d for d in PIPELINE_DAGS if not api.dag_exists(d)]
             raise PlatformError(
                 f"DAGs not loaded after 180s: {', '.join(missing)}. "
-                f"See {settings.log_dir / 'airflow-dag-processor.log'} for import errors."
+                f"See {settings.paths.log_dir / 'airflow-dag-processor.log'} for import errors."
             )
         time.sleep(3)
     for dag_id in PIPELINE_DAGS:
@@ -158,11 +160,11 @@ The platform is up.
   Data quality     http://{host}:{settings.airflow.port}/ecom/quality  (log in to Airflow first)
   Spark UI         {spark_ui_url(settings)}  (the streaming driver's, while it runs)
   Metrics          http://{host}:{settings.airflow.port}/ecom/metrics  (Prometheus text)
-                   bearer token in {settings.metrics_token_file}
-  Sink tables      {settings.table_root} (Delta Lake)
-  Quality reports  {settings.quality_dir}
-  Streaming stats  {settings.metrics_dir / "progress.jsonl"}
-  Logs             {settings.log_dir}
+                   bearer token in {settings.paths.metrics_token_file}
+  Sink tables      {settings.paths.table_root} (Delta Lake)
+  Quality reports  {settings.paths.quality_dir}
+  Streaming stats  {settings.paths.metrics_dir / "progress.jsonl"}
+  Logs             {settings.paths.log_dir}
 Stop everything with `make down`; see what runs with `make status`.
 """,
         flush=True,
@@ -246,11 +248,11 @@ def status(settings: Settings) -> int:
     if uses_own_kafka(settings):
         try:
             check_own_kafka(settings, timeout_s=5)
-            answers = "yes"
+            reachable = "yes"
         except PlatformError:
-            answers = "NO"
+            reachable = "NO"
             unhealthy += 1
-        rows.append(("kafka (yours)", "-", "-", describe(settings), answers))
+        rows.append(("kafka (yours)", "-", "-", describe(settings), reachable))
     print_table(rows)
     pipeline = pipeline_status(settings)
     checked = (
@@ -265,7 +267,7 @@ def status(settings: Settings) -> int:
     return 0 if unhealthy == 0 and not pipeline.alarms else 1
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
+def print_table(rows: Sequence[tuple[str, ...]]) -> None:
     """Print rows as left-aligned columns, the first row being the header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

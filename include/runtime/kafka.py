@@ -60,7 +60,9 @@ class Kafka(Service):
         clustered = len(self.voters) > 1
         name = f"kafka-{self.node.node_id}" if clustered else "kafka"
         super().__init__(name, settings, self.node.port)
-        self.data_dir = settings.kafka_data_dir / name if clustered else settings.kafka_data_dir
+        self.data_dir = (
+            settings.paths.kafka_data_dir / name if clustered else settings.paths.kafka_data_dir
+        )
         self.url = f"{settings.bind_host}:{self.port} (PLAINTEXT)"
 
     @property
@@ -133,7 +135,7 @@ class Kafka(Service):
 
     def cluster_id(self) -> str:
         """One id for every node of the cluster, made once and kept in the state dir."""
-        path = self.settings.kafka_data_dir / "cluster.id"
+        path = self.settings.paths.kafka_data_dir / "cluster.id"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             # Written aside, then linked into place: link fails if another node formatting
@@ -205,7 +207,7 @@ class Kafka(Service):
         if not self.answers():
             return False
         try:
-            from include.kafka_client import admin
+            from include.kafka.client import admin
 
             client = admin(
                 f"{self.settings.bind_host}:{self.port}",

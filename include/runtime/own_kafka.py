@@ -20,7 +20,7 @@ def uses_own_kafka(settings: Settings) -> bool:
 def describe(settings: Settings) -> str:
     """The brokers and how the platform authenticates to them, in one line (no secrets)."""
     sec = settings.kafka.security
-    how = sec.protocol
+    how: str = sec.protocol
     if sec.protocol == "SASL_SSL":
         how += f", {sec.sasl_mechanism} as {sec.username!r}"
     if sec.ssl_certfile:
@@ -31,8 +31,8 @@ def describe(settings: Settings) -> str:
 def check_own_kafka(settings: Settings, timeout_s: float = 15.0) -> int:
     """Connect to the configured brokers as every platform client will; returns how many
     topics they have.  Raises PlatformError naming what to check when they do not answer."""
-    from include.kafka_client import admin
-    from include.kafka_security import missing_files, spark_options
+    from include.kafka.client import admin
+    from include.kafka.security import missing_files, spark_options
 
     sec = settings.kafka.security
     if problems := missing_files(sec):

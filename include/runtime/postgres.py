@@ -51,17 +51,17 @@ class Postgres(Service):
     @property
     def data_dir(self) -> Path:
         """The cluster's data directory (made by initdb)."""
-        return self.settings.postgres_data_dir / "data"
+        return self.settings.paths.postgres_data_dir / "data"
 
     @property
     def socket_dir(self) -> Path:
         """Where the server's Unix socket lives."""
-        return self.settings.postgres_data_dir / "socket"
+        return self.settings.paths.postgres_data_dir / "socket"
 
     @property
     def superuser_file(self) -> Path:
         """Names the server's superuser; absent in data dirs made before it had its own."""
-        return self.settings.postgres_data_dir / "superuser"
+        return self.settings.paths.postgres_data_dir / "superuser"
 
     def _superuser(self) -> tuple[str, str]:
         known = platform_secrets(self.settings)
@@ -106,7 +106,7 @@ class Postgres(Service):
             entry = pwd.getpwnam(user)
             for path in paths:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
-            self._allow_traverse(self.settings.postgres_data_dir)
+            self._allow_traverse(self.settings.paths.postgres_data_dir)
 
     @staticmethod
     def _allow_traverse(path: Path) -> None:
@@ -125,16 +125,16 @@ class Postgres(Service):
     def prepare(self) -> None:
         """Make the data and socket dirs (the socket's private), owned by the server's user; then
         run initdb once, or require passwords on the socket of a data dir made before that."""
-        for path in (self.settings.postgres_data_dir, self.socket_dir):
+        for path in (self.settings.paths.postgres_data_dir, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
         # The socket's directory is the server's alone: no other local user reaches the
         # socket at all, and a password is asked there as on TCP.
         self.socket_dir.chmod(0o700)
-        self._own(self.settings.postgres_data_dir, self.socket_dir)
+        self._own(self.settings.paths.postgres_data_dir, self.socket_dir)
         if (self.data_dir / "PG_VERSION").exists():
             self._passwords_on_the_socket()
             return
-        pwfile = self.settings.postgres_data_dir / "initdb.pw"
+        pwfile = self.settings.paths.postgres_data_dir / "initdb.pw"
         pwfile.write_text(platform_secrets(self.settings)["postgres_admin_password"] + "\n")
         pwfile.chmod(0o600)
         self._own(pwfile)

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from include.settings import STATE_UMASK
+from include.settings.base import STATE_UMASK
 
 # Every process the platform starts carries this variable; its value is the state dir.
 MARKER_ENV = "ECOM_PLATFORM_STATE"

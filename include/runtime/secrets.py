@@ -19,7 +19,7 @@ def platform_secrets(settings: Settings) -> dict[str, str]:
     asked for."""
     from cryptography.fernet import Fernet
 
-    path = settings.run_dir / "secrets.json"
+    path = settings.paths.run_dir / "secrets.json"
     values = json.loads(path.read_text()) if path.exists() else {}
     wanted = {
         "postgres_password": lambda: secrets.token_urlsafe(18),
@@ -41,7 +41,7 @@ def platform_secrets(settings: Settings) -> dict[str, str]:
 def metrics_token(settings: Settings) -> str:
     """The bearer token of the metrics endpoint (``/ecom/metrics``), generated once into its
     own file (mode 0600) so Prometheus can read it as a ``credentials_file``."""
-    path = settings.metrics_token_file
+    path = settings.paths.metrics_token_file
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # Created 0600 before the token is written: never readable by others, not even briefly.

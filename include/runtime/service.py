@@ -22,7 +22,8 @@ from include.runtime.procs import (
     stop_tree,
     wait_until,
 )
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 
 
 @dataclass
@@ -39,12 +40,12 @@ class Service:
     @property
     def pid_file(self) -> PidFile:
         """Where the running process's PID is kept (in the state dir's run folder)."""
-        return PidFile(self.settings.run_dir / f"{self.name}.pid")
+        return PidFile(self.settings.paths.run_dir / f"{self.name}.pid")
 
     @property
     def log_file(self) -> Path:
         """The file the process's output goes to."""
-        return self.settings.log_dir / f"{self.name}.log"
+        return self.settings.paths.log_dir / f"{self.name}.log"
 
     @property
     def marker(self) -> str:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from include.runtime.procs import PlatformError
 from include.runtime.tools import jars, venv_bin
-from include.settings import PROJECT_ROOT, STATE_UMASK, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT, STATE_UMASK
 
 STREAMING_APP = PROJECT_ROOT / "spark_jobs" / "streaming_app.py"
 BACKFILL_APP = PROJECT_ROOT / "spark_jobs" / "backfill_app.py"

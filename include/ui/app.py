@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.settings import get_settings
 from include.ui import backfill_views, views
 from include.ui.metrics_route import metrics

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from include.backfill import REPORT_DIR
-from include.events import parse_utc
+from include.contract import parse_utc
 from include.jsonfile import read_json
-from include.progress import read_progress
 from include.settings import Settings
+from include.streaming.progress import read_progress
 
 MATCHES, DIFFERS, NOT_COMPARED = "matches", "differs", "not compared"
 
@@ -105,7 +105,7 @@ class BackfillReport:
 
 def reports_dir(settings: Settings) -> Path:
     """The folder of the reconciliation reports."""
-    return settings.metrics_dir / REPORT_DIR
+    return settings.paths.metrics_dir / REPORT_DIR
 
 
 def report_names(settings: Settings) -> list[str]:
@@ -119,11 +119,11 @@ def _late_dropped(settings: Settings, start: datetime | None, until: datetime | 
     dropped: dict[str, int] = {}
     if start is None:
         return dropped
-    for record in read_progress(settings.metrics_dir, tail_bytes=32_000_000):
+    for record in read_progress(settings.paths.metrics_dir, tail_bytes=32_000_000):
         moment = parse_utc(record.get("timestamp"))
         if moment is None or moment < start or (until is not None and moment > until):
             continue
-        name = record.get("name")
+        name = str(record.get("name"))
         dropped[name] = dropped.get(name, 0) + (record.get("rowsDroppedByWatermark") or 0)
     return dropped
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 VENDOR_ROOT = PROJECT_ROOT / ".cache" / "web" / "node_modules"
 

@@ -19,12 +19,12 @@ from typing import Any
 import pandas as pd
 
 from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGORY
-from include.events import parse_utc
-from include.pipeline_status import pipeline_status
-from include.progress import read_progress
+from include.contract import parse_utc
 from include.quality.history import newest_run, read_history
 from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
+from include.streaming.progress import read_progress
+from include.streaming.status import pipeline_status
 from include.tables import read_table
 from include.ui.charts import line_chart, sparkline
 
@@ -72,12 +72,12 @@ def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, 
     status = pipeline_status(settings)
     records = [
         r
-        for r in read_progress(settings.metrics_dir, tail_bytes=32_000_000)
+        for r in read_progress(settings.paths.metrics_dir, tail_bytes=32_000_000)
         if (parse_utc(r.get("timestamp")) or since) >= since
     ]
     by_query: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        by_query[record.get("name")].append(record)
+        by_query[str(record.get("name"))].append(record)
     found = []
     for current in status.queries:
         history = by_query.get(current.query, [])
@@ -109,7 +109,7 @@ def dead_letter_count(settings: Settings) -> int | None:
     """Rows in the dead-letter table, from the Delta log's statistics (no data read)."""
     from deltalake import DeltaTable
 
-    path = settings.table_path(DEAD_LETTERS.name)
+    path = settings.paths.table_path(DEAD_LETTERS.name)
     if not DeltaTable.is_deltatable(str(path)):
         return None
     actions = DeltaTable(str(path)).get_add_actions(flatten=True)
@@ -162,9 +162,9 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
     since = now - timedelta(hours=hours)
     checked, queries = query_health(settings, since)
     a = settings.analytics
-    revenue_rows = read_table(settings.table_path(REVENUE_BY_CATEGORY.name))
+    revenue_rows = read_table(settings.paths.table_path(REVENUE_BY_CATEGORY.name))
     revenue = whole_windows(_recent(revenue_rows, since), a.revenue_window_seconds)
-    funnel_rows = read_table(settings.table_path(CONVERSION_FUNNEL.name))
+    funnel_rows = read_table(settings.paths.table_path(CONVERSION_FUNNEL.name))
     funnel = whole_windows(_recent(funnel_rows, since), a.funnel_window_seconds)
     window = a.revenue_window_seconds
     bucket = max(window, round(hours * 3600 / 60 / window) * window)
@@ -274,4 +274,4 @@ def docs_root(settings: Settings):
     """The folder of the GX Data Docs site the quality runs build."""
     from include.quality.gx_runner import DOCS_SITE_NAME, GX_DIR_NAME
 
-    return settings.quality_dir / GX_DIR_NAME / "uncommitted" / "data_docs" / DOCS_SITE_NAME
+    return settings.paths.quality_dir / GX_DIR_NAME / "uncommitted" / "data_docs" / DOCS_SITE_NAME

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from include.analytics import PIPELINE
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 pytestmark = pytest.mark.bench
 

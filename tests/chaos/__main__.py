@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from include.runtime.cli import api_client
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 from tests import chaos
 from tests.chaos.campaign import run_campaign, say
 from tests.chaos.faults import Plan

@@ -22,12 +22,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from include import checkpoints
 from include.analytics import ANALYTICS, CLICK_TO_PURCHASE
-from include.kafka_client import end_offsets, read_to_end
-from include.progress import last_progress, read_progress
+from include.kafka.client import end_offsets, read_to_end
 from include.runtime.airflow_api import AirflowApi
 from include.settings import Settings
+from include.streaming import checkpoints
+from include.streaming.progress import last_progress, read_progress
 from tests.chaos.counting import DeadLetterCount, TableCount, count_dead_letters, count_table
 from tests.chaos.faults import INJECT, RECOVERY_TIMEOUT, Plan, wait_recovered
 from tests.chaos.stream import MALFORMED_KEY, EventStream
@@ -102,7 +102,7 @@ class Report:
 
 def last_watermark(settings: Settings, query: str) -> datetime | None:
     """The watermark in the query's last progress record (None before it has one)."""
-    record = last_progress(settings.metrics_dir, [query]).get(query) or {}
+    record = last_progress(settings.paths.metrics_dir, [query]).get(query) or {}
     mark = record.get("watermark")
     return datetime.fromisoformat(mark) if mark else None
 
@@ -111,7 +111,7 @@ def closed(settings: Settings, watermark: datetime) -> bool:
     """Every query has read the whole input topic, and every windowed analytic's watermark
     has reached `watermark` (the batch that emitted what it closes has finished)."""
     ends = end_offsets(settings.bootstrap_servers, settings.kafka.input_topic)
-    behind = checkpoints.lag(checkpoints.inspect(settings.pipeline_checkpoint), ends)
+    behind = checkpoints.lag(checkpoints.inspect(settings.paths.pipeline_checkpoint), ends)
     if sum(behind.values()):
         return False
     for query in WINDOWED:
@@ -189,4 +189,6 @@ def run_campaign(
 
 def late_rows(settings: Settings) -> int:
     """Rows the queries dropped as later than their watermark, over every progress record."""
-    return sum(r.get("rowsDroppedByWatermark") or 0 for r in read_progress(settings.metrics_dir))
+    return sum(
+        r.get("rowsDroppedByWatermark") or 0 for r in read_progress(settings.paths.metrics_dir)
+    )

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from include.analytics import DEAD_LETTERS
-from include.kafka_client import read_to_end
+from include.kafka.client import read_to_end
 from include.settings import Settings
 from tests.integration.dataset import ORACLES, emitted, expected_of, normalise
 from tests.integration.dataset import read_table as read_sink
@@ -67,7 +67,7 @@ def count_table(analytic: str, events: list[dict], watermark: datetime, settings
     _, order = ORACLES[analytic]
     expected = emitted(analytic, expected_of(analytic, events, settings), watermark, settings)
     expected = normalise(expected, order)
-    got = read_sink(settings.table_path(analytic))
+    got = read_sink(settings.paths.table_path(analytic))
     got = normalise(got, order) if len(got) else pd.DataFrame(columns=expected.columns)
     return compare_rows(analytic, expected, got, order)
 
@@ -114,7 +114,7 @@ def count_dead_letters(
     letters = [json.loads(r.value) for r in topic]
     in_topic = Counter((d["source_partition"], d["source_offset"]) for d in letters)
     reasons = {(d["source_partition"], d["source_offset"]): d["reason"] for d in letters}
-    table = read_sink(settings.table_path(DEAD_LETTERS.name))
+    table = read_sink(settings.paths.table_path(DEAD_LETTERS.name))
     in_table = Counter(
         zip(table.get("source_partition", []), table.get("source_offset", []), strict=True)
     )

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import psutil
 
-from include import checkpoints
-from include.driver_lease import Holder, live_holder
 from include.runtime.airflow import AirflowComponent
 from include.runtime.kafka import Kafka
 from include.settings import Settings
+from include.streaming import checkpoints
+from include.streaming.lease import Holder, live_holder
 
 KINDS = {
     "kill": "SIGKILL of the streaming driver (Python and JVM)",
@@ -58,7 +58,7 @@ class Plan:
 
 def driver(settings: Settings, timeout: float = 300.0) -> Holder:
     """The live driver holding the checkpoints (waits for one to start)."""
-    checkpoint = settings.pipeline_checkpoint
+    checkpoint = settings.paths.pipeline_checkpoint
     deadline = time.monotonic() + timeout
     while (holder := live_holder(checkpoint)) is None:
         if time.monotonic() > deadline:
@@ -112,7 +112,7 @@ def recovered_since(settings: Settings, since: float, faulted: int | None = None
     """The pipeline has a driver (not the `faulted` pid) that beat after `since` and has
     committed a batch itself: a frozen driver looks alive until its heartbeat is old, and
     woken to stop, it commits the batch it was in before the new one starts."""
-    path = settings.pipeline_checkpoint
+    path = settings.paths.pipeline_checkpoint
     holder = live_holder(path)
     if holder is None or holder.pid == faulted or holder.heartbeat < since:
         return False

@@ -12,8 +12,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from include.events import TutorialEventGenerator
-from include.kafka_client import producer
+from include.generators import TutorialEventGenerator
+from include.kafka.client import producer
 from include.settings import Settings
 from tests.integration.dataset import MALFORMED
 

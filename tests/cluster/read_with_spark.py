@@ -2,7 +2,7 @@
 
 ``python -m tests.cluster.read_with_spark`` reads {"topic": ..., "modes": {name: {ECOM_*
 variables}}} on stdin and prints {name: [record values]} as the last line: each read builds
-its Kafka options with ``Settings.spark_kafka_options()`` under that mode's variables, as
+its Kafka options with ``spark_kafka_options`` under that mode's variables, as
 the streaming app does.  A process of its own because the test process may already hold a
 SparkSession without the Kafka connector (the unit tests' one).
 """
@@ -15,6 +15,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from include.kafka.security import spark_kafka_options
 from include.runtime.spark_launch import connector_jars
 from include.settings import Settings
 
@@ -34,7 +35,7 @@ def main() -> None:
             os.environ.update(env)
             frame = (
                 spark.read.format("kafka")
-                .options(**Settings().spark_kafka_options())
+                .options(**spark_kafka_options(Settings()))
                 .option("subscribe", request["topic"])
                 # The consumer group prefix the streaming user's ACLs grant.
                 .option("groupIdPrefix", "spark-kafka-source")

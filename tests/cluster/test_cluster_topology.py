@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from include.kafka_client import admin, producer, read_to_end
-from include.progress import read_progress
+from include.kafka.client import admin, producer, read_to_end
+from include.kafka.topics import provision
 from include.runtime.kafka import Kafka, KafkaNode
 from include.runtime.procs import free_port
 from include.runtime.spark import SparkMaster, SparkWorker
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
-from include.topics import provision
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.dataset import (
     NAIVE_ZONE,
@@ -137,12 +137,12 @@ def test_a_broker_killed_mid_stream_loses_no_acknowledged_event(cluster) -> None
     settings, brokers, master = cluster
     sent, flush = seeded_events()
     half = len(sent) // 2
-    log = settings.log_dir / "streaming-cluster.log"
+    log = settings.paths.log_dir / "streaming-cluster.log"
     app = launch_app(settings, STREAMING_APP, log, master=master.url)
     try:
         acknowledged = send_tracked(settings, sent[:half])
         poll(
-            lambda: [r for r in read_progress(settings.metrics_dir) if r.get("numInputRows")],
+            lambda: [r for r in read_progress(settings.paths.metrics_dir) if r.get("numInputRows")],
             lambda found: len(found) > 0 and app.poll() is None,
             f"the streaming app on {master.url} to process input (log: {log})",
             timeout=300,

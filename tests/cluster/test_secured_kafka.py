@@ -1,6 +1,6 @@
 """The secured profile, proven with a real broker: SASL_SSL (SCRAM-SHA-512 or PLAIN) over
 TLS and mutual TLS, with certificates made for the test, and least-privilege ACLs
-(include/kafka_acls.py).
+(include/kafka/acls.py).
 
 A client without credentials, or with a wrong password, is refused; the producer may write
 the input topic but not an output topic; the streaming user may read the input and write
@@ -25,17 +25,18 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from include import kafka_acls
-from include.events import EventGenerator
-from include.kafka_client import admin
-from include.progress import read_progress
+from include.generators import EventGenerator
+from include.kafka import acls as kafka_acls
+from include.kafka.client import admin
+from include.kafka.topics import provision
 from include.runtime.kafka import SecuredKafka, scram_client_options
 from include.runtime.own_kafka import check_own_kafka
 from include.runtime.procs import free_port, port_owner
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.runtime.tls import make_broker_tls
-from include.settings import PROJECT_ROOT, Settings
-from include.topics import provision
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.dataset import as_bytes
 
@@ -155,7 +156,7 @@ def test_the_streaming_user_reads_the_input_and_writes_outputs_only(secured) -> 
 
 def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
     """Spark's Kafka source and sink, as the streaming user over SASL_SSL: the ACLs of
-    include/kafka_acls.py are enough for it to read, commit batches and write outputs."""
+    include/kafka/acls.py are enough for it to read, commit batches and write outputs."""
     settings, broker = secured
     events = list(EventGenerator(seed=4).stream(datetime.now(UTC), timedelta(seconds=1), 400))
     writer = producer_for(settings, **as_user(broker, "producer"))
@@ -165,7 +166,7 @@ def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
         )
     writer.flush()
     writer.close()
-    log = settings.log_dir / "streaming-secured.log"
+    log = settings.paths.log_dir / "streaming-secured.log"
     env = {
         "ECOM_KAFKA__SECURITY__PROTOCOL": "SASL_SSL",
         "ECOM_KAFKA__SECURITY__USERNAME": "streaming",
@@ -177,7 +178,7 @@ def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
         read = poll(
             lambda: sum(
                 r.get("numInputRows") or 0
-                for r in read_progress(settings.metrics_dir)
+                for r in read_progress(settings.paths.metrics_dir)
                 if r.get("name") == "revenue_by_category"
             ),
             lambda total: total >= len(events) or app.poll() is not None,
@@ -258,7 +259,7 @@ def test_every_client_reaches_the_broker_from_the_settings_alone(
     broker's ACLs say (the producer may not write an output topic)."""
     from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 
-    from include.kafka_client import producer, read_to_end
+    from include.kafka.client import producer, read_to_end
     from include.runtime.airflow import airflow_environment
 
     settings, broker = secured
@@ -347,7 +348,7 @@ def test_make_up_uses_your_own_kafka_and_starts_no_broker(secured, monkeypatch, 
         said = capsys.readouterr().out
         assert f"using your Kafka at {settings.bind_host}:{broker.port} (SASL_SSL, PLAIN" in said
         assert "no local broker is started" in said and "your Kafka answers" in said
-        assert not (mine.run_dir / "kafka.pid").exists()
+        assert not (mine.paths.run_dir / "kafka.pid").exists()
         assert port_owner(mine.bind_host, mine.kafka.port) is None
         provision(mine)
         cli.status(mine)

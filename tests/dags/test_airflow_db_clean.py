@@ -9,7 +9,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from include.maintenance.files import AIRFLOW_HISTORY_TABLES, clean_airflow_db
-from include.settings import MaintenanceSettings, Settings
+from include.settings import Settings
+from include.settings.sections import MaintenanceSettings
 
 
 def test_history_rows_past_keep_days_are_deleted(tmp_path, monkeypatch):

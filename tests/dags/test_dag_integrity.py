@@ -190,7 +190,7 @@ def test_the_scheduled_restart_waits_for_its_next_slot(parsed, after_slot, monke
 
 
 def test_the_streaming_driver_runs_in_the_one_slot_pool(parsed):
-    from include.settings import STREAMING_POOL
+    from include.settings.base import STREAMING_POOL
 
     (task,) = parsed["dags"]["streaming"]["tasks"]
     assert task["pool"] == STREAMING_POOL

@@ -34,7 +34,7 @@ def interval_of(moment: datetime, schedule: str) -> tuple[datetime, datetime]:
 
 def newest_ended_interval(settings: Settings) -> tuple[datetime, datetime]:
     """The newest interval that has ended and holds revenue windows the stream has written."""
-    revenue = read_table(settings.table_path("revenue_by_category"))
+    revenue = read_table(settings.paths.table_path("revenue_by_category"))
     assert revenue is not None and not revenue.empty, "no revenue rows to backfill"
     now = datetime.now(UTC)
     intervals = {
@@ -77,7 +77,7 @@ def check_backfill_runs(api: AirflowApi, settings: Settings) -> None:
     assert pd.Timestamp(run["data_interval_end"]) == pd.Timestamp(end), run
     state = api.wait_for_run(DAG_ID, run_id, {"success"}, timeout=BACKFILL_TIMEOUT)
     assert state == "success", (
-        f"backfill run {run_id} ended {state}; see {settings.log_dir / 'airflow'}"
+        f"backfill run {run_id} ended {state}; see {settings.paths.log_dir / 'airflow'}"
     )
     states = {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}
     assert states == {"check_interval": "success", "recompute_interval": "success"}, states

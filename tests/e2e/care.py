@@ -31,25 +31,25 @@ def referenced_files(table) -> int:
 
 def check_table_maintenance(api: AirflowApi, settings: Settings, env: dict) -> None:
     """Run the maintenance DAG now, while the stream writes, and check what it did."""
-    before = {q: referenced_files(settings.table_path(q)) for q in QUERIES}
-    on_disk = {q: parquet_files(settings.table_path(q)) for q in QUERIES}
+    before = {q: referenced_files(settings.paths.table_path(q)) for q in QUERIES}
+    on_disk = {q: parquet_files(settings.paths.table_path(q)) for q in QUERIES}
     run = api.trigger(DAG_ID)
     state = api.wait_for_run(DAG_ID, run, {"success", "failed"}, timeout=600)
     tasks = {ti["task_id"]: ti["state"] for ti in api.task_instances(DAG_ID, run)}
-    assert state == "success", f"{DAG_ID} {state}: {tasks}; logs under {settings.log_dir}"
+    assert state == "success", f"{DAG_ID} {state}: {tasks}; logs under {settings.paths.log_dir}"
     logs = "\n".join(
         path.read_text(errors="replace")
-        for path in (settings.log_dir / "airflow" / f"dag_id={DAG_ID}").rglob("*.log")
+        for path in (settings.paths.log_dir / "airflow" / f"dag_id={DAG_ID}").rglob("*.log")
     )
     for query in QUERIES:
         if not before[query]:
             continue  # no rows yet: nothing to compact
         assert re.search(rf"{query}: \d+ data files compacted to \d+", logs), query
         # One compacted file, plus what the stream appended since (a batch or two).
-        after = referenced_files(settings.table_path(query))
+        after = referenced_files(settings.paths.table_path(query))
         assert after <= 3 or after < before[query], (query, before[query], after)
     if env.get("ECOM_MAINTENANCE__VACUUM_RETENTION_HOURS") == "0":
         busiest = max(QUERIES, key=lambda q: on_disk[q])
-        left = parquet_files(settings.table_path(busiest))
+        left = parquet_files(settings.paths.table_path(busiest))
         if on_disk[busiest] >= 4:  # enough micro-batch files for the compaction to merge
             assert left < on_disk[busiest], (busiest, on_disk[busiest], left)

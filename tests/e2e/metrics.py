@@ -35,11 +35,11 @@ def check_metrics(api: AirflowApi, settings: Settings, env: dict[str, str]) -> N
     assert requests.get(url, timeout=30).status_code == 401
     # Airflow's login does not open it: Prometheus gets a token of its own.
     assert api.page("/ecom/metrics").status_code == 401
-    token = settings.metrics_token_file.read_text().strip()
-    assert settings.metrics_token_file.stat().st_mode & 0o077 == 0
+    token = settings.paths.metrics_token_file.read_text().strip()
+    assert settings.paths.metrics_token_file.stat().st_mode & 0o077 == 0
 
     query = REVENUE_BY_CATEGORY.name
-    progress = settings.metrics_dir / "progress.jsonl"
+    progress = settings.paths.metrics_dir / "progress.jsonl"
     batches = [
         json.loads(line)["batchId"]
         for line in progress.read_text().splitlines()

@@ -48,14 +48,15 @@ import pytest
 import requests
 
 from include.analytics import QUERIES
-from include.checkpoints import inspect
-from include.driver_lease import Holder, live_holder, read_holder
-from include.kafka_client import read_to_end
-from include.pipeline_status import pipeline_status
+from include.kafka.client import read_to_end
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
-from include.settings import PROJECT_ROOT, Settings
-from include.supervisor import LAGGING, NOT_STARTED, RUNNING
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
+from include.streaming.checkpoints import inspect
+from include.streaming.health import State
+from include.streaming.lease import Holder, live_holder, read_holder
+from include.streaming.status import pipeline_status
 from include.tables import read_table
 from tests.chaos.campaign import run_campaign
 from tests.chaos.faults import Plan
@@ -158,7 +159,7 @@ def admin_password(up_stdout: str) -> str:
 
 
 def read_revenue(settings: Settings) -> pd.DataFrame:
-    frame = read_table(settings.table_path("revenue_by_category"))
+    frame = read_table(settings.paths.table_path("revenue_by_category"))
     return pd.DataFrame() if frame is None else frame
 
 
@@ -174,7 +175,7 @@ def assert_tables_equal_oracle(settings: Settings, must_have_rows: set[str]) -> 
     in `must_have_rows`."""
     events = read_input_events(settings)
     for analytic, (_, order) in ORACLES.items():
-        got = read_table(settings.table_path(analytic))
+        got = read_table(settings.paths.table_path(analytic))
         if got is None or got.empty:
             assert analytic not in must_have_rows, f"{analytic} has no rows"
             continue
@@ -193,7 +194,7 @@ def restarted_by(
 ) -> float:
     """Run `dag_id` until a new driver holds the checkpoint and has committed a batch; the
     seconds from `since` (time.monotonic() when the driver died or froze)."""
-    checkpoint = settings.pipeline_checkpoint
+    checkpoint = settings.paths.pipeline_checkpoint
     committed = inspect(checkpoint).last_committed or -1
 
     def new_driver() -> Holder | None:
@@ -236,7 +237,22 @@ def assert_no_restart_of_a_past_slot(api: AirflowApi, since: datetime) -> None:
     assert not past, f"scheduled restarts of slots before the platform started: {past}"
 
 
+class Laps:
+    """Seconds per step of the test, written beside the platform's state (step-timings.json)
+    so the slow step of a slow run can be named."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.laps, self.last = path, {}, time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        now = time.monotonic()
+        self.laps[step] = round(now - self.last, 1)
+        self.last = now
+        self.path.write_text(json.dumps(self.laps, indent=1))
+
+
 def test_platform_end_to_end(platform):
+    lap = Laps(platform.settings.state / "step-timings.json")
     settings, env, up_stdout, alerts = (
         platform.settings,
         platform.env,
@@ -260,8 +276,10 @@ def test_platform_end_to_end(platform):
 
     # Data and logs are kept from other local users (umask 027; PostgreSQL's user may only
     # pass through the state dir to its own folder).
-    for path in (settings.state, settings.log_dir, settings.log_dir / "kafka.log"):
+    for path in (settings.state, settings.paths.log_dir, settings.paths.log_dir / "kafka.log"):
         assert path.stat().st_mode & 0o026 == 0, f"{path} is {oct(path.stat().st_mode)}"
+
+    lap("2. login and file modes")
 
     # 3. topics
     run = api.trigger("provision_topics")
@@ -269,7 +287,9 @@ def test_platform_end_to_end(platform):
 
     # Nothing streams yet: the supervisor says "not-started", never "dead ... restarting",
     # and `make status` (which exits 1 on a dead or stalled query) agrees.
-    assert_pipeline_shows(settings, env, {NOT_STARTED})
+    assert_pipeline_shows(settings, env, {State.NOT_STARTED})
+
+    lap("3. topics")
 
     # 4. producer and streaming, both long-running
     tutorial = {"rate": EXPECTED_RATE, "seed": 7, "event_format": "tutorial"}
@@ -281,16 +301,18 @@ def test_platform_end_to_end(platform):
     )
 
     # Idempotent: a second `make up` starts nothing twice; status sees every service.
-    pids = {f.name: f.read_text() for f in settings.run_dir.glob("*.pid")}
+    pids = {f.name: f.read_text() for f in settings.paths.run_dir.glob("*.pid")}
     state_mode = settings.state.stat().st_mode
     again = make("up", env, UP_TIMEOUT)
     # ...nor takes away what the running services need (PostgreSQL's user crosses the
     # state dir to its data: a second `make up` once locked it out).
     assert settings.state.stat().st_mode == state_mode
     assert again.stdout.count("already running") == len(pids) == 6, again.stdout
-    assert {f.name: f.read_text() for f in settings.run_dir.glob("*.pid")} == pids
+    assert {f.name: f.read_text() for f in settings.paths.run_dir.glob("*.pid")} == pids
     status = make("status", env, 60)
     assert status.stdout.count(" yes") == 6, status.stdout
+
+    lap("4. producer and streaming")
 
     # 5. closed windows reach the sink, each equal to the oracle over the input topic
     def sink_rows() -> pd.DataFrame:
@@ -299,7 +321,7 @@ def test_platform_end_to_end(platform):
             ti["task_id"]: ti["state"] for ti in api.task_instances("streaming", streaming_run)
         }
         assert states.get("run_streaming_app") == "running", (
-            f"streaming task is {states}; see its log under {settings.log_dir / 'airflow'}"
+            f"streaming task is {states}; see its log under {settings.paths.log_dir / 'airflow'}"
         )
         return read_revenue(settings)
 
@@ -315,14 +337,21 @@ def test_platform_end_to_end(platform):
     # then resumes on tables last checkpointed by delta-rs).
     check_table_maintenance(api, settings, env)
     assert_tables_equal_oracle(settings, {"revenue_by_category"})
-    assert_pipeline_shows(settings, env, {RUNNING, LAGGING})
+    assert_pipeline_shows(settings, env, {State.RUNNING, State.LAGGING})
     assert_no_restart_of_a_past_slot(api, platform.started)
+
+    lap("5. sink rows, maintenance")
 
     # 6. the quality DAG checks every table; its task links to its report in the plugin
     quality_run = api.trigger("data_quality", {"full": True})
     assert api.wait_for_run("data_quality", quality_run, {"success"}, timeout=300) == "success"
     assert (
-        settings.quality_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        settings.paths.quality_dir
+        / "gx"
+        / "uncommitted"
+        / "data_docs"
+        / "local_site"
+        / "index.html"
     ).exists()
     link = api.task_links("data_quality", quality_run, "check_sink_tables")["Quality report"]
     report = api.page(link)
@@ -336,8 +365,10 @@ def test_platform_end_to_end(platform):
     # Quality runs follow every table update; the supervisor now looks every 10 s.
     api.pause("data_quality")
 
+    lap("6. quality, pages, metrics")
+
     # 7. The scheduled restart, run now: a graceful stop, then a new streaming run.
-    running = read_holder(settings.pipeline_checkpoint)
+    running = read_holder(settings.paths.pipeline_checkpoint)
     asked = time.monotonic()
     timings = {
         "scheduled graceful restart": restarted_by(
@@ -347,6 +378,8 @@ def test_platform_end_to_end(platform):
     (settings.state / "restart-timings.json").write_text(json.dumps(timings))
     print("\n".join(f"{what}: {secs:.0f} s" for what, secs in timings.items()))
 
+    lap("7. scheduled restart")
+
     # 8. Stop the long-running producer; a run with a duration ends by itself.
     api.finish_run("producer", producer_run, note="replaced by the fault campaign's stream")
     second_run = api.trigger("producer", {**tutorial, "seed": 8, "duration_seconds": 15})
@@ -354,6 +387,8 @@ def test_platform_end_to_end(platform):
 
     # Start, quality and the scheduled restart: all was well, nobody was alerted.
     check_silent_before_faults(alerts)
+
+    lap("8. producer runs")
 
     # 9. A short fault campaign; recovery is the supervisor's, on its schedule.
     report = run_campaign(
@@ -386,7 +421,7 @@ def test_platform_end_to_end(platform):
     stops = [
         line
         for dag_id in ("supervisor", "streaming_restart")
-        for path in (settings.log_dir / "airflow" / f"dag_id={dag_id}").rglob("*.log")
+        for path in (settings.paths.log_dir / "airflow" / f"dag_id={dag_id}").rglob("*.log")
         for line in path.read_text().splitlines()
         if "driver pid" in line and "stop" in line
     ]
@@ -394,17 +429,20 @@ def test_platform_end_to_end(platform):
     assert not [line for line in stops if "hard-killed" in line], stops
 
     written = [
-        settings.table_path("revenue_by_category"),
-        *settings.table_path("revenue_by_category").glob("*.parquet"),
-        *(settings.log_dir / "airflow").rglob("*.log"),
-        settings.metrics_dir / "progress.jsonl",
+        settings.paths.table_path("revenue_by_category"),
+        *settings.paths.table_path("revenue_by_category").glob("*.parquet"),
+        *(settings.paths.log_dir / "airflow").rglob("*.log"),
+        settings.paths.metrics_dir / "progress.jsonl",
     ]
     loose = [f"{p} {oct(p.stat().st_mode)}" for p in written if p.stat().st_mode & 0o027]
     assert not loose, loose
+
+    lap("9. fault campaign, alerts, backfill")
 
     # 10. stop everything; nothing of ours survives
     make("down", env, 300)
     assert marked_processes(str(settings.state)) == []
     for port in (settings.kafka.port, settings.postgres.port, settings.airflow.port):
         assert not port_answers(settings.bind_host, port), f"port {port} still answers"
-    assert Path(settings.table_path("revenue_by_category")).exists(), "data must be kept"
+    assert Path(settings.paths.table_path("revenue_by_category")).exists(), "data must be kept"
+    lap("10. make down")

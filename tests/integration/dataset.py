@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 
 from include.analytics import ANALYTICS, CLICK_TO_PURCHASE, USER_SESSIONS
-from include.events import EventGenerator, TutorialEventGenerator
-from include.kafka_client import producer
+from include.generators import EventGenerator, TutorialEventGenerator
+from include.kafka.client import producer
 from include.settings import Settings
 from include.tables import read_table as committed_table
 from tests import oracle
@@ -179,7 +179,7 @@ def read_table(path) -> pd.DataFrame:
 
 
 # Each analytic's oracle (tests/oracle.py, expected_<name>) and the key its rows sort by.
-ORACLES = {a.name: (getattr(oracle, f"expected_{a.name}"), list(a.keys)) for a in ANALYTICS}
+ORACLES = {a.name: (oracle.EXPECTED[a.name], list(a.keys)) for a in ANALYTICS}
 # The analytics' event-time columns: compared as UTC timestamps whatever the reader gave.
 TIME_COLUMNS = tuple(
     dict.fromkeys(f.name for a in ANALYTICS for f in a.schema if pa.types.is_timestamp(f.type))
@@ -224,5 +224,5 @@ def expected_rows(analytic: str, sent: list[dict], flush: list[dict], settings: 
 
 def table_rows(analytic: str, settings: Settings, columns) -> pd.DataFrame:
     _, order = ORACLES[analytic]
-    got = read_table(settings.table_path(analytic))
+    got = read_table(settings.paths.table_path(analytic))
     return normalise(got, order)[list(columns)] if len(got) else got

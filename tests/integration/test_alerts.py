@@ -15,10 +15,12 @@ from kafka.admin import NewTopic
 from include.alerts import dead_letters
 from include.alerts.callbacks import supervisor_alert
 from include.alerts.notify import DEAD_LETTER_CONN_ID, alert_connections
-from include.driver_lease import Holder
-from include.kafka_client import admin
-from include.settings import PROJECT_ROOT, Settings
-from include.supervisor import Observation, classify
+from include.kafka.client import admin
+from include.kafka.security import confluent_kafka_options
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
+from include.streaming.health import Observation, classify
+from include.streaming.lease import Holder
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 BASE_URL = "http://airflow.example:8080"
@@ -150,7 +152,7 @@ def send_dead_letters(settings: Settings, topic: str, count: int) -> None:
     from confluent_kafka import Producer
 
     out = Producer(
-        {**settings.confluent_kafka_options(), "transactional.id": f"alerts-test-{topic}"}
+        {**confluent_kafka_options(settings), "transactional.id": f"alerts-test-{topic}"}
     )
     out.init_transactions(30)
     out.begin_transaction()

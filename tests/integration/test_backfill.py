@@ -21,12 +21,12 @@ import pytest
 from kafka import TopicPartition
 
 from include.analytics import ANALYTIC_NAMES, TIME_COLUMNS
-from include.events import EventGenerator
-from include.kafka_client import admin, producer
+from include.generators import EventGenerator
+from include.kafka.client import admin, producer
+from include.kafka.topics import provision
 from include.runtime.spark_launch import BACKFILL_APP, launch_app
 from include.settings import Settings
 from include.tables import read_table
-from include.topics import provision
 from spark_jobs.backfill_app import EXIT_NOT_RETAINED
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, normalise
@@ -68,7 +68,7 @@ def events(backfill_settings):
 
 
 def run_backfill(settings: Settings, name: str) -> tuple[int, str]:
-    log = settings.log_dir / f"backfill-{name}.log"
+    log = settings.paths.log_dir / f"backfill-{name}.log"
     start, end = (moment.isoformat() for moment in INTERVAL)
     proc = launch_app(settings, BACKFILL_APP, log, "--start", start, "--end", end)
     try:
@@ -88,7 +88,7 @@ def expected_in_interval(analytic: str, events: list[dict], settings: Settings) 
 
 
 def backfilled(analytic: str, settings: Settings, columns) -> pd.DataFrame:
-    frame = read_table(settings.backfill_table_path(analytic))
+    frame = read_table(settings.paths.backfill_table_path(analytic))
     assert frame is not None, f"no backfill table for {analytic}"
     return normalise(frame, ORACLES[analytic][1])[list(columns)]
 
@@ -114,7 +114,7 @@ def test_backfill_equals_the_oracle_and_a_rerun_changes_nothing(backfill_setting
 def test_an_interval_retention_has_deleted_is_refused(backfill_settings, events):
     settings = backfill_settings
     topic = settings.kafka.input_topic
-    before = {a: read_table(settings.backfill_table_path(a)) for a in ANALYTIC_NAMES}
+    before = {a: read_table(settings.paths.backfill_table_path(a)) for a in ANALYTIC_NAMES}
     # What retention does to old segments: the first records of every partition go.
     client = admin(settings.bootstrap_servers)
     client.delete_records({TopicPartition(topic, p): 100 for p in range(settings.kafka.partitions)})
@@ -124,4 +124,6 @@ def test_an_interval_retention_has_deleted_is_refused(backfill_settings, events)
     assert "Kafka no longer holds every event of interval" in log
     assert "has deleted records before offset 100" in log
     for analytic, frame in before.items():
-        pd.testing.assert_frame_equal(read_table(settings.backfill_table_path(analytic)), frame)
+        pd.testing.assert_frame_equal(
+            read_table(settings.paths.backfill_table_path(analytic)), frame
+        )

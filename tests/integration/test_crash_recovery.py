@@ -30,12 +30,12 @@ import pandas as pd
 import pytest
 
 from include.analytics import ROW_KEYS
-from include.driver_lease import read_holder
-from include.kafka_client import read_to_end
+from include.kafka.client import read_to_end
+from include.kafka.topics import provision
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
-from include.topics import provision
-from spark_jobs.sinks import KILL_IN_TOPIC_WRITE as KILL_IN_TOPIC_WRITE_VARIABLE
+from include.streaming.lease import read_holder
+from spark_jobs.output_topics import KILL_IN_TOPIC_WRITE as KILL_IN_TOPIC_WRITE_VARIABLE
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import (
@@ -65,7 +65,7 @@ def crash_settings(kafka, platform_env, tmp_path_factory):
 
 
 def committed_batches(settings: Settings) -> int:
-    commits = settings.pipeline_checkpoint / "commits"
+    commits = settings.paths.pipeline_checkpoint / "commits"
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.exists() else 0
 
 
@@ -96,7 +96,7 @@ def stop_under_load(settings: Settings, log) -> None:
     """SIGTERM while batches are queued: exit 0 at a batch boundary, nothing interrupted."""
     proc = run_until(settings, log, GRACEFUL_STOP_POINT)
     try:
-        driver = read_holder(settings.pipeline_checkpoint)
+        driver = read_holder(settings.paths.pipeline_checkpoint)
         assert driver is not None, f"no driver holds the checkpoint; see {log}"
         os.kill(driver.pid, signal.SIGTERM)  # the Python driver, as the supervisor does
         code = proc.wait(timeout=180)
@@ -173,7 +173,7 @@ def topic_rows(settings: Settings, output: str) -> Counter:
 
 def table_records(settings: Settings, output: str) -> Counter:
     """A table's rows as its topic should hold them: the contract's key and the row."""
-    frame = read_table(settings.table_path(output))
+    frame = read_table(settings.paths.table_path(output))
     columns = (
         ["source_topic", "source_partition", "source_offset", "reason"]
         if output == "dead_letters"
@@ -205,12 +205,12 @@ def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_setti
     provision(settings)
     sent, flush = seeded_events()
     malformed_at = produce_dataset(settings, sent, flush)
-    log = settings.log_dir / "streaming-crash.log"
+    log = settings.paths.log_dir / "streaming-crash.log"
 
     for kill_point in EXPECTED_KILL_POINTS:
         kill_hard(run_until(settings, log, kill_point))
-    killed_in_topic_write(settings, settings.log_dir / "streaming-topic-write.log")
-    stop_under_load(settings, settings.log_dir / "streaming-graceful.log")
+    killed_in_topic_write(settings, settings.paths.log_dir / "streaming-topic-write.log")
+    stop_under_load(settings, settings.paths.log_dir / "streaming-graceful.log")
 
     proc = launch(settings, log, *APP_ARGS)
     try:
@@ -220,7 +220,7 @@ def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_setti
             assert len(got) == len(expected), f"{analytic}: rows written twice"
             pd.testing.assert_frame_equal(got, expected, check_dtype=False)
         quarantine = poll(
-            lambda: read_table(settings.table_path("dead_letters")),
+            lambda: read_table(settings.paths.table_path("dead_letters")),
             lambda df: len(df) >= len(malformed_at),
             "quarantined records",
             timeout=120,

@@ -29,10 +29,10 @@ import pandas as pd
 import pytest
 
 from include.analytics import ANALYTICS
-from include.events import EventGenerator
-from include.kafka_client import read_to_end
-from include.progress import read_progress
-from include.topics import provision
+from include.generators import EventGenerator
+from include.kafka.client import read_to_end
+from include.kafka.topics import provision
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, emitted, expected_of, normalise, send, table_rows
@@ -135,7 +135,7 @@ def test_silence_closes_the_last_windows_even_after_a_kill_and_later_events_are_
     settings = idle_settings
     rule_delay = float(IDLE_ANALYTICS["IDLE_CLOSE_SECONDS"])
     watermark_delay = timedelta(seconds=int(IDLE_ANALYTICS["WATERMARK_SECONDS"]))
-    log = settings.log_dir / "streaming-idle.log"
+    log = settings.paths.log_dir / "streaming-idle.log"
     proc = launch(settings, log, *APP_ARGS)
     try:
         # 1-3: events, then silence.
@@ -166,10 +166,10 @@ def test_silence_closes_the_last_windows_even_after_a_kill_and_later_events_are_
         # They start now: event time moved on with the silence, so events of the minutes
         # before would be late (step 5).
         more = recent_events(datetime.now(UTC) + EVENT_SPAN, seed=22)
-        committed_before = len(list((settings.pipeline_checkpoint / "commits").iterdir()))
+        committed_before = len(list((settings.paths.pipeline_checkpoint / "commits").iterdir()))
         send(settings, more)
         poll(
-            lambda: len(list((settings.pipeline_checkpoint / "commits").iterdir())),
+            lambda: len(list((settings.paths.pipeline_checkpoint / "commits").iterdir())),
             lambda n: n > committed_before,
             "a batch with the new events committed",
             timeout=120,
@@ -211,6 +211,6 @@ def late_rows(settings) -> int:
     name = ANALYTICS[0].name
     return sum(
         r.get("rowsDroppedByWatermark") or 0
-        for r in read_progress(settings.metrics_dir)
+        for r in read_progress(settings.paths.metrics_dir)
         if r.get("name") == name
     )

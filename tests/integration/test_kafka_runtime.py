@@ -8,10 +8,10 @@ import json
 import pytest
 from kafka.admin import NewTopic
 
-from include.kafka_client import admin, read_to_end
+from include.kafka.client import admin, read_to_end
+from include.kafka.topics import TopicDriftError, desired_topics, provision
 from include.producer import ProducerParams, run_producer
 from include.settings import Settings
-from include.topics import TopicDriftError, desired_topics, provision
 
 pytestmark = pytest.mark.integration
 

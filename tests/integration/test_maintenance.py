@@ -17,11 +17,11 @@ import time
 import pandas as pd
 import pytest
 
+from include.kafka.topics import provision
 from include.maintenance.tables import LOG_DIR, care_for_table
 from include.quality.checks import table_suites
 from include.quality.slices import read_slice
-from include.settings import MaintenanceSettings
-from include.topics import provision
+from include.settings.sections import MaintenanceSettings
 from tests.conftest import parquet_files
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import (
@@ -62,10 +62,10 @@ def test_maintenance_while_the_stream_writes_keeps_every_row_once(care_settings,
     produce_dataset(settings, sent, flush)
     expected = expected_rows(ANALYTIC, sent, flush, settings)
     _, order = ORACLES[ANALYTIC]
-    path = settings.table_path(ANALYTIC)
+    path = settings.paths.table_path(ANALYTIC)
     suite = table_suites(settings)[ANALYTIC]
     stop_file = tmp_path / "stop"
-    log = settings.log_dir / "streaming-maintenance.log"
+    log = settings.paths.log_dir / "streaming-maintenance.log"
     # Batches of a sixth of the data set, a short trigger: seven commits, and most of
     # them meet a compaction.
     proc = launch(

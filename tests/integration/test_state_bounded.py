@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.events import EventGenerator
-from include.progress import read_progress
+from include.generators import EventGenerator
+from include.kafka.topics import provision
 from include.settings import Settings
-from include.topics import provision
+from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, send
@@ -39,7 +39,7 @@ def long_run_settings(kafka, platform_env, tmp_path_factory):
 
 
 def progress(settings: Settings) -> list[dict]:
-    return read_progress(settings.metrics_dir)
+    return read_progress(settings.paths.metrics_dir)
 
 
 def watermark_of(record: dict) -> datetime | None:
@@ -67,7 +67,7 @@ def test_state_rows_stay_flat_over_hours_of_events(long_run_settings, capsys):
     generator = EventGenerator(seed=3, users=3000, products=100, visits=False)
     events = list(generator.stream(START, timedelta(seconds=1), count))
     send(settings, events)
-    log = settings.log_dir / "streaming-long-run.log"
+    log = settings.paths.log_dir / "streaming-long-run.log"
     proc = launch(settings, log, "--max-offsets-per-trigger", "900", "--trigger-seconds", "1")
     try:
         # Done when every analytic has read every event (a batch records its end offsets).

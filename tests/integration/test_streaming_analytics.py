@@ -30,17 +30,17 @@ import pytest
 import requests
 
 from include.analytics import TIME_COLUMNS
-from include.checkpoints import relocate_command
-from include.driver_lease import live_holder
-from include.kafka_client import consumer, read_to_end
-from include.progress import read_progress
+from include.kafka.client import consumer, read_to_end
+from include.kafka.topics import provision
 from include.quality.run import run_quality
 from include.quality.source import KafkaInput
 from include.runtime.procs import alive
 from include.runtime.spark_launch import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
-from include.supervisor import supervise_once
-from include.topics import provision
+from include.streaming.checkpoints import relocate_command
+from include.streaming.lease import live_holder
+from include.streaming.progress import read_progress
+from include.streaming.supervisor import supervise_once
 from spark_jobs.backfill_app import EXAMPLE_ROWS
 from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE
 from tests.conftest import poll
@@ -74,7 +74,7 @@ def produced(kafka, settings):
 @pytest.fixture(scope="module")
 def streaming_run(produced, settings, tmp_path_factory):
     stop_file = tmp_path_factory.mktemp("ctl") / "stop"
-    log = settings.log_dir / "streaming-integration.log"
+    log = settings.paths.log_dir / "streaming-integration.log"
     proc = launch(settings, log, "--stop-file", str(stop_file))  # every query
     yield proc, stop_file, log
     if proc.poll() is None:
@@ -143,7 +143,7 @@ def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, stream
         shown = base64.b64decode(record["raw_value_base64"])
         # The message keeps at most max_event_bytes of the raw value; the table keeps all.
         assert shown == (raw[: len(shown)] if record["raw_value_truncated"] else raw)
-    quarantine = read_table(settings.table_path("dead_letters"))
+    quarantine = read_table(settings.paths.table_path("dead_letters"))
     table = {
         (r.source_partition, r.source_offset): (bytes(r.raw_value), r.reason)
         for r in quarantine.itertuples()
@@ -179,7 +179,7 @@ def test_the_quality_checks_pass_on_the_tables_spark_wrote(produced, streaming_r
 
 
 def progress_records(settings) -> list[dict]:
-    return read_progress(settings.metrics_dir)
+    return read_progress(settings.paths.metrics_dir)
 
 
 def dropped_by_watermark(records: list[dict]) -> Counter:
@@ -271,7 +271,7 @@ def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(
     sent, flush, _ = produced
     start = START.replace(second=0)
     interval = (start, start + timedelta(minutes=10))
-    log = settings.log_dir / "backfill-reconcile.log"
+    log = settings.paths.log_dir / "backfill-reconcile.log"
     # The data set's event times are an hour old but its Kafka record times are when this
     # module produced it, minutes or more after START was fixed: read that far.
     margin = int((datetime.now(UTC) - START).total_seconds()) + 3600
@@ -286,7 +286,7 @@ def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(
         env={"ECOM_BACKFILL__MARGIN_SECONDS": str(margin)},
     )
     assert proc.wait(timeout=400) == 0, f"backfill failed; see {log}"
-    (report_file,) = (settings.metrics_dir / "backfill").glob("*.json")
+    (report_file,) = (settings.paths.metrics_dir / "backfill").glob("*.json")
     report = json.loads(report_file.read_text())["analytics"]
     html = reconciliation_page(report_file.stem)
     shown = analytic_cells(html)
@@ -330,7 +330,7 @@ def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(
 
 def test_a_second_driver_on_the_same_checkpoints_is_refused(streaming_run, settings):
     proc, _, log = streaming_run
-    second_log = settings.log_dir / "streaming-second-driver.log"
+    second_log = settings.paths.log_dir / "streaming-second-driver.log"
     second = launch(settings, second_log)
     assert second.wait(timeout=120) == EXIT_CHECKPOINT_IN_USE
     message = re.search(r"in use by driver pid (\d+)", second_log.read_text())
@@ -361,7 +361,7 @@ def test_stop_file_stops_the_application_at_a_batch_boundary(streaming_run, sett
     stop_file.touch()
     assert proc.wait(timeout=120) == 0, f"streaming app did not exit 0; see {log}"
     # At a batch boundary: every planned batch of the one query was committed.
-    checkpoint = settings.pipeline_checkpoint
+    checkpoint = settings.paths.pipeline_checkpoint
     planned, committed = (
         max(int(f.name) for f in (checkpoint / log_dir).iterdir() if f.name.isdigit())
         for log_dir in ("offsets", "commits")
@@ -372,11 +372,11 @@ def test_stop_file_stops_the_application_at_a_batch_boundary(streaming_run, sett
 def test_the_supervisor_stops_a_driver_airflow_lost_track_of(settings):
     """A driver runs, but Airflow has no active streaming run (it marked the task failed):
     the supervisor stops the zombie at a batch boundary and asks for a new run."""
-    log = settings.log_dir / "streaming-zombie.log"
+    log = settings.paths.log_dir / "streaming-zombie.log"
     proc = launch(settings, log)
     try:
         holder = poll(
-            lambda: live_holder(settings.pipeline_checkpoint),
+            lambda: live_holder(settings.paths.pipeline_checkpoint),
             lambda found: found is not None and found.pid != os.getpid(),
             "the driver's lease",
             timeout=120,
@@ -406,12 +406,14 @@ def test_a_checkpoint_that_no_longer_fits_is_refused_with_the_fix(settings, tmp_
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ECOM_STATE_DIR", str(state))
         changed = Settings()
-    checkpoint = changed.pipeline_checkpoint
+    checkpoint = changed.paths.pipeline_checkpoint
     shutil.copytree(
-        settings.pipeline_checkpoint, checkpoint, ignore=shutil.ignore_patterns("_driver.lease")
+        settings.paths.pipeline_checkpoint,
+        checkpoint,
+        ignore=shutil.ignore_patterns("_driver.lease"),
     )
     send(settings, late_events()[:1])  # new input: a batch must run and load the state
-    log = changed.log_dir / "streaming-changed-query.log"
+    log = changed.paths.log_dir / "streaming-changed-query.log"
     proc = launch_app(changed, STREAMING_APP, log, "--outputs", "revenue_by_category", env=env)
     try:
         assert proc.wait(timeout=180) == 1, f"expected a refusal; see {log}"

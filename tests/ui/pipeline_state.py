@@ -18,11 +18,11 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from include import analytics
-from include.events import EventGenerator
-from include.progress import progress_path
+from include.generators import EventGenerator
 from include.quality.run import run_quality
 from include.quality.source import RecordsInput, SourceRecord
 from include.settings import Settings
+from include.streaming.progress import progress_path
 from tests import oracle
 
 DEAD_LETTERS = 7
@@ -77,7 +77,7 @@ LONG_CATEGORIES = [
 
 def _write(settings: Settings, table: str, frame: pd.DataFrame, mode: str = "overwrite") -> None:
     arrow = pa.Table.from_pandas(frame, schema=analytics.SCHEMAS[table], preserve_index=False)
-    write_deltalake(str(settings.table_path(table)), arrow, mode=mode)
+    write_deltalake(str(settings.paths.table_path(table)), arrow, mode=mode)
 
 
 def build(settings: Settings, now: datetime) -> Crafted:
@@ -132,7 +132,7 @@ def build(settings: Settings, now: datetime) -> Crafted:
                     "rowsDroppedByWatermark": 1 if minute in (5, 6) else 0,
                 }
             )
-    path = progress_path(settings.metrics_dir)
+    path = progress_path(settings.paths.metrics_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     verdicts = [
@@ -146,7 +146,7 @@ def build(settings: Settings, now: datetime) -> Crafted:
         }
         for query, (state, lag, *_rest) in QUERIES.items()
     ]
-    (settings.metrics_dir / "health.json").write_text(
+    (settings.paths.metrics_dir / "health.json").write_text(
         json.dumps({"at": now.timestamp(), "queries": verdicts})
     )
 

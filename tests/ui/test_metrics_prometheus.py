@@ -61,13 +61,13 @@ def write_state(settings: Settings, now: datetime) -> dict[str, dict]:
             }
             lines.append(json.dumps(record))
             last[query] = record
-    settings.metrics_dir.mkdir(parents=True, exist_ok=True)
-    (settings.metrics_dir / "progress.jsonl").write_text("\n".join(lines) + "\n")
+    settings.paths.metrics_dir.mkdir(parents=True, exist_ok=True)
+    (settings.paths.metrics_dir / "progress.jsonl").write_text("\n".join(lines) + "\n")
     verdicts = [
         {"query": q, "state": s, "reason": "written by the test", "total_lag": 1000 * n}
         for n, (q, s) in enumerate(STATES.items())
     ]
-    (settings.metrics_dir / "health.json").write_text(
+    (settings.paths.metrics_dir / "health.json").write_text(
         json.dumps({"at": now.timestamp(), "queries": verdicts})
     )
     runs = [
@@ -82,15 +82,15 @@ def write_state(settings: Settings, now: datetime) -> dict[str, dict]:
             ],
         },
     ]
-    settings.quality_dir.mkdir(parents=True, exist_ok=True)
-    (settings.quality_dir / "history.jsonl").write_text(
+    settings.paths.quality_dir.mkdir(parents=True, exist_ok=True)
+    (settings.paths.quality_dir / "history.jsonl").write_text(
         "".join(json.dumps(run) + "\n" for run in runs)
     )
     schema = analytics.DEAD_LETTERS.schema
     rows = {name: [None] * DEAD_LETTER_ROWS for name in schema.names}
     rows["source_offset"] = list(range(DEAD_LETTER_ROWS))
     write_deltalake(
-        str(settings.table_path(analytics.DEAD_LETTERS.name)),
+        str(settings.paths.table_path(analytics.DEAD_LETTERS.name)),
         pa.table(rows, schema=pa.schema([f.with_nullable(True) for f in schema])),
     )
     return last
@@ -131,7 +131,7 @@ def prometheus(served, tmp_path_factory) -> Iterator[str]:
     wrong = work / "wrong_token"
     wrong.write_text("not-the-token\n")
     target = base.removeprefix("http://")
-    jobs = [("ecom", settings.metrics_token_file), ("wrong_token", wrong)]
+    jobs = [("ecom", settings.paths.metrics_token_file), ("wrong_token", wrong)]
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [
@@ -227,7 +227,7 @@ def test_a_scrape_without_the_right_token_is_refused(served, prometheus) -> None
     assert requests.get(f"{base}/metrics", timeout=10).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert requests.get(f"{base}/metrics", headers=wrong, timeout=10).status_code == 401
-    token = settings.metrics_token_file.read_text().strip()
+    token = settings.paths.metrics_token_file.read_text().strip()
     good = requests.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert good.status_code == 200 and good.headers["content-type"].startswith("text/plain")
     # Prometheus' own view: the job with the wrong token is down, refused with 401.
@@ -246,7 +246,7 @@ def test_a_scrape_without_the_right_token_is_refused(served, prometheus) -> None
 
 def test_promtool_finds_nothing_to_lint_in_the_exposition(served) -> None:
     settings, base, _ = served
-    token = settings.metrics_token_file.read_text().strip()
+    token = settings.paths.metrics_token_file.read_text().strip()
     body = requests.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     promtool = prometheus_binary(settings).with_name("promtool")
     lint = subprocess.run(

@@ -25,7 +25,8 @@ from include.runtime.airflow import AirflowComponent, migrate_airflow_db
 from include.runtime.postgres import PG_SYSTEM_USER, Postgres
 from include.runtime.procs import free_port
 from include.runtime.secrets import platform_secrets
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 from include.ui.vendor import remaining_cdn_addresses
 from tests.ui.pipeline_state import DEAD_LETTERS, QUALITY_RUN_ID, QUERIES, Crafted, build
 

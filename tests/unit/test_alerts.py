@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from include.alerts.gate import Gate, seconds_until_due
 from include.alerts.messages import dead_letters, first_line, task_failed
 from include.alerts.notify import alert_connections, channels
-from include.settings import AlertSettings, Settings
+from include.settings import Settings
+from include.settings.sections import AlertSettings
 
 
 def test_an_alert_may_repeat_only_after_its_interval() -> None:

@@ -14,12 +14,15 @@ from spark_jobs import transforms
 from tests import oracle
 
 
+def test_every_analytic_has_one_transform_and_one_oracle_and_nothing_else_has() -> None:
+    assert set(transforms.TRANSFORMS) == set(oracle.EXPECTED) == {a.name for a in ANALYTICS}
+
+
 @pytest.mark.parametrize("analytic", ANALYTICS, ids=lambda a: a.name)
-def test_each_analytic_has_a_transform_and_an_oracle(analytic: Analytic) -> None:
-    transform = getattr(transforms, analytic.name, None)
-    assert inspect.isfunction(transform), f"spark_jobs.transforms.{analytic.name} is missing"
+def test_each_transform_takes_the_events_and_the_analytics_settings(analytic: Analytic) -> None:
+    transform = transforms.transform_of(analytic)
+    assert inspect.isfunction(transform)
     assert list(inspect.signature(transform).parameters) == ["events", "analytics"]
-    assert callable(getattr(oracle, f"expected_{analytic.name}", None))
 
 
 @pytest.mark.parametrize("output", OUTPUTS, ids=lambda o: o.name)

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 
 from include.backfill import Interval, report_path, scheduled_run_skip_reason, write_report
 from include.operators import ReconciliationLink
-from include.progress import progress_path
 from include.settings import Settings
+from include.streaming.progress import progress_path
 from tests.ui.backfill_page import analytic_cells, differing_rows
 
 START = datetime(2026, 11, 26, 10, tzinfo=UTC)
@@ -93,7 +93,7 @@ def client(settings) -> TestClient:
 
 
 def progress(settings: Settings, *records: tuple[datetime, str, int]) -> None:
-    path = progress_path(settings.metrics_dir)
+    path = progress_path(settings.paths.metrics_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         for moment, query, dropped in records:

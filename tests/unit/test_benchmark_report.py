@@ -7,7 +7,7 @@ import json
 from benchmarks import report
 from benchmarks.published import PUBLISHED
 from benchmarks.targets import BACKLOG_TARGET
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 
 def test_the_committed_document_is_the_published_results_rendered() -> None:

@@ -15,7 +15,7 @@ from benchmarks.designs import epoch
 from benchmarks.plans import AFTER, PER_BATCH_BEFORE
 from benchmarks.progress import caught_up, state_size, time_breakdown
 from benchmarks.targets import targets
-from include.settings import AnalyticsSettings
+from include.settings.sections import AnalyticsSettings
 
 # As printed by Kafka 4.1's tools (interim lines first, the summary last).
 PRODUCER_OUTPUT = (
@@ -130,7 +130,7 @@ def test_the_profile_summary_ranks_leaf_frames_and_groups_stacks() -> None:
         [
             "main (run.py:1);send_event (include/producer.py:70);dumps (json/__init__.py:238) 30",
             "main (run.py:1);send (kafka/producer/kafka.py:900);append (kafka/x.py:3) 50",
-            "main (run.py:1);event (include/events.py:90) 20",
+            "main (run.py:1);event (include/generators.py:90) 20",
         ]
     )
     summary = producer_profile.profile_summary(raw, top=2)
@@ -222,7 +222,7 @@ def test_the_latency_targets_read_the_defaults_not_the_before_row_beside_them() 
 def test_a_stateless_query_is_caught_up_once_a_late_batch_read_to_the_latest_offset(
     tmp_path,
 ) -> None:
-    from include.progress import progress_path
+    from include.streaming.progress import progress_path
 
     def record(name: str, rows: int, behind: int, watermark: str | None) -> dict:
         return {

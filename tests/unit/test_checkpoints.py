@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from include.checkpoints import (
+from include.settings import Settings
+from include.streaming.checkpoints import (
     backup_if_changed,
     inspect,
     lag,
     relocate,
 )
-from include.settings import Settings
 
 META = {"batchWatermarkMs": 0, "batchTimestampMs": 1, "conf": {}}
 
@@ -86,19 +86,19 @@ def test_relocate_moves_the_checkpoints_and_every_table_together(
 ) -> None:
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()
-    write_checkpoint(settings.pipeline_checkpoint, planned=0, committed=0)
+    write_checkpoint(settings.paths.pipeline_checkpoint, planned=0, committed=0)
     # A checkpoint of the six-query design, as an upgraded state dir has.
-    write_checkpoint(settings.checkpoint_path("conversion_funnel"), planned=3, committed=3)
+    write_checkpoint(settings.paths.checkpoint_path("conversion_funnel"), planned=3, committed=3)
     for table in ("revenue_by_category", "dead_letters"):
-        (settings.table_path(table) / "_delta_log").mkdir(parents=True)
+        (settings.paths.table_path(table) / "_delta_log").mkdir(parents=True)
     target = relocate(settings)
     assert (target / "checkpoints" / "pipeline" / "metadata").exists()
     assert (target / "checkpoints" / "conversion_funnel" / "commits" / "3").exists()
     assert (target / "tables" / "revenue_by_category" / "_delta_log").is_dir()
     assert (target / "tables" / "dead_letters" / "_delta_log").is_dir()
-    assert not settings.pipeline_checkpoint.exists()
-    assert not settings.checkpoint_path("conversion_funnel").exists()
-    assert not settings.table_path("revenue_by_category").exists()
+    assert not settings.paths.pipeline_checkpoint.exists()
+    assert not settings.paths.checkpoint_path("conversion_funnel").exists()
+    assert not settings.paths.table_path("revenue_by_category").exists()
 
 
 @pytest.mark.parametrize("planned,committed", [(0, 0), (7, 6)])
@@ -114,7 +114,7 @@ def test_spark_refusing_a_checkpoint_gets_the_relocate_command() -> None:
         "[STATE_STORE_KEY_SCHEMA_NOT_COMPATIBLE] Provided key schema does not match"
     )
     hint = checkpoint_hint("pipeline", spark_says)
-    assert hint and "`.venv/bin/python -m include.checkpoints relocate`" in hint
+    assert hint and "`.venv/bin/python -m include.streaming.checkpoints relocate`" in hint
     assert checkpoint_hint("pipeline", "Connection to Kafka refused") is None
 
 
@@ -124,14 +124,14 @@ def test_a_damaged_checkpoint_refuses_the_start(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()
     assert check_checkpoints(settings) is None  # nothing yet: a first start
-    write_checkpoint(settings.pipeline_checkpoint, planned=2, committed=1)
+    write_checkpoint(settings.paths.pipeline_checkpoint, planned=2, committed=1)
     assert check_checkpoints(settings) is None
     write_checkpoint(tmp_path / "bad", planned=5, committed=1)
-    shutil.rmtree(settings.pipeline_checkpoint)
-    shutil.copytree(tmp_path / "bad", settings.pipeline_checkpoint)
+    shutil.rmtree(settings.paths.pipeline_checkpoint)
+    shutil.copytree(tmp_path / "bad", settings.paths.pipeline_checkpoint)
     refusal = check_checkpoints(settings)
     assert refusal and refusal.startswith(
-        f"checkpoint {settings.pipeline_checkpoint} looks damaged"
+        f"checkpoint {settings.paths.pipeline_checkpoint} looks damaged"
     )
     assert "planned but only up to 1 committed" in refusal
 
@@ -143,10 +143,10 @@ def test_checkpoints_of_the_six_query_design_refuse_the_start_with_the_fix(
 
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()
-    write_checkpoint(settings.checkpoint_path("user_sessions"), planned=9, committed=9)
+    write_checkpoint(settings.paths.checkpoint_path("user_sessions"), planned=9, committed=9)
     refusal = check_checkpoints(settings)
     assert refusal and "checkpoints of the six-query design (user_sessions)" in refusal
-    assert "`.venv/bin/python -m include.checkpoints relocate`" in refusal
-    assert not settings.pipeline_checkpoint.exists()  # nothing changed
+    assert "`.venv/bin/python -m include.streaming.checkpoints relocate`" in refusal
+    assert not settings.paths.pipeline_checkpoint.exists()  # nothing changed
     relocate(settings)
     assert check_checkpoints(settings) is None

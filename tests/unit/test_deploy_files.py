@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from include.settings import PROJECT_ROOT
+from include.settings.base import PROJECT_ROOT
 
 SECRETS = (
     "POSTGRES_PASSWORD",

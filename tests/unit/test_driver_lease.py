@@ -12,23 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from include.driver_lease import (
+from include.runtime.procs import alive
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
+from include.streaming.lease import (
     CheckpointInUse,
     DriverLease,
     find_zombie,
     read_holder,
     stop_zombie,
 )
-from include.runtime.procs import alive
-from include.settings import PROJECT_ROOT, Settings
-from include.supervisor import ENDED, wait_for_streaming_to_end
+from include.streaming.supervisor import ENDED, wait_for_streaming_to_end
 from tests.conftest import poll
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from include.driver_lease import DriverLease
+    from include.streaming.lease import DriverLease
     lease = DriverLease({"q": Path(sys.argv[1])}, heartbeat_seconds=0.2)
     lease.acquire()
     print("held", flush=True)

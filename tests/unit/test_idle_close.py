@@ -1,12 +1,13 @@
-"""The idle rule (include.idle_close) without a broker: when a control record is due, what it
-says, and when the closer holds back."""
+"""The idle rule (include.streaming.idle_close) without a broker: when a control record is due,
+what it says, and when the closer holds back."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
-from include.idle_close import (
+from include.settings import get_settings
+from include.streaming.idle_close import (
     CONTROL_KEY,
     IdleCloser,
     IdleRule,
@@ -16,7 +17,6 @@ from include.idle_close import (
     idle_rule,
     newest_of,
 )
-from include.settings import get_settings
 
 T = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)
 RULE = IdleRule(idle_close_seconds=60, tick_seconds=5, horizon_seconds=1860)

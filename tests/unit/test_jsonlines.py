@@ -9,10 +9,11 @@ from itertools import islice
 
 from include import jsonlines
 from include.jsonlines import append_line, chain, newest_lines, tail_lines
-from include.progress import last_progress, read_progress
 from include.quality.history import append_history, read_history
 from include.quality.report import RunReport
-from include.settings import MaintenanceSettings, Settings
+from include.settings import Settings
+from include.settings.sections import MaintenanceSettings
+from include.streaming.progress import last_progress, read_progress
 
 
 def record(i: int) -> str:
@@ -101,7 +102,7 @@ def test_quality_history_rotates_and_the_pages_read_only_what_they_show(tmp_path
         append_history(
             settings, RunReport(f"run-{i}", "2026-01-01T00:00:00Z", "incremental", (), tmp_path)
         )
-    files = chain(settings.quality_dir / "history.jsonl")
+    files = chain(settings.paths.quality_dir / "history.jsonl")
     assert len(files) == 3 and all(f.stat().st_size <= 5000 for f in files)
     read = []
     real = jsonlines._reversed_lines

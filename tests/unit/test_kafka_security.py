@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from include.kafka.security import kafka_client_options, spark_kafka_options
 from include.settings import Settings
 
 SEC = "ECOM_KAFKA__SECURITY__"
@@ -39,7 +40,7 @@ def with_env(monkeypatch, **values: str) -> Settings:
 def test_a_combination_that_cannot_work_fails_saying_what_to_change(
     monkeypatch, values, says
 ) -> None:
-    from include.kafka_security import KafkaSecurityError
+    from include.settings.kafka import KafkaSecurityError
 
     with pytest.raises((KafkaSecurityError, ValueError), match=says) as refused:
         with_env(monkeypatch, **values)
@@ -47,7 +48,7 @@ def test_a_combination_that_cannot_work_fails_saying_what_to_change(
 
 
 def test_sasl_plain_over_tls_in_every_client(monkeypatch) -> None:
-    from include.kafka_security import confluent_options
+    from include.kafka.security import confluent_options
 
     settings = with_env(
         monkeypatch,
@@ -56,13 +57,13 @@ def test_sasl_plain_over_tls_in_every_client(monkeypatch) -> None:
         username="api-key",
         password='se"cr\\et',
     )
-    assert settings.kafka_client_options() == {
+    assert kafka_client_options(settings) == {
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "PLAIN",
         "sasl_plain_username": "api-key",
         "sasl_plain_password": 'se"cr\\et',
     }
-    spark = settings.spark_kafka_options()
+    spark = spark_kafka_options(settings)
     # JAAS needs the quote and the backslash escaped; no CA file: the system's trust store.
     assert spark["kafka.sasl.jaas.config"] == (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -81,7 +82,7 @@ def test_sasl_plain_over_tls_in_every_client(monkeypatch) -> None:
 def test_mutual_tls_gives_java_the_key_as_unencrypted_pkcs8(monkeypatch, tmp_path) -> None:
     """A SEC1 key encrypted with a password, as OpenSSL writes it: kafka-python and
     confluent-kafka read the files; Spark (Java) gets the same key as PKCS#8 text."""
-    from include.kafka_security import confluent_options
+    from include.kafka.security import confluent_options
 
     key = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / "client-key.pem"
@@ -102,14 +103,14 @@ def test_mutual_tls_gives_java_the_key_as_unencrypted_pkcs8(monkeypatch, tmp_pat
         ssl_keyfile=str(key_file),
         ssl_key_password="key-pw",
     )
-    assert settings.kafka_client_options() == {
+    assert kafka_client_options(settings) == {
         "security_protocol": "SSL",
         "ssl_cafile": "/ca.pem",
         "ssl_certfile": str(cert_file),
         "ssl_keyfile": str(key_file),
         "ssl_password": "key-pw",
     }
-    spark = settings.spark_kafka_options()
+    spark = spark_kafka_options(settings)
     assert spark["kafka.security.protocol"] == "SSL"
     assert "kafka.sasl.jaas.config" not in spark
     assert spark["kafka.ssl.keystore.certificate.chain"] == cert_file.read_text()
@@ -127,7 +128,7 @@ def test_mutual_tls_gives_java_the_key_as_unencrypted_pkcs8(monkeypatch, tmp_pat
     }
     monkeypatch.setenv(f"{SEC}SSL_KEY_PASSWORD", "wrong")
     with pytest.raises(ValueError, match="cannot read the client key"):
-        Settings().spark_kafka_options()
+        spark_kafka_options(Settings())
 
 
 def test_the_kafka_default_connection_is_derived_from_the_settings(monkeypatch, tmp_path):

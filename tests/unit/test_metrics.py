@@ -176,7 +176,7 @@ def test_last_quality_takes_each_tables_newest_checked_result(tmp_path, monkeypa
             "tables": [{"table": "a", "status": "pass"}, {"table": "b", "status": "skipped"}],
         },
     ]
-    path = settings.quality_dir / "history.jsonl"
+    path = settings.paths.quality_dir / "history.jsonl"
     path.parent.mkdir(parents=True)
     # A line being written (cut) at the end is ignored.
     path.write_text("".join(json.dumps(r) + "\n" for r in runs) + '{"at": "t3", "tab')
@@ -198,7 +198,7 @@ def test_the_token_is_private_stable_and_required(tmp_path, monkeypatch) -> None
     settings = Settings()
     token = metrics_token(settings)
     assert len(token) >= 40 and metrics_token(settings) == token
-    assert stat.S_IMODE(settings.metrics_token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.paths.metrics_token_file.stat().st_mode) == 0o600
 
     def request(header: str | None) -> Request:
         headers = [(b"authorization", header.encode())] if header is not None else []

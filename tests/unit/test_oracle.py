@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from include.settings import AnalyticsSettings
+from include.settings.sections import AnalyticsSettings
 from tests.oracle import (
     event_time,
     expected_conversion_funnel,

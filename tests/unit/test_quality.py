@@ -20,7 +20,7 @@ from deltalake import write_deltalake
 
 from include import analytics
 from include.analytics import ANALYTICS, SCHEMAS
-from include.events import EventGenerator
+from include.generators import EventGenerator
 from include.quality.checks import FAIL, WARN
 from include.quality.history import read_history
 from include.quality.report import PASS, DataQualityError, RunReport, raise_for_failures
@@ -39,7 +39,7 @@ FUNNEL_TABLE = analytics.CONVERSION_FUNNEL.name
 SESSION_TABLE = analytics.USER_SESSIONS.name
 CLICK_TABLE = analytics.CLICK_TO_PURCHASE.name
 DEAD_LETTER_TABLE = analytics.DEAD_LETTERS.name
-ORACLES = {a.name: getattr(oracle, f"expected_{a.name}") for a in ANALYTICS}
+ORACLES = {a.name: oracle.EXPECTED[a.name] for a in ANALYTICS}
 REVENUE_MATCHES_KAFKA = "revenue per window and category equals the purchases in Kafka"
 NO_DUPLICATES = "no key is written twice (exactly once)"
 SCHEMA = "columns and types match the table contract"
@@ -65,7 +65,7 @@ def records(evts: list[dict], extra: list[bytes] = ()) -> list[SourceRecord]:
 
 def write(settings: Settings, table: str, frame: pd.DataFrame, mode: str = "overwrite") -> None:
     arrow = pa.Table.from_pandas(frame, schema=SCHEMAS[table], preserve_index=False)
-    write_deltalake(str(settings.table_path(table)), arrow, mode=mode)
+    write_deltalake(str(settings.paths.table_path(table)), arrow, mode=mode)
 
 
 def dead_letter_rows(source: list[SourceRecord]) -> pd.DataFrame:
@@ -119,7 +119,7 @@ def test_good_tables_pass_every_check_and_leave_docs_and_history(world) -> None:
     revenue = statuses(report, REVENUE_TABLE)
     assert revenue[REVENUE_MATCHES_KAFKA] == PASS and revenue[NO_DUPLICATES] == PASS
     raise_for_failures(report)  # nothing to raise
-    assert report.report_path.is_file() and settings.quality_dir in report.report_path.parents
+    assert report.report_path.is_file() and settings.paths.quality_dir in report.report_path.parents
     (line,) = read_history(settings)
     assert line["status"] == PASS and line["run_id"] == report.run_id
     checks = {
@@ -251,7 +251,7 @@ def test_wrong_column_type_fails_schema_check(world) -> None:
     frame = oracle.expected_revenue_by_category(evts, settings.analytics)
     schema = SCHEMAS[REVENUE_TABLE].set(4, pa.field("purchase_count", pa.int32()))
     write_deltalake(
-        str(settings.table_path(REVENUE_TABLE)),
+        str(settings.paths.table_path(REVENUE_TABLE)),
         pa.Table.from_pandas(frame, schema=schema, preserve_index=False),
         mode="overwrite",
         schema_mode="overwrite",
@@ -299,7 +299,7 @@ def test_backfill_tables_are_checked_once_per_change(world) -> None:
     short = [e for e in evts if e is not purchase]
     backfilled = oracle.expected_revenue_by_category(short, settings.analytics)
     write_deltalake(
-        str(settings.backfill_table_path(REVENUE_TABLE)),
+        str(settings.paths.backfill_table_path(REVENUE_TABLE)),
         pa.Table.from_pandas(backfilled, schema=SCHEMAS[REVENUE_TABLE], preserve_index=False),
     )
 

@@ -23,7 +23,8 @@ from include.runtime.procs import (
     stop_tree,
 )
 from include.runtime.tools import java_binary
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
 
 
 @pytest.fixture

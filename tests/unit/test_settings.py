@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from include.kafka.security import kafka_client_options, spark_kafka_options
 from include.settings import Settings
 
 
@@ -19,8 +20,8 @@ def test_environment_overrides_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()
     assert settings.bootstrap_servers == "127.0.0.1:19092"
-    assert settings.checkpoint_path("q") == tmp_path / "checkpoints" / "q"
-    assert settings.table_path("t") == tmp_path / "tables" / "t"
+    assert settings.paths.checkpoint_path("q") == tmp_path / "checkpoints" / "q"
+    assert settings.paths.table_path("t") == tmp_path / "tables" / "t"
 
 
 def test_another_config_file_can_be_used(monkeypatch, tmp_path):
@@ -35,8 +36,8 @@ def test_kafka_security_reaches_kafka_python_and_spark_options(monkeypatch) -> N
     from include.settings import Settings
 
     plain = Settings()
-    assert plain.kafka_client_options() == {}
-    assert plain.spark_kafka_options() == {"kafka.bootstrap.servers": plain.bootstrap_servers}
+    assert kafka_client_options(plain) == {}
+    assert spark_kafka_options(plain) == {"kafka.bootstrap.servers": plain.bootstrap_servers}
     monkeypatch.setenv("ECOM_KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
     monkeypatch.setenv("ECOM_KAFKA__SECURITY__PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("ECOM_KAFKA__SECURITY__USERNAME", "streaming")
@@ -44,14 +45,14 @@ def test_kafka_security_reaches_kafka_python_and_spark_options(monkeypatch) -> N
     monkeypatch.setenv("ECOM_KAFKA__SECURITY__SSL_CAFILE", "/certs/ca.pem")
     secured = Settings()
     assert secured.bootstrap_servers == "k1:9092,k2:9092"
-    assert secured.kafka_client_options() == {
+    assert kafka_client_options(secured) == {
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "streaming",
         "sasl_plain_password": "s3cret",
         "ssl_cafile": "/certs/ca.pem",
     }
-    spark = secured.spark_kafka_options()
+    spark = spark_kafka_options(secured)
     assert spark["kafka.security.protocol"] == "SASL_SSL"
     assert 'username="streaming" password="s3cret";' in spark["kafka.sasl.jaas.config"]
     assert spark["kafka.ssl.truststore.location"] == "/certs/ca.pem"
@@ -124,7 +125,7 @@ def test_emit_at_once_by_default_runs_without_an_interval_and_polls_gently(monke
 
 
 def _sections(model: type, prefix: str = "") -> list[tuple[str, type]]:
-    from include.settings import Section
+    from include.settings.base import Section
 
     found = [(prefix, model)]
     for name, field in model.model_fields.items():
@@ -138,7 +139,7 @@ def test_every_value_is_written_once_in_the_shipped_file():
     """The models hold types and bounds; config/platform.toml holds every value.  The
     passwords (environment only) and the extra Spark settings (none by default) are the
     settings without a line in the file."""
-    from include.settings import Section, shipped_values
+    from include.settings.base import Section, shipped_values
 
     without_a_line = {
         "kafka.security.password",

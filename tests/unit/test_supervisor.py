@@ -10,20 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from include.driver_lease import Holder
-from include.progress import last_progress
-from include.settings import Settings, SupervisorSettings
-from include.supervisor import (
-    DEAD,
-    LAGGING,
-    RUNNING,
-    STALLED,
-    Observation,
-    classify,
-    input_end_offsets,
-    missed_slot,
-    started_after_slot,
-)
+from include.settings import Settings
+from include.settings.sections import SupervisorSettings
+from include.streaming.health import Observation, State, classify, input_end_offsets
+from include.streaming.lease import Holder
+from include.streaming.progress import last_progress
+from include.streaming.supervisor import missed_slot, started_after_slot
 
 CFG = SupervisorSettings(lag_warning_records=1000, stall_seconds=300, frozen_after_seconds=30)
 NOW = 1_800_000_000.0
@@ -41,19 +33,19 @@ def seen(driver_holder=None, lag: int | None = 0, since_commit: float | None = 5
 @pytest.mark.parametrize(
     "observation,state,action",
     [
-        (seen(driver(), lag=10), RUNNING, "none"),
-        (seen(driver(), lag=1000), RUNNING, "none"),  # at the threshold, not above
-        (seen(driver(), lag=1001), LAGGING, "warn"),
-        (seen(None, lag=0), DEAD, "restart"),
-        (seen(driver(heartbeat_age=31), lag=0), STALLED, "stop_and_restart"),
-        (seen(driver(), lag=5, since_commit=301), STALLED, "stop_and_restart"),
+        (seen(driver(), lag=10), State.RUNNING, "none"),
+        (seen(driver(), lag=1000), State.RUNNING, "none"),  # at the threshold, not above
+        (seen(driver(), lag=1001), State.LAGGING, "warn"),
+        (seen(None, lag=0), State.DEAD, "restart"),
+        (seen(driver(heartbeat_age=31), lag=0), State.STALLED, "stop_and_restart"),
+        (seen(driver(), lag=5, since_commit=301), State.STALLED, "stop_and_restart"),
         # No input waiting: a quiet query is not stalled, however long since its commit.
-        (seen(driver(), lag=0, since_commit=3600), RUNNING, "none"),
-        (seen(driver(), lag=5, since_commit=None), RUNNING, "none"),
+        (seen(driver(), lag=0, since_commit=3600), State.RUNNING, "none"),
+        (seen(driver(), lag=5, since_commit=None), State.RUNNING, "none"),
         # Kafka did not answer: a dead or frozen driver is still seen, nothing else judged.
-        (seen(None, lag=None), DEAD, "restart"),
-        (seen(driver(heartbeat_age=31), lag=None), STALLED, "stop_and_restart"),
-        (seen(driver(), lag=None, since_commit=3600), RUNNING, "none"),
+        (seen(None, lag=None), State.DEAD, "restart"),
+        (seen(driver(heartbeat_age=31), lag=None), State.STALLED, "stop_and_restart"),
+        (seen(driver(), lag=None, since_commit=3600), State.RUNNING, "none"),
     ],
 )
 def test_classification(observation, state, action) -> None:
@@ -85,7 +77,7 @@ def test_a_broker_that_does_not_answer_leaves_the_lag_unknown(caplog) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         servers = f"127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening
-        with caplog.at_level(logging.WARNING, logger="include.supervisor"):
+        with caplog.at_level(logging.WARNING, logger="include.streaming.supervisor"):
             assert input_end_offsets(servers, Settings()) is None
     assert f"Kafka at {servers} did not answer" in caplog.text
 

@@ -15,7 +15,8 @@ from include.maintenance.files import airflow_db_clean_command, cap_log, prune_o
 from include.maintenance.tables import LOG_DIR, care_for_table, clean_log, log_version
 from include.quality.checks import table_suites
 from include.quality.slices import read_slice
-from include.settings import MaintenanceSettings, Settings
+from include.settings import Settings
+from include.settings.sections import MaintenanceSettings
 from tests.conftest import parquet_files
 
 deltalake = pytest.importorskip("deltalake")
@@ -139,10 +140,10 @@ def test_a_damaged_table_does_not_stop_the_others(tmp_path):
     from include.maintenance.tables import care_for_tables
 
     settings = Settings(state_dir=tmp_path)
-    good = settings.table_path("revenue_by_category")
+    good = settings.paths.table_path("revenue_by_category")
     for i in range(3):
         append(good, i * 5)
-    damaged = settings.table_path("dead_letters") / LOG_DIR
+    damaged = settings.paths.table_path("dead_letters") / LOG_DIR
     damaged.mkdir(parents=True)
     (damaged / "00000000000000000000.json").write_text("not json\n")
     with pytest.raises(RuntimeError, match="dead_letters"):

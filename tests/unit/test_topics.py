@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from include.kafka.topics import TopicSpec, desired_topics, find_drift
 from include.settings import Settings
-from include.topics import TopicSpec, desired_topics, find_drift
 
 
 def test_desired_topics_follow_the_config(monkeypatch):

@@ -1,4 +1,4 @@
-"""The Kafka transaction's retry logic (spark_jobs/sinks.py), on fake producers: a call that
+"""The Kafka transaction's retry logic (spark_jobs/output_topics.py), on fake producers: a call that
 never returns (librdkafka's send_offsets_to_transaction while the group coordinator is
 away) costs a new producer and a retry, not the batch."""
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from spark_jobs import sinks
-from spark_jobs.sinks import StuckCall, TransactionalTopics, bounded
+from spark_jobs import output_topics
+from spark_jobs.output_topics import StuckCall, TransactionalTopics, bounded
 
 
 def test_bounded_returns_the_value_or_raises_the_error() -> None:
@@ -65,8 +65,8 @@ class FakeProducer:
 def topics(monkeypatch, tmp_path):
     """A TransactionalTopics without clients of its own: its producer is a FakeProducer
     whose offsets call hangs; a new producer is a healthy one."""
-    monkeypatch.setattr(sinks, "STUCK_GRACE_SECONDS", 0.0)
-    monkeypatch.setattr(sinks.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(output_topics, "STUCK_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(output_topics.time, "sleep", lambda seconds: None)
     release = threading.Event()
     stuck, healthy = FakeProducer("send_offsets", release), FakeProducer()
     made: list[FakeProducer] = []

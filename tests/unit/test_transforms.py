@@ -16,14 +16,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from include.analytics import BY_NAME
-from include.settings import AnalyticsSettings
+from include.settings.sections import AnalyticsSettings
+from spark_jobs.output_topics import to_kafka_records
 from spark_jobs.transforms import (
     click_to_purchase,
     conversion_funnel,
     deduplicate,
     high_value_users,
     revenue_by_category,
-    to_kafka_records,
     user_sessions,
     with_watermark,
 )

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -118,7 +119,7 @@ class DriverLease:
     def __init__(self, checkpoints: dict[str, Path], heartbeat_seconds: float = HEARTBEAT_SECONDS):
         self.checkpoints = checkpoints
         self.heartbeat_seconds = heartbeat_seconds
-        self._handles: dict[str, object] = {}
+        self._handles: dict[str, IO[str]] = {}
         self._started = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

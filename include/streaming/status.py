@@ -24,14 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.analytics import QUERIES
-from include.driver_lease import STALE_AFTER_SECONDS, read_holder
-from include.events import parse_utc
-from include.progress import last_progress
+from include.contract import parse_utc
 from include.settings import Settings
-from include.supervisor import DEAD, RUNNING, STALLED, read_health
+from include.streaming.health import State, read_health
+from include.streaming.lease import STALE_AFTER_SECONDS, read_holder
+from include.streaming.progress import last_progress
 
 STOPPED = "stopped"
-ALARMS = frozenset({DEAD, STALLED})
+ALARMS = frozenset({State.DEAD, State.STALLED})
 # The supervisor's record is stale after this many of its intervals without a new one.
 STALE_AFTER_ROUNDS = 3
 
@@ -74,9 +74,9 @@ def stale_after_seconds(settings: Settings) -> float:
 
 def live_driver_pid(settings: Settings, query: str, now: float) -> int | None:
     """The pid of the driver whose lease heartbeat is fresh (cheap: reads the lease file and
-    takes no lock, unlike :func:`include.driver_lease.live_holder`).  Every output `query`
+    takes no lock, unlike :func:`include.streaming.lease.live_holder`).  Every output `query`
     is a branch of the one streaming query: its driver holds the pipeline's checkpoint."""
-    holder = read_holder(settings.pipeline_checkpoint)
+    holder = read_holder(settings.paths.pipeline_checkpoint)
     if holder is None or holder.age(now) > STALE_AFTER_SECONDS:
         return None
     return holder.pid
@@ -93,7 +93,7 @@ def pipeline_status(
     checked, verdicts = read_health(settings)
     # The newest batch, not the one the supervisor saw (up to its interval older).
     if progress is None:
-        progress = last_progress(settings.metrics_dir, QUERIES)
+        progress = last_progress(settings.paths.metrics_dir, QUERIES)
     watched = checked is not None and now - checked.timestamp() <= stale_after_seconds(settings)
     since = f"since {checked:%Y-%m-%d %H:%M:%S} UTC" if checked else "yet"
     found = []
@@ -105,9 +105,9 @@ def pipeline_status(
         if watched and verdict:
             state, reason, pid = verdict["state"], verdict["reason"], verdict.get("driver_pid")
         elif (pid := live_driver_pid(settings, query, now)) is not None:
-            state = RUNNING
+            state = State.RUNNING
             reason = (
-                f"{query} {RUNNING}: driver pid {pid} is alive; the supervisor has not "
+                f"{query} {State.RUNNING}: driver pid {pid} is alive; the supervisor has not "
                 f"judged {since} (is its DAG paused?)"
             )
         else:

@@ -2,7 +2,7 @@
 
 Callers pass the brokers (`Settings.bootstrap_servers`: `[kafka] bootstrap_servers`, or the
 local broker); authentication (TLS, mutual TLS, SASL over TLS) comes from the settings'
-`[kafka.security]` (passwords from the environment only, include/kafka_security.py).
+`[kafka.security]` (passwords from the environment only, include/kafka/security.py).
 Nothing here connects at import time.
 """
 
@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from include.kafka.security import kafka_client_options
+from include.settings import get_settings
 
 # kafka-python 3 logs every bootstrap, connection and IO-loop start at INFO: twenty lines
 # per supervisor round in the Airflow task log.  Warnings and errors still show; a level
@@ -38,9 +41,7 @@ PRODUCER_DEFAULTS = {
 
 def security() -> dict:
     """The client security options of the platform settings (none for PLAINTEXT)."""
-    from include.settings import get_settings
-
-    return get_settings().kafka_client_options()
+    return kafka_client_options(get_settings())
 
 
 def admin(bootstrap_servers: str, **overrides) -> KafkaAdminClient:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from include.events import parse_utc
+from include.contract import parse_utc
 
 log = logging.getLogger("streaming_app")
 

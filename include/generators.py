@@ -17,38 +17,18 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-EVENT_TYPES = ("page_view", "add_to_cart", "purchase", "remove_from_cart")
-PURCHASE = "purchase"
-# Event types that carry a quantity of at least 1; the others may carry 0 (the tutorial does).
-COUNTED_EVENT_TYPES = ("add_to_cart", "purchase")
+from include.contract import COUNTED_EVENT_TYPES, EVENT_TYPES, iso_utc, money
+
 # Most clicks browse; few buy (a purchase or removal needs something in the cart).
 EVENT_TYPE_WEIGHTS = (0.70, 0.15, 0.10, 0.05)
 CATEGORIES = ("Electronics", "Clothing", "Books", "Home", "Sports", "Beauty", "Toys", "Grocery")
 DEVICE_TYPES = ("mobile", "desktop", "tablet")
 COUNTRIES = ("US", "UK", "DE", "FR", "CA", "AU", "JP", "BR", "IN", "NL")
 PRODUCT_WORDS = ("Pro", "Max", "Lite", "Classic", "Smart", "Eco", "Ultra", "Mini")
-
-REQUIRED_FIELDS = (
-    "event_id",
-    "event_type",
-    "timestamp",
-    "user_id",
-    "product_id",
-    "product_name",
-    "category",
-    "price",
-    "quantity",
-    "session_id",
-    "device_type",
-    "country",
-)
-# Fields an event may carry: revenue on a purchase (price * quantity).
-OPTIONAL_FIELDS = ("revenue",)
-CENTS = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -59,30 +39,6 @@ class Product:
     product_name: str
     category: str
     price: Decimal
-
-
-def money(value: Decimal | float | str) -> Decimal:
-    """Round to cents the way a shop does (half up), not banker's rounding."""
-    return Decimal(str(value)).quantize(CENTS, rounding=ROUND_HALF_UP)
-
-
-def parse_utc(text: object, naive_zone: str = "UTC") -> datetime | None:
-    """An ISO-8601 time as an aware UTC datetime, or None if unreadable; a time without an
-    offset is read in `naive_zone` (the contract's ``[events] naive_timezone``)."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(naive_zone))
-    return moment.astimezone(UTC)
-
-
-def iso_utc(moment: datetime) -> str:
-    """ISO-8601 with milliseconds and an explicit UTC offset."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -297,8 +253,3 @@ class TutorialEventGenerator:
         if event_type == "purchase":
             event["revenue"] = price * quantity
         return event
-
-
-def now_utc() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)

@@ -7,8 +7,8 @@ here are the only record of how far a query has read: lag is computed from them.
 
 Command line (what the error messages point to)::
 
-    python -m include.checkpoints check        # every checkpoint under the state dir
-    python -m include.checkpoints relocate     # start the pipeline afresh, on purpose
+    python -m include.streaming.checkpoints check        # every checkpoint under the state dir
+    python -m include.streaming.checkpoints relocate     # start the pipeline afresh, on purpose
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.analytics import OUTPUTS
-from include.settings import PROJECT_ROOT, Settings, get_settings
+from include.settings import Settings, get_settings
+from include.settings.base import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ STREAMING_CODE = (
     "spark_jobs/transforms.py",
     "spark_jobs/pipeline.py",
     "spark_jobs/sinks.py",
+    "spark_jobs/delta_tables.py",
+    "spark_jobs/output_topics.py",
 )
 
 
@@ -200,7 +203,7 @@ def backup_if_changed(checkpoint: Path, current: str) -> Path | None:
 def relocate_command() -> str:
     """The command that relocates the pipeline's checkpoint, for messages that tell an
     operator to run it."""
-    return ".venv/bin/python -m include.checkpoints relocate"
+    return ".venv/bin/python -m include.streaming.checkpoints relocate"
 
 
 def legacy_checkpoints(settings: Settings) -> list[Path]:
@@ -209,7 +212,7 @@ def legacy_checkpoints(settings: Settings) -> list[Path]:
     return [
         path
         for output in OUTPUTS
-        if ((path := settings.checkpoint_path(output.name)) / "metadata").exists()
+        if ((path := settings.paths.checkpoint_path(output.name)) / "metadata").exists()
     ]
 
 
@@ -223,11 +226,11 @@ def relocate(settings: Settings) -> Path:
     deleted: the moved folders stay under ``<checkpoints>/_retired/<stamp>/``.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = settings.checkpoint_root / RETIRED_DIR / stamp
+    target = settings.paths.checkpoint_root / RETIRED_DIR / stamp
     target.mkdir(parents=True)
-    moves = [("checkpoints/pipeline", settings.pipeline_checkpoint)]
+    moves = [("checkpoints/pipeline", settings.paths.pipeline_checkpoint)]
     moves += [(f"checkpoints/{p.name}", p) for p in legacy_checkpoints(settings)]
-    moves += [(f"tables/{o.name}", settings.table_path(o.name)) for o in OUTPUTS]
+    moves += [(f"tables/{o.name}", settings.paths.table_path(o.name)) for o in OUTPUTS]
     for kind, path in moves:
         if path.exists():
             (target / kind).parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line of the module docstring; the exit code is 1 when a checked checkpoint
     has a problem."""
     parser = argparse.ArgumentParser(
-        prog="python -m include.checkpoints",
+        prog="python -m include.streaming.checkpoints",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -261,14 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     queries = (
         sorted(
             p.name
-            for p in settings.checkpoint_root.iterdir()
+            for p in settings.paths.checkpoint_root.iterdir()
             if p.is_dir() and not p.name.startswith("_")
         )
-        if settings.checkpoint_root.exists()
+        if settings.paths.checkpoint_root.exists()
         else []
     )
     for query in queries:
-        report = inspect(settings.checkpoint_path(query))
+        report = inspect(settings.paths.checkpoint_path(query))
         state = "ok" if report.healthy else "; ".join(report.problems)
         print(f"{query}: planned {report.last_planned}, committed {report.last_committed}: {state}")
         code |= 0 if report.healthy else 1

@@ -9,15 +9,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from include.events import (
-    AWAY_MIN_SECONDS,
-    EVENT_TYPES,
-    REQUIRED_FIELDS,
-    EventGenerator,
-    TutorialEventGenerator,
-)
+from include.contract import EVENT_TYPES, REQUIRED_FIELDS
+from include.generators import AWAY_MIN_SECONDS, EventGenerator, TutorialEventGenerator
 from include.producer import encode
-from include.settings import AnalyticsSettings, ProducerSettings
+from include.settings.sections import AnalyticsSettings, ProducerSettings
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
 The settings are the one place that says where the brokers are and how to authenticate;
 this module turns them into the options of every client the platform has:
 
-* kafka-python (the DAG tasks, tools and tests, through ``include.kafka_client``),
+* kafka-python (the DAG tasks, tools and tests, through ``include.kafka.client``),
 * Spark's Kafka source and sink (``kafka.*`` options of the streaming and backfill apps),
 * confluent-kafka, the client of the apache-kafka provider, whose ``kafka_default``
   connection ``make up`` derives from the settings (``include.runtime.airflow``).
@@ -15,69 +15,15 @@ with SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (the mechanism of most managed Kafka 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from include.settings import KafkaSecurity
+from include.settings import Settings
+from include.settings.kafka import ENV, KafkaSecurity
 
 LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
     "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
 }
-ENV = "ECOM_KAFKA__SECURITY__"
-
-
-class KafkaSecurityError(Exception):
-    """A combination of ``[kafka.security]`` settings that cannot work; says what to change."""
-
-
-def security_problems(sec: KafkaSecurity) -> list[str]:
-    """What is wrong with a combination of security settings, each said as what to change
-    (empty: it can work)."""
-    problems = []
-    password = sec.password.get_secret_value()
-    client_cert = bool(sec.ssl_certfile or sec.ssl_keyfile)
-    if sec.protocol == "PLAINTEXT":
-        set_keys = [
-            key
-            for key, value in (
-                ("username", sec.username),
-                ("password", password),
-                ("ssl_cafile", sec.ssl_cafile),
-                ("ssl_certfile", sec.ssl_certfile),
-                ("ssl_keyfile", sec.ssl_keyfile),
-            )
-            if value
-        ]
-        if set_keys:
-            problems.append(
-                f"{', '.join(set_keys)} set but protocol is PLAINTEXT, which sends nothing of "
-                "them: set protocol = 'SSL' (TLS, client certificate) or 'SASL_SSL' (user and "
-                "password), or clear them"
-            )
-    if sec.protocol == "SSL" and (sec.username or password):
-        problems.append(
-            "username/password are for SASL, but protocol is SSL (a client certificate "
-            "authenticates): set protocol = 'SASL_SSL', or clear username and "
-            f"{ENV}PASSWORD"
-        )
-    if sec.protocol == "SASL_SSL":
-        if not sec.username:
-            problems.append(f"protocol SASL_SSL needs username (or {ENV}USERNAME)")
-        if not password:
-            problems.append(
-                f"protocol SASL_SSL needs the password in the environment: {ENV}PASSWORD"
-            )
-    if client_cert and not (sec.ssl_certfile and sec.ssl_keyfile):
-        missing = "ssl_keyfile" if sec.ssl_certfile else "ssl_certfile"
-        problems.append(
-            f"mutual TLS needs both ssl_certfile and ssl_keyfile: set {missing} too, or clear "
-            "the other"
-        )
-    if sec.ssl_key_password.get_secret_value() and not sec.ssl_keyfile:
-        problems.append(f"{ENV}SSL_KEY_PASSWORD is set but there is no ssl_keyfile")
-    return problems
 
 
 def missing_files(sec: KafkaSecurity) -> list[str]:
@@ -117,7 +63,7 @@ def _values(sec: KafkaSecurity) -> dict[str, str]:
     """The security values that apply to the mode (none for PLAINTEXT), by neutral name."""
     if sec.protocol == "PLAINTEXT":
         return {}
-    values = {"protocol": sec.protocol}
+    values: dict[str, str] = {"protocol": sec.protocol}
     if sec.protocol == "SASL_SSL":
         values |= {
             "mechanism": sec.sasl_mechanism,
@@ -142,7 +88,7 @@ def spark_options(sec: KafkaSecurity) -> dict[str, str]:
     """``kafka.*`` options of Spark's Kafka source and sink, besides the brokers."""
     if sec.protocol == "PLAINTEXT":
         return {}
-    options = {"kafka.security.protocol": sec.protocol}
+    options: dict[str, str] = {"kafka.security.protocol": sec.protocol}
     if sec.protocol == "SASL_SSL":
         # JAAS quoting: a password with a quote or backslash must be escaped.
         password = sec.password.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')
@@ -194,3 +140,21 @@ def confluent_options(sec: KafkaSecurity, bootstrap_servers: str) -> dict[str, s
     ``kafka_default`` connection."""
     values = {CONFLUENT_NAMES[name]: value for name, value in _values(sec).items()}
     return {"bootstrap.servers": bootstrap_servers, **values}
+
+
+def kafka_client_options(settings: Settings) -> dict[str, str]:
+    """kafka-python options for the configured security (none for PLAINTEXT)."""
+    return kafka_python_options(settings.kafka.security)
+
+
+def confluent_kafka_options(settings: Settings) -> dict[str, str]:
+    """confluent-kafka (librdkafka) options: the brokers and the security."""
+    return confluent_options(settings.kafka.security, settings.bootstrap_servers)
+
+
+def spark_kafka_options(settings: Settings) -> dict[str, str]:
+    """Options of Spark's Kafka source and sink: the brokers and the security."""
+    return {
+        "kafka.bootstrap.servers": settings.bootstrap_servers,
+        **spark_options(settings.kafka.security),
+    }

@@ -14,7 +14,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from include.analytics import ANALYTIC_NAMES
-from include.kafka_client import admin
+from include.kafka.client import admin
 from include.settings import Settings
 
 log = logging.getLogger(__name__)
