@@ -92,8 +92,7 @@ class Settings(Section, BaseSettings):
     @cached_property
     def state(self) -> Path:
         """The state dir, absolute (a relative ``state_dir`` is under the project root)."""
-        path = self.state_dir if self.state_dir.is_absolute() else PROJECT_ROOT / self.state_dir
-        return path.resolve()
+        return _under_project(self.state_dir)
 
     @cached_property
     def paths(self) -> StateLayout:
@@ -103,14 +102,12 @@ class Settings(Section, BaseSettings):
     @property
     def jar_dir(self) -> Path:
         """The jar cache, absolute (a relative ``jar_cache`` is under the project root)."""
-        path = self.jar_cache if self.jar_cache.is_absolute() else PROJECT_ROOT / self.jar_cache
-        return path.resolve()
+        return _under_project(self.jar_cache)
 
     @property
     def tool_dir(self) -> Path:
         """The tool cache, absolute (a relative ``tool_cache`` is under the project root)."""
-        path = self.tool_cache if self.tool_cache.is_absolute() else PROJECT_ROOT / self.tool_cache
-        return path.resolve()
+        return _under_project(self.tool_cache)
 
     def output_topic(self, analytic: str) -> str:
         """The Kafka topic an analytic's rows are published to."""
@@ -120,6 +117,11 @@ class Settings(Section, BaseSettings):
     def bootstrap_servers(self) -> str:
         """``[kafka] bootstrap_servers``, or the local broker when it is empty."""
         return self.kafka.bootstrap_servers or f"{self.bind_host}:{self.kafka.port}"
+
+
+def _under_project(path: Path) -> Path:
+    """`path` made absolute: a relative one is under the project root."""
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
 
 
 def get_settings() -> Settings:
