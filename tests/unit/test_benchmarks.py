@@ -11,7 +11,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from benchmarks import kafka_tools, latency, producer_profile, producer_variants, producers
-from benchmarks.designs import epoch
+from benchmarks.designs import batches_with_events, epoch
 from benchmarks.plans import AFTER, PER_BATCH_BEFORE
 from benchmarks.progress import caught_up, state_size, time_breakdown
 from benchmarks.targets import targets
@@ -246,3 +246,30 @@ def test_a_stateless_query_is_caught_up_once_a_late_batch_read_to_the_latest_off
     write(record("dead_letters", 30, 5, None))
     assert not caught_up(tmp_path, since, ("dead_letters",))
     assert not caught_up(tmp_path, since + 60, ("dead_letters",))
+
+
+def _batch(name: str, batch_id: int, events_read: int, control_read: int) -> dict:
+    """A progress record of a batch that has read the input topic up to `events_read` and
+    the idle rule's control topic up to `control_read` (one partition each)."""
+    end = {"events": {"0": events_read}, "events-control": {"0": control_read}}
+    return {
+        "name": name,
+        "batchId": batch_id,
+        "numInputRows": 1,
+        "sources": [{"description": "KafkaV2[Subscribe[events,events-control]]", "endOffset": end}],
+    }
+
+
+def test_throughput_counts_the_batches_that_read_events_not_the_idle_rules_records() -> None:
+    records = [
+        _batch("pipeline", 0, 150, 0),
+        _batch("pipeline", 1, 200, 0),
+        _batch("pipeline", 2, 200, 3),  # only control records: the backlog was read
+        _batch("dead_letters", 0, 150, 0),
+        _batch("dead_letters", 1, 200, 0),
+        _batch("dead_letters", 2, 200, 3),
+    ]
+    found = {(r["name"], r["batchId"]) for r in batches_with_events(records, "events")}
+    assert found == {("pipeline", 0), ("pipeline", 1), ("dead_letters", 0), ("dead_letters", 1)}
+    # Without a topic every batch with an input row counts (the six queries' design).
+    assert len(batches_with_events(records, None)) == 6
