@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import tutorial_queries
 from benchmarks.designs import DESIGN_APP
-from include.analytics import ANALYTIC_NAMES, DEAD_LETTERS, REVENUE_BY_CATEGORY
+from include.analytics import ANALYTIC_NAMES, DEAD_LETTERS
 from include.runtime.spark_launch import STREAMING_APP
 
 # The generated events' seed: every run sends the same events.
@@ -136,12 +136,6 @@ FLOOR = (
         queries=(DEAD_LETTERS.name,),
         seconds=180,
     ),
-    Lever(
-        "floor: revenue_by_category alone (de-duplication, windows, table, topic), trigger 1 s",
-        queries=(REVENUE_BY_CATEGORY.name,),
-        trigger_seconds=1,
-        seconds=180,
-    ),
     Lever("platform defaults, trigger 1 s", trigger_seconds=1, seconds=180),
 )
 # Target 3's floor: each query alone on the pipeline's own preload, after the pipeline run.
@@ -171,9 +165,8 @@ FULL = Plan(
     scale_users=(1_000, 100_000, 1_000_000),
     scale_events=500_000,
     profile=True,
-    # The floor rows that say what a batch costs (the dead-letter query at 1 s and 10 s) and
-    # what the 1 s trigger costs: revenue alone and state in the heap are stage 3's concern.
-    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, EMIT_INTERVAL, TUTORIAL_PEER, *FLOOR[:2], FLOOR[3]),
+    # State in the heap is stage 3's concern.
+    rest_levers=(SIX_QUERIES, PER_BATCH_AFTER, EMIT_INTERVAL, TUTORIAL_PEER, *FLOOR),
 )
 SHORT = Plan(
     mode="short",

@@ -29,9 +29,8 @@ left out with --skip is shown from its own run, which names itself:
    of issue 14 runs too.
 5. Scale: state rows, state memory and batch duration as distinct users grow.
 6. At rest (full mode): the `make up` producer rate for five minutes, the per-batch levers
-   before and after side by side, then the floor rows (FLOOR: the 1 s trigger with one
-   query, one analytic, all six; one query at 10 s; all analytics as one query): the
-   application's CPU (its
+   before and after side by side, then the floor rows (FLOOR: the dead-letter branch alone
+   at the 1 s and the 10 s trigger, every output at 1 s): the application's CPU (its
    whole process tree, per minute and by kind of thread, benchmarks/threads.py) and
    where each query's micro-batch goes (benchmarks/breakdown.py).  Every latency run
    reports the same.
