@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import report
+from benchmarks import report, report_values
 from benchmarks.published import PUBLISHED
 from benchmarks.targets import BACKLOG_TARGET
 from include.settings.base import PROJECT_ROOT
@@ -43,7 +43,7 @@ def test_the_backlog_floor_is_the_slowest_query_alone() -> None:
         "pipeline": ran("together", 4_000),
         "alone": [ran("dead_letters alone", 25_000), ran("click_to_purchase alone", 8_000)],
     }
-    text = report.render_section("alone_section", report.alone(results))
+    text = report.render_section("alone_section", report_values.alone(results))
     # One second of the machine over the rate: 1e6 / 25,000 = 40 us, 1e6 / 8,000 = 125 us.
     assert "| dead_letters alone | 1,000 | 1.0 | 1 | 25,000 | 40 |" in text
     assert "slowest row: click_to_purchase alone, 8,000 events/s" in text
@@ -51,5 +51,5 @@ def test_the_backlog_floor_is_the_slowest_query_alone() -> None:
     assert f"({1e6 / BACKLOG_TARGET:.0f} microseconds)" in text
     # Read once: 125 - 40 of its own plus 40 of reading.
     assert "125 microseconds per event at best, 8,000 events/s" in text
-    assert report.alone({**results, "alone": []}) is None
+    assert report_values.alone({**results, "alone": []}) is None
     assert report.render_section("alone_section", None) == ""
