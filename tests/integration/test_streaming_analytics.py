@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -39,7 +38,6 @@ from include.runtime.spark_launch import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
 from include.streaming.checkpoints import relocate_command
 from include.streaming.lease import live_holder
-from include.streaming.progress import read_progress
 from include.streaming.supervisor import supervise_once
 from spark_jobs.backfill_app import EXAMPLE_ROWS
 from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE
@@ -58,8 +56,13 @@ from tests.integration.dataset import (
     send,
     table_rows,
 )
-from tests.integration.streaming import launch
-from tests.ui.backfill_page import analytic_cells, differing_rows
+from tests.integration.streaming import (
+    dropped_by_watermark,
+    have_read,
+    launch,
+    progress_records,
+)
+from tests.ui.backfill_page import analytic_cells, as_rows, differing_rows, reconciliation_page
 
 pytestmark = pytest.mark.integration
 
@@ -178,24 +181,6 @@ def test_the_quality_checks_pass_on_the_tables_spark_wrote(produced, streaming_r
     )
 
 
-def progress_records(settings) -> list[dict]:
-    return read_progress(settings.paths.metrics_dir)
-
-
-def dropped_by_watermark(records: list[dict]) -> Counter:
-    dropped: Counter = Counter()
-    for record in records:
-        dropped[record["name"]] += record["rowsDroppedByWatermark"]
-    return dropped
-
-
-def have_read(record: dict, offsets: dict[int, int], topic: str) -> bool:
-    """Whether the batch of this progress record ended past every given offset of `topic`."""
-    (source,) = record["sources"]
-    ends = source["endOffset"][topic]
-    return all(int(ends.get(str(p), 0)) > offset for p, offset in offsets.items())
-
-
 def test_events_beyond_the_watermark_are_counted_and_change_nothing(
     produced, streaming_run, settings
 ):
@@ -238,28 +223,6 @@ def test_events_beyond_the_watermark_are_counted_and_change_nothing(
         expected = expected_rows(analytic, sent, flush, settings)
         got = table_rows(analytic, settings, expected.columns)
         pd.testing.assert_frame_equal(got, expected, check_dtype=False)
-
-
-def as_rows(frame: pd.DataFrame) -> Counter:
-    """A frame as a multiset of hashable rows."""
-    return Counter(
-        tuple(tuple(v) if isinstance(v, list) else v for v in row)
-        for row in frame.itertuples(index=False)
-    )
-
-
-def reconciliation_page(name: str) -> str:
-    """The plugin's page of the reconciliation report `name`, as a logged-in user sees it
-    (the app in-process; tests/ui/ checks the login itself)."""
-    from fastapi.testclient import TestClient
-
-    from include.ui.app import create_app, current_user
-
-    app = create_app()
-    app.dependency_overrides[current_user] = lambda: "admin"
-    page = TestClient(app).get(f"/backfill/{name}")
-    assert page.status_code == 200, page.text
-    return page.text
 
 
 def test_a_backfill_reconciles_with_the_stream_and_blames_only_the_late_events(

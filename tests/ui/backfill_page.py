@@ -4,7 +4,10 @@ way a user reads it: per analytic, the text of each of its cells."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from html import unescape
+
+import pandas as pd
 
 
 def analytic_cells(html: str) -> dict[str, dict[str, str]]:
@@ -39,3 +42,25 @@ def differing_rows(html: str, analytic: str, side: str) -> list[dict[str, str]]:
         )
         for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
     ]
+
+
+def as_rows(frame: pd.DataFrame) -> Counter:
+    """A frame as a multiset of hashable rows."""
+    return Counter(
+        tuple(tuple(v) if isinstance(v, list) else v for v in row)
+        for row in frame.itertuples(index=False)
+    )
+
+
+def reconciliation_page(name: str) -> str:
+    """The plugin's page of the reconciliation report `name`, as a logged-in user sees it
+    (the app in-process; tests/ui/ checks the login itself)."""
+    from fastapi.testclient import TestClient
+
+    from include.ui.app import create_app, current_user
+
+    app = create_app()
+    app.dependency_overrides[current_user] = lambda: "admin"
+    page = TestClient(app).get(f"/backfill/{name}")
+    assert page.status_code == 200, page.text
+    return page.text
