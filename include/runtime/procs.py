@@ -160,12 +160,35 @@ def stop_tree(pid: int, timeout: float = 30.0) -> bool:
         return False
     procs = session_members(sid)
     _signal_all(procs, signal.SIGTERM)
-    _, still = psutil.wait_procs(procs, timeout=timeout)
+    still = wait_ended(procs, timeout)
     if still:
         _signal_all(still, signal.SIGKILL)
-        psutil.wait_procs(still, timeout=10)
+        wait_ended(still, 10)
         return True
     return False
+
+
+def wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited; returns those still running after `timeout`.
+
+    A process that exited but was not reaped (a zombie) has ended: its parent may be a
+    process that never waits for it, such as the test or the fault campaign that restarted
+    a service, and waiting for the zombie to go would only wait out the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        # Reaps the ones that are our own children; the others' zombies stay listed.
+        _, alive = psutil.wait_procs(procs, timeout=0.2)
+        procs = [p for p in alive if _running(p)]
+        if not procs or time.monotonic() >= deadline:
+            return procs
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def session_members(sid: int) -> list[psutil.Process]:

@@ -83,6 +83,26 @@ def test_stop_tree_ends_children_in_their_own_process_group_too(tmp_path):
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
 
 
+def test_stop_tree_counts_an_unreaped_process_as_stopped(tmp_path):
+    # The service's parent is a third process that never reaps it (as when a test or the
+    # fault campaign restarted the service): once SIGTERM ends it, it is a zombie.
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'],\n"
+        "                         start_new_session=True)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        service = int(parent.stdout.readline())
+        assert stop_tree(service, timeout=20) is False, "it ended on SIGTERM: nothing to kill"
+        assert psutil.Process(service).status() == psutil.STATUS_ZOMBIE
+    finally:
+        parent.kill()
+        parent.wait()
+
+
 def test_kill_marked_finds_reparented_leftovers(tmp_path):
     marker = str(tmp_path)
     # A child that escapes its parent's process group, as a daemonising JVM could.
