@@ -279,7 +279,7 @@ def read_health(settings: Settings) -> tuple[datetime | None, dict[str, dict[str
 
 
 def input_end_offsets(
-    bootstrap_servers: str, settings: Settings
+    bootstrap_servers: str, settings: Settings, timeout_ms: int = 10_000
 ) -> dict[str, dict[str, int]] | None:
     """The input topic's end offsets; None when Kafka does not answer.  A broker restart must
     not blind the supervisor: a failed round waits out Airflow's retry delay, minutes in
@@ -289,7 +289,7 @@ def input_end_offsets(
     try:
         # 10 s, not the client's 30: the round's other judgements wait for this one.
         return end_offsets(
-            bootstrap_servers, settings.kafka.input_topic, bootstrap_timeout_ms=10_000
+            bootstrap_servers, settings.kafka.input_topic, bootstrap_timeout_ms=timeout_ms
         )
     except KafkaError as error:
         log.warning(

@@ -28,96 +28,105 @@ from tests.unit.records import (
     KAFKA_TS,
     RAW_SCHEMA,
     TOPIC,
+    Reasons,
     event_bytes,
     raw_frame,
-    reason_of,
 )
 
+UNSAFE_TEXT = [
+    ({"category": "Books\u202etxt.exe"}, "unsafe_text:category"),  # right-to-left override
+    ({"category": "\u2066Books\u2069"}, "unsafe_text:category"),  # isolates
+    ({"category": "Books\u200f"}, "unsafe_text:category"),  # right-to-left mark
+    ({"category": "Bo\u0007oks"}, "unsafe_text:category"),  # a bell
+    ({"category": "Books\n"}, "unsafe_text:category"),
+    ({"product_name": "Tab\there"}, "unsafe_text:product_name"),
+    ({"user_id": "u\u0000"}, "unsafe_text:user_id"),
+    # Any printable text is fine, accents, scripts and emoji included.
+    ({"category": "Bücher & Spiele"}, None),
+    ({"category": "玩具 🧸"}, None),
+    ({"category": "ألعاب"}, None),  # right-to-left script, no override
+]
 
-@pytest.mark.parametrize(
-    ("changes", "expected"),
-    [
-        ({"category": "Books\u202etxt.exe"}, "unsafe_text:category"),  # right-to-left override
-        ({"category": "\u2066Books\u2069"}, "unsafe_text:category"),  # isolates
-        ({"category": "Books\u200f"}, "unsafe_text:category"),  # right-to-left mark
-        ({"category": "Bo\u0007oks"}, "unsafe_text:category"),  # a bell
-        ({"category": "Books\n"}, "unsafe_text:category"),
-        ({"product_name": "Tab\there"}, "unsafe_text:product_name"),
-        ({"user_id": "u\u0000"}, "unsafe_text:user_id"),
-        # Any printable text is fine, accents, scripts and emoji included.
-        ({"category": "Bücher & Spiele"}, None),
-        ({"category": "玩具 🧸"}, None),
-        ({"category": "ألعاب"}, None),  # right-to-left script, no override
-    ],
-)
+MALFORMED = [
+    # size: 1100 bytes of padding alone exceeds the 1024-byte limit
+    (event_bytes(padding="x" * 1100), "oversize"),
+    (b'{"event_id": "\xff\xfe"}', "invalid_utf8"),
+    (b'{"event_id": "e-1", ', "not_json"),
+    (b"", "not_json"),
+    (None, "not_json"),
+    (b"[1, 2, 3]", "not_json_object"),
+    (b'"a string"', "not_json_object"),
+    (b"null", "not_json_object"),
+    (event_bytes(drop=("price",)), "missing_field:price"),
+    (event_bytes(user_id=None), "missing_field:user_id"),
+    (event_bytes(event_id=""), "missing_field:event_id"),
+    (event_bytes(drop=("revenue",)), "missing_field:revenue"),
+    # first failing check wins: user_id comes before price in REQUIRED_FIELDS ...
+    (event_bytes(drop=("price", "user_id")), "missing_field:user_id"),
+    # ... and every missing field is reported before any wrong type
+    (event_bytes(drop=("country",), quantity="many"), "missing_field:country"),
+    (event_bytes(price="abc"), "wrong_type:price"),
+    (event_bytes(price=True), "wrong_type:price"),
+    (event_bytes(quantity=2.5), "wrong_type:quantity"),
+    (event_bytes(quantity="x"), "wrong_type:quantity"),
+    (event_bytes(timestamp="yesterday"), "wrong_type:timestamp"),
+    (event_bytes(timestamp="2026-01-01 12:00:30"), "wrong_type:timestamp"),
+    (event_bytes(timestamp="2026-01-01T12:00"), "wrong_type:timestamp"),
+    (event_bytes(timestamp="2026-01-01T12:00:30.123456 UTC"), "wrong_type:timestamp"),
+    (event_bytes(timestamp="2026-02-30T12:00:30Z"), "wrong_type:timestamp"),
+    (event_bytes(timestamp=1767268830), "wrong_type:timestamp"),
+    (event_bytes(category={"name": "Books"}), "wrong_type:category"),
+    (event_bytes(revenue="lots"), "wrong_type:revenue"),
+    (event_bytes(event_type="refund"), "unknown_event_type"),
+    (event_bytes(event_type="page_view", price=-1), "negative_price"),
+    (event_bytes(quantity=0, revenue=0), "non_positive_quantity"),
+    (event_bytes(event_type="add_to_cart", quantity=0), "non_positive_quantity"),
+    (event_bytes(quantity=-1, revenue=-12.5), "negative_quantity"),
+    (event_bytes(event_type="page_view", quantity=-1), "negative_quantity"),
+    (event_bytes(event_type="remove_from_cart", quantity=-2), "negative_quantity"),
+    # 12.50 * 2 = 25.00; 25.02 is 0.02 off
+    (event_bytes(revenue=25.02), "revenue_mismatch"),
+]
+
+# event 12:00:30; lag limit 3600 s, lead limit 600 s
+KAFKA_TIMES = [
+    ("2026-01-01 13:00:30", None),  # exactly 3600 s behind: allowed
+    ("2026-01-01 13:00:31", "absurd_timestamp"),  # 3601 s behind
+    ("2026-01-01 11:50:30", None),  # exactly 600 s ahead: allowed
+    ("2026-01-01 11:50:29", "absurd_timestamp"),  # 601 s ahead
+]
+
+
+@pytest.fixture(scope="module")
+def reason(spark: SparkSession) -> Reasons:
+    """Every case of this module judged in one query (see Reasons)."""
+    return Reasons(
+        spark,
+        [(event_bytes(**changes), KAFKA_TS) for changes, _ in UNSAFE_TEXT]
+        + [(value, KAFKA_TS) for value, _ in MALFORMED]
+        + [(event_bytes(), kafka_ts) for kafka_ts, _ in KAFKA_TIMES],
+    )
+
+
+@pytest.mark.parametrize(("changes", "expected"), UNSAFE_TEXT)
 def test_control_and_bidi_characters_in_text_are_dead_letters(
-    spark: SparkSession, changes: dict, expected: str | None
+    reason: Reasons, changes: dict, expected: str | None
 ) -> None:
-    assert reason_of(spark, event_bytes(**changes)) == expected
+    assert reason(event_bytes(**changes)) == expected
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        # size: 1100 bytes of padding alone exceeds the 1024-byte limit
-        (event_bytes(padding="x" * 1100), "oversize"),
-        (b'{"event_id": "\xff\xfe"}', "invalid_utf8"),
-        (b'{"event_id": "e-1", ', "not_json"),
-        (b"", "not_json"),
-        (None, "not_json"),
-        (b"[1, 2, 3]", "not_json_object"),
-        (b'"a string"', "not_json_object"),
-        (b"null", "not_json_object"),
-        (event_bytes(drop=("price",)), "missing_field:price"),
-        (event_bytes(user_id=None), "missing_field:user_id"),
-        (event_bytes(event_id=""), "missing_field:event_id"),
-        (event_bytes(drop=("revenue",)), "missing_field:revenue"),
-        # first failing check wins: user_id comes before price in REQUIRED_FIELDS ...
-        (event_bytes(drop=("price", "user_id")), "missing_field:user_id"),
-        # ... and every missing field is reported before any wrong type
-        (event_bytes(drop=("country",), quantity="many"), "missing_field:country"),
-        (event_bytes(price="abc"), "wrong_type:price"),
-        (event_bytes(price=True), "wrong_type:price"),
-        (event_bytes(quantity=2.5), "wrong_type:quantity"),
-        (event_bytes(quantity="x"), "wrong_type:quantity"),
-        (event_bytes(timestamp="yesterday"), "wrong_type:timestamp"),
-        (event_bytes(timestamp="2026-01-01 12:00:30"), "wrong_type:timestamp"),
-        (event_bytes(timestamp="2026-01-01T12:00"), "wrong_type:timestamp"),
-        (event_bytes(timestamp="2026-01-01T12:00:30.123456 UTC"), "wrong_type:timestamp"),
-        (event_bytes(timestamp="2026-02-30T12:00:30Z"), "wrong_type:timestamp"),
-        (event_bytes(timestamp=1767268830), "wrong_type:timestamp"),
-        (event_bytes(category={"name": "Books"}), "wrong_type:category"),
-        (event_bytes(revenue="lots"), "wrong_type:revenue"),
-        (event_bytes(event_type="refund"), "unknown_event_type"),
-        (event_bytes(event_type="page_view", price=-1), "negative_price"),
-        (event_bytes(quantity=0, revenue=0), "non_positive_quantity"),
-        (event_bytes(event_type="add_to_cart", quantity=0), "non_positive_quantity"),
-        (event_bytes(quantity=-1, revenue=-12.5), "negative_quantity"),
-        (event_bytes(event_type="page_view", quantity=-1), "negative_quantity"),
-        (event_bytes(event_type="remove_from_cart", quantity=-2), "negative_quantity"),
-        # 12.50 * 2 = 25.00; 25.02 is 0.02 off
-        (event_bytes(revenue=25.02), "revenue_mismatch"),
-    ],
-    ids=lambda v: v if isinstance(v, str) else None,
+    ("value", "expected"), MALFORMED, ids=lambda v: v if isinstance(v, str) else None
 )
 def test_malformed_records_get_their_reason(
-    spark: SparkSession, value: bytes | None, expected: str
+    reason: Reasons, value: bytes | None, expected: str
 ) -> None:
-    assert reason_of(spark, value) == expected
+    assert reason(value) == expected
 
 
-@pytest.mark.parametrize(
-    ("kafka_ts", "expected"),
-    [
-        # event 12:00:30; lag limit 3600 s, lead limit 600 s
-        ("2026-01-01 13:00:30", None),  # exactly 3600 s behind: allowed
-        ("2026-01-01 13:00:31", "absurd_timestamp"),  # 3601 s behind
-        ("2026-01-01 11:50:30", None),  # exactly 600 s ahead: allowed
-        ("2026-01-01 11:50:29", "absurd_timestamp"),  # 601 s ahead
-    ],
-)
-def test_absurd_timestamp_bounds(spark: SparkSession, kafka_ts: str, expected: str | None) -> None:
-    assert reason_of(spark, event_bytes(), kafka_ts) == expected
+@pytest.mark.parametrize(("kafka_ts", "expected"), KAFKA_TIMES)
+def test_absurd_timestamp_bounds(reason: Reasons, kafka_ts: str, expected: str | None) -> None:
+    assert reason(event_bytes(), kafka_ts) == expected
 
 
 def test_valid_events_keeps_only_good_rows(spark: SparkSession) -> None:

@@ -78,7 +78,7 @@ def test_a_broker_that_does_not_answer_leaves_the_lag_unknown(caplog) -> None:
         probe.bind(("127.0.0.1", 0))
         servers = f"127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening
         with caplog.at_level(logging.WARNING, logger="include.streaming.supervisor"):
-            assert input_end_offsets(servers, Settings()) is None
+            assert input_end_offsets(servers, Settings(), timeout_ms=1_000) is None
     assert f"Kafka at {servers} did not answer" in caplog.text
 
 

@@ -19,10 +19,11 @@ from spark_jobs.validation import (
 )
 from tests.unit.records import (
     EVENTS,
+    KAFKA_TS,
     TOPIC,
+    Reasons,
     event_bytes,
     raw_frame,
-    reason_of,
 )
 
 # ---------------------------------------------------------------- parse_events
@@ -101,24 +102,48 @@ def test_quantity_0_is_valid_on_views_and_removals(spark: SparkSession, event_ty
     assert (row.dlq_reason, row.quantity) == (None, 0)
 
 
-@pytest.mark.parametrize(
-    ("revenue", "expected"),
-    [
-        # price 12.50 * quantity 2 = 25.00; revenue is read to the cent (half up), and a
-        # difference up to 0.01 is float noise or a rounding shop, not a mismatch.
-        (25.0000000000001, None),
-        (25.01, None),
-        (24.99, None),
-        (25.014999, None),  # reads as 25.01
-        (25.015, "revenue_mismatch"),  # reads as 25.02
-        (24.985, None),  # reads as 24.99: half up
-        (24.984, "revenue_mismatch"),  # reads as 24.98
-    ],
-)
+# price 12.50 * quantity 2 = 25.00; revenue is read to the cent (half up), and a difference
+# up to 0.01 is float noise or a rounding shop, not a mismatch.
+REVENUE_NOISE = [
+    (25.0000000000001, None),
+    (25.01, None),
+    (24.99, None),
+    (25.014999, None),  # reads as 25.01
+    (25.015, "revenue_mismatch"),  # reads as 25.02
+    (24.985, None),  # reads as 24.99: half up
+    (24.984, "revenue_mismatch"),  # reads as 24.98
+]
+
+# "Z" offset, revenue within the 0.01 tolerance, quantity written as 2.0.
+GENERATOR_STYLE = event_bytes(timestamp="2026-01-01T12:00:30Z", quantity=2.0, revenue=25.01)
+
+NOT_COERCED = [
+    ({"price": "12.50"}, "wrong_type:price"),
+    ({"quantity": "2"}, "wrong_type:quantity"),
+    ({"revenue": "25.00"}, "wrong_type:revenue"),
+    ({"event_id": 123}, "wrong_type:event_id"),
+    ({"category": 5}, "wrong_type:category"),
+    ({"user_id": True}, "wrong_type:user_id"),
+    ({"session_id": 1.5}, "wrong_type:session_id"),
+]
+
+
+@pytest.fixture(scope="module")
+def reason(spark: SparkSession) -> Reasons:
+    """Every single-record case of this module judged in one query (see Reasons)."""
+    return Reasons(
+        spark,
+        [(event_bytes(revenue=revenue), KAFKA_TS) for revenue, _ in REVENUE_NOISE]
+        + [(GENERATOR_STYLE, KAFKA_TS)]
+        + [(event_bytes(**changes), KAFKA_TS) for changes, _ in NOT_COERCED],
+    )
+
+
+@pytest.mark.parametrize(("revenue", "expected"), REVENUE_NOISE)
 def test_revenue_noise_within_the_tolerance_is_accepted(
-    spark: SparkSession, revenue: float, expected: str | None
+    reason: Reasons, revenue: float, expected: str | None
 ) -> None:
-    assert reason_of(spark, event_bytes(revenue=revenue)) == expected
+    assert reason(event_bytes(revenue=revenue)) == expected
 
 
 def test_the_tutorials_float_revenue_is_exact_to_the_cent(spark: SparkSession) -> None:
@@ -132,27 +157,15 @@ def test_the_tutorials_float_revenue_is_exact_to_the_cent(spark: SparkSession) -
     )
 
 
-def test_generator_style_values_are_accepted(spark: SparkSession) -> None:
-    # "Z" offset, revenue within the 0.01 tolerance, quantity written as 2.0.
-    value = event_bytes(timestamp="2026-01-01T12:00:30Z", quantity=2.0, revenue=25.01)
-    assert reason_of(spark, value) is None
+def test_generator_style_values_are_accepted(reason: Reasons) -> None:
+    assert reason(GENERATOR_STYLE) is None
 
 
 @pytest.mark.parametrize(
-    ("changes", "expected"),
-    [
-        ({"price": "12.50"}, "wrong_type:price"),
-        ({"quantity": "2"}, "wrong_type:quantity"),
-        ({"revenue": "25.00"}, "wrong_type:revenue"),
-        ({"event_id": 123}, "wrong_type:event_id"),
-        ({"category": 5}, "wrong_type:category"),
-        ({"user_id": True}, "wrong_type:user_id"),
-        ({"session_id": 1.5}, "wrong_type:session_id"),
-    ],
-    ids=lambda v: v if isinstance(v, str) else None,
+    ("changes", "expected"), NOT_COERCED, ids=lambda v: v if isinstance(v, str) else None
 )
-def test_types_are_checked_not_coerced(spark: SparkSession, changes: dict, expected: str) -> None:
-    assert reason_of(spark, event_bytes(**changes)) == expected
+def test_types_are_checked_not_coerced(reason: Reasons, changes: dict, expected: str) -> None:
+    assert reason(event_bytes(**changes)) == expected
 
 
 def test_numeric_strings_pass_only_when_the_setting_allows_them(spark: SparkSession) -> None:
