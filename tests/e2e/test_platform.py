@@ -77,7 +77,10 @@ from tests.integration.dataset import ORACLES, expected_of, normalise
 pytestmark = pytest.mark.e2e
 
 EXPECTED_RATE = 40  # events/s: enough purchases per window, light on 2 cores
-EXPECTED_WATERMARK_SECONDS = 10  # closes the first 1-minute window ~70 s after the first event
+EXPECTED_WATERMARK_SECONDS = 10
+# 20-second revenue windows every 10 s: the first closes ~30 s after the first event (the
+# shipped 1-minute window would take ~70 s), and the oracle computes the same windows.
+EXPECTED_REVENUE_WINDOW_SECONDS, EXPECTED_REVENUE_SLIDE_SECONDS = 20, 10
 # The tutorial's 100 users click every ~2.5 s at 40 events/s: their sessions close only
 # when the events stop for longer than this gap (the campaign's closing page views move the
 # watermark past it).
@@ -120,6 +123,8 @@ def platform(tmp_path_factory):
             **alerts.env,
             "ECOM_ANALYTICS__WATERMARK_SECONDS": str(EXPECTED_WATERMARK_SECONDS),
             "ECOM_ANALYTICS__SESSION_GAP_SECONDS": str(EXPECTED_SESSION_GAP_SECONDS),
+            "ECOM_ANALYTICS__REVENUE_WINDOW_SECONDS": str(EXPECTED_REVENUE_WINDOW_SECONDS),
+            "ECOM_ANALYTICS__REVENUE_SLIDE_SECONDS": str(EXPECTED_REVENUE_SLIDE_SECONDS),
             "ECOM_EVENTS__NAIVE_TIMEZONE": EXPECTED_NAIVE_ZONE,
             "ECOM_SPARK__TRIGGER_SECONDS": "5",
             # Five-minute backfill intervals: Airflow backfills only intervals that have
