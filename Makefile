@@ -28,13 +28,22 @@ lint: setup
 typecheck: setup
 	@.venv/bin/mypy
 
+# The unit and DAG tests share nothing but their machine: two workers (pytest-xdist), one
+# local Spark each. The other tiers start brokers, drivers and Airflow of their own and run
+# one test at a time: CPU-bound already, they would only slow each other down.
+FAST_TIERS := tests/unit tests/dags
+PLATFORM_TIERS := tests/ui tests/integration tests/cluster tests/bench tests/e2e
+
 # The quick check before a commit (under 2 minutes): lint, format, types, the unit and DAG
 # tests. `make test` runs everything CI runs.
 check: lint typecheck
-	@$(PY) -m pytest -q tests/unit tests/dags
+	@$(PY) -m pytest -q -n 2 $(FAST_TIERS)
 
+# Every tier, the platform's even when a fast one failed (CI shows all failures at once).
 test: lint typecheck
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n 2 $(FAST_TIERS); fast=$$?; \
+	$(PY) -m pytest $(PLATFORM_TIERS); platform=$$?; \
+	exit $$(( fast || platform ))
 
 # The benchmarks (benchmarks/run.py): the full run by hand rewrites BENCHMARKS.md;
 # `make bench ARGS="--skip at_rest"` leaves stage 6 to `python -m benchmarks.at_rest`.
