@@ -17,12 +17,10 @@ import pytest
 
 from include.generators import EventGenerator
 from include.kafka.topics import provision
-from include.settings import Settings
-from include.streaming.progress import read_progress
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import ORACLES, send
-from tests.integration.streaming import launch
+from tests.integration.streaming import launch, progress_records
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +34,6 @@ MAX_GROWTH = 1.5  # largest over smallest state in the steady phase
 def long_run_settings(kafka, platform_env, tmp_path_factory):
     with isolated_settings(tmp_path_factory, "long_run") as settings:
         yield settings
-
-
-def progress(settings: Settings) -> list[dict]:
-    return read_progress(settings.paths.metrics_dir)
 
 
 def watermark_of(record: dict) -> datetime | None:
@@ -79,7 +73,7 @@ def test_state_rows_stay_flat_over_hours_of_events(long_run_settings, capsys):
 
         def fetch():
             assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
-            return progress(settings)
+            return progress_records(settings)
 
         records = poll(fetch, read_all, "hours of events processed", timeout=900, interval=5)
     finally:

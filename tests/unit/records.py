@@ -45,16 +45,21 @@ def event_bytes(drop: tuple[str, ...] = (), **changes: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+Record = tuple[bytes | None, str]  # a record's value and its Kafka timestamp
+
+
 def raw_frame(
     spark: SparkSession, values: list[bytes | None], kafka_ts: str = KAFKA_TS
 ) -> DataFrame:
     """Kafka-source-shaped rows; offset i holds values[i], partition 1, key 'k<i>'."""
-    rows = [(f"k{i}".encode(), v, TOPIC, 1, i, kafka_ts) for i, v in enumerate(values)]
+    return timed_frame(spark, [(value, kafka_ts) for value in values])
+
+
+def timed_frame(spark: SparkSession, records: list[Record]) -> DataFrame:
+    """raw_frame with each record's own Kafka timestamp."""
+    rows = [(f"k{i}".encode(), v, TOPIC, 1, i, ts) for i, (v, ts) in enumerate(records)]
     frame = spark.createDataFrame(rows, RAW_SCHEMA)
     return frame.withColumn("timestamp", F.col("timestamp").cast("timestamp"))
-
-
-Record = tuple[bytes | None, str]  # a record's value and its Kafka timestamp
 
 
 class Reasons:
@@ -67,10 +72,8 @@ class Reasons:
     """
 
     def __init__(self, spark: SparkSession, records: list[Record]) -> None:
-        rows = [(f"k{i}".encode(), v, TOPIC, 1, i, ts) for i, (v, ts) in enumerate(records)]
-        frame = spark.createDataFrame(rows, RAW_SCHEMA)
-        frame = frame.withColumn("timestamp", F.col("timestamp").cast("timestamp"))
-        judged = parse_events(frame, EVENTS).select("offset", "dlq_reason").collect()
+        judged = parse_events(timed_frame(spark, records), EVENTS)
+        judged = judged.select("offset", "dlq_reason").collect()
         assert len(judged) == len(records), "every record gets exactly one verdict"
         reason_at = {row.offset: row.dlq_reason for row in judged}
         self._reasons = {record: reason_at[i] for i, record in enumerate(records)}
