@@ -2,7 +2,7 @@
 write, then SIGTERM it while it is still busy; the sinks still equal the oracle.
 
 1. A separate state dir and topics; the seeded data set of tests/integration/dataset.py.
-2. Run the pipeline with small micro-batches (400 offsets), so the data takes ~10 batches.
+2. Run the pipeline with small micro-batches (800 offsets), so the data takes 7 batches.
 3. SIGKILL the whole spark-submit process group after the query has committed KILL_POINT
    batches; start again on the same checkpoint.  A kill can land anywhere: mid-batch,
    between a batch's Delta commits and its checkpoint commit, or while idle.
@@ -51,10 +51,12 @@ pytestmark = pytest.mark.integration
 
 ISO_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
-KILL_POINT = 4  # committed batches before the kill -9
-KILL_IN_TOPIC_WRITE = 7  # the batch whose Kafka transaction the driver dies in
-GRACEFUL_STOP_POINT = 9  # of about 12 batches: the query is still behind
-APP_ARGS = ("--max-offsets-per-trigger", "400", "--trigger-seconds", "2")
+# The data set's ~5,500 records take 7 batches of BATCH (0-6); every fault lands on data.
+BATCH = 800
+KILL_POINT = 2  # committed batches before the kill -9
+KILL_IN_TOPIC_WRITE = 4  # the batch whose Kafka transaction the driver dies in
+GRACEFUL_STOP_POINT = 5  # batches are still to come: the query is behind
+APP_ARGS = ("--max-offsets-per-trigger", str(BATCH), "--trigger-seconds", "2")
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +206,8 @@ def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_setti
     provision(settings)
     sent, flush = seeded_events()
     malformed_at = produce_dataset(settings, sent, flush)
+    records = len(sent) + len(flush) + len(malformed_at)
+    assert records > (GRACEFUL_STOP_POINT + 1) * BATCH, "the graceful stop must find a backlog"
     log = settings.paths.log_dir / "streaming-crash.log"
 
     kill_hard(run_until(settings, log, KILL_POINT))
