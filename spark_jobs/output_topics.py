@@ -92,7 +92,12 @@ class TransactionalTopics:
     """
 
     def __init__(
-        self, options: Mapping[str, str], name: str, input_topic: str, state_dir: Path
+        self,
+        options: Mapping[str, str],
+        name: str,
+        input_topic: str,
+        state_dir: Path,
+        timeout_seconds: float,
     ) -> None:
         from confluent_kafka import Consumer
 
@@ -110,10 +115,11 @@ class TransactionalTopics:
             # by its successor's init_transactions long before this.
             "transaction.timeout.ms": 120_000,
         }
-        # Each transactional call's own timeout (a commit gets twice this). A healthy call
-        # returns in milliseconds; after a broker restart a stuck one holds every output
-        # until it is given up, so this is most of the recovery (60 s made it ~100 s).
-        self.timeout_seconds = 30.0
+        # Each transactional call's own timeout (a commit gets twice this; [kafka]
+        # transaction_call_timeout_seconds). A healthy call returns in milliseconds; after a
+        # broker restart a stuck one holds every output until it is given up, so this is most
+        # of the recovery (60 s made it ~100 s).
+        self.timeout_seconds = timeout_seconds
         self.producer = self._new_producer()
         self.consumer = Consumer(
             {

@@ -140,6 +140,7 @@ class PipelineSink:
                 f"ecom-pipeline-{query_id}",
                 self.settings.kafka.input_topic,
                 self.settings.state,
+                self.settings.kafka.transaction_call_timeout_seconds,
             )
         return query_id, self._tables, self._kafka
 

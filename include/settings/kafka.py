@@ -114,3 +114,6 @@ class KafkaSettings(Section, section="kafka"):
     output_topic_prefix: str
     output_partitions: int = Field(ge=1)
     retention_ms: int
+    # How long one call of the streaming app's Kafka transaction may take before the producer
+    # is made anew (spark_jobs.output_topics; a commit gets twice this).
+    transaction_call_timeout_seconds: float = Field(gt=0)

@@ -120,6 +120,9 @@ def platform(tmp_path_factory):
             "ECOM_ANALYTICS__REVENUE_SLIDE_SECONDS": str(EXPECTED_REVENUE_SLIDE_SECONDS),
             "ECOM_EVENTS__NAIVE_TIMEZONE": EXPECTED_NAIVE_ZONE,
             "ECOM_SPARK__TRIGGER_SECONDS": "5",
+            # A transactional call stuck since the broker restart is given up sooner (30 s
+            # shipped): the campaign's recovery, not what it proves, is shorter.
+            "ECOM_KAFKA__TRANSACTION_CALL_TIMEOUT_SECONDS": "10",
             # Five-minute backfill intervals: Airflow backfills only intervals that have
             # ended, and this test streams for minutes, not hours.
             "ECOM_BACKFILL__SCHEDULE": "*/5 * * * *",

@@ -161,3 +161,12 @@ def test_every_value_is_written_once_in_the_shipped_file():
                 continue
             assert name in table, f"{key} has no value in config/platform.toml"
             assert field.is_required(), f"{key} repeats its value as a default in the model"
+
+
+def test_the_kafka_transaction_call_timeout_is_read_and_must_be_positive(monkeypatch):
+    assert Settings().kafka.transaction_call_timeout_seconds == 30
+    monkeypatch.setenv("ECOM_KAFKA__TRANSACTION_CALL_TIMEOUT_SECONDS", "10")
+    assert Settings().kafka.transaction_call_timeout_seconds == 10
+    monkeypatch.setenv("ECOM_KAFKA__TRANSACTION_CALL_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ValidationError, match="transaction_call_timeout_seconds"):
+        Settings()
