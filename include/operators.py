@@ -107,7 +107,7 @@ class SparkAppOperator(SparkSubmitOperator):
         self.jars = ",".join(str(j) for j in jars)
         self._driver_memory = settings.spark.driver_memory
         self.env_vars = {**(self.env_vars or {}), **launch_environment(settings)}
-        self.conf = {**(self.conf or {}), **launch_conf(), **ui_conf(settings)}
+        self.conf = {**(self.conf or {}), **launch_conf(settings), **ui_conf(settings)}
         self.log.info("submitting %s with %d connector jars", self.application, len(jars))
         super().execute(context)
 

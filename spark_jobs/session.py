@@ -13,7 +13,7 @@ import os
 from pyspark.sql import DataFrame, SparkSession
 
 from include.kafka.security import spark_kafka_options
-from include.runtime.spark_launch import SPARK_UMASK_CONF, connector_jars
+from include.runtime.spark_launch import SPARK_UMASK_CONF, connector_jars, driver_java_options
 from include.settings import Settings
 
 APP_NAME = "ecommerce-streaming"
@@ -81,6 +81,9 @@ def build_session(settings: Settings) -> SparkSession:
         builder = builder.master(settings.spark.master).config(
             "spark.driver.memory", settings.spark.driver_memory
         )
+        java_options = driver_java_options(settings)
+        if java_options:
+            builder = builder.config("spark.driver.extraJavaOptions", java_options)
         jars = connector_jars(settings)
         builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
     spark = builder.getOrCreate()

@@ -10,8 +10,11 @@ it imports nothing heavy (no Airflow).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -60,15 +63,42 @@ def launch_environment(settings: Settings) -> dict[str, str]:
     return {**spark_environment(settings), "PYTHONPATH": str(PROJECT_ROOT)}
 
 
-def launch_conf() -> dict[str, str]:
+def class_archive(settings: Settings) -> Path:
+    """Where `make setup` records the Spark drivers' class-data archive
+    (include.runtime.spark_cds): one per pyspark version and Java runtime, since a JVM
+    maps only an archive its own build and class path recorded."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
+    runtime = os.path.realpath(java) if java else "no-java"
+    digest = hashlib.sha256(runtime.encode()).hexdigest()[:10]
+    version = importlib.metadata.version("pyspark")
+    return settings.tool_dir / "spark-cds" / f"spark-{version}-java-{digest}.jsa"
+
+
+def driver_java_options(settings: Settings) -> str:
+    """``[spark] driver_java_options`` and, once recorded, the class-data archive: a driver
+    maps the classes it needs instead of loading them from ~250 jars (a session's start
+    took 4.1 s instead of 7.1).  A JVM that cannot use the archive (another Java, changed
+    jars) says so in its log and starts as it would without it."""
+    options = settings.spark.driver_java_options.split()
+    archive = class_archive(settings)
+    if archive.exists():
+        options.append(f"-XX:SharedArchiveFile={archive}")
+    return " ".join(options)
+
+
+def launch_conf(settings: Settings) -> dict[str, str]:
     """The confs every launch passes: the virtualenv's interpreter for the driver and the
-    executors, the project on the executors' PYTHONPATH, and the state dir's umask."""
+    executors, the project on the executors' PYTHONPATH, the state dir's umask and the
+    driver's JVM options."""
+    java_options = driver_java_options(settings)
     return {
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         # Executors on a standalone worker import the project too.
         "spark.executorEnv.PYTHONPATH": str(PROJECT_ROOT),
         **SPARK_UMASK_CONF,
+        **({"spark.driver.extraJavaOptions": java_options} if java_options else {}),
     }
 
 
@@ -118,7 +148,7 @@ def spark_submit_command(
         ",".join(str(j) for j in connector_jars(settings)),
         *(
             arg
-            for key, value in {**launch_conf(), **(conf or {})}.items()
+            for key, value in {**launch_conf(settings), **(conf or {})}.items()
             for arg in ("--conf", f"{key}={value}")
         ),
         str(app),

@@ -49,6 +49,9 @@ class SparkSettings(Section, section="spark"):
     restart_schedule: CronOrOff
     # The streaming driver's Spark UI (and Spark's own Prometheus metrics) on bind_host.
     ui_port: int = Field(ge=1, le=65535)
+    # JVM options for every Spark driver; the class-data archive's is added on top
+    # (include.runtime.spark_launch.driver_java_options).
+    driver_java_options: str
     # Any further Spark setting for the streaming application, applied after the
     # platform's own (ECOM_SPARK__CONF='{"spark.sql.codegen.cache.maxEntries": "100"}').
     conf: dict[str, str] = {}
