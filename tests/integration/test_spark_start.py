@@ -1,0 +1,47 @@
+"""The class-data archive `make setup` records is what a real driver maps: the warm-up app
+that recorded it still runs, with Java told to fail rather than start without the archive
+(``-Xshare:on``), and Spark's streaming classes come from it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from include.runtime.spark_cds import WARMUP_APP
+from include.runtime.spark_launch import (
+    class_archive,
+    driver_java_options,
+    launch_environment,
+    spark_submit_command,
+)
+from include.settings import Settings
+from include.settings.base import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_driver_maps_its_classes_from_the_archive_setup_recorded(tmp_path) -> None:
+    settings = Settings()
+    archive = class_archive(settings)
+    assert archive.exists(), f"{archive} is missing: `make setup` records it"
+    loads = tmp_path / "class-load.log"
+    options = f"{driver_java_options(settings)} -Xshare:on -Xlog:class+load=info:file={loads}"
+    done = subprocess.run(
+        spark_submit_command(settings, WARMUP_APP, conf={"spark.driver.extraJavaOptions": options}),
+        env={**os.environ, **launch_environment(settings)},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # Spark's streaming classes, but lambdas (made at run time, outside any jar).
+    streaming = [
+        line
+        for line in loads.read_text().splitlines()
+        if " org.apache.spark.sql.execution.streaming." in line and "$$Lambda" not in line
+    ]
+    from_jars = [line for line in streaming if "shared objects file (top)" not in line]
+    assert len(streaming) > 100 and not from_jars, from_jars[:5]
