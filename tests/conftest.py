@@ -11,6 +11,11 @@ import pytest
 
 T = TypeVar("T")
 
+# Every Spark driver the tests start (directly, through Airflow or the benchmarks) compiles
+# with C1 only: a driver that lives a minute spent half its CPU in the C2 compiler, for
+# code it never ran long enough to gain from (`[spark] driver_java_options`, README "Tests").
+os.environ.setdefault("ECOM_SPARK__DRIVER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+
 
 def poll(
     fetch: Callable[[], T],
