@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 from include.runtime.spark_launch import class_archive, launch_environment, spark_submit_command
 from include.settings import Settings
@@ -35,27 +36,33 @@ def say(message: str) -> None:
     print(f"[setup] {message}", flush=True)
 
 
+def run_warmup(
+    settings: Settings, java_options: str, timeout: float = RECORD_TIMEOUT, **run: Any
+) -> subprocess.CompletedProcess[str]:
+    """spark-submit of the warm-up app, its driver's JVM options exactly `java_options`."""
+    return subprocess.run(
+        spark_submit_command(
+            settings, WARMUP_APP, conf={"spark.driver.extraJavaOptions": java_options}
+        ),
+        env={**os.environ, **launch_environment(settings)},
+        cwd=PROJECT_ROOT,
+        timeout=timeout,
+        text=True,
+        check=False,
+        **run,
+    )
+
+
 def record(settings: Settings) -> bool:
     """Run the warm-up app with the archive recorded at its exit; True when it was."""
     archive = class_archive(settings)
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_suffix(f".{os.getpid()}.partial")
     log = archive.with_suffix(".log")
-    command = spark_submit_command(
-        settings,
-        WARMUP_APP,
-        conf={"spark.driver.extraJavaOptions": f"-XX:ArchiveClassesAtExit={partial}"},
-    )
     started = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
-        done = subprocess.run(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **launch_environment(settings)},
-            cwd=PROJECT_ROOT,
-            timeout=RECORD_TIMEOUT,
-            check=False,
+        done = run_warmup(
+            settings, f"-XX:ArchiveClassesAtExit={partial}", stdout=out, stderr=subprocess.STDOUT
         )
     if done.returncode != 0 or not partial.exists():
         partial.unlink(missing_ok=True)

@@ -14,14 +14,13 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from include.runtime.procs import PlatformError
-from include.runtime.tools import jars, venv_bin
+from include.runtime.tools import jars, java_candidate, venv_bin
 from include.settings import Settings
 from include.settings.base import PROJECT_ROOT, STATE_UMASK
 
@@ -67,8 +66,7 @@ def class_archive(settings: Settings) -> Path:
     """Where `make setup` records the Spark drivers' class-data archive
     (include.runtime.spark_cds): one per pyspark version and Java runtime, since a JVM
     maps only an archive its own build and class path recorded."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
+    java = java_candidate()
     runtime = os.path.realpath(java) if java else "no-java"
     digest = hashlib.sha256(runtime.encode()).hexdigest()[:10]
     version = importlib.metadata.version("pyspark")

@@ -19,11 +19,20 @@ from include.settings import Settings
 MIN_JAVA = 17
 
 
-def java_binary() -> str:
-    """The `java` to run Kafka and Spark with (JAVA_HOME's, else PATH's), checked to be
-    Java 17 or newer."""
+def java_candidate() -> Path | None:
+    """The `java` Kafka and Spark would run with: JAVA_HOME's, else PATH's (None: none on
+    PATH); unchecked, see :func:`java_binary`."""
     java_home = os.environ.get("JAVA_HOME")
-    candidate = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
+    if java_home:
+        return Path(java_home) / "bin" / "java"
+    found = shutil.which("java")
+    return Path(found) if found else None
+
+
+def java_binary() -> str:
+    """The `java` to run Kafka and Spark with (:func:`java_candidate`), checked to be
+    Java 17 or newer."""
+    candidate = java_candidate()
     if not candidate or not Path(candidate).exists():
         raise PlatformError(
             f"Java {MIN_JAVA}+ is needed for Kafka and Spark but no `java` was found. "

@@ -4,20 +4,11 @@ that recorded it still runs, with Java told to fail rather than start without th
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
-from include.runtime.spark_cds import WARMUP_APP
-from include.runtime.spark_launch import (
-    class_archive,
-    driver_java_options,
-    launch_environment,
-    spark_submit_command,
-)
+from include.runtime.spark_cds import run_warmup
+from include.runtime.spark_launch import class_archive, driver_java_options
 from include.settings import Settings
-from include.settings.base import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +19,7 @@ def test_a_driver_maps_its_classes_from_the_archive_setup_recorded(tmp_path) -> 
     assert archive.exists(), f"{archive} is missing: `make setup` records it"
     loads = tmp_path / "class-load.log"
     options = f"{driver_java_options(settings)} -Xshare:on -Xlog:class+load=info:file={loads}"
-    done = subprocess.run(
-        spark_submit_command(settings, WARMUP_APP, conf={"spark.driver.extraJavaOptions": options}),
-        env={**os.environ, **launch_environment(settings)},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_warmup(settings, options, timeout=300, capture_output=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # Spark's streaming classes, but lambdas (made at run time, outside any jar).
     streaming = [
