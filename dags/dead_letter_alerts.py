@@ -13,6 +13,8 @@ without a new one.  With no channel set, the alert is only in this task's log.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import dag, task
 
 from include.alerts.dead_letters import dead_letter_asset
@@ -24,7 +26,10 @@ from include.settings import get_settings
     dag_id="dead_letter_alerts",
     doc_md=__doc__,
     tags=["ecommerce", "operations", "alerts"],
-    default_args=default_args(),
+    # A run that hit a broker restart, or a scheduler restart (which kills its task), is
+    # retried within a minute, not after Airflow's 5: the dead letters that started it may be
+    # the last for a while, and their alert is due within the interval.
+    default_args=default_args(retries=4, retry_delay=timedelta(seconds=10)),
     # Reads config/platform.toml only (the topic's name): allowed at parse time.
     schedule=[dead_letter_asset(get_settings())],
     start_date=START_DATE,

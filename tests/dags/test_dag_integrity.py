@@ -258,6 +258,18 @@ def test_dead_letters_are_watched_from_the_triggerer(parsed):
     assert alerts["schedule_assets"] == [f"kafka://{get_settings().bootstrap_servers}/{topic}"]
 
 
+def test_a_dead_letter_alert_outlives_a_broker_restart(parsed):
+    """Its run may be the only one for a burst of dead letters: a run that failed on a broker
+    or scheduler restart (tens of seconds) is tried again within a minute, well inside the
+    interval, not after Airflow's default 5 minutes (the e2e's alert came too late)."""
+    from include.settings import get_settings
+
+    (task,) = parsed["dags"]["dead_letter_alerts"]["tasks"]
+    tries_for = task["retries"] * task["retry_delay"]
+    assert task["retry_delay"] <= 15 and tries_for >= 30, task
+    assert tries_for < get_settings().alerts.dead_letter_interval_seconds, task
+
+
 def test_maintenance_runs_on_its_cron_and_cares_for_tables_files_and_airflow(parsed):
     maintenance = parsed["dags"]["table_maintenance"]
     assert maintenance["timetable"] == "CronTriggerTimetable"
