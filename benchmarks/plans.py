@@ -30,7 +30,8 @@ class Lever:
     trigger_seconds: int | None = None  # None: the stage's own
     seconds: float | None = None  # how long a steady-rate run produces; None: the stage's
     # After the input stops, watch the idle rule close the last windows (the platform's
-    # defaults): the run ends idle_close_seconds + IDLE_WATCH_SECONDS after its last event.
+    # defaults): the run ends idle_close_seconds + the plan's idle_watch_seconds after its
+    # last event.
     idle_watch: bool = False
 
     @property
@@ -73,6 +74,9 @@ class Plan:
     beside: tuple[Lever, ...] = ()
     # Settings of every run of the plan, by environment.
     env: dict[str, str] = field(default_factory=dict)
+    # How long after the idle rule's first close a run with idle_watch goes on: its ticks
+    # close the windows that end later, every idle_tick_seconds.
+    idle_watch_seconds: float = 30
     rest_rate: int = 50
     rest_seconds: float = 300
     timeout: float = 3600
@@ -170,7 +174,9 @@ FULL = Plan(
 )
 SHORT = Plan(
     mode="short",
-    events=10_000,
+    # Sizes that prove every stage runs and reports, in as little of CI's time as they can:
+    # the full run is the one that measures.
+    events=5_000,
     users=1_000,
     span_minutes=60,
     tutorial_events=1_000,
@@ -179,16 +185,21 @@ SHORT = Plan(
     latency_rates=(150,),
     latency_before_rates=(150,),
     beside=(TUTORIAL_PEER,),
-    latency_seconds=40,
+    # Two of the peer's 10 s triggers and windows, and a few whole 10 s revenue windows.
+    latency_seconds=25,
     trigger_seconds=1,
-    scale_users=(1_000, 10_000),  # the first is the pipeline run itself
-    scale_events=10_000,
+    scale_users=(1_000, 5_000),  # the first is the pipeline run itself
+    scale_events=5_000,
     profile=False,
     timeout=600,
-    # The idle rule's close (a latency run watches it) in seconds, not the default minute,
-    # and 10 s revenue windows: a few lie whole inside the short latency run.
+    # A 10 s watermark, not the default minute, and 10 s revenue windows: a few lie whole
+    # inside the short latency run and close in it. The idle rule's close (a latency run
+    # watches it) in seconds, ticking every 2 s: it closes the last ones within the watch.
+    idle_watch_seconds=10,
     env={
+        "ECOM_ANALYTICS__WATERMARK_SECONDS": "10",
         "ECOM_ANALYTICS__IDLE_CLOSE_SECONDS": "10",
+        "ECOM_ANALYTICS__IDLE_TICK_SECONDS": "2",
         "ECOM_ANALYTICS__REVENUE_WINDOW_SECONDS": "10",
         "ECOM_ANALYTICS__REVENUE_SLIDE_SECONDS": "5",
     },

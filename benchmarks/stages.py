@@ -285,6 +285,7 @@ class Bench:
             seconds=seconds or self.plan.latency_seconds,
             driver_memory=self.driver_memory,
             driver_conf=self.driver_conf(name),
+            idle_watch_seconds=self.plan.idle_watch_seconds,
         )
 
     def scale(self) -> None:

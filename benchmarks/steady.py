@@ -33,10 +33,6 @@ log = logging.getLogger("benchmarks.steady")
 # The outputs with event-time windows: each has a window_start and a window_end.
 WINDOWED_NAMES = tuple(a.name for a in ANALYTICS if a.windowed)
 
-# How long after the idle rule's first close a run with idle_watch goes on: its ticks
-# close the windows that end later, every idle_tick_seconds.
-IDLE_WATCH_SECONDS = 30
-
 # How long a latency run may take to work off its backlog once the input stops.
 DRAIN_SECONDS = 180
 
@@ -52,6 +48,7 @@ def steady_run(
     seconds: float,
     driver_memory: str,
     driver_conf: dict[str, str],
+    idle_watch_seconds: float,
 ) -> dict:
     """Run `lever`'s application on provisioned topics (`settings`, `env`) with its state in
     `state`, produce `rate` events/s for `seconds`, wait for the backlog, and measure."""
@@ -108,7 +105,7 @@ def steady_run(
             behind = f"still behind {DRAIN_SECONDS} s after the input stopped"
             log.info("latency at %d events/s: %s; stopping it anyway", rate, behind)
         if lever.idle_watch:
-            watch = ended + settings.analytics.idle_close_seconds + IDLE_WATCH_SECONDS
+            watch = ended + settings.analytics.idle_close_seconds + idle_watch_seconds
             log.info(
                 "%s: watching the idle rule close the last windows for %.0f s",
                 name,

@@ -99,7 +99,7 @@ def test_the_peer_row_measures_the_tutorials_windows_and_memory(results) -> None
     defaults, peer = _runs(found)
     assert set(peer["windows"]) == set(NAMES)
     revenue = peer["windows"]["tutorial_revenue_by_category"]
-    # 10 s windows in a 40 s run: update mode sends each window at least once.
+    # 10 s windows in a 25 s run: update mode sends each window at least once.
     assert revenue["windows"] > 0 and revenue["records_per_window"] >= 1
     assert revenue["from_window_end"]["p50"] is not None
     mine = defaults["windows"]["revenue_by_category"]
