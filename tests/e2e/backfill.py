@@ -11,6 +11,7 @@ intervals that have ended, and the test streams for minutes, not hours) and the 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -32,18 +33,21 @@ def interval_of(moment: datetime, schedule: str) -> tuple[datetime, datetime]:
     return start, croniter(schedule, start).get_next(datetime)
 
 
-def newest_ended_interval(settings: Settings) -> tuple[datetime, datetime]:
-    """The newest interval that has ended and holds revenue windows the stream has written."""
+def first_ended_interval(settings: Settings) -> tuple[datetime, datetime]:
+    """The oldest interval that holds revenue windows the stream has written, once it has
+    ended (waited for: a fast run can reach this check before any has, and Airflow refuses
+    to backfill an interval still running)."""
     revenue = read_table(settings.paths.table_path("revenue_by_category"))
     assert revenue is not None and not revenue.empty, "no revenue rows to backfill"
-    now = datetime.now(UTC)
-    intervals = {
+    first = min(
         interval_of(start.to_pydatetime(), settings.backfill.schedule)
         for start in pd.to_datetime(revenue["window_start"], utc=True)
-    }
-    ended = sorted(i for i in intervals if i[1] < now)
-    assert ended, f"no {settings.backfill.schedule!r} interval with revenue rows has ended"
-    return ended[-1]
+    )
+    wait = (first[1] - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        print(f"waiting {wait:.0f} s for the interval {first[0]:%H:%M}-{first[1]:%H:%M} to end")
+        time.sleep(wait + 1)
+    return first
 
 
 def check_backfill_runs(api: AirflowApi, settings: Settings) -> None:
@@ -60,7 +64,7 @@ def check_backfill_runs(api: AirflowApi, settings: Settings) -> None:
         states = {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run["dag_run_id"])}
         assert set(states.values()) <= {"skipped", None}, (run["dag_run_id"], states)
 
-    start, end = newest_ended_interval(settings)
+    start, end = first_ended_interval(settings)
     backfill = api.create_backfill(DAG_ID, start, start)
     assert backfill["is_paused"] is False, backfill
     (run,) = poll(
