@@ -293,7 +293,7 @@ def test_platform_end_to_end(platform):
 
     # 8. Stop the long-running producer; a run with a duration ends by itself.
     api.finish_run("producer", producer_run, note="replaced by the fault campaign's stream")
-    second_run = api.trigger("producer", {**tutorial, "seed": 8, "duration_seconds": 15})
+    second_run = api.trigger("producer", {**tutorial, "seed": 8, "duration_seconds": 5})
     assert api.wait_for_run("producer", second_run, {"success"}, timeout=240) == "success"
 
     # Start, quality and the scheduled restart: all was well, nobody was alerted.
