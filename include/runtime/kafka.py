@@ -189,7 +189,8 @@ class Kafka(Service):
         return [java_binary(), f"-Dlog4j2.configurationFile={self.log4j_file}", "-cp", classpath]
 
     def command(self) -> list[str]:
-        """The broker's JVM: ``[kafka] heap`` as fixed heap, G1, the jar cache on the classpath."""
+        """The broker's JVM: ``[kafka] heap`` as fixed heap, G1, ``[kafka] broker_java_options``,
+        the jar cache on the classpath."""
         heap = self.settings.kafka.heap
         java, *rest = self._java()
         return [
@@ -197,6 +198,7 @@ class Kafka(Service):
             f"-Xms{heap}",
             f"-Xmx{heap}",
             "-XX:+UseG1GC",
+            *self.settings.kafka.broker_java_options.split(),
             *rest,
             "kafka.Kafka",
             str(self.config_file),

@@ -104,6 +104,8 @@ class KafkaSettings(Section, section="kafka"):
     port: int
     controller_port: int
     heap: str
+    # Further JVM options for the local broker (include.runtime.kafka).
+    broker_java_options: str
     input_topic: str
     dead_letter_topic: str
     # The idle rule's control records (include.streaming.idle_close), written by the streaming app.

@@ -180,3 +180,15 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
 
     assert cluster_id == "EAAAAAAAAAAAAAAAAAAAAA"
     assert next(draws, None) is None, "every dashed draw should have been thrown away"
+
+
+def test_the_broker_jvm_gets_the_configured_options(monkeypatch) -> None:
+    monkeypatch.setenv("ECOM_KAFKA__BROKER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -Xss2m")
+    command = Kafka(Settings()).command()
+    options = command[: command.index("-cp")]
+    after_gc = options.index("-XX:+UseG1GC") + 1
+    assert options[after_gc : after_gc + 2] == ["-XX:TieredStopAtLevel=1", "-Xss2m"]
+    assert "-Xmx" + Settings().kafka.heap in options
+    monkeypatch.setenv("ECOM_KAFKA__BROKER_JAVA_OPTIONS", "")
+    empty = Kafka(Settings()).command()
+    assert "-XX:TieredStopAtLevel=1" not in empty and "" not in empty
