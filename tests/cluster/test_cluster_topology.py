@@ -41,6 +41,8 @@ from tests.integration.dataset import (
 pytestmark = pytest.mark.cluster
 
 NODES = 3
+# The JIT of the tests' short-lived JVMs (tests/conftest.py gives it to drivers and brokers).
+C1_ONLY = "-XX:TieredStopAtLevel=1"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,8 @@ def cluster(tmp_path_factory) -> Iterator[tuple[Settings, list[Kafka], SparkMast
         "ECOM_KAFKA__TRANSACTION_CALL_TIMEOUT_SECONDS": "10",
         # The shared data set's tutorial-format events carry zone-less times in this zone.
         "ECOM_EVENTS__NAIVE_TIMEZONE": NAIVE_ZONE,
+        # The master and the worker live for this module: C1 only, as the tests' drivers.
+        "SPARK_DAEMON_JAVA_OPTS": C1_ONLY,
     }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
@@ -140,7 +144,13 @@ def test_a_broker_killed_mid_stream_loses_no_acknowledged_event(cluster) -> None
     sent, flush = seeded_events()
     half = len(sent) // 2
     log = settings.paths.log_dir / "streaming-cluster.log"
-    app = launch_app(settings, STREAMING_APP, log, master=master.url)
+    app = launch_app(
+        settings,
+        STREAMING_APP,
+        log,
+        master=master.url,
+        conf={"spark.executor.extraJavaOptions": C1_ONLY},
+    )
     try:
         acknowledged = send_tracked(settings, sent[:half])
         poll(
