@@ -1,7 +1,7 @@
 """Idle time is time too: when the producer stops, the last windows and sessions still close.
 
 Short windows here (IDLE_ANALYTICS) so that every window and session of the data closes
-within a minute of silence; the rule is the same at the platform's defaults.
+within half a minute of silence; the rule is the same at the platform's defaults.
 
 1. A state dir and topics of its own; events whose times span the last EVENT_SPAN up to
    now, sent at once, then nothing (the producer stopped).
@@ -41,17 +41,17 @@ from tests.integration.streaming import launch
 pytestmark = pytest.mark.integration
 
 IDLE_ANALYTICS = {
-    "WATERMARK_SECONDS": "10",
-    "REVENUE_WINDOW_SECONDS": "20",
-    "REVENUE_SLIDE_SECONDS": "10",
-    "HIGH_VALUE_WINDOW_SECONDS": "30",
-    "HIGH_VALUE_SLIDE_SECONDS": "10",
-    "FUNNEL_WINDOW_SECONDS": "30",
-    "FUNNEL_SLIDE_SECONDS": "10",
-    "SESSION_GAP_SECONDS": "20",
-    "ATTRIBUTION_SECONDS": "20",
-    "IDLE_CLOSE_SECONDS": "15",
-    "IDLE_TICK_SECONDS": "2",
+    "WATERMARK_SECONDS": "5",
+    "REVENUE_WINDOW_SECONDS": "10",
+    "REVENUE_SLIDE_SECONDS": "5",
+    "HIGH_VALUE_WINDOW_SECONDS": "15",
+    "HIGH_VALUE_SLIDE_SECONDS": "5",
+    "FUNNEL_WINDOW_SECONDS": "15",
+    "FUNNEL_SLIDE_SECONDS": "5",
+    "SESSION_GAP_SECONDS": "10",
+    "ATTRIBUTION_SECONDS": "10",
+    "IDLE_CLOSE_SECONDS": "8",
+    "IDLE_TICK_SECONDS": "1",
 }
 EVENT_SPAN = timedelta(seconds=90)
 EVENTS = 600
