@@ -135,7 +135,7 @@ def wait_for_rows(settings, analytic, expected, app, log) -> pd.DataFrame:
         lambda frame: len(frame) >= len(expected) or app.poll() is not None,
         f"{len(expected)} {analytic} rows (log: {log})",
         timeout=420,
-        interval=5,
+        interval=1,
     )
 
 
@@ -158,7 +158,7 @@ def test_a_broker_killed_mid_stream_loses_no_acknowledged_event(cluster) -> None
             lambda found: len(found) > 0 and app.poll() is None,
             f"the streaming app on {master.url} to process input (log: {log})",
             timeout=300,
-            interval=3,
+            interval=1,
         )
         victim = brokers[1]
         os.kill(victim.pid(), signal.SIGKILL)

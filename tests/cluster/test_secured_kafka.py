@@ -184,7 +184,7 @@ def test_the_streaming_application_runs_with_only_its_acls(secured) -> None:
             lambda total: total >= len(events) or app.poll() is not None,
             f"the secured stream to read {len(events)} events (log: {log})",
             timeout=300,
-            interval=3,
+            interval=1,
         )
         assert app.poll() is None, f"the streaming app exited; see {log}"
         assert read >= len(events)

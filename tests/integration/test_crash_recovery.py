@@ -197,7 +197,7 @@ def wait_for_oracle_rows(analytic: str, expected: pd.DataFrame, proc, settings, 
         lambda df: len(df) >= len(expected),
         f"{len(expected)} {analytic} rows after the restarts",
         timeout=300,
-        interval=3,
+        interval=1,
     )
 
 

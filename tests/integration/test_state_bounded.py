@@ -75,7 +75,7 @@ def test_state_rows_stay_flat_over_hours_of_events(long_run_settings, capsys):
             assert proc.poll() is None, f"streaming app exited {proc.returncode}; see {log}"
             return progress_records(settings)
 
-        records = poll(fetch, read_all, "hours of events processed", timeout=900, interval=5)
+        records = poll(fetch, read_all, "hours of events processed", timeout=900, interval=1)
     finally:
         proc.terminate()
         proc.wait(120)

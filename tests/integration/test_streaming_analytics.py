@@ -101,7 +101,7 @@ def test_every_row_of_every_analytic_equals_the_oracle(analytic, produced, strea
         lambda df: len(df) >= len(expected),
         f"{len(expected)} {analytic} rows",
         timeout=300,
-        interval=3,
+        interval=1,
     )
     assert len(got) == len(expected), "the sink has rows the oracle does not (duplicates?)"
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
@@ -133,7 +133,7 @@ def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, stream
         return records
 
     records = poll(
-        fetch, lambda recs: len(recs) >= len(MALFORMED), "dead letters", timeout=240, interval=3
+        fetch, lambda recs: len(recs) >= len(MALFORMED), "dead letters", timeout=240, interval=1
     )
     got = {(r["source_partition"], r["source_offset"]): r for r in records}
     assert len(records) == len(wanted), "each malformed record exactly once, nothing else"
@@ -194,7 +194,7 @@ def test_events_beyond_the_watermark_are_counted_and_change_nothing(
             lambda df, e=expected: len(df) >= len(e),
             f"{analytic} complete before the late events",
             timeout=300,
-            interval=3,
+            interval=1,
         )
     before = dropped_by_watermark(progress_records(settings))
     late = late_events()
