@@ -200,7 +200,8 @@ def wait_for_streaming_to_end(
     streaming_runs: Callable[[list[str] | None], int],
     stopped: set[int],
     timeout: float,
-    interval: float = 5.0,
+    # A look is one small API call; every second of it is a second of recovery.
+    interval: float = 1.0,
 ) -> str:
     """After stopping drivers, wait until Airflow has no active streaming run: ENDED.
 
