@@ -8,7 +8,8 @@ arriving while no alert went out within `alerts.dead_letter_interval_seconds` st
 The run counts every dead letter since the last alert (by offsets, so those held back are
 counted too), sends one alert ("120 dead letters in ecommerce-events-dlq since ...") to the
 channels of `[alerts]`, then waits the interval and counts again, until an interval passes
-without a new one.  With no channel set, the alert is only in this task's log.
+without a new one; stopped (`make down`, a scheduler restart), it ends at once and the next
+run counts the rest.  With no channel set, the alert is only in this task's log.
 """
 
 from __future__ import annotations
@@ -41,12 +42,18 @@ def dead_letter_alerts() -> None:
     @task
     def alert_dead_letters(*, triggering_asset_events=None) -> int:
         """One alert per interval for the dead letters since the last one."""
-        from include.alerts.dead_letters import first_seen_ms, report
+        from include.alerts.dead_letters import first_seen_ms, report, stop_on_sigterm
 
         settings = get_settings()
-        return len(
-            report(settings, settings.bootstrap_servers, first_seen_ms(triggering_asset_events))
+        stop = stop_on_sigterm()
+        alerts = report(
+            settings,
+            settings.bootstrap_servers,
+            first_seen_ms(triggering_asset_events),
+            sleep=stop.wait,
+            stopping=stop.is_set,
         )
+        return len(alerts)
 
     alert_dead_letters()
 

@@ -10,12 +10,15 @@ nothing (:func:`seen` holds them back), so a flood costs no scheduler work.
 The DAG's task counts by offsets, not by events: every record past the offsets of the
 last alert is counted, held back or not.  After an alert it waits the interval and counts
 again, until an interval passes without a new dead letter: a flood gives one alert per
-interval, and its tail is reported too.
+interval, and its tail is reported too.  Asked to stop (SIGTERM: `make down`, a scheduler
+restart) it ends at once; the next alert counts what it had not.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -130,14 +133,37 @@ def count_records(
         reader.close()
 
 
+def stop_on_sigterm() -> threading.Event:
+    """An event this task process sets on SIGTERM, Airflow's own handler still called.
+
+    Airflow forwards SIGTERM to the tasks it stops (`make down`, a scheduler restart) and
+    only calls the operator's ``on_kill``: a task waiting out the interval went on waiting,
+    and while dead letters kept coming, went on for good. The scheduler's stop then timed
+    out and killed its task processes, leaving their runs "running" for Airflow's 5 minutes
+    (a killed streaming driver waited that long for its restart in the e2e test).
+    """
+    stop = threading.Event()
+    airflows = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop.set()
+        if callable(airflows):
+            airflows(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+    return stop
+
+
 def report(
     settings: Settings,
     bootstrap_servers: str,
     first_ms: int | None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> list[Alert]:
     """Alert the dead letters not yet alerted, at most once per interval, until an interval
-    passes without a new one; the alerts sent (none: nothing new)."""
+    passes without a new one or ``stopping()`` says to end (``sleep`` returns early then);
+    the alerts sent (none: nothing new)."""
     from include.kafka.client import end_offsets
 
     topic = settings.kafka.dead_letter_topic
@@ -149,6 +175,9 @@ def report(
         if wait > 0:
             log.info("last dead-letter alert was recent: waiting %.0f s", wait)
             sleep(wait)
+            if stopping():
+                log.info("asked to stop: the next alert counts the dead letters since this one")
+                return alerts
         last = book.record().get(KEY, {})
         ends = end_offsets(bootstrap_servers, topic).get(topic, {})
         if last.get("offsets") is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -97,3 +98,36 @@ def test_connections_carry_the_brokers_security_and_the_smtp_password(monkeypatc
     assert list(alert_connections(Settings(), json.dumps(kafka_default))) == [
         "AIRFLOW_CONN_ECOM_DEAD_LETTER_WATCH"
     ]
+
+
+def test_a_stopped_dead_letter_run_ends_its_wait_at_once(tmp_path, monkeypatch) -> None:
+    """SIGTERM (Airflow stopping the task) ends the wait for the interval and the run, and
+    Airflow's own handler still runs; nothing is counted, so the next alert counts it."""
+    import os
+    import signal
+
+    from include.alerts import dead_letters as letters
+
+    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
+    settings = Settings()
+    letters.gate(settings).sent(letters.KEY, time.time(), offsets={"0": 7})
+    airflows: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: airflows.append(signum))
+    try:
+        stop = letters.stop_on_sigterm()
+        waited: list[float] = []
+
+        def sleep(seconds: float) -> bool:
+            waited.append(seconds)
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the task waits
+            return stop.wait(seconds)
+
+        started = time.monotonic()
+        # No broker at this address: a run that went on to count would fail.
+        assert letters.report(settings, "127.0.0.1:1", None, sleep, stop.is_set) == []
+        assert time.monotonic() - started < 5
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.is_set() and airflows == [signal.SIGTERM]
+    assert len(waited) == 1 and waited[0] > 60  # the interval's wait, cut short
+    assert letters.gate(settings).record()[letters.KEY]["offsets"] == {"0": 7}
