@@ -42,7 +42,8 @@ def dead_letter_alerts() -> None:
     @task
     def alert_dead_letters(*, triggering_asset_events=None) -> int:
         """One alert per interval for the dead letters since the last one."""
-        from include.alerts.dead_letters import first_seen_ms, report, stop_on_sigterm
+        from include.alerts.dead_letters import first_seen_ms, report
+        from include.runtime.procs import stop_on_sigterm
 
         settings = get_settings()
         stop = stop_on_sigterm()

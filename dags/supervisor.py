@@ -69,16 +69,19 @@ def supervisor() -> None:
     def assess_and_stop_stalled() -> bool:
         """True (go on to the restart) when a new streaming run is needed."""
         from include.analytics import QUERIES
+        from include.runtime.procs import stop_on_sigterm
         from include.streaming.supervisor import supervise_once
 
         ti = get_current_context()["ti"]
         settings = get_settings()
+        stop = stop_on_sigterm()
         return supervise_once(
             settings,
             QUERIES,
             settings.bootstrap_servers,
             lambda states: ti.get_dr_count(dag_id=STREAMING_DAG, states=states),
             scheduled_restart=ti.get_dr_count(dag_id=RESTART_DAG, states=["running"]) > 0,
+            stopping=stop.is_set,
         )
 
     restart = TriggerDagRunOperator(

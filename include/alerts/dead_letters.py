@@ -17,8 +17,6 @@ restart) it ends at once; the next alert counts what it had not.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -131,27 +129,6 @@ def count_records(
         return count
     finally:
         reader.close()
-
-
-def stop_on_sigterm() -> threading.Event:
-    """An event this task process sets on SIGTERM, Airflow's own handler still called.
-
-    Airflow forwards SIGTERM to the tasks it stops (`make down`, a scheduler restart) and
-    only calls the operator's ``on_kill``: a task waiting out the interval went on waiting,
-    and while dead letters kept coming, went on for good. The scheduler's stop then timed
-    out and killed its task processes, leaving their runs "running" for Airflow's 5 minutes
-    (a killed streaming driver waited that long for its restart in the e2e test).
-    """
-    stop = threading.Event()
-    airflows = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum: int, frame: Any) -> None:
-        stop.set()
-        if callable(airflows):
-            airflows(signum, frame)
-
-    signal.signal(signal.SIGTERM, on_term)
-    return stop
 
 
 def report(

@@ -12,10 +12,12 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psutil
@@ -244,3 +246,25 @@ def kill_marked(marker: str, timeout: float = 20.0) -> list[str]:
             pass
     psutil.wait_procs(still, timeout=5)
     return described
+
+
+def stop_on_sigterm() -> threading.Event:
+    """An event this Airflow task's process sets on SIGTERM, Airflow's own handler still
+    called.
+
+    Airflow forwards SIGTERM to the tasks it stops (`make down`, a scheduler restart) and
+    only calls the operator's ``on_kill``: a task went on as if nothing happened. A
+    dead-letter run waiting out its interval held up the scheduler's stop, and a supervisor
+    started a new streaming run the stopping scheduler still launched; the stop then timed
+    out and killed the task processes, leaving their runs "running" for Airflow's 5 minutes.
+    """
+    stop = threading.Event()
+    airflows = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if callable(airflows):
+            airflows(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+    return stop

@@ -60,6 +60,7 @@ def supervise_once(
     streaming_runs: Callable[[list[str] | None], int],
     wait_for_run_end: float = 120.0,
     scheduled_restart: bool = False,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> bool:
     """Assess every query, log each verdict, stop stalled drivers; True when the caller
     should start a new streaming run.  ``streaming_runs(states)`` counts the streaming
@@ -106,7 +107,7 @@ def supervise_once(
     # The stopped driver's task has to notice and end its run before a new one may start.
     queried = [verdict.query for verdict in verdicts]
     outcome = wait_for_streaming_to_end(
-        settings, queried, streaming_runs, stopped, wait_for_run_end
+        settings, queried, streaming_runs, stopped, wait_for_run_end, stopping=stopping
     )
     stops = f"stopped driver pid {', '.join(map(str, sorted(stopped)))}; " if stopped else ""
     if outcome != ENDED:
@@ -202,6 +203,7 @@ def wait_for_streaming_to_end(
     timeout: float,
     # A look is one small API call; every second of it is a second of recovery.
     interval: float = 1.0,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> str:
     """After stopping drivers, wait until Airflow has no active streaming run: ENDED.
 
@@ -211,7 +213,7 @@ def wait_for_streaming_to_end(
     """
     queries = list(queries)
     deadline = time.monotonic() + timeout
-    while active := streaming_runs(["running", "queued"]):
+    while not stopping() and (active := streaming_runs(["running", "queued"])):
         newer = [h for pid, h in live_drivers(settings, queries).items() if pid not in stopped]
         if newer:
             return f"{newer[0].describe()} already holds the checkpoints (a newer streaming run)"
@@ -221,4 +223,7 @@ def wait_for_streaming_to_end(
                 "driver stopped (Airflow has to end it first: it may be waiting to retry)"
             )
         time.sleep(interval)
+    if stopping():
+        # A stopping scheduler still launches what it is given, then waits for it in vain.
+        return "Airflow is stopping this task (a scheduler restart or `make down`)"
     return ENDED

@@ -107,6 +107,7 @@ def test_a_stopped_dead_letter_run_ends_its_wait_at_once(tmp_path, monkeypatch) 
     import signal
 
     from include.alerts import dead_letters as letters
+    from include.runtime.procs import stop_on_sigterm
 
     monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
     settings = Settings()
@@ -114,7 +115,7 @@ def test_a_stopped_dead_letter_run_ends_its_wait_at_once(tmp_path, monkeypatch) 
     airflows: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: airflows.append(signum))
     try:
-        stop = letters.stop_on_sigterm()
+        stop = stop_on_sigterm()
         waited: list[float] = []
 
         def sleep(seconds: float) -> bool:

@@ -148,6 +148,26 @@ def test_a_run_that_never_ends_is_reported_after_the_timeout(monkeypatch, tmp_pa
     assert outcome.startswith("the streaming DAG still has 2 active run(s) 0 s after")
 
 
+def test_a_supervisor_airflow_is_stopping_starts_no_new_run(monkeypatch, tmp_path):
+    """A stopping scheduler still launches the run a supervisor triggers, then waits for it
+    until its stop times out: a supervisor told to stop (SIGTERM) while it waits for the
+    stopped driver's run to end does not go on to start one, even once the run has ended."""
+    settings = settings_for(monkeypatch, tmp_path)
+    active = iter([1, 1, 0])
+    told: list[bool] = []
+
+    def stopping() -> bool:
+        told.append(len(told) >= 2)  # SIGTERM arrives during the wait
+        return told[-1]
+
+    outcome = wait_for_streaming_to_end(
+        settings, ["q"], lambda states: next(active), set(), 60, 0.01, stopping
+    )
+
+    assert outcome != ENDED and "Airflow is stopping this task" in outcome
+    assert next(active) == 0, "it stopped looking once told, before the run ended"
+
+
 def test_a_probe_of_the_lock_does_not_refuse_a_starting_driver(tmp_path: Path) -> None:
     """The supervisor and monitors probe the lock by taking it for an instant; a driver
     starting at that instant must not be refused as if another driver held it."""
