@@ -14,9 +14,10 @@ T = TypeVar("T")
 # Every Spark driver the tests start (directly, through Airflow or the benchmarks) compiles
 # with C1 only: a driver that lives a minute spent half its CPU in the C2 compiler, for
 # code it never ran long enough to gain from (`[spark] driver_java_options`, README "Tests").
-os.environ.setdefault("ECOM_SPARK__DRIVER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+os.environ.setdefault("ECOM_SPARK__DRIVER_JAVA_OPTIONS", C1_ONLY)
 # The same for the brokers, which live for one test module.
-os.environ.setdefault("ECOM_KAFKA__BROKER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+os.environ.setdefault("ECOM_KAFKA__BROKER_JAVA_OPTIONS", C1_ONLY)
 
 
 def poll(

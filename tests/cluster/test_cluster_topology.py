@@ -28,7 +28,7 @@ from include.runtime.spark import SparkMaster, SparkWorker
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
 from include.streaming.progress import read_progress
-from tests.conftest import poll
+from tests.conftest import C1_ONLY, poll
 from tests.integration.dataset import (
     NAIVE_ZONE,
     ORACLES,
@@ -41,8 +41,6 @@ from tests.integration.dataset import (
 pytestmark = pytest.mark.cluster
 
 NODES = 3
-# The JIT of the tests' short-lived JVMs (tests/conftest.py gives it to drivers and brokers).
-C1_ONLY = "-XX:TieredStopAtLevel=1"
 
 
 @pytest.fixture(scope="module")

@@ -39,10 +39,8 @@ def first_ended_interval(settings: Settings) -> tuple[datetime, datetime]:
     to backfill an interval still running)."""
     revenue = read_table(settings.paths.table_path("revenue_by_category"))
     assert revenue is not None and not revenue.empty, "no revenue rows to backfill"
-    first = min(
-        interval_of(start.to_pydatetime(), settings.backfill.schedule)
-        for start in pd.to_datetime(revenue["window_start"], utc=True)
-    )
+    oldest = pd.to_datetime(revenue["window_start"], utc=True).min()
+    first = interval_of(oldest.to_pydatetime(), settings.backfill.schedule)
     wait = (first[1] - datetime.now(UTC)).total_seconds()
     if wait > 0:
         print(f"waiting {wait:.0f} s for the interval {first[0]:%H:%M}-{first[1]:%H:%M} to end")
