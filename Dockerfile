@@ -15,7 +15,7 @@ USER 0
 # every security update of the base image.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl \
+    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless curl \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
@@ -31,6 +31,12 @@ COPY --chown=50000:0 dags /opt/ecom/dags
 COPY --chown=50000:0 plugins /opt/ecom/plugins
 COPY --chown=50000:0 spark_jobs /opt/ecom/spark_jobs
 COPY --chown=50000:0 scripts /opt/ecom/scripts
+COPY --chown=50000:0 jvm /opt/ecom/jvm
+# The Spark apps' Avro decoder, compiled against the image's own pyspark (a JDK, hence
+# openjdk-17-jdk-headless above).
+WORKDIR /opt/ecom
+RUN ECOM_UDF_JAR_DIR=/opt/ecom/jars/spark-ecom \
+    PYSPARK_JARS="$(python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars" \
+    bash scripts/build-jvm.sh
 ENV PYTHONPATH=/opt/ecom \
     ECOM_CONFIG_FILE=/opt/ecom/config/platform.toml
-WORKDIR /opt/ecom

@@ -31,10 +31,23 @@ BACKFILL_APP = PROJECT_ROOT / "spark_jobs" / "backfill_app.py"
 SPARK_UMASK_CONF = {"spark.hadoop.fs.permissions.umask-mode": f"{STATE_UMASK:03o}"}
 
 
+# The project's own UDF jar (jvm/avro-json, built by scripts/build-jvm.sh): the Avro decoding
+# of spark_jobs.avro, in the JVM because the hot path has no Python worker.
+PROJECT_JAR_GROUP = "spark-ecom"
+
+
 def connector_jars(settings: Settings) -> list[Path]:
-    """The Spark connector jars (Kafka, Delta Lake) from the jar cache, for --jars or
-    spark.jars; an error naming `make setup` when there are none."""
-    return jars(settings, "spark")
+    """The Spark connector jars (Kafka, Delta Lake) and the project's UDF jar from the jar
+    cache, for --jars or spark.jars; an error naming `make setup` when either is missing."""
+    connectors = jars(settings, "spark")
+    own = sorted((settings.jar_dir / PROJECT_JAR_GROUP).glob("*.jar"))
+    if not own:
+        raise PlatformError(
+            f"the project's Spark UDF jar is not in {settings.jar_dir / PROJECT_JAR_GROUP}: "
+            "run `make setup` (scripts/build-jvm.sh compiles it from jvm/avro-json with javac) "
+            "and check its output for a compile error."
+        )
+    return [*connectors, *own]
 
 
 def spark_environment(settings: Settings) -> dict[str, str]:

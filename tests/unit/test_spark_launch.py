@@ -32,10 +32,13 @@ def test_no_options_no_conf_and_every_launch_passes_them(monkeypatch, tmp_path) 
     assert "spark.driver.extraJavaOptions" not in launch_conf(Settings())
     monkeypatch.setenv("ECOM_SPARK__DRIVER_JAVA_OPTIONS", "-XX:+UseSerialGC")
     monkeypatch.setenv("ECOM_JAR_CACHE", str(tmp_path / "jars"))
-    (tmp_path / "jars" / "spark").mkdir(parents=True)
-    (tmp_path / "jars" / "spark" / "connector.jar").write_bytes(b"")
+    for group, jar in (("spark", "connector.jar"), ("spark-ecom", "ecom-avro.jar")):
+        (tmp_path / "jars" / group).mkdir(parents=True)
+        (tmp_path / "jars" / group / jar).write_bytes(b"")
     command = spark_submit_command(Settings(), PROJECT_ROOT / "app.py")
     assert "spark.driver.extraJavaOptions=-XX:+UseSerialGC" in command
+    # The Avro decoder travels with the connectors.
+    assert command[command.index("--jars") + 1].endswith("/spark-ecom/ecom-avro.jar")
 
 
 def test_the_archive_depends_on_the_java_runtime(monkeypatch, tmp_path) -> None:
