@@ -1,10 +1,15 @@
 """
-### Provision Kafka topics
+### Provision Kafka topics and the event schema
 
 Creates the input topic, its dead-letter topic and one output topic per analytic, with the
 partitions, replication and retention from `config/platform.toml`.  Idempotent: existing
 topics are left alone.  **Drift** (a topic with fewer partitions or another replication
 factor than configured) fails the task with a message that says what differs and how to fix it.
+
+Then registers the event schema (`include/schemas/ecommerce_event.avsc`) in the schema
+registry under `<input topic>-value`, with `[registry] compatibility` as its rule: a schema
+already held keeps its version, a changed one becomes the next version, and one the rule
+refuses fails the task with what breaks (nothing is registered, no Avro producer can use it).
 """
 
 from __future__ import annotations
@@ -35,7 +40,22 @@ def provision_topics():
 
         return provision(get_settings())
 
-    create_or_verify_topics()
+    @task
+    def register_event_schema() -> dict[str, int]:
+        from include.registry import register, subject_versions
+        from include.settings import get_settings
+
+        settings = get_settings()
+        current = register(settings)
+        held = subject_versions(settings)
+        print(
+            f"event schema: version {current.version} (id {current.schema_id}) of "
+            f"{current.subject}; versions held: "
+            + ", ".join(f"{r.version} (id {r.schema_id})" for r in held)
+        )
+        return {"version": current.version, "schema_id": current.schema_id}
+
+    create_or_verify_topics() >> register_event_schema()
 
 
 provision_topics()

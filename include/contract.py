@@ -11,27 +11,18 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+from include.event_schema import fields
+
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase", "remove_from_cart")
 PURCHASE = "purchase"
 # Event types that carry a quantity of at least 1; the others may carry 0 (the tutorial does).
 COUNTED_EVENT_TYPES = ("add_to_cart", "purchase")
 
-REQUIRED_FIELDS = (
-    "event_id",
-    "event_type",
-    "timestamp",
-    "user_id",
-    "product_id",
-    "product_name",
-    "category",
-    "price",
-    "quantity",
-    "session_id",
-    "device_type",
-    "country",
-)
-# Fields an event may carry: revenue on a purchase (price * quantity).
-OPTIONAL_FIELDS = ("revenue",)
+# The fields, in the schema's order (include/schemas/ecommerce_event.avsc): those every event
+# carries, and those it may carry (revenue, required on a purchase by the rule below; the
+# coupon code of schema version 2).
+REQUIRED_FIELDS = tuple(f.name for f in fields() if not f.optional)
+OPTIONAL_FIELDS = tuple(f.name for f in fields() if f.optional)
 CENTS = Decimal("0.01")
 
 

@@ -11,5 +11,28 @@ path = os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
 with open(path, "w") as handle:
     json.dump({"admin": os.environ["AIRFLOW_ADMIN_PASSWORD"]}, handle)
 PY
+# The schema registry's own role and database in the same PostgreSQL (it waits for this).
+: "${REGISTRY_DB_PASSWORD:?set REGISTRY_DB_PASSWORD in .env}"
+python - <<'PY'
+import os
+
+import psycopg2
+from sqlalchemy.engine import make_url
+
+url = make_url(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+conn = psycopg2.connect(
+    host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+    dbname=url.database,
+)
+conn.autocommit = True
+with conn.cursor() as cur:
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'registry'")
+    if cur.fetchone() is None:
+        cur.execute("CREATE ROLE registry LOGIN PASSWORD %s", (os.environ["REGISTRY_DB_PASSWORD"],))
+    cur.execute("SELECT 1 FROM pg_database WHERE datname = 'registry'")
+    if cur.fetchone() is None:
+        cur.execute("CREATE DATABASE registry OWNER registry")
+conn.close()
+PY
 airflow pools set streaming 1 "one streaming driver per set of checkpoints"
 echo "Airflow is ready: log in as admin with AIRFLOW_ADMIN_PASSWORD"

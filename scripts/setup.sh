@@ -48,6 +48,10 @@ fetch() {  # fetch <pom> <dir>
 mkdir -p .cache/jars
 fetch jars/kafka-broker.pom.xml .cache/jars/kafka
 fetch jars/spark-connectors.pom.xml .cache/jars/spark
+# ---- the Spark apps' Avro decoder (jvm/): compiled against pyspark's jars
+bash scripts/build-jvm.sh
+# ---- the schema registry (Apicurio Registry, Maven Central) and a Java 21+ to run it
+.venv/bin/python -m include.runtime.registry --setup || die "could not set up the schema registry (see above)"
 # ---- the Spark drivers' class-data archive: drivers start in ~4 s instead of ~7 (once per
 # pyspark and Java; it only saves time, so a failure is a warning)
 .venv/bin/python -m include.runtime.spark_cds

@@ -74,6 +74,11 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
                 "extra": confluent_options(settings.kafka.security, settings.bootstrap_servers),
             }
         ),
+        # The schema registry's Confluent-compatible API ([registry]), for your own tasks and
+        # the HTTP operators; the platform's tasks read the same URL from the settings.
+        "AIRFLOW_CONN_ECOM_SCHEMA_REGISTRY": json.dumps(
+            {"conn_type": "http", "host": settings.registry_url}
+        ),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
             {
                 "conn_type": "spark",

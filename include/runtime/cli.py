@@ -17,6 +17,7 @@ import psutil
 import requests
 from pydantic import ValidationError
 
+from include.registry import RegistryError, event_subject, subject_versions
 from include.runtime.airflow import (
     AIRFLOW_COMPONENTS,
     AirflowComponent,
@@ -28,6 +29,7 @@ from include.runtime.kafka import Kafka
 from include.runtime.own_kafka import check_own_kafka, describe, uses_own_kafka
 from include.runtime.postgres import Postgres
 from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
+from include.runtime.registry import Registry
 from include.runtime.secrets import metrics_token, platform_secrets
 from include.runtime.service import Service
 from include.runtime.spark_launch import spark_ui_url
@@ -35,6 +37,7 @@ from include.runtime.tools import jars, java_binary, venv_bin
 from include.settings import Settings, get_settings
 from include.settings.base import STATE_UMASK, STREAMING_POOL
 from include.settings.kafka import KafkaSecurityError
+from include.streaming.dead_letter_share import recent_dead_letters
 from include.streaming.status import pipeline_status, status_table
 
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
@@ -45,10 +48,12 @@ AUTOSTART_ENV = "ECOM_AUTOSTART"
 
 def all_services(settings: Settings) -> list[Service]:
     """The local platform's services, in start order; stop runs in reverse.  No Kafka broker
-    when `[kafka] bootstrap_servers` names your own."""
+    when `[kafka] bootstrap_servers` names your own, no schema registry when `[registry] url`
+    does."""
     return [
         Postgres(settings),
         *([] if uses_own_kafka(settings) else [Kafka(settings)]),
+        *([] if settings.registry.url else [Registry(settings)]),
         *(AirflowComponent(c, settings) for c in AIRFLOW_COMPONENTS),
     ]
 
@@ -155,7 +160,8 @@ The platform is up.
   Airflow UI       http://{host}:{settings.airflow.port}
                    user: {settings.airflow.admin_user}   password: {sec["airflow_admin_password"]}
   Kafka            {settings.bootstrap_servers}  (input topic {settings.kafka.input_topic})
-  PostgreSQL       {host}:{settings.postgres.port} (Airflow metadata)
+  Schema registry  {settings.registry_url}  (subject {event_subject(settings)})
+  PostgreSQL       {host}:{settings.postgres.port} (Airflow metadata, the registry's storage)
   Pipeline health  http://{host}:{settings.airflow.port}/ecom/health  (Airflow UI: Browse)
   Data quality     http://{host}:{settings.airflow.port}/ecom/quality  (log in to Airflow first)
   Spark UI         {spark_ui_url(settings)}  (the streaming driver's, while it runs)
@@ -264,7 +270,26 @@ def status(settings: Settings) -> int:
     print_table(status_table(pipeline))
     for query in pipeline.alarms:
         print(f"ALARM {query.reason}")
+    print_event_schema(settings)
+    share = recent_dead_letters(settings)
+    if share.alarming:
+        print(f"\nWARNING: MOST OF THE INPUT IS BEING REFUSED. {share.sentence()}")
     return 0 if unhealthy == 0 and not pipeline.alarms else 1
+
+
+def print_event_schema(settings: Settings) -> None:
+    """The event schema's versions in the registry and its compatibility rule."""
+    subject = event_subject(settings)
+    try:
+        held = subject_versions(settings)
+    except RegistryError as exc:
+        print(f"\nEvent schema ({subject}): the registry did not answer ({exc})")
+        return
+    versions = ", ".join(f"{r.version} (id {r.schema_id})" for r in held) or "none registered yet"
+    print(
+        f"\nEvent schema ({subject} at {settings.registry_url}, "
+        f"{settings.registry.compatibility}): versions {versions}"
+    )
 
 
 def print_table(rows: Sequence[tuple[str, ...]]) -> None:

@@ -240,10 +240,30 @@ class Postgres(Service):
         return started
 
     def ensure_database(self) -> None:
-        """Airflow's role (login, no superuser) and its database, which it owns."""
+        """Airflow's role (login, no superuser) and its database, which it owns; the same for
+        the schema registry's storage."""
+        secrets = platform_secrets(self.settings)
+        role = self.settings.postgres.user
+        self.ensure_owned_database(
+            role, self.settings.postgres.database, secrets["postgres_password"]
+        )
+        registry = self.settings.registry
+        self.ensure_owned_database(
+            registry.user, registry.database, secrets["registry_db_password"]
+        )
+        if not self.superuser_file.exists():
+            print(
+                f"[platform] WARNING: this PostgreSQL data dir ({self.data_dir}) was made "
+                f"before the platform had its own superuser: Airflow's role {role!r} is still "
+                "a superuser. To change that, `make down`, move the postgres folder of the "
+                "state dir aside and `make up` (Airflow's run history starts afresh).",
+                flush=True,
+            )
+
+    def ensure_owned_database(self, role: str, database: str, password: str) -> None:
+        """A login role (no superuser) and a database it owns, each created if missing."""
         from psycopg2 import sql
 
-        role, database = self.settings.postgres.user, self.settings.postgres.database
         conn = self.connect("postgres", as_superuser=True)
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -253,7 +273,7 @@ class Postgres(Service):
                     sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD %s").format(
                         sql.Identifier(role)
                     ),
-                    (platform_secrets(self.settings)["postgres_password"],),
+                    (password,),
                 )
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if cur.fetchone() is None:
@@ -263,14 +283,6 @@ class Postgres(Service):
                     )
                 )
         conn.close()
-        if not self.superuser_file.exists():
-            print(
-                f"[platform] WARNING: this PostgreSQL data dir ({self.data_dir}) was made "
-                f"before the platform had its own superuser: Airflow's role {role!r} is still "
-                "a superuser. To change that, `make down`, move the postgres folder of the "
-                "state dir aside and `make up` (Airflow's run history starts afresh).",
-                flush=True,
-            )
 
     def sqlalchemy_url(self) -> str:
         """Airflow's connection string: its own role and database, with the password."""

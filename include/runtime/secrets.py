@@ -24,6 +24,7 @@ def platform_secrets(settings: Settings) -> dict[str, str]:
     wanted = {
         "postgres_password": lambda: secrets.token_urlsafe(18),
         "postgres_admin_password": lambda: secrets.token_urlsafe(18),
+        "registry_db_password": lambda: secrets.token_urlsafe(18),
         "airflow_admin_password": lambda: secrets.token_urlsafe(12),
         "jwt_secret": lambda: secrets.token_urlsafe(32),
         "api_secret_key": lambda: secrets.token_urlsafe(32),

@@ -40,6 +40,7 @@ from include.settings.sections import (
     PostgresSettings,
     ProducerSettings,
     QualitySettings,
+    RegistrySettings,
     SparkSettings,
     SupervisorSettings,
 )
@@ -59,6 +60,7 @@ class Settings(Section, BaseSettings):
     bind_host: str
     kafka: KafkaSettings = Field(default_factory=KafkaSettings.shipped)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings.shipped)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings.shipped)
     airflow: AirflowSettings = Field(default_factory=AirflowSettings.shipped)
     spark: SparkSettings = Field(default_factory=SparkSettings.shipped)
     producer: ProducerSettings = Field(default_factory=ProducerSettings.shipped)
@@ -117,6 +119,15 @@ class Settings(Section, BaseSettings):
     def bootstrap_servers(self) -> str:
         """``[kafka] bootstrap_servers``, or the local broker when it is empty."""
         return self.kafka.bootstrap_servers or f"{self.bind_host}:{self.kafka.port}"
+
+    @property
+    def registry_url(self) -> str:
+        """The schema registry's Confluent-compatible API root: ``[registry] url``, or the
+        local registry's when it is empty."""
+        return (
+            self.registry.url.rstrip("/")
+            or f"http://{self.bind_host}:{self.registry.port}/apis/ccompat/v7"
+        )
 
 
 def _under_project(path: Path) -> Path:

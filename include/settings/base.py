@@ -16,7 +16,7 @@ DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "platform.toml"
 
 # What the producer writes: "platform" events (visits, include.generators.EventGenerator) or
 # "tutorial" ones (the Kafka + Spark tutorial's own, include.generators.TutorialEventGenerator).
-EventFormat = Literal["platform", "tutorial"]
+EventFormat = Literal["platform", "tutorial", "avro"]
 EVENT_FORMATS: tuple[str, ...] = get_args(EventFormat)
 # Everything the platform writes under the state dir (tables, checkpoints, logs, metrics)
 # is for its own user and group: directories 0750, files 0640.

@@ -20,6 +20,29 @@ class PostgresSettings(Section, section="postgres"):
     database: str
 
 
+class RegistrySettings(Section, section="registry"):
+    """``[registry]``: the schema registry (your own ``url``, or the local Apicurio Registry's
+    ports, version and heap), the compatibility rule of the event schema, and the registry's
+    role and database in the platform's PostgreSQL."""
+
+    url: str
+    port: int = Field(ge=1, le=65535)
+    management_port: int = Field(ge=1, le=65535)
+    version: str
+    heap: str
+    compatibility: Literal[
+        "BACKWARD",
+        "BACKWARD_TRANSITIVE",
+        "FORWARD",
+        "FORWARD_TRANSITIVE",
+        "FULL",
+        "FULL_TRANSITIVE",
+        "NONE",
+    ]
+    user: str
+    database: str
+
+
 class AirflowSettings(Section, section="airflow"):
     """``[airflow]``: the API server's port, the admin user, and how many tasks run at once."""
 
@@ -164,6 +187,9 @@ class QualitySettings(Section, section="quality"):
     # Dead letters above this share of the input records, over the window below: a warning.
     max_dead_letter_percent: float = Field(ge=0, le=100)
     dead_letter_window_minutes: float = Field(gt=0)
+    # The loud warning of `make status` and the health page (include.streaming.dead_letter_share).
+    dead_letter_alarm_percent: float = Field(ge=0, le=100)
+    dead_letter_alarm_minutes: int = Field(gt=0)
     # Reconciliation reads the input topic from this long (record time) before the first
     # window it checks: room for events that reached Kafka before their event time.
     reconcile_margin_seconds: int = Field(ge=0)

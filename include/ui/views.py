@@ -21,8 +21,10 @@ import pandas as pd
 from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGORY
 from include.contract import parse_utc
 from include.quality.history import newest_run, read_history
+from include.registry import RegistryError, event_subject, subject_versions
 from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
+from include.streaming.dead_letter_share import recent_dead_letters
 from include.streaming.progress import read_progress
 from include.streaming.status import pipeline_status
 from include.tables import read_table
@@ -58,12 +60,36 @@ class HealthView:
     checked_at: datetime | None  # when the supervisor last judged the queries
     queries: list[QueryHealth]
     dead_letters: int | None
+    # Most of the recent input dead-lettered: the page says so first (None: all is well).
+    dead_letter_alarm: str | None
+    # The event schema's versions in the registry, or why they are not known.
+    event_schema: str
     last_quality: dict[str, Any] | None
     revenue_by_category: dict[str, float]  # over the shown hours, from whole windows
     revenue_chart: str
     funnel_chart: str
     conversion_chart: str
     spark_ui: str  # the streaming driver's Spark UI (answers while a driver runs)
+
+
+def dead_letter_alarm(settings: Settings) -> str | None:
+    """The warning when most of the recent input went to the dead letters, else None."""
+    share = recent_dead_letters(settings)
+    return share.sentence() if share.alarming else None
+
+
+def event_schema_versions(settings: Settings) -> str:
+    """The event subject's versions and ids in the registry and its rule, in words."""
+    try:
+        held = subject_versions(settings)
+    except RegistryError as exc:
+        return f"the schema registry did not answer: {exc}"
+    versions = ", ".join(f"version {r.version} (id {r.schema_id})" for r in held)
+    return (
+        f"{versions or 'no version registered yet (provision_topics registers it)'} of "
+        f"{event_subject(settings)}; new versions must be {settings.registry.compatibility} "
+        "compatible"
+    )
 
 
 def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, list[QueryHealth]]:
@@ -187,6 +213,8 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
         checked_at=checked,
         queries=queries,
         dead_letters=dead_letter_count(settings),
+        dead_letter_alarm=dead_letter_alarm(settings),
+        event_schema=event_schema_versions(settings),
         last_quality=runs[0] if runs else None,
         revenue_by_category=revenue_totals(revenue),
         revenue_chart=line_chart(

@@ -7,6 +7,7 @@ Dockerfile.  The resolved file must carry the topology the README promises.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from include.settings.base import PROJECT_ROOT
 
 SECRETS = (
     "POSTGRES_PASSWORD",
+    "REGISTRY_DB_PASSWORD",
     "AIRFLOW_ADMIN_PASSWORD",
     "AIRFLOW_FERNET_KEY",
     "AIRFLOW_JWT_SECRET",
@@ -101,6 +103,20 @@ def test_spark_master_two_workers_and_airflow_built_from_the_dockerfile(resolved
         assert env["AIRFLOW_CONN_SPARK_DEFAULT"].count("spark://spark-master") == 1
         assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
     assert {"postgres", "kafka-ui"} <= set(services)
+
+
+def test_the_schema_registry_stores_in_postgres_and_airflow_reaches_it(resolved) -> None:
+    registry = resolved["services"]["schema-registry"]
+    env = registry["environment"]
+    assert env["APICURIO_STORAGE_KIND"] == "sql"
+    assert env["APICURIO_DATASOURCE_URL"].startswith("jdbc:postgresql://postgres:")
+    # Only the API is published (on loopback, checked below); the management port is not.
+    published = [p if isinstance(p, str) else str(p["target"]) for p in registry["ports"]]
+    assert len(published) == 1 and ":8080" in published[0], published
+    airflow = resolved["services"]["airflow-scheduler"]["environment"]
+    url = airflow["ECOM_REGISTRY__URL"]
+    assert url.startswith("http://schema-registry:8080/")
+    assert json.loads(airflow["AIRFLOW_CONN_ECOM_SCHEMA_REGISTRY"])["host"] == url
 
 
 def test_every_long_running_service_has_a_healthcheck_and_loopback_ports(resolved) -> None:
