@@ -129,6 +129,7 @@ def main() -> int:
     parsed = parse_events(
         read_events(spark, settings, "earliest", args.max_offsets_per_trigger),
         settings.events,
+        settings.registry_url,
     )
     if args.design == "parse_once":
         queries = parse_once(spark, parsed, settings, args)

@@ -78,7 +78,7 @@ def compute(spark: SparkSession, settings: Settings, interval: Interval) -> dict
         )
         .load()
     )
-    valid = valid_events(parse_events(raw, settings.events)).cache()
+    valid = valid_events(parse_events(raw, settings.events, settings.registry_url)).cache()
     return {
         analytic.name: in_interval(
             analytic_rows(analytic, valid, settings.analytics), analytic.time_column, interval

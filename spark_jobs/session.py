@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from include.kafka.security import spark_kafka_options
 from include.runtime.spark_launch import SPARK_UMASK_CONF, connector_jars, driver_java_options
 from include.settings import Settings
+from spark_jobs.avro import register_avro_udf
 
 APP_NAME = "ecommerce-streaming"
 STATE_STORE_PROVIDERS = {
@@ -88,6 +89,8 @@ def build_session(settings: Settings) -> SparkSession:
         builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    # The Avro decoder parse_events calls for Avro records (jvm/avro-json, on spark.jars).
+    register_avro_udf(spark)
     return spark
 
 

@@ -198,6 +198,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 args.trigger_seconds,
             ),
             settings.events,
+            settings.registry_url,
         )
         frames = branches(parsed, settings, args.outputs)
         spark.streams.addListener(

@@ -1,9 +1,17 @@
 """Kafka records -> typed events or dead letters: the data contract, enforced.
 
 Pure DataFrame functions like :mod:`spark_jobs.transforms` (no I/O, no session creation,
-Spark SQL built-ins only: no Python worker sits in the hot path).  :func:`parse_events`
-parses and checks every record once; :func:`valid_events` and :func:`dead_letters` are its
-two outcomes.
+Spark SQL built-ins and the JVM Avro decoder of :mod:`spark_jobs.avro` only: no Python worker
+sits in the hot path).  :func:`parse_events` parses and checks every record once;
+:func:`valid_events` and :func:`dead_letters` are its two outcomes.
+
+A record is JSON text or Avro in the Confluent wire format (first byte 0, then the schema
+id): the first byte tells them apart, on the same topic.  An Avro record is read with the
+schema it was written with (from the schema registry, by id) resolved to the contract's
+newest version (include/schemas/ecommerce_event.avsc), rendered as the JSON of that version
+and judged by the same checks from there on.  An Avro record the decoder cannot read is a
+dead letter with the decoder's reason; while the registry does not answer, the decoder waits
+(the batch with it, nothing committed) rather than judge a record it cannot read.
 
 Validation gives each bad record exactly one reason, the first failing check in this order
 (codes are stable; ``<field>`` names the offending field):
@@ -12,7 +20,11 @@ Validation gives each bad record exactly one reason, the first failing check in 
 ``missing_field:<field>``, ``wrong_type:<field>``, ``unsafe_text:<field>``,
 ``unknown_event_type``,
 ``negative_price``, ``negative_quantity``, ``non_positive_quantity``, ``revenue_mismatch``,
-``absurd_timestamp``.
+``timestamp_too_old:<bound>s``, ``timestamp_in_future:<bound>s``; for an Avro record first
+``avro_no_registry``, ``avro_bad_framing``, ``avro_unknown_schema_id:<id>``,
+``avro_unreadable_schema:<id>``, ``avro_corrupt_body:<id>``.  The timestamp bounds are
+``[events] max_event_lag_seconds`` behind and ``max_event_lead_seconds`` ahead of the Kafka
+record's time, and the reason carries the bound that was crossed.
 
 A ``timestamp`` without an offset is the wall-clock time of ``[events] naive_timezone``
 (the tutorial's producer writes ``datetime.now().isoformat()``).  ``quantity`` may be 0 on
@@ -34,12 +46,18 @@ from include.contract import (
     PURCHASE,
     REQUIRED_FIELDS,
 )
+from include.event_schema import fields, schema_text
 from include.settings.sections import EventSettings
 from include.streaming.idle_close import CONTROL_KEY, CONTROL_KIND
+from spark_jobs.avro import avro_to_json, is_confluent_avro
 
-PRICE_TYPE = "decimal(12,2)"
-MONEY_TYPE = "decimal(18,2)"
-TIMESTAMP_FIELD = "timestamp"
+# The type rules come from the schema's fields (include.event_schema): a "string" field must
+# be JSON text, "int" a whole JSON number, "decimal" a JSON number that fits its precision and
+# scale, "timestamp" ISO-8601 text.
+SPECS = {spec.name: spec for spec in fields()}
+PRICE_TYPE = SPECS["price"].spark_type
+MONEY_TYPE = SPECS["revenue"].spark_type
+TIMESTAMP_FIELD = next(spec.name for spec in fields() if spec.kind == "timestamp")
 
 # Output columns of valid events, in table order: the event's fields, with the parsed
 # event time in place of the raw timestamp text.
@@ -56,10 +74,10 @@ SOURCE_COLUMNS: tuple[str, ...] = (
     "value",
 )
 
-NUMERIC_FIELDS = ("price", "quantity")
-STRING_FIELDS: tuple[str, ...] = tuple(
-    f for f in REQUIRED_FIELDS if f not in (*NUMERIC_FIELDS, TIMESTAMP_FIELD)
-)
+TEXT_FIELDS: tuple[str, ...] = tuple(spec.name for spec in fields() if spec.kind == "string")
+STRING_FIELDS: tuple[str, ...] = tuple(f for f in REQUIRED_FIELDS if f in TEXT_FIELDS)
+# Optional fields checked only when present (revenue has a rule of its own: purchases).
+CHECKED_OPTIONAL: tuple[str, ...] = tuple(f for f in OPTIONAL_FIELDS if f != "revenue")
 
 # ISO-8601 date-time, fraction and offset optional.  A time without an offset is read in
 # the configured zone (EventSettings.naive_timezone), never in the Spark session's or the
@@ -90,7 +108,9 @@ NEGATIVE_PRICE = "negative_price"
 NEGATIVE_QUANTITY = "negative_quantity"
 NON_POSITIVE_QUANTITY = "non_positive_quantity"
 REVENUE_MISMATCH = "revenue_mismatch"
-ABSURD_TIMESTAMP = "absurd_timestamp"
+TIMESTAMP_TOO_OLD = "timestamp_too_old"
+TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+AVRO_NO_REGISTRY = "avro_no_registry"
 
 
 def _node(name: str) -> Column:
@@ -124,18 +144,53 @@ def _event_time(text: Column, naive_zone: str) -> Column:
     return F.when(text.rlike(ISO_TIMESTAMP_PATTERN), instant)
 
 
-def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
+def _typed(name: str) -> list[Column]:
+    """The staged columns of a field: its text (``_s_``), or its typed value (``_t_``, and
+    for an int the exact value ``_x_``: try_variant_get truncates 2.5 to the int 2)."""
+    spec = SPECS[name]
+    if spec.kind in ("string", "timestamp"):
+        return [_get(name, "string").alias(f"_s_{name}")]
+    typed = [_get(name, spec.spark_type).alias(f"_t_{name}")]
+    if spec.kind == "int":
+        typed.append(_get(name, "decimal(38,9)").alias(f"_x_{name}"))
+    return typed
+
+
+def _output(name: str, is_purchase: Column) -> Column:
+    """A valid event's column for a field, in its table type."""
+    spec = SPECS[name]
+    if spec.kind == "timestamp":
+        # A control record's event time is the time it moves the clock to.
+        return F.coalesce(F.col("_control_time"), F.col("_event_time"))
+    if name == "revenue":
+        return F.when(is_purchase, F.col("_t_revenue")).cast(MONEY_TYPE)
+    return F.col(f"_s_{name}" if spec.kind == "string" else f"_t_{name}")
+
+
+def parse_events(
+    raw: DataFrame, events: EventSettings, registry_url: str | None = None
+) -> DataFrame:
     """Parse and validate Kafka records: one output row per input record.
 
     ``raw`` has the Kafka source columns (key, value, topic, partition, offset, timestamp).
     The result has :data:`EVENT_COLUMNS` (typed; meaningful only when valid), ``dlq_reason``
     (null for a valid event or a control record, else one reason code), ``control`` (a
     control record of include.streaming.idle_close: its ``event_time`` only) and
-    :data:`SOURCE_COLUMNS`.
+    :data:`SOURCE_COLUMNS`.  ``registry_url`` is the schema registry's Confluent-compatible
+    API root, which Avro records are decoded with (the session must have the decoder:
+    spark_jobs.avro.register_avro_udf); None: Avro records are dead letters
+    (``avro_no_registry``).  Spark evaluates the decoder for Avro records only.
     """
     max_bytes = events.max_event_bytes
-    text = F.col("value").cast("string")
-
+    is_avro = is_confluent_avro(F.col("value"))
+    decoded = (
+        F.when(
+            is_avro & (F.length("value") <= max_bytes),
+            avro_to_json(F.col("value"), registry_url, schema_text()),
+        )
+        if registry_url
+        else F.lit(None).cast("struct<json:string,error:string>")
+    )
     staged = raw.select(
         F.col("topic"),
         F.col("partition"),
@@ -145,8 +200,21 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
         F.col("value"),
         # length() of a binary counts bytes, which is what the size limit is about.
         F.length("value").alias("_size"),
-        F.is_valid_utf8(text).alias("_utf8"),
+        is_avro.alias("_avro"),
+        decoded.alias("_decoded"),
     )
+    # The text judged: the JSON record, or an Avro record's JSON in the newest schema.
+    text = F.when(F.col("_avro"), F.col("_decoded.json")).otherwise(F.col("value").cast("string"))
+    avro_error = F.when(
+        F.col("_avro"), F.col("_decoded.error") if registry_url else F.lit(AVRO_NO_REGISTRY)
+    )
+    staged = staged.select(
+        "*",
+        text.alias("_text"),
+        F.is_valid_utf8(text).alias("_utf8"),
+        avro_error.alias("_avro_error"),
+    )
+    text = F.col("_text")
     # Parse only what passed the cheap checks: an oversize value is not worth parsing.
     staged = staged.withColumn(
         "_doc",
@@ -155,12 +223,7 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
     staged = staged.select(
         "*",
         *[_node(f).alias(f"_n_{f}") for f in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)],
-        *[_get(f, "string").alias(f"_s_{f}") for f in (*STRING_FIELDS, TIMESTAMP_FIELD)],
-        _get("price", PRICE_TYPE).alias("_price"),
-        _get("quantity", "int").alias("_quantity"),
-        # try_variant_get truncates 2.5 to the int 2: the exact value catches fractions.
-        _get("quantity", "decimal(38,9)").alias("_quantity_exact"),
-        _get("revenue", MONEY_TYPE).alias("_revenue"),
+        *[column for f in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS) for column in _typed(f)],
     )
     staged = staged.withColumn(
         "_event_time", _event_time(F.col(f"_s_{TIMESTAMP_FIELD}"), events.naive_timezone)
@@ -178,7 +241,7 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
     is_purchase = F.col("_s_event_type") == PURCHASE
 
     def missing(name: str) -> Column:
-        if name in STRING_FIELDS or name == TIMESTAMP_FIELD:
+        if SPECS[name].kind in ("string", "timestamp"):
             # An empty id or name is as useless downstream as an absent one.
             return _absent(name) | (F.trim(F.col(f"_s_{name}")) == "")
         return _absent(name)
@@ -188,77 +251,71 @@ def parse_events(raw: DataFrame, events: EventSettings) -> DataFrame:
     # [events] accept_numeric_strings says so.
     number = JSON_NUMBER_KINDS + (r"|^STRING$" if events.accept_numeric_strings else "")
 
-    def not_text(name: str) -> Column:
-        return ~_kind_is(name, r"^STRING$")
+    def wrong(name: str) -> Column:
+        kind = SPECS[name].kind
+        if kind == "string":
+            return ~_kind_is(name, r"^STRING$")
+        if kind == "timestamp":
+            return ~_kind_is(name, r"^STRING$") | F.col("_event_time").isNull()
+        bad = ~_kind_is(name, number) | F.col(f"_t_{name}").isNull()
+        if kind == "int":
+            bad = bad | (F.col(f"_x_{name}") != F.col(f"_t_{name}"))
+        return bad
 
-    def not_number(name: str) -> Column:
-        return ~_kind_is(name, number)
-
-    wrong_type: dict[str, Column] = {
-        **{f: not_text(f) for f in STRING_FIELDS},
-        TIMESTAMP_FIELD: not_text(TIMESTAMP_FIELD) | F.col("_event_time").isNull(),
-        "price": not_number("price") | F.col("_price").isNull(),
-        "quantity": not_number("quantity")
-        | F.col("_quantity").isNull()
-        | (F.col("_quantity_exact") != F.col("_quantity")),
-        "revenue": not_number("revenue") | F.col("_revenue").isNull(),
-    }
-
-    lag_us = events.max_event_lag_seconds * 1_000_000
-    lead_us = events.max_event_lead_seconds * 1_000_000
+    lag_s, lead_s = events.max_event_lag_seconds, events.max_event_lead_seconds
     event_us = F.unix_micros(F.col("_event_time"))
     kafka_us = F.unix_micros(F.col("kafka_timestamp"))
 
     # Ordered: the first true condition names the record's reason.  A null condition (for
     # instance a missing Kafka timestamp) counts as passing, like SQL's CASE does.
-    checks: list[tuple[Column, str]] = [
+    checks: list[tuple[Column, Column | str]] = [
         (F.col("_size") > max_bytes, OVERSIZE),
+        (F.col("_avro_error").isNotNull(), F.col("_avro_error")),
         (~F.col("_utf8"), INVALID_UTF8),
         (F.col("_doc").isNull(), NOT_JSON),
         # try_parse_json accepts any JSON value; an event must be an object.
         (~text.rlike(r"^\s*\{"), NOT_JSON_OBJECT),
         *[(missing(f), f"{MISSING_FIELD}:{f}") for f in REQUIRED_FIELDS],
         (is_purchase & missing("revenue"), f"{MISSING_FIELD}:revenue"),
-        *[(wrong_type[f], f"{WRONG_TYPE}:{f}") for f in REQUIRED_FIELDS],
-        (is_purchase & wrong_type["revenue"], f"{WRONG_TYPE}:revenue"),
-        *[
-            (F.col(f"_s_{f}").rlike(UNSAFE_TEXT_PATTERN), f"{UNSAFE_TEXT}:{f}")
-            for f in STRING_FIELDS
-        ],
+        *[(wrong(f), f"{WRONG_TYPE}:{f}") for f in REQUIRED_FIELDS],
+        (is_purchase & wrong("revenue"), f"{WRONG_TYPE}:revenue"),
+        *[(~_absent(f) & wrong(f), f"{WRONG_TYPE}:{f}") for f in CHECKED_OPTIONAL],
+        *[(F.col(f"_s_{f}").rlike(UNSAFE_TEXT_PATTERN), f"{UNSAFE_TEXT}:{f}") for f in TEXT_FIELDS],
         (~F.col("_s_event_type").isin(*EVENT_TYPES), UNKNOWN_EVENT_TYPE),
-        (F.col("_price") < 0, NEGATIVE_PRICE),
-        (F.col("_quantity") < 0, NEGATIVE_QUANTITY),
+        (F.col("_t_price") < 0, NEGATIVE_PRICE),
+        (F.col("_t_quantity") < 0, NEGATIVE_QUANTITY),
         (
-            F.col("_s_event_type").isin(*COUNTED_EVENT_TYPES) & (F.col("_quantity") <= 0),
+            F.col("_s_event_type").isin(*COUNTED_EVENT_TYPES) & (F.col("_t_quantity") <= 0),
             NON_POSITIVE_QUANTITY,
         ),
         (
             is_purchase
             & (
-                F.abs(F.col("_revenue") - F.col("_price") * F.col("_quantity"))
+                F.abs(F.col("_t_revenue") - F.col("_t_price") * F.col("_t_quantity"))
                 > F.lit(REVENUE_TOLERANCE).cast(MONEY_TYPE)
             ),
             REVENUE_MISMATCH,
         ),
         # Microsecond arithmetic on longs cannot overflow the way timestamp +/- interval can.
-        ((event_us < kafka_us - lag_us) | (event_us > kafka_us + lead_us), ABSURD_TIMESTAMP),
+        (event_us < kafka_us - lag_s * 1_000_000, f"{TIMESTAMP_TOO_OLD}:{lag_s}s"),
+        (event_us > kafka_us + lead_s * 1_000_000, f"{TIMESTAMP_IN_FUTURE}:{lead_s}s"),
     ]
+
+    def as_column(reason: Column | str) -> Column:
+        return reason if isinstance(reason, Column) else F.lit(reason)
+
     first, *rest = checks
     reason = reduce(
-        lambda acc, check: acc.when(check[0], F.lit(check[1])),
+        lambda acc, check: acc.when(check[0], as_column(check[1])),
         rest,
-        F.when(first[0], F.lit(first[1])),
+        F.when(first[0], as_column(first[1])),
     )
 
     output = F.struct(
-        *[F.col(f"_s_{f}").alias(f) for f in ("event_id", "event_type")],
-        F.coalesce(F.col("_control_time"), F.col("_event_time")).alias("event_time"),
-        *[F.col(f"_s_{f}").alias(f) for f in ("user_id", "product_id", "product_name")],
-        F.col("_s_category").alias("category"),
-        F.col("_price").alias("price"),
-        F.col("_quantity").alias("quantity"),
-        *[F.col(f"_s_{f}").alias(f) for f in ("session_id", "device_type", "country")],
-        F.when(is_purchase, F.col("_revenue")).cast(MONEY_TYPE).alias("revenue"),
+        *[
+            _output(f, is_purchase).alias("event_time" if f == TIMESTAMP_FIELD else f)
+            for f in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)
+        ],
         F.when(~is_control, reason).alias("dlq_reason"),
         is_control.alias("control"),
         *SOURCE_COLUMNS,

@@ -58,7 +58,9 @@ def main() -> int:
         write_events(source, "1", start, seed=1)
         raw = as_kafka_records(spark.readStream.text(str(source)), settings.kafka.input_topic)
         rows = pipeline_rows(
-            parse_events(raw, settings.events), settings, [o.name for o in OUTPUTS]
+            parse_events(raw, settings.events, settings.registry_url),
+            settings,
+            [o.name for o in OUTPUTS],
         )
         query = (
             rows.writeStream.foreachBatch(lambda batch, _: collect_arrow(batch))

@@ -14,7 +14,6 @@ from every fault.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -32,6 +31,7 @@ from tests.chaos.counting import DeadLetterCount, TableCount, count_dead_letters
 from tests.chaos.faults import INJECT, RECOVERY_TIMEOUT, Plan, wait_recovered
 from tests.chaos.stream import MALFORMED_KEY, EventStream
 from tests.integration.dataset import ORACLES
+from tests.wire import events_in
 
 # The analytics whose rows wait for the watermark (click_to_purchase emits a pair as soon as
 # both events are in, and its watermark is the slower of its two sides').
@@ -177,7 +177,7 @@ def run_campaign(
         time.sleep(3)
     report.streaming_runs_started = api.run_count("streaming") - runs_before
     records = read_to_end(settings.bootstrap_servers, settings.kafka.input_topic)
-    events = [json.loads(r.value) for r in records if r.key != MALFORMED_KEY]
+    events = events_in((r.value for r in records if r.key != MALFORMED_KEY), settings)
     report.events_in_topic = len(events)
     say(f"counting {len(events):,} events' rows against the oracle")
     report.tables = [count_table(a, events, watermark, settings) for a in ORACLES]

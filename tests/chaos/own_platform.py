@@ -24,6 +24,8 @@ def platform_env(state: Path, supervisor_interval: int) -> dict[str, str]:
         "ECOM_KAFKA__PORT": str(free_port()),
         "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
         "ECOM_POSTGRES__PORT": str(free_port()),
+        "ECOM_REGISTRY__PORT": str(free_port()),
+        "ECOM_REGISTRY__MANAGEMENT_PORT": str(free_port()),
         "ECOM_AIRFLOW__PORT": str(free_port()),
         "ECOM_AUTOSTART": "0",
         "ECOM_SUPERVISOR__INTERVAL_SECONDS": str(supervisor_interval),

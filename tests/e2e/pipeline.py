@@ -22,6 +22,7 @@ from include.streaming.status import pipeline_status
 from include.tables import read_table
 from tests.conftest import poll
 from tests.integration.dataset import ORACLES, expected_of, normalise
+from tests.wire import events_in
 
 
 def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -41,7 +42,7 @@ def read_revenue(settings: Settings) -> pd.DataFrame:
 
 def read_input_events(settings: Settings) -> list[dict]:
     records = read_to_end(settings.bootstrap_servers, settings.kafka.input_topic)
-    return [json.loads(r.value) for r in records]
+    return events_in((r.value for r in records), settings)
 
 
 def assert_tables_equal_oracle(settings: Settings, must_have_rows: set[str]) -> None:

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 import pytest
 
 from include.runtime.kafka import Kafka
+from include.runtime.postgres import Postgres
 from include.runtime.procs import free_port
+from include.runtime.registry import Registry
 from include.settings import Settings, get_settings
 from tests.integration.dataset import NAIVE_ZONE
 
@@ -24,6 +26,9 @@ def platform_env(tmp_path_factory) -> Iterator[dict[str, str]]:
         "ECOM_STATE_DIR": str(state),
         "ECOM_KAFKA__PORT": str(free_port()),
         "ECOM_KAFKA__CONTROLLER_PORT": str(free_port()),
+        "ECOM_POSTGRES__PORT": str(free_port()),
+        "ECOM_REGISTRY__PORT": str(free_port()),
+        "ECOM_REGISTRY__MANAGEMENT_PORT": str(free_port()),
         # The data set's tutorial-format events carry zone-less times in this zone: a
         # half-hour offset, so a zone read as UTC would put them in the wrong windows.
         "ECOM_EVENTS__NAIVE_TIMEZONE": NAIVE_ZONE,
@@ -45,6 +50,24 @@ def kafka(settings) -> Iterator[Kafka]:
     broker.start()
     yield broker
     broker.stop(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def postgres(settings) -> Iterator[Postgres]:
+    """The platform's PostgreSQL: the schema registry's storage."""
+    server = Postgres(settings)
+    server.start()
+    yield server
+    server.stop(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def registry(postgres, settings) -> Iterator[Registry]:
+    """The platform's schema registry (Apicurio) on its PostgreSQL storage."""
+    service = Registry(settings)
+    service.start()
+    yield service
+    service.stop(timeout=30)
 
 
 @contextmanager

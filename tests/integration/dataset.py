@@ -1,11 +1,14 @@
 """The seeded event set the streaming integration tests share, and the oracle's view of it.
 
-~10 minutes of events in two formats, the platform's (visits, times with an offset) and
+~10 minutes of events in two shapes, the platform's (visits, times with an offset) and
 the tutorial's (zone-less times in NAIVE_ZONE, some without a fraction, quantity 0 on views
 and removals, float revenue with binary noise), shuffled within ~10-second blocks (out of
 order, inside the watermark); re-sent duplicates; one malformed record of each kind; all
 sent in snappy batches as the tutorial's producer sends them; then page views an hour later
-whose only job is to move the watermark past every window and session.
+whose only job is to move the watermark past every window and session.  On the wire, every
+fifth event is Avro of schema version 1 and every fifth another Avro of version 2 (with a
+coupon code on purchases), the rest JSON: the oracle sees the same events whatever their
+format.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import pandas as pd
 import pyarrow as pa
 
 from include.analytics import ANALYTICS, CLICK_TO_PURCHASE, USER_SESSIONS
+from include.event_schema import frame, schema_text
 from include.generators import EventGenerator, TutorialEventGenerator
 from include.kafka.client import producer
+from include.registry import AvroEncoder, register
 from include.settings import Settings
 from include.tables import read_table as committed_table
 from tests import oracle
@@ -72,7 +77,9 @@ MALFORMED: list[tuple[bytes, str]] = [
     (as_bytes(good_event(category="Books\u202egpj.exe")), "unsafe_text:category"),
     (as_bytes(good_event(event_type="refund")), "unknown_event_type"),
     (as_bytes(good_event(price=-10.0, revenue=-20.0)), "negative_price"),
-    (as_bytes(good_event(timestamp="2199-01-01T00:00:00+00:00")), "absurd_timestamp"),
+    (as_bytes(good_event(timestamp="2199-01-01T00:00:00+00:00")), "timestamp_in_future:3600s"),
+    # A replay of last fortnight: valid events, older than [events] max_event_lag_seconds.
+    (as_bytes(good_event(timestamp="2020-01-01T00:00:00+00:00")), "timestamp_too_old:604800s"),
     (as_bytes(good_event(product_name="x" * 70_000)), "oversize"),
     # The tutorial's shape, broken: a purchase must have a quantity, nothing a negative one;
     # a space instead of the "T"; revenue 0.02 off price * quantity.
@@ -154,15 +161,47 @@ def send(settings: Settings, events: list[dict]) -> dict[int, int]:
     return last
 
 
+def avro_encoders(settings: Settings) -> dict[int, AvroEncoder]:
+    """Schema versions 1 and 2 registered (in that order) and an encoder for each."""
+    register(settings, schema_text(1))
+    register(settings, schema_text(2))
+    return {version: AvroEncoder(settings, schema_text(version)) for version in (1, 2)}
+
+
+def wire_value(index: int, event: dict, encoders: dict[int, AvroEncoder]) -> bytes:
+    """The ``index``-th event's record value: Avro v1, Avro v2 or JSON, by turns."""
+    if index % 5 == 1:
+        return encoders[1](event)
+    if index % 5 == 2:
+        coupon = {"coupon_code": f"SAVE{index % 20}"} if event["event_type"] == "purchase" else {}
+        return encoders[2](event | coupon)
+    return as_bytes(event)
+
+
+def malformed_avro(encoders: dict[int, AvroEncoder]) -> list[tuple[bytes, str]]:
+    """Avro records the decoder cannot read, or can read into a bad event, and their reasons."""
+    v1 = encoders[1]
+    body = v1(good_event())
+    return [
+        (frame(987_654, body[5:]), "avro_unknown_schema_id:987654"),
+        (body[:25], f"avro_corrupt_body:{v1.registered.schema_id}"),
+        (body + b"\x02\x03", f"avro_corrupt_body:{v1.registered.schema_id}"),
+        (b"\x00\x00\x01", "avro_bad_framing"),
+        (v1(good_event(price=-10.0, revenue=-20.0)), "negative_price"),
+    ]
+
+
 def produce_dataset(settings: Settings, sent: list[dict], flush: list[dict]) -> dict:
-    """Send the data set to the input topic; return (partition, offset) -> (raw, reason)
-    of every malformed record, to find it again among the dead letters."""
+    """Send the data set to the input topic (JSON and Avro, schema versions 1 and 2
+    registered first); return (partition, offset) -> (raw, reason) of every malformed
+    record, to find it again among the dead letters."""
+    encoders = avro_encoders(settings)
     client = producer(settings.bootstrap_servers, compression_type=COMPRESSION)
     topic = settings.kafka.input_topic
-    for event in sent:
-        client.send(topic, key=event["user_id"].encode(), value=as_bytes(event))
+    for index, event in enumerate(sent):
+        client.send(topic, key=event["user_id"].encode(), value=wire_value(index, event, encoders))
     malformed_at = {}
-    for raw, reason in MALFORMED:
+    for raw, reason in [*MALFORMED, *malformed_avro(encoders)]:
         meta = client.send(topic, key=b"malformed", value=raw).get(timeout=30)
         malformed_at[(meta.partition, meta.offset)] = (raw, reason)
     client.flush()

@@ -60,7 +60,7 @@ APP_ARGS = ("--max-offsets-per-trigger", str(BATCH), "--trigger-seconds", "2")
 
 
 @pytest.fixture(scope="module")
-def crash_settings(kafka, platform_env, tmp_path_factory):
+def crash_settings(kafka, registry, platform_env, tmp_path_factory):
     with isolated_settings(tmp_path_factory, "crash") as settings:
         yield settings
 

@@ -50,7 +50,7 @@ STOPPED = MaintenanceSettings(vacuum_retention_hours=0, log_retention_hours=0)
 
 
 @pytest.fixture(scope="module")
-def care_settings(kafka, platform_env, tmp_path_factory):
+def care_settings(kafka, registry, platform_env, tmp_path_factory):
     with isolated_settings(tmp_path_factory, "care") as settings:
         yield settings
 

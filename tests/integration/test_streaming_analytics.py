@@ -33,6 +33,7 @@ from include.kafka.client import consumer, read_to_end
 from include.kafka.topics import provision
 from include.quality.run import run_quality
 from include.quality.source import KafkaInput
+from include.registry import AvroDecoder
 from include.runtime.procs import alive
 from include.runtime.spark_launch import BACKFILL_APP, STREAMING_APP, launch_app
 from include.settings import Settings
@@ -43,7 +44,6 @@ from spark_jobs.backfill_app import EXAMPLE_ROWS
 from spark_jobs.streaming_app import EXIT_CHECKPOINT_IN_USE
 from tests.conftest import poll
 from tests.integration.dataset import (
-    MALFORMED,
     ORACLES,
     START,
     expected_of,
@@ -68,7 +68,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def produced(kafka, settings):
+def produced(kafka, registry, settings):
     provision(settings)
     sent, flush = seeded_events()
     return sent, flush, produce_dataset(settings, sent, flush)
@@ -133,7 +133,7 @@ def test_every_malformed_event_is_dead_lettered_with_its_reason(produced, stream
         return records
 
     records = poll(
-        fetch, lambda recs: len(recs) >= len(MALFORMED), "dead letters", timeout=240, interval=1
+        fetch, lambda recs: len(recs) >= len(wanted), "dead letters", timeout=240, interval=1
     )
     got = {(r["source_partition"], r["source_offset"]): r for r in records}
     assert len(records) == len(wanted), "each malformed record exactly once, nothing else"
@@ -159,7 +159,9 @@ def test_the_quality_checks_pass_on_the_tables_spark_wrote(produced, streaming_r
     read back through Kafka: the checks agree with the oracle-verified tables above."""
     report = run_quality(
         settings,
-        KafkaInput(settings.bootstrap_servers, settings.kafka.input_topic),
+        KafkaInput(
+            settings.bootstrap_servers, settings.kafka.input_topic, avro=AvroDecoder(settings)
+        ),
         full=True,
     )
     checked = {t.table: t for t in report.tables}
