@@ -34,8 +34,17 @@ def machine() -> dict:
         "kafka": jar_version("kafka", "kafka-clients-"),
         "pyspark": version("pyspark"),
         "kafka-python": version("kafka-python"),
+        "confluent-kafka": version("confluent-kafka"),
+        "librdkafka": librdkafka_version(),
         "delta-spark": jar_version("spark", "delta-spark_2.13-"),
     }
+
+
+def librdkafka_version() -> str:
+    """The librdkafka that confluent-kafka runs (its wheel bundles one)."""
+    import confluent_kafka
+
+    return confluent_kafka.libversion()[0]
 
 
 def jar_version(cache: str, prefix: str) -> str:

@@ -64,6 +64,10 @@ class Plan:
     scale_users: tuple[int, ...]
     scale_events: int
     profile: bool
+    # (2) The Kafka clients side by side (benchmarks/client_variants.py): events per run,
+    # and rounds of every client, format and the Java producer, interleaved.
+    client_events: int = 400_000
+    client_rounds: int = 4
     # (3c) Each query alone on the pipeline's preload: the floor of all analytics together.
     alone: tuple[Lever, ...] = ()
     # (6) The make-up default rate, each lever for rest_seconds: CPU and the breakdown.
@@ -191,6 +195,9 @@ SHORT = Plan(
     scale_users=(1_000, 5_000),  # the first is the pipeline run itself
     scale_events=5_000,
     profile=False,
+    # Every client and format once: JVM and interpreter start-up are most of each run.
+    client_events=2_000,
+    client_rounds=1,
     timeout=600,
     # A 10 s watermark, not the default minute, and 10 s revenue windows: a few lie whole
     # inside the short latency run and close in it. The idle rule's close (a latency run

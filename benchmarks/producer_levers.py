@@ -1,5 +1,5 @@
-"""The producer's levers, side by side, as a run of their own: compression codec and
-kafka-python's CRC-32C (benchmarks/producer_variants.py says how they are measured).
+"""kafka-python's producer levers, side by side, as a run of their own: compression codec
+and its CRC-32C (benchmarks/producer_variants.py says how they are measured).
 
     .venv/bin/python -m benchmarks.producer_levers [--events 200000] [--rounds 4]
 
@@ -21,7 +21,7 @@ from include.contract import iso_utc
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The producer's levers alone: writes docs/benchmarks/producer_levers.json."""
+    """kafka-python's producer levers alone: writes docs/benchmarks/producer_levers.json."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.producer_levers")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=4)

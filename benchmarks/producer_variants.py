@@ -1,10 +1,12 @@
-"""The producer's levers, side by side: compression codec and kafka-python's CRC-32C.
+"""kafka-python's producer levers, side by side: compression codec and its CRC-32C.
 
-Each variant sends the same generated events through the platform's producer in a
-process of its own (kafka-python picks its CRC-32C implementation at import time), on
-one broker, the variants interleaved round after round so that noise hits them alike.
-`make bench` runs this as a stage of the full run; `python -m benchmarks.producer_levers`
-runs it alone.
+kafka-python was the platform's producer until the client comparison
+(benchmarks/client_variants.py) chose confluent-kafka; it is still the producer of the
+tools and tests (include.kafka.client.producer), with these settings.  Each variant sends
+the same generated events through kafka-python in a process of its own (kafka-python picks
+its CRC-32C implementation at import time), on one broker, the variants interleaved round
+after round so that noise hits them alike.  `make bench` runs this as a stage of the full
+run; `python -m benchmarks.producer_levers` runs it alone.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class ProducerVariant:
 VARIANTS = (
     ProducerVariant("before: gzip, CRC-32C in pure Python", "gzip", False),
     ProducerVariant("gzip, crc32c package", "gzip", True),
-    ProducerVariant("platform: lz4, crc32c package", "lz4", True),
+    ProducerVariant("PRODUCER_DEFAULTS: lz4, crc32c package", "lz4", True),
 )
 
 
@@ -47,7 +49,7 @@ def timed_variant(variant: ProducerVariant, bootstrap: str, topic: str, events: 
         "import include.kafka.client as k\n"
         f"k.PRODUCER_DEFAULTS['compression_type'] = {variant.compression!r}\n"
         "from benchmarks.producers import main\n"
-        f"main([{bootstrap!r}, {topic!r}, '{events}'])\n"
+        f"main([{bootstrap!r}, {topic!r}, '{events}', '--client', 'kafka-python'])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True

@@ -65,6 +65,7 @@ def sections(results: dict, plot: Path) -> dict:
         "header": header(results, plot),
         "targets": report_values.target_rows(results),
         "profile": report_values.profile(results["producer"]),
+        "producer_clients": report_values.producer_clients(results),
         "producer_levers": report_values.producer_levers(results),
         "pipeline": report_values.pipeline(results),
         "alone": report_values.alone(results),

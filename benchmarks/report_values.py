@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks import breakdown
+from benchmarks.client_variants import faster_client
 from benchmarks.latency import worst_p95
 from benchmarks.plans import AFTER
+from benchmarks.producers import PLATFORM_CLIENT
 from benchmarks.published import published_stage
 from benchmarks.targets import BACKLOG_TARGET, REST_CORES_TARGET, defaults_at_rest
 from benchmarks.tutorial_queries import PREFIX as TUTORIAL_PREFIX
@@ -56,8 +58,39 @@ def separate_run(results: dict, stage: str) -> tuple[dict, dict] | None:
     return measured, {"stage": stage, "started": measured["started"][:16]}
 
 
+def producer_clients(results: dict) -> dict | None:
+    """The Kafka clients side by side: part of the run's producer stage, or else a separate
+    run's file (`python -m benchmarks.producer_clients --publish`)."""
+    found, source = results["producer"].get("clients"), None
+    if found is None and (separate := separate_run(results, "producer_clients")):
+        found, source = separate
+    if not found:
+        return None
+    rows = [
+        [
+            r["label"],
+            number(r["events"]),
+            number(r["events_per_second"]),
+            ", ".join(number(x) for x in r["runs"]),
+            f"{r['ratio_to_java']:.3f}",
+        ]
+        for r in found["rows"]
+    ]
+    return {
+        "source": source,
+        "rows": rows,
+        "events": found["events"],
+        "rounds": found["rounds"],
+        "java_record_size": found["java_record_size"],
+        "formats": found["formats"],
+        "faster": faster_client(found),
+        # A separate run's comparison is newer than the run: it shows today's client.
+        "platform_client": results["producer"].get("platform_client", PLATFORM_CLIENT),
+    }
+
+
 def producer_levers(results: dict) -> dict | None:
-    """The producer's levers: a stage of the full run, or else a separate run's file."""
+    """kafka-python's levers: a stage of the full run, or else a separate run's file."""
     found, source = results.get("producer_levers"), None
     if found is None and (separate := separate_run(results, "producer_levers")):
         measured, source = separate
@@ -74,7 +107,12 @@ def producer_levers(results: dict) -> dict | None:
         ]
         for r in found
     ]
-    return {"source": source, "rows": rows}
+    # Since the platform's producer is confluent-kafka the levers are kafka-python's only.
+    return {
+        "source": source,
+        "rows": rows,
+        "platform": "platform_client" not in results["producer"],
+    }
 
 
 def _run_row(r: dict) -> list[str]:

@@ -14,8 +14,11 @@ left out with --skip is shown from its own run, which names itself:
 
 1. Kafka's ceiling: ProducerPerformance and ConsumerPerformance (Kafka's own Java tools,
    same jars as the broker), 300-byte records, the platform's producer settings.
-2. The platform's producer (acks=all, idempotence, compression) preloading the pipeline's
-   input, and the tutorial's producer (`future.get()` after every send), as ratios to (1).
+2. The platform's producer (confluent-kafka; acks=all, idempotence, compression)
+   preloading the pipeline's input, and the tutorial's producer (`future.get()` after every
+   send), as ratios to (1).  Then the Kafka clients side by side: confluent-kafka and
+   kafka-python, JSON and Avro, each run a fresh process, interleaved with the Java
+   producer's runs (benchmarks/client_variants.py; alone: python -m benchmarks.producer_clients).
 3. Pipeline throughput: the streaming application, all analytics, from the earliest
    offset over the preloaded events; events/s from its progress records, as a ratio to
    the consumer ceiling.  In the full mode the levers (settings before and after, and

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 from kafka.admin import NewTopic
 
-from benchmarks import kafka_tools, producer_profile, producer_variants, producers
+from benchmarks import client_variants, kafka_tools, producer_profile, producer_variants, producers
 from benchmarks.designs import Variant, run_variant
 from benchmarks.machine import machine
 from benchmarks.plans import AFTER, SEED, Lever, Plan
@@ -127,7 +127,8 @@ class Bench:
 
     def producers(self) -> Settings:
         """(2) The platform's producer preloads the pipeline's input; the tutorial's
-        producer sends a slice of the same events to a topic of its own."""
+        producer sends a slice of the same events to a topic of its own; then the Kafka
+        clients side by side, each format, beside the Java producer."""
         settings, _ = self.provisioned("pipeline")
         began = time.perf_counter()
         events = self.spread_events(self.plan.events, self.plan.users)
@@ -145,6 +146,7 @@ class Bench:
         log.info("tutorial producer: %d events/s", tutorial.events_per_second)
         java = self.results["kafka_ceiling"]["producer"]["records_per_second"]
         self.results["producer"] = {
+            "platform_client": producers.PLATFORM_CLIENT,
             "platform": asdict(platform_result),
             "tutorial": asdict(tutorial),
             "generation_events_per_second": generation,
@@ -158,6 +160,12 @@ class Bench:
         )
         log.info("Kafka's Java consumer: %.0f records/s", consumer.records_per_second)
         self.results["kafka_ceiling"]["consumer"] = asdict(consumer)
+        del events  # the comparison's processes generate their own
+        clients = client_variants.compare(
+            self.settings, self.make_topic, self.plan.client_events, self.plan.client_rounds
+        )
+        log.info("the faster Kafka client: %s", client_variants.faster_client(clients))
+        self.results["producer"]["clients"] = clients
         return settings
 
     def levers(self) -> None:

@@ -3,6 +3,11 @@
 Sends are asynchronous (the tutorial blocked on every `future.get()`, capping it at one
 round trip per event); delivery outcomes arrive in callbacks and are counted.  The producer
 is idempotent with acks=all, so broker hiccups cause retries, not loss or duplicates.
+
+The client is confluent-kafka (librdkafka): with the same settings it sent about four times
+kafka-python's events/s (BENCHMARKS.md, stage 2, both clients side by side).  Its delivery
+callbacks run inside ``poll()`` and ``flush()``, in the sending thread, so the send loop
+polls after every send and polls, rather than sleeps, while it waits for the schedule.
 """
 
 from __future__ import annotations
@@ -11,18 +16,32 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from include.contract import now_utc
 from include.generators import EventGenerator, TutorialEventGenerator
-from include.kafka.client import producer as kafka_producer
+from include.kafka.client import confluent_producer
 from include.settings.base import EVENT_FORMATS
 
 log = logging.getLogger(__name__)
 
+# An event's record value: JSON text by default; given to run_producer, e.g. Avro in the
+# Confluent wire format of a registered schema (include.registry.AvroEncoder).
+ValueEncoder = Callable[[dict[str, Any]], bytes]
 
 # The tutorial's producer compresses its batches with snappy; in that format, so do we.
 TUTORIAL_COMPRESSION = "snappy"
+# How long the end of a run waits for the broker to answer what is still in flight.
+FLUSH_SECONDS = 60.0
+# How long a send waits for room when librdkafka's local queue is full, before trying again.
+FULL_QUEUE_WAIT_SECONDS = 0.1
+
+# One encoder each, made once: json.dumps with any argument builds a new encoder per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_TUTORIAL_JSON = json.JSONEncoder()
 
 
 @dataclass
@@ -63,8 +82,9 @@ class ProducerParams:
 
 @dataclass
 class DeliveryStats:
-    """Events sent and the broker's answers; the delivery callbacks run on the client's IO
-    thread, hence the lock."""
+    """Events sent and the broker's answers.  confluent-kafka's callback (:meth:`delivered`)
+    runs in the sending thread's poll() and flush(); kafka-python's (:meth:`ok`,
+    :meth:`error`: the benchmark's kafka-python producer) on its IO thread, hence the lock."""
 
     sent: int = 0
     acknowledged: int = 0
@@ -73,29 +93,61 @@ class DeliveryStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def ok(self, _metadata) -> None:
-        """Delivery callback: count an acknowledged event."""
+        """kafka-python's delivery callback: count an acknowledged event."""
         with self._lock:
             self.acknowledged += 1
 
     def error(self, exc: BaseException) -> None:
-        """Delivery errback: count a failed event and keep its error."""
+        """kafka-python's delivery errback: count a failed event and keep its error."""
         with self._lock:
             self.failed += 1
             self.last_error = repr(exc)
 
+    def delivered(self, err, _message) -> None:
+        """confluent-kafka's delivery callback: `err` is None for an acknowledged event,
+        else the KafkaError it failed with (retries exhausted, purged at the end)."""
+        with self._lock:
+            if err is None:
+                self.acknowledged += 1
+            else:
+                self.failed += 1
+                self.last_error = str(err)
+
+    @property
+    def unanswered(self) -> int:
+        """Events sent that the broker has neither acknowledged nor refused yet."""
+        return self.sent - self.acknowledged - self.failed
+
+
+def json_value(event: dict[str, Any], compact: bool = True) -> bytes:
+    """The event as JSON text.  `compact` drops the blanks of ``json.dumps``'s default
+    separators (the tutorial keeps them)."""
+    return (_COMPACT_JSON if compact else _TUTORIAL_JSON).encode(event).encode()
+
 
 def encode(event: dict, compact: bool = True) -> tuple[bytes, bytes]:
-    """Key = user_id, so one user's events stay ordered within a partition.  `compact`
-    drops the blanks of ``json.dumps``'s default separators (the tutorial keeps them)."""
-    separators = (",", ":") if compact else None
-    return event["user_id"].encode(), json.dumps(event, separators=separators).encode()
+    """Key = user_id, so one user's events stay ordered within a partition; value = JSON."""
+    return event["user_id"].encode(), json_value(event, compact)
 
 
-def send_event(client, topic: str, event: dict, stats: DeliveryStats, compact: bool = True) -> None:
-    """Send without waiting: the outcome is counted in `stats` when the broker answers."""
-    key, value = encode(event, compact)
-    client.send(topic, key=key, value=value).add_callback(stats.ok).add_errback(stats.error)
+def send_event(
+    client, topic: str, event: dict, stats: DeliveryStats, value: ValueEncoder = json_value
+) -> None:
+    """Hand the event to confluent-kafka without waiting for the broker: the outcome is
+    counted in `stats` by a later poll() or flush().  When librdkafka's local queue is full
+    the send waits for the broker's answers to make room and tries again: an event is
+    never dropped."""
+    key = event["user_id"].encode()
+    payload = value(event)
+    while True:
+        try:
+            client.produce(topic, payload, key, on_delivery=stats.delivered)
+            break
+        except BufferError:
+            client.poll(FULL_QUEUE_WAIT_SECONDS)
     stats.sent += 1
+    # Serve the delivery callbacks of earlier sends that have been answered (never blocks).
+    client.poll(0)
 
 
 def run_producer(
@@ -104,20 +156,24 @@ def run_producer(
     params: ProducerParams,
     stop: threading.Event | None = None,
     report_every: float = 10.0,
+    value_encoder: ValueEncoder | None = None,
 ) -> DeliveryStats:
-    """Produce until duration elapses or `stop` is set; always flushes before returning."""
+    """Produce until duration elapses or `stop` is set; always flushes before returning.
+    Record values are JSON unless `value_encoder` is given (e.g. an Avro encoder);
+    events the broker has not answered FLUSH_SECONDS after the end count as failed."""
     params.validate()
     stop = stop or threading.Event()
     tutorial = params.event_format == "tutorial"
     generator: TutorialEventGenerator | EventGenerator
     if tutorial:
         generator = TutorialEventGenerator(params.seed, params.naive_timezone)
-        client = kafka_producer(bootstrap_servers, compression_type=TUTORIAL_COMPRESSION)
+        client = confluent_producer(bootstrap_servers, {"compression.type": TUTORIAL_COMPRESSION})
         shape = f"the tutorial's events (zone-less {params.naive_timezone} times, snappy)"
     else:
         generator = EventGenerator(params.seed, params.users, params.products)
-        client = kafka_producer(bootstrap_servers)
+        client = confluent_producer(bootstrap_servers)
         shape = f"visits of {params.users} users to {params.products} products"
+    value = value_encoder or partial(json_value, compact=not tutorial)
     stats = DeliveryStats()
     started = time.monotonic()
     next_report = started + report_every
@@ -137,7 +193,7 @@ def run_producer(
             # Pace by the schedule, not by sleeping a fixed interval: no drift when sends are slow.
             due = int(elapsed * params.rate) + 1 - stats.sent
             for _ in range(max(due, 0)):
-                send_event(client, topic, generator.event(now_utc()), stats, not tutorial)
+                send_event(client, topic, generator.event(now_utc()), stats, value)
             if time.monotonic() >= next_report:
                 log.info(
                     "sent %d events, %d acknowledged, %d failed%s",
@@ -147,14 +203,20 @@ def run_producer(
                     f" (last error: {stats.last_error})" if stats.last_error else "",
                 )
                 next_report += report_every
-            time.sleep(min(0.05, 1.0 / params.rate))
+            # Wait for the schedule while serving delivery callbacks (poll may return sooner).
+            client.poll(min(0.05, 1.0 / params.rate))
     finally:
-        log.info(
-            "stopping: flushing %d unacknowledged events",
-            stats.sent - stats.acknowledged - stats.failed,
-        )
-        client.flush(timeout=60)
-        client.close(timeout=30)
+        log.info("stopping: flushing %d unacknowledged events", stats.unanswered)
+        if unanswered := client.flush(FLUSH_SECONDS):
+            log.warning(
+                "%d events unanswered %.0f s after the end: counted as failed",
+                unanswered,
+                FLUSH_SECONDS,
+            )
+            # Purged, each one's delivery callback counts it as failed (the task fails).
+            client.purge()
+            client.flush(0)
+        client.close()
         log.info(
             "producer stopped: sent %d, acknowledged %d, failed %d",
             stats.sent,

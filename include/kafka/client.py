@@ -1,4 +1,8 @@
-"""The one place that builds Kafka clients (kafka-python 3.x) from platform settings.
+"""The one place that builds Kafka clients from platform settings: kafka-python 3.x for the
+admin client, consumers and the tools' and tests' producers; confluent-kafka (librdkafka)
+for the event producer, which must keep up with the input: with the same settings it sent
+4.4 times kafka-python's events/s as JSON and 3.1 times as Avro, side by side
+(benchmarks/client_variants.py, BENCHMARKS.md stage 2).
 
 Callers pass the brokers (`Settings.bootstrap_servers`: `[kafka] bootstrap_servers`, or the
 local broker); authentication (TLS, mutual TLS, SASL over TLS) comes from the settings'
@@ -9,11 +13,15 @@ Nothing here connects at import time.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from include.kafka.security import kafka_client_options
+from include.kafka.security import confluent_options, kafka_client_options
 from include.settings import get_settings
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
 
 # kafka-python 3 logs every bootstrap, connection and IO-loop start at INFO: twenty lines
 # per supervisor round in the Airflow task log.  Warnings and errors still show; a level
@@ -21,6 +29,9 @@ from include.settings import get_settings
 if logging.getLogger("kafka").level == logging.NOTSET:
     logging.getLogger("kafka").setLevel(logging.WARNING)
 
+# The producers' settings in kafka-python's names: its producers' (:func:`producer`), and
+# through :func:`librdkafka_names` the event producer's (:func:`confluent_producer`) and
+# the Java tool's the benchmark compares them with.
 PRODUCER_DEFAULTS = {
     # Durability first: every in-sync replica acknowledges, and idempotence makes the
     # producer's own retries unable to duplicate or reorder a partition's records.
@@ -30,13 +41,28 @@ PRODUCER_DEFAULTS = {
     "delivery_timeout_ms": 120_000,
     "max_in_flight_requests_per_connection": 5,
     # Throughput: let records batch for a few ms and compress whole batches.  lz4, not
-    # gzip: the benchmark (BENCHMARKS.md) measured gzip as the producer's busiest function
+    # gzip: the benchmark (BENCHMARKS.md) measured gzip as kafka-python's busiest function
     # and lz4 at 1.4 times its rate; the crc32c package keeps kafka-python from computing
     # each batch's CRC-32C in pure Python (both: 1.75 times, benchmarks/producer_levers.py).
     "linger_ms": 20,
     "batch_size": 256 * 1024,
     "compression_type": "lz4",
 }
+
+# librdkafka's own settings besides PRODUCER_DEFAULTS: the partitioner of the Java client
+# and kafka-python (murmur2 of the key), not librdkafka's default (CRC-32), so that a user's
+# events land in the same partition whichever client sent them.
+LIBRDKAFKA_PRODUCER_EXTRA = {"partitioner": "murmur2_random"}
+
+
+def librdkafka_names(options: dict[str, Any]) -> dict[str, str]:
+    """kafka-python's producer options under the Java client's and librdkafka's property
+    names (acks, enable.idempotence, linger.ms, ...: both accept the same names for these),
+    values as text."""
+    return {
+        name.replace("_", "."): str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in options.items()
+    }
 
 
 def security() -> dict:
@@ -59,6 +85,30 @@ def producer(bootstrap_servers: str, **overrides) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=bootstrap_servers, **{**PRODUCER_DEFAULTS, **security(), **overrides}
     )
+
+
+def confluent_producer_config(
+    bootstrap_servers: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """:data:`PRODUCER_DEFAULTS` in librdkafka's names, the murmur2 partitioner and the
+    platform's security options (include/kafka/security.py); `overrides`, in librdkafka's
+    names (``{"compression.type": "snappy"}``), win."""
+    return {
+        **librdkafka_names(PRODUCER_DEFAULTS),
+        **LIBRDKAFKA_PRODUCER_EXTRA,
+        **confluent_options(get_settings().kafka.security, bootstrap_servers),
+        **(overrides or {}),
+    }
+
+
+def confluent_producer(bootstrap_servers: str, overrides: dict[str, Any] | None = None) -> Producer:
+    """The event producer's client: confluent-kafka with :func:`confluent_producer_config`.
+    librdkafka's log lines go to the "confluent_kafka" logger (served by poll() and flush()),
+    not straight to stderr."""
+    from confluent_kafka import Producer
+
+    config = confluent_producer_config(bootstrap_servers, overrides)
+    return Producer({**config, "logger": logging.getLogger("confluent_kafka")})
 
 
 def consumer(bootstrap_servers: str, *topics: str, **overrides) -> KafkaConsumer:

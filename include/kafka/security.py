@@ -3,9 +3,11 @@
 The settings are the one place that says where the brokers are and how to authenticate;
 this module turns them into the options of every client the platform has:
 
-* kafka-python (the DAG tasks, tools and tests, through ``include.kafka.client``),
+* kafka-python (the DAG tasks' admin clients and consumers, tools and tests, through
+  ``include.kafka.client``),
 * Spark's Kafka source and sink (``kafka.*`` options of the streaming and backfill apps),
-* confluent-kafka, the client of the apache-kafka provider, whose ``kafka_default``
+* confluent-kafka (librdkafka): the event producer (``include.kafka.client.confluent_producer``),
+  the streaming app's own Kafka writes, and the apache-kafka provider, whose ``kafka_default``
   connection ``make up`` derives from the settings (``include.runtime.airflow``).
 
 Modes: PLAINTEXT; SSL (TLS, with ``ssl_certfile``/``ssl_keyfile``: mutual TLS); SASL_SSL
@@ -136,8 +138,8 @@ def pkcs8_key(sec: KafkaSecurity) -> str:
 
 
 def confluent_options(sec: KafkaSecurity, bootstrap_servers: str) -> dict[str, str]:
-    """confluent-kafka (librdkafka) configuration: the extra of the apache-kafka provider's
-    ``kafka_default`` connection."""
+    """confluent-kafka (librdkafka) configuration: the event producer's security and the
+    extra of the apache-kafka provider's ``kafka_default`` connection."""
     values = {CONFLUENT_NAMES[name]: value for name, value in _values(sec).items()}
     return {"bootstrap.servers": bootstrap_servers, **values}
 

@@ -296,6 +296,40 @@ def test_every_client_reaches_the_broker_from_the_settings_alone(
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_the_platform_producer_writes_in_every_mode_and_only_where_allowed(
+    secured, mode, monkeypatch
+) -> None:
+    """The producer task's client (confluent-kafka) from the settings alone: every event of a
+    short run acknowledged and in the topic; a run on an output topic fails."""
+    from confluent_kafka import KafkaException
+
+    import include.producer as producing
+
+    settings, broker = secured
+    before = len(admin_reads(settings, broker, settings.kafka.input_topic))
+    with monkeypatch.context() as mp:
+        as_producer = settings_for(mp, mode_env(settings, broker, mode, "producer"))
+        stats = producing.run_producer(
+            as_producer.bootstrap_servers,
+            settings.kafka.input_topic,
+            producing.ProducerParams(rate=200, duration_seconds=1.5, seed=7),
+        )
+        assert stats.failed == 0, stats.last_error
+        assert stats.acknowledged == stats.sent >= 200
+        mp.setattr(producing, "FLUSH_SECONDS", 10)
+        # librdkafka refuses the next send at once: the run (and the task) fails loudly.
+        with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+            producing.run_producer(
+                as_producer.bootstrap_servers,
+                settings.output_topic("revenue_by_category"),
+                producing.ProducerParams(rate=50, duration_seconds=2, seed=7),
+            )
+    values = admin_reads(settings, broker, settings.kafka.input_topic)
+    assert len(values) - before == stats.sent
+    assert json.loads(values[-1])["event_id"]
+
+
 # SCRAM in Spark is the streaming application's own test above.
 SPARK_MODES = ("PLAIN", "mTLS")
 

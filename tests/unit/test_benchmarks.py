@@ -10,7 +10,16 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from benchmarks import kafka_tools, latency, producer_profile, producer_variants, producers
+from benchmarks import (
+    client_variants,
+    kafka_tools,
+    latency,
+    producer_profile,
+    producer_variants,
+    producers,
+    report,
+    report_values,
+)
 from benchmarks.designs import batches_with_events, epoch
 from benchmarks.plans import AFTER, PER_BATCH_BEFORE
 from benchmarks.progress import caught_up, state_size, time_breakdown
@@ -128,21 +137,26 @@ def test_table_rows_carry_the_time_of_the_commit_that_added_them(tmp_path) -> No
 def test_the_profile_summary_ranks_leaf_frames_and_groups_stacks() -> None:
     raw = "\n".join(
         [
-            "main (run.py:1);send_event (include/producer.py:70);dumps (json/__init__.py:238) 30",
-            "main (run.py:1);send (kafka/producer/kafka.py:900);append (kafka/x.py:3) 50",
-            "main (run.py:1);event (include/generators.py:90) 20",
+            "main (run.py:1);send_event (include/producer.py:70);encode (json/encoder.py:9) 30",
+            "main (run.py:1);send (kafka/producer/kafka.py:900);append (kafka/x.py:3) 20",
+            # librdkafka's C calls are the time of their Python caller, send_event itself.
+            "main (run.py:1);send_event (include/producer.py:166) 25",
+            "main (run.py:1);poll (x.py:1);delivered (include/producer.py:99) 5",
+            "main (run.py:1);encode_avro (include/producer.py:140);write (fastavro/w.py:1) 10",
+            "main (run.py:1);event (include/generators.py:90) 10",
         ]
     )
     summary = producer_profile.profile_summary(raw, top=2)
     assert summary["samples"] == 100
     assert summary["share_under"] == {
-        "generate events": 0.2,
+        "generate events": 0.1,
         "encode JSON": 0.3,
-        "kafka-python": 0.5,
+        "encode Avro": 0.1,
+        "Kafka client": 0.5,
     }
     assert [f["frame"] for f in summary["top_own"]] == [
-        "append (kafka/x.py:3)",
-        "dumps (json/__init__.py:238)",
+        "encode (json/encoder.py:9)",
+        "send_event (include/producer.py:166)",
     ]
 
 
@@ -197,6 +211,128 @@ def test_producer_levers_report_the_median_of_interleaved_rounds(monkeypatch) ->
     assert len(set(topics)) == 6  # a fresh topic per run
     assert [r["events_per_second"] for r in found] == [120, 155, 250]
     assert [r["ratio_to_before"] for r in found] == [1.0, round(155 / 120, 2), round(250 / 120, 2)]
+
+
+def test_the_clients_runs_interleave_java_first_and_ratios_are_to_javas_median(
+    monkeypatch,
+) -> None:
+    order: list[str] = []
+    rates = {
+        "java": [200, 100, 300],
+        "confluent-kafka-json": [90, 80, 70],
+        "confluent-kafka-avro": [60, 50, 70],
+        "kafka-python-json": [20, 30, 25],
+        "kafka-python-avro": [15, 10, 20],
+    }
+
+    def fake(variant, settings, topic, events, start):
+        key = (
+            variant.client
+            if variant.client == "java"
+            else f"{variant.client}-{variant.value_format}"
+        )
+        order.append(key)
+        return rates[key][order.count(key) - 1]
+
+    monkeypatch.setattr(client_variants, "timed_variant", fake)
+    monkeypatch.setattr(client_variants, "encoding", lambda events, start: {"json": {}})
+    topics: list[str] = []
+    found = client_variants.compare(None, topics.append, 10, rounds=3)
+    assert order == list(rates) * 3  # Java first, every client and format, each round
+    assert len(set(topics)) == 15  # a fresh topic per run
+    medians = {r["label"]: r["events_per_second"] for r in found["rows"]}
+    assert list(medians.values()) == [200, 80, 60, 25, 15]
+    assert [r["ratio_to_java"] for r in found["rows"]] == [1.0, 0.4, 0.3, 0.125, 0.075]
+    assert client_variants.faster_client(found) == "confluent-kafka"
+    found["rows"][4]["events_per_second"] = 70  # kafka-python faster for Avro only
+    assert client_variants.faster_client(found) == "neither"
+
+
+def test_the_clients_section_says_which_client_the_platform_uses() -> None:
+    rows = [
+        {"label": v.label, "client": v.client, "format": v.value_format, "events": 1_000}
+        | {"events_per_second": rate, "runs": [rate], "ratio_to_java": rate / 200_000}
+        for v, rate in zip(
+            client_variants.VARIANTS, (200_000, 90_000, 60_000, 30_000, 20_000), strict=True
+        )
+    ]
+    clients = {
+        "events": 1_000,
+        "rounds": 1,
+        "java_record_size": 300,
+        "formats": {
+            "json": {"encoding_events_per_second": 300_000, "mean_value_bytes": 344.0},
+            "avro": {"encoding_events_per_second": 90_000, "mean_value_bytes": 161.5},
+        },
+        "rows": rows,
+    }
+    results = {
+        "mode": "short",
+        "producer": {"platform_client": "confluent-kafka", "clients": clients},
+    }
+    text = report.render_section(
+        "producer_clients_section", report_values.producer_clients(results)
+    )
+    assert "| confluent-kafka, JSON | 1,000 | 90,000 | 90,000 | 0.450 |" in text
+    assert "| kafka-python, Avro | 1,000 | 20,000 | 20,000 | 0.100 |" in text
+    assert "JSON 300,000 events/s, Avro 90,000 events/s" in text
+    assert "uses confluent-kafka, the faster client in both formats here." in text
+    assert "over 1 round, " in text
+    assert report_values.producer_clients({"mode": "short", "producer": {}}) is None
+
+
+def test_each_python_run_gets_its_client_format_and_the_shared_start(monkeypatch) -> None:
+    from datetime import timedelta
+
+    seen: list[list[str]] = []
+
+    def run(command, **kwargs):
+        seen.append(command)
+        out = json.dumps({"events": 5, "seconds": 1.0, "events_per_second": 5, "failed": 0})
+        return type("Done", (), {"returncode": 0, "stdout": out + "\n", "stderr": ""})()
+
+    monkeypatch.setattr(client_variants.subprocess, "run", run)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    variant = client_variants.ClientVariant("kafka-python", "avro")
+    assert client_variants.timed_python(variant, "b:1", "t", 5, start) == 5
+    command = seen[0]
+    assert command[command.index("--client") + 1 :] == [
+        "kafka-python",
+        "--format",
+        "avro",
+        "--start",
+        str(start.timestamp()),
+    ]
+    # The processes generate the same events from the same start.
+    first = producers.bench_events(3, start)
+    assert first == producers.bench_events(3, start)
+    assert first != producers.bench_events(3, start + timedelta(seconds=1))
+
+
+def test_the_benchmarks_avro_values_are_the_events_framed_with_the_schema_id() -> None:
+    import io
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    import fastavro
+
+    from include.event_schema import HEADER, MAGIC_BYTE, schema_as_of
+    from include.generators import EventGenerator
+
+    generator = EventGenerator(seed=5, users=10, products=5)
+    events = [generator.event(datetime(2026, 1, 1, 12, tzinfo=UTC)) for _ in range(50)]
+    encode = producers.avro_encoder(schema_id=7)
+    schema = fastavro.parse_schema(schema_as_of())
+    for event in events:
+        value = encode(event)
+        assert HEADER.unpack(value[: HEADER.size]) == (MAGIC_BYTE, 7)
+        record = fastavro.schemaless_reader(io.BytesIO(value[HEADER.size :]), schema, schema)
+        assert record["event_id"] == event["event_id"]
+        assert record["timestamp"] == datetime.fromisoformat(event["timestamp"])
+        assert record["price"] == Decimal(str(event["price"])).quantize(Decimal("0.01"))
+        assert record["revenue"] == (
+            None if event.get("revenue") is None else Decimal(str(event["revenue"]))
+        )
 
 
 def _latency_run(rate: int, label: str, p95: float) -> dict:

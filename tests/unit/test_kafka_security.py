@@ -172,3 +172,51 @@ def test_with_your_own_brokers_the_platform_runs_no_broker(monkeypatch, tmp_path
     )
     with pytest.raises(PlatformError, match=r"ssl_certfile = .*missing\.pem'?: no such file"):
         check_own_kafka(settings)
+
+
+def test_the_event_producer_has_the_platform_settings_in_librdkafkas_words(monkeypatch) -> None:
+    """The same durability and batching as kafka-python's PRODUCER_DEFAULTS (and the Java
+    tool's in the benchmark), the Java client's partitioner, the security of the settings;
+    a caller's overrides win."""
+    from include.kafka.client import confluent_producer_config
+
+    settings = with_env(
+        monkeypatch, protocol="SASL_SSL", username="producer", password="pw", ssl_cafile="/ca.pem"
+    )
+    monkeypatch.setattr("include.kafka.client.get_settings", lambda: settings)
+    config = confluent_producer_config("b:9093", {"compression.type": "snappy"})
+    assert config == {
+        "acks": "all",
+        "enable.idempotence": "true",
+        "retries": "2147483647",
+        "delivery.timeout.ms": "120000",
+        "max.in.flight.requests.per.connection": "5",
+        "linger.ms": "20",
+        "batch.size": "262144",
+        "compression.type": "snappy",
+        "partitioner": "murmur2_random",
+        "bootstrap.servers": "b:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "producer",
+        "sasl.password": "pw",
+        "ssl.ca.location": "/ca.pem",
+    }
+
+
+def test_librdkafka_takes_every_name_and_value_of_the_producer_config(monkeypatch) -> None:
+    """librdkafka refuses an unknown property or a value out of range when the client is
+    built (no broker needed: it connects in the background)."""
+    import logging
+
+    from confluent_kafka import KafkaException, Producer
+
+    from include.kafka.client import confluent_producer_config
+
+    monkeypatch.setattr("include.kafka.client.get_settings", lambda: Settings())
+    quiet = {"logger": logging.getLogger("test.librdkafka"), "log_level": 0}
+    Producer({**confluent_producer_config("127.0.0.1:9"), **quiet})
+    # The tutorial format's codec.
+    Producer({**confluent_producer_config("127.0.0.1:9", {"compression.type": "snappy"}), **quiet})
+    with pytest.raises(KafkaException, match="linger_ms"):
+        Producer({**confluent_producer_config("127.0.0.1:9"), "linger_ms": "20", **quiet})
