@@ -1,12 +1,14 @@
 """
 ### Event producer
 
-Runs the e-commerce event generator as a long-running task: JSON events keyed by `user_id`
+Runs the e-commerce event generator as a long-running task: events keyed by `user_id`
 into the input topic, asynchronous sends with `acks=all`, idempotence and compression.
 
 Params: `rate` (events/s, > 0), `duration_seconds` (0 = until the task is stopped),
 `seed` (reproducible event stream), `event_format`: `platform` (visits: a user arrives,
-browses a few minutes, maybe buys, and leaves) or `tutorial` (the Kafka + Spark
+browses a few minutes, maybe buys, and leaves), `avro` (the same visits as Avro records of
+the event schema `provision_topics` registered, in the Confluent wire format; a schema the
+registry does not hold fails the run before anything is sent) or `tutorial` (the Kafka + Spark
 tutorial's own events: zone-less timestamps read in `[events] naive_timezone`, quantity 0
 on views and removals, float revenue, snappy batches); left empty, each comes from
 `[producer]` in `config/platform.toml`.  A bad value fails the run before anything is sent.
@@ -54,7 +56,7 @@ from include.settings.base import EVENT_FORMATS
             None,
             type=["null", "string"],
             enum=[None, *EVENT_FORMATS],
-            description="platform (visits) or tutorial (the tutorial's own events)",
+            description="platform (visits, JSON), avro (visits, Avro) or tutorial (its events)",
         ),
     },
     # Params reach the operator as numbers (or None), not as rendered strings.

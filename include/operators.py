@@ -75,11 +75,29 @@ class ProducerOperator(BaseOperator):
         except (ValueError, TypeError) as exc:
             # Retrying cannot fix a bad parameter: fail now, with the reason.
             raise AirflowFailException(str(exc)) from exc
+        encoder = None
+        if params.event_format == "avro":
+            from include.registry import AvroEncoder, SchemaNotRegistered
+
+            try:
+                # Only a schema the registry holds: refused here, nothing has been sent.  A
+                # registry that does not answer raises RegistryError: the task retries.
+                encoder = AvroEncoder(settings)
+            except SchemaNotRegistered as exc:
+                raise AirflowFailException(f"cannot produce Avro events: {exc}") from exc
+            registered = encoder.registered
+            self.log.info(
+                "writing Avro records of schema version %d (id %d) of %s",
+                registered.version,
+                registered.schema_id,
+                registered.subject,
+            )
         stats = run_producer(
             settings.bootstrap_servers,
             settings.kafka.input_topic,
             params,
             stop=self._stop,
+            value_encoder=encoder,
         )
         if stats.failed:
             raise RuntimeError(f"{stats.failed} events were not acknowledged: {stats.last_error}")
@@ -211,11 +229,14 @@ class DataQualityOperator(BaseOperator):
         from include.quality.report import DataQualityError, raise_for_failures
         from include.quality.run import NoDataYet, run_quality
         from include.quality.source import KafkaInput
+        from include.registry import AvroDecoder
 
         settings = get_settings()
         full, tables = quality_params(context["params"])
         ti = context["ti"]
-        source = KafkaInput(settings.bootstrap_servers, settings.kafka.input_topic)
+        source = KafkaInput(
+            settings.bootstrap_servers, settings.kafka.input_topic, avro=AvroDecoder(settings)
+        )
         try:
             report = run_quality(
                 settings,

@@ -19,7 +19,8 @@
    the Spark UI, which serves Spark's own metrics.
 7. The scheduled restart DAG, run at once, stops the driver gracefully and starts one
    (the time is measured: state/restart-timings.json).
-8. Stop the producer run; a second, short producer run ends by itself.
+8. Stop the producer run; a second, short producer run (Avro records of the schema
+   provision_topics registered) ends by itself.
 9. A short fault campaign (tests/chaos/, what `make chaos` runs): one SIGKILL of the
    driver, one SIGSTOP, one Kafka broker restart, one Airflow scheduler restart, while
    tutorial-format events and malformed records stream in; the supervisor DAG, on its
@@ -215,10 +216,10 @@ def test_platform_end_to_end(platform):
     # ...nor takes away what the running services need (PostgreSQL's user crosses the
     # state dir to its data: a second `make up` once locked it out).
     assert settings.state.stat().st_mode == state_mode
-    assert again.stdout.count("already running") == len(pids) == 6, again.stdout
+    assert again.stdout.count("already running") == len(pids) == 7, again.stdout
     assert {f.name: f.read_text() for f in settings.paths.run_dir.glob("*.pid")} == pids
     status = make("status", env, 60)
-    assert status.stdout.count(" yes") == 6, status.stdout
+    assert status.stdout.count(" yes") == 7, status.stdout
 
     lap("4. producer and streaming")
 
@@ -293,7 +294,9 @@ def test_platform_end_to_end(platform):
 
     # 8. Stop the long-running producer; a run with a duration ends by itself.
     api.finish_run("producer", producer_run, note="replaced by the fault campaign's stream")
-    second_run = api.trigger("producer", {**tutorial, "seed": 8, "duration_seconds": 5})
+    # The second run writes Avro of the registered schema: the oracle reads both formats.
+    avro = {"rate": EXPECTED_RATE, "seed": 8, "event_format": "avro", "duration_seconds": 5}
+    second_run = api.trigger("producer", avro)
     assert api.wait_for_run("producer", second_run, {"success"}, timeout=240) == "success"
 
     # Start, quality and the scheduled restart: all was well, nobody was alerted.

@@ -15,7 +15,7 @@ from include.settings import Settings
 def fake_java(folder: Path, version: str) -> Path:
     java = folder / "bin" / "java"
     java.parent.mkdir(parents=True)
-    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2026-01-20\' >&2\n')
+    java.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\" 2026-01-20' >&2\n")
     java.chmod(0o755)
     return java
 
