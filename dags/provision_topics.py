@@ -7,9 +7,10 @@ topics are left alone.  **Drift** (a topic with fewer partitions or another repl
 factor than configured) fails the task with a message that says what differs and how to fix it.
 
 Then registers the event schema (`include/schemas/ecommerce_event.avsc`) in the schema
-registry under `<input topic>-value`, with `[registry] compatibility` as its rule: a schema
-already held keeps its version, a changed one becomes the next version, and one the rule
-refuses fails the task with what breaks (nothing is registered, no Avro producer can use it).
+registry under `<input topic>-value`, with `[registry] compatibility` as its rule: every
+version of the file newer than the newest the registry holds, oldest first (a fresh registry
+gets versions 1..N under the file's numbers); a version the rule refuses fails the task with
+what breaks (nothing is registered, no Avro producer can use it).
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ def provision_topics():
 
     @task
     def register_event_schema() -> dict[str, int]:
-        from include.registry import register, subject_versions
+        from include.registry import register_history, subject_versions
         from include.settings import get_settings
 
         settings = get_settings()
-        current = register(settings)
+        current = register_history(settings)
         held = subject_versions(settings)
         print(
             f"event schema: version {current.version} (id {current.schema_id}) of "

@@ -23,6 +23,7 @@ from include.event_schema import (
     MAGIC_BYTE,
     fields,
     frame,
+    latest_version,
     schema_text,
     subject,
 )
@@ -164,17 +165,41 @@ def lookup(settings: Settings, schema: str) -> Registered:
     return Registered(name, int(found["version"]), int(found["id"]))
 
 
+def set_rule(settings: Settings) -> str:
+    """Give the event subject the configured compatibility rule; the rule."""
+    name, rule = event_subject(settings), settings.registry.compatibility
+    _json(
+        _call(settings, "PUT", f"/config/{name}", json={"compatibility": rule}),
+        f"setting the compatibility rule of {name} to {rule}",
+    )
+    return rule
+
+
+def register_history(settings: Settings) -> Registered:
+    """The schema file's versions the subject does not hold yet, oldest first, after the
+    newest one it holds: on a fresh registry, versions 1..N under the file's own numbers.
+    The newest version's registration (:class:`SchemaRefused` when the rule refuses one)."""
+    set_rule(settings)
+    newest_held = 0
+    for version in range(latest_version(), 0, -1):
+        try:
+            lookup(settings, schema_text(version))
+        except SchemaNotRegistered:
+            continue
+        newest_held = version
+        break
+    for version in range(newest_held + 1, latest_version() + 1):
+        register(settings, schema_text(version))
+    return lookup(settings, schema_text())
+
+
 def register(settings: Settings, schema: str | None = None) -> Registered:
     """Register ``schema`` (default: the contract's newest, include/schemas) under the event
     subject with the configured compatibility rule; the version it is (a schema already held
     keeps its version).  :class:`SchemaRefused` says what breaks when the rule refuses it."""
     schema = schema or schema_text()
     name = event_subject(settings)
-    rule = settings.registry.compatibility
-    _json(
-        _call(settings, "PUT", f"/config/{name}", json={"compatibility": rule}),
-        f"setting the compatibility rule of {name} to {rule}",
-    )
+    rule = set_rule(settings)
     body = {"schema": schema, "schemaType": "AVRO"}
     answer = _call(settings, "POST", f"/subjects/{name}/versions", json=body)
     if answer.status_code == 409:

@@ -3,7 +3,8 @@
 1. `make up` brings PostgreSQL, Kafka and Airflow up on free ports in a fresh state dir
    (ECOM_AUTOSTART=0: this test triggers the DAGs itself, through the REST API).
 2. Log in with the printed admin credentials: POST /auth/token -> access_token.
-3. Trigger provision_topics and wait for success; nothing streams yet, and the supervisor and
+3. Trigger provision_topics and wait for success: the event schema's versions are in the
+   registry `make up` started; nothing streams yet, and the supervisor and
    `make status` say "not-started", not "dead".
 4. Trigger producer (long-running, in the tutorial's own event format: zone-less times read
    in Europe/Berlin, quantity 0 on views, float revenue, snappy) and streaming
@@ -48,6 +49,8 @@ import pandas as pd
 import pytest
 import requests
 
+from include.event_schema import latest_version
+from include.registry import subject_versions
 from include.runtime.airflow_api import AirflowApi
 from include.runtime.procs import free_port, marked_processes, port_answers
 from include.settings import Settings
@@ -193,6 +196,9 @@ def test_platform_end_to_end(platform):
     # 3. topics
     run = api.trigger("provision_topics")
     assert api.wait_for_run("provision_topics", run, {"success"}, timeout=240) == "success"
+    # ...and the event schema: every version of the file, under the file's numbers.
+    held = subject_versions(settings)
+    assert [r.version for r in held] == list(range(1, latest_version() + 1)), held
 
     # Nothing streams yet: the supervisor says "not-started", never "dead ... restarting",
     # and `make status` (which exits 1 on a dead or stalled query) agrees.
@@ -271,6 +277,7 @@ def test_platform_end_to_end(platform):
     assert "revenue_by_category" in report.text
     health = api.page("/ecom/health")
     assert health.status_code == 200 and 'data-query="revenue_by_category"' in health.text
+    assert f"version {latest_version()} (id {held[-1].schema_id})" in health.text
     assert requests.get(f"{api.base_url}/ecom/health", timeout=30).status_code == 401
     check_metrics(api, settings, env)
 
