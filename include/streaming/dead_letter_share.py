@@ -10,6 +10,7 @@ dead-letter topic.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,9 @@ from include.streaming.progress import DEFAULT_TAIL_BYTES, read_progress
 
 # How many of the newest dead letters the reasons are counted over.
 REASON_SAMPLE = 300
+# How long a page or `make status` waits for them: a broker that does not answer would
+# otherwise hold either for half a minute (kafka-python's metadata wait).
+REASON_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,22 @@ def latest_reasons(settings: Settings, limit: int = REASON_SAMPLE) -> list[tuple
         reader.close()
 
 
+def latest_reasons_soon(
+    settings: Settings, wait: float = REASON_WAIT_SECONDS
+) -> list[tuple[str, int]]:
+    """:func:`latest_reasons`, or none when the broker has not answered within ``wait``
+    seconds (the read goes on in a daemon thread that nothing waits for)."""
+    found: list[list[tuple[str, int]]] = []
+    reader = threading.Thread(
+        target=lambda: found.append(latest_reasons(settings)),
+        name="dead-letter-reasons",
+        daemon=True,
+    )
+    reader.start()
+    reader.join(wait)
+    return found[0] if found else []
+
+
 def recent_dead_letters(settings: Settings, now: datetime | None = None) -> DeadLetterShare:
     """The share of the last ``[quality] dead_letter_alarm_minutes``; the reasons are read
     from the dead-letter topic only when the share is alarming."""
@@ -137,6 +157,6 @@ def recent_dead_letters(settings: Settings, now: datetime | None = None) -> Dead
     )
     if share.alarming:
         share = DeadLetterShare(
-            share.minutes, read, dead, share.alarm_percent, latest_reasons(settings)
+            share.minutes, read, dead, share.alarm_percent, latest_reasons_soon(settings)
         )
     return share

@@ -26,6 +26,9 @@ from include.streaming.progress import progress_path
 from tests import oracle
 
 DEAD_LETTERS = 7
+# The dead-letter output's rows in each batch's progress record, of the 600 input records
+# the batch read: 70%, more than the half the health page must say loudly.
+DLQ_PER_BATCH = 420
 # query -> (state, lag, input rate, batch ms, state rows) as the pages must show them
 QUERIES = {
     "revenue_by_category": ("running", 0, 12.5, 2300, 345),
@@ -130,6 +133,11 @@ def build(settings: Settings, now: datetime) -> Crafted:
                     "batchDurationMs": batch_ms if last else 2000,
                     "stateRowsTotal": state_rows if last else 100 + minute,
                     "rowsDroppedByWatermark": 1 if minute in (5, 6) else 0,
+                    # 600 input records a batch (a minute), most of them refused.
+                    "sources": [
+                        {"endOffset": {settings.kafka.input_topic: {"0": 600 * (120 - minute)}}}
+                    ],
+                    "numOutputRows": DLQ_PER_BATCH,
                 }
             )
     path = progress_path(settings.paths.metrics_dir)

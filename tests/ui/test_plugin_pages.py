@@ -28,7 +28,14 @@ from include.runtime.secrets import platform_secrets
 from include.settings import Settings
 from include.settings.base import PROJECT_ROOT
 from include.ui.vendor import remaining_cdn_addresses
-from tests.ui.pipeline_state import DEAD_LETTERS, QUALITY_RUN_ID, QUERIES, Crafted, build
+from tests.ui.pipeline_state import (
+    DEAD_LETTERS,
+    DLQ_PER_BATCH,
+    QUALITY_RUN_ID,
+    QUERIES,
+    Crafted,
+    build,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -223,6 +230,9 @@ def test_health_page_two_clicks_from_airflow_shows_the_pipeline(airflow, browser
     try:
         wait(browser, lambda d: d.find_elements(By.ID, "queries"), "the queries table")
         assert text_of(browser, "#dead-letters .big") == str(DEAD_LETTERS)
+        # Each batch of the last 10 minutes read 600 records and refused DLQ_PER_BATCH.
+        alarm = text_of(browser, "#dead-letter-alarm")
+        assert f"({100 * DLQ_PER_BATCH / 600:.0f}%) went to the dead letters" in alarm, alarm
         assert text_of(browser, "#last-quality .big") == "FAIL"
         for query, (state, lag, rate, batch_ms, state_rows) in QUERIES.items():
             row = f"#queries tr[data-query='{query}']"
