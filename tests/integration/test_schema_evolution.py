@@ -32,6 +32,7 @@ from include.registry import (
     register,
     subject_versions,
 )
+from include.settings import Settings
 from tests.conftest import poll
 from tests.integration.conftest import isolated_settings
 from tests.integration.dataset import (
@@ -66,7 +67,13 @@ def incompatible() -> str:
 
 @pytest.fixture(scope="module")
 def evolution(kafka, registry, platform_env, tmp_path_factory):
-    with isolated_settings(tmp_path_factory, "evolution") as settings:
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        isolated_settings(tmp_path_factory, "evolution") as settings,
+    ):
+        # A batch 2 s after the last record, not 10: each phase is read sooner.
+        mp.setenv("ECOM_SPARK__TRIGGER_SECONDS", "2")
+        settings = Settings()
         provision(settings)
         log = settings.paths.log_dir / "streaming-evolution.log"
         stop_file = tmp_path_factory.mktemp("evolution_ctl") / "stop"
