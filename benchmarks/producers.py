@@ -17,13 +17,13 @@ in the `producer` DAG.  Encoding alone is timed beside it: the Python side's own
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kafka import KafkaProducer
 
@@ -58,23 +58,13 @@ def java_producer_props(options: dict = PRODUCER_DEFAULTS) -> dict[str, str]:
 
 
 def avro_encoder(schema_id: int = BENCH_SCHEMA_ID) -> ValueEncoder:
-    """Events as Avro binary of the newest schema (fastavro), framed in the Confluent wire
-    format with `schema_id`: what include.registry.AvroEncoder writes, without a registry
-    to look the id up in."""
-    import fastavro
+    """Events as Avro of the newest schema, framed in the Confluent wire format with
+    `schema_id`: the producer's include.registry.AvroEncoder without a registry to look the
+    id up in."""
+    from include.event_schema import schema_text
+    from include.registry import AvroWriter
 
-    from include.event_schema import frame, schema_as_of
-    from include.registry import to_avro_record
-
-    schema = fastavro.parse_schema(schema_as_of())
-    write = fastavro.schemaless_writer
-
-    def encode_avro(event: dict) -> bytes:
-        body = io.BytesIO()
-        write(body, schema, to_avro_record(event))
-        return frame(schema_id, body.getvalue())
-
-    return encode_avro
+    return AvroWriter(schema_text(), schema_id)
 
 
 def value_encoder(value_format: str) -> ValueEncoder:
@@ -92,6 +82,30 @@ def _result(stats: DeliveryStats, seconds: float) -> ProducerResult:
     return ProducerResult(stats.sent, round(seconds, 2), round(stats.sent / seconds), stats.failed)
 
 
+def _timed_sends(
+    name: str,
+    client: Any,
+    send: Callable[[dict, DeliveryStats], None],
+    events: Iterable[dict],
+    count: int,
+) -> ProducerResult:
+    """Send `count` events with `send` (which counts each in the stats); time until the
+    client's flush has every answer; the client is closed whatever happens."""
+    stats = DeliveryStats()
+    report_every = max(count // 10, 1)
+    began = time.perf_counter()
+    try:
+        for event in events:
+            send(event, stats)
+            if stats.sent % report_every == 0:
+                log.info("%s producer: sent %d of %d events", name, stats.sent, count)
+        client.flush()
+        seconds = time.perf_counter() - began
+    finally:
+        client.close()
+    return _result(stats, seconds)
+
+
 def timed_platform_producer(
     bootstrap_servers: str,
     topic: str,
@@ -102,19 +116,11 @@ def timed_platform_producer(
     """Send `count` events through the platform's producer (confluent-kafka, send_event);
     time until all are answered."""
     client = confluent_producer(bootstrap_servers)
-    stats = DeliveryStats()
-    report_every = max(count // 10, 1)
-    began = time.perf_counter()
-    try:
-        for event in events:
-            send_event(client, topic, event, stats, value)
-            if stats.sent % report_every == 0:
-                log.info("platform producer: sent %d of %d events", stats.sent, count)
-        client.flush()
-        seconds = time.perf_counter() - began
-    finally:
-        client.close()
-    return _result(stats, seconds)
+
+    def send(event: dict, stats: DeliveryStats) -> None:
+        send_event(client, topic, event, stats, value)
+
+    return _timed_sends("platform", client, send, events, count)
 
 
 def timed_kafka_python_producer(
@@ -127,21 +133,13 @@ def timed_kafka_python_producer(
     """Send `count` events through kafka-python with PRODUCER_DEFAULTS (the platform's
     producer before confluent-kafka); time until all are answered."""
     client = kafka_python_client(bootstrap_servers)
-    stats = DeliveryStats()
-    report_every = max(count // 10, 1)
-    began = time.perf_counter()
-    try:
-        for event in events:
-            future = client.send(topic, key=event["user_id"].encode(), value=value(event))
-            future.add_callback(stats.ok).add_errback(stats.error)
-            stats.sent += 1
-            if stats.sent % report_every == 0:
-                log.info("kafka-python producer: sent %d of %d events", stats.sent, count)
-        client.flush()
-        seconds = time.perf_counter() - began
-    finally:
-        client.close()
-    return _result(stats, seconds)
+
+    def send(event: dict, stats: DeliveryStats) -> None:
+        future = client.send(topic, key=event["user_id"].encode(), value=value(event))
+        future.add_callback(stats.ok).add_errback(stats.error)
+        stats.sent += 1
+
+    return _timed_sends("kafka-python", client, send, events, count)
 
 
 TIMED: dict[str, Callable[..., ProducerResult]] = {

@@ -58,6 +58,20 @@ def separate_run(results: dict, stage: str) -> tuple[dict, dict] | None:
     return measured, {"stage": stage, "started": measured["started"][:16]}
 
 
+def median_rows(found: list[dict], ratio: str, digits: str) -> list[list[str]]:
+    """Rows of a side-by-side comparison: label, events, median events/s, every run, ratio."""
+    return [
+        [
+            r["label"],
+            number(r["events"]),
+            number(r["events_per_second"]),
+            ", ".join(number(x) for x in r["runs"]),
+            format(r[ratio], digits),
+        ]
+        for r in found
+    ]
+
+
 def producer_clients(results: dict) -> dict | None:
     """The Kafka clients side by side: part of the run's producer stage, or else a separate
     run's file (`python -m benchmarks.producer_clients --publish`)."""
@@ -66,16 +80,7 @@ def producer_clients(results: dict) -> dict | None:
         found, source = separate
     if not found:
         return None
-    rows = [
-        [
-            r["label"],
-            number(r["events"]),
-            number(r["events_per_second"]),
-            ", ".join(number(x) for x in r["runs"]),
-            f"{r['ratio_to_java']:.3f}",
-        ]
-        for r in found["rows"]
-    ]
+    rows = median_rows(found["rows"], "ratio_to_java", ".3f")
     return {
         "source": source,
         "rows": rows,
@@ -97,16 +102,7 @@ def producer_levers(results: dict) -> dict | None:
         found = measured["variants"]
     if not found:
         return None
-    rows = [
-        [
-            r["label"],
-            number(r["events"]),
-            number(r["events_per_second"]),
-            ", ".join(number(x) for x in r["runs"]),
-            f"{r['ratio_to_before']:.2f}",
-        ]
-        for r in found
-    ]
+    rows = median_rows(found, "ratio_to_before", ".2f")
     # Since the platform's producer is confluent-kafka the levers are kafka-python's only.
     return {
         "source": source,

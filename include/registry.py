@@ -213,26 +213,35 @@ def register(settings: Settings, schema: str | None = None) -> Registered:
     return lookup(settings, schema)
 
 
-class AvroEncoder:
-    """Events to Avro record values of one registered schema version, in the Confluent wire
-    format.  Made only for a schema the registry holds (:func:`lookup`): a producer refused
-    here has sent nothing."""
+class AvroWriter:
+    """Events to Avro record values of ``schema`` (JSON text) in the Confluent wire format,
+    framed with ``schema_id``; zone-less event times read in ``naive_zone``."""
 
-    def __init__(self, settings: Settings, schema: str | None = None) -> None:
+    def __init__(self, schema: str, schema_id: int, naive_zone: str = "UTC") -> None:
         import fastavro
 
-        self.schema = schema or schema_text()
-        self.registered = lookup(settings, self.schema)
-        self._parsed = fastavro.parse_schema(json.loads(self.schema))
-        self._naive_zone = settings.events.naive_timezone
+        self.schema = schema
+        self.schema_id = schema_id
+        self._parsed = fastavro.parse_schema(json.loads(schema))
+        self._naive_zone = naive_zone
         self._write = fastavro.schemaless_writer
 
     def __call__(self, event: dict[str, Any]) -> bytes:
         """The record value of ``event`` (a generator's JSON-shaped event)."""
         body = io.BytesIO()
-        record = to_avro_record(event, self._naive_zone)
-        self._write(body, self._parsed, record)
-        return frame(self.registered.schema_id, body.getvalue())
+        self._write(body, self._parsed, to_avro_record(event, self._naive_zone))
+        return frame(self.schema_id, body.getvalue())
+
+
+class AvroEncoder(AvroWriter):
+    """An :class:`AvroWriter` of a schema version the registry holds, under its id.  Made
+    only for a schema the registry holds (:func:`lookup`): a producer refused here has sent
+    nothing."""
+
+    def __init__(self, settings: Settings, schema: str | None = None) -> None:
+        schema = schema or schema_text()
+        self.registered = lookup(settings, schema)
+        super().__init__(schema, self.registered.schema_id, settings.events.naive_timezone)
 
 
 def to_avro_record(event: dict[str, Any], naive_zone: str = "UTC") -> dict[str, Any]:
