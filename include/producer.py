@@ -54,7 +54,8 @@ class ProducerParams:
     seed: int = 42
     users: int = 10_000
     products: int = 200
-    # "platform" (visits of `users` over `products`) or "tutorial" (the tutorial's events).
+    # "platform" (visits of `users` over `products`), "avro" (the same visits; the caller
+    # gives run_producer the Avro encoder) or "tutorial" (the tutorial's events).
     event_format: str = "platform"
     # The zone the tutorial format writes its zone-less timestamps in.
     naive_timezone: str = "UTC"

@@ -79,6 +79,24 @@ def _call(settings: Settings, method: str, path: str, **kwargs: Any) -> requests
         ) from exc
 
 
+def _not_found(answer: requests.Response, settings: Settings) -> bool:
+    """Whether the registry said "not found" (a 404 with its error code, 404xx); a 404
+    without one is a URL that names no registry API, an error saying so."""
+    if answer.status_code != 404:
+        return False
+    try:
+        code = int(answer.json().get("error_code", 0))
+    except (ValueError, AttributeError):
+        code = 0
+    if code // 100 == 404:
+        return True
+    raise RegistryError(
+        f"{answer.url} answered 404 without a schema registry's error code: is [registry] url "
+        f"({settings.registry_url}) the Confluent-compatible API root (Apicurio: "
+        "http://host:port/apis/ccompat/v7)?"
+    )
+
+
 def _json(answer: requests.Response, doing: str) -> Any:
     if not answer.ok:
         raise RegistryError(
@@ -129,7 +147,7 @@ def subject_versions(settings: Settings) -> list[Registered]:
     """Every version of the event subject, oldest first (empty when none is registered)."""
     name = event_subject(settings)
     answer = _call(settings, "GET", f"/subjects/{name}/versions")
-    if answer.status_code == 404:
+    if _not_found(answer, settings):
         return []
     versions = _json(answer, f"listing the versions of {name}")
     found = []
@@ -146,7 +164,7 @@ def latest_schema(settings: Settings) -> dict[str, Any] | None:
     """The newest registered version of the event schema (parsed), None when there is none."""
     name = event_subject(settings)
     answer = _call(settings, "GET", f"/subjects/{name}/versions/latest")
-    if answer.status_code == 404:
+    if _not_found(answer, settings):
         return None
     return json.loads(_json(answer, f"reading the latest version of {name}")["schema"])
 
@@ -156,7 +174,7 @@ def lookup(settings: Settings, schema: str) -> Registered:
     :class:`SchemaNotRegistered` when it does not."""
     name = event_subject(settings)
     answer = _call(settings, "POST", f"/subjects/{name}", json={"schema": schema})
-    if answer.status_code == 404:
+    if _not_found(answer, settings):
         raise SchemaNotRegistered(
             f"the schema registry holds no such version of {name}: register it first (the "
             "provision_topics DAG registers include/schemas/ecommerce_event.avsc)"
@@ -263,7 +281,7 @@ def writer_schema(settings: Settings, schema_id: int) -> dict[str, Any] | None:
     """The schema registered under ``schema_id`` (parsed JSON), None when the registry holds
     no such id."""
     answer = _call(settings, "GET", f"/schemas/ids/{schema_id}")
-    if answer.status_code == 404:
+    if _not_found(answer, settings):
         return None
     return json.loads(_json(answer, f"reading schema id {schema_id}")["schema"])
 

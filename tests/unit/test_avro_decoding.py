@@ -140,6 +140,8 @@ class Registry:
         self.requests = 0
         # How many of the next requests get a 503, as from a registry that is restarting.
         self.unavailable = 0
+        # How many get a bare 404, as from a server that serves no registry at that path.
+        self.wrong_path = 0
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -153,6 +155,9 @@ class Registry:
                     registry.unavailable -= 1
                     status = 503
                     body = {"error_code": 50003, "message": "unavailable"}
+                elif registry.wrong_path > 0:
+                    registry.wrong_path -= 1
+                    status, body = 404, {"detail": "Could not find resource for full path"}
                 elif text is None:
                     status = 404
                     body = {"error_code": 40403, "message": "Schema not found"}
@@ -451,6 +456,17 @@ def test_a_registry_answering_503_is_waited_for(
 ) -> None:
     registry.add(8, V2)
     registry.unavailable = 1
+    [(text, error)] = decode(udf_spark, registry.url, [framed(8, V2, PURCHASE)])
+    assert error is None and decoded(text or "") == expected_json(PURCHASE)
+    assert registry.requests == 2
+
+
+def test_a_404_that_is_no_registry_answer_is_waited_for_not_judged(
+    udf_spark: SparkSession, registry: Registry
+) -> None:
+    # A wrong path in [registry] url: every id would look unknown, every record a dead letter.
+    registry.add(8, V2)
+    registry.wrong_path = 1
     [(text, error)] = decode(udf_spark, registry.url, [framed(8, V2, PURCHASE)])
     assert error is None and decoded(text or "") == expected_json(PURCHASE)
     assert registry.requests == 2

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 
 import include.runtime.registry as registry
+from include.registry import RegistryError, _not_found
 from include.runtime.procs import PlatformError
 from include.settings import Settings
 
@@ -59,3 +61,20 @@ def test_storage_in_postgres_interfaces_on_loopback_password_not_on_the_command_
     password = service.environment()["APICURIO_DATASOURCE_PASSWORD"]
     assert password and not any(password in a for a in command)
     assert service.url == "http://127.0.0.1:18081/apis/ccompat/v7"
+
+
+def answer(status: int, body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code, response._content = status, body
+    response.url = "http://127.0.0.1:8081/wrong/subjects/x-value/versions"
+    return response
+
+
+def test_only_a_registry_404_means_not_found_a_bare_404_names_the_url_setting() -> None:
+    settings = Settings()
+    assert _not_found(
+        answer(404, b'{"message": "Subject not found.", "error_code": 40401}'), settings
+    )
+    assert not _not_found(answer(200, b"[1, 2]"), settings)
+    with pytest.raises(RegistryError, match=r"\[registry\] url .*apis/ccompat/v7"):
+        _not_found(answer(404, b"<html>Resource not found</html>"), settings)

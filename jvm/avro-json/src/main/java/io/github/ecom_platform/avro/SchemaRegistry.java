@@ -116,8 +116,15 @@ final class SchemaRegistry {
             return answer;
           }
           problem = "HTTP 200 without a \"schema\" text in its body";
-        } else if (status == 404) {
+        } else if (status == 404 && isRegistryNotFound(response.body())) {
           return Lookup.UNKNOWN;
+        } else if (status == 404) {
+          // A 404 without a registry's error code is a URL that names no registry API (a
+          // wrong path in [registry] url): calling every id unknown would dead-letter every
+          // Avro record.
+          problem =
+              "HTTP 404 without a registry error code: is the URL the registry's"
+                  + " Confluent-compatible API root (for Apicurio .../apis/ccompat/v7)?";
         } else {
           problem = "HTTP " + status;
         }
@@ -139,6 +146,19 @@ final class SchemaRegistry {
       warned = true;
       sleep(waitMs, base, id);
       waitMs = Math.min(waitMs * 2, LONGEST_WAIT_MS);
+    }
+  }
+
+  /**
+   * Whether a 404's body is a Confluent-compatible registry's "not found" (error codes 404xx:
+   * 40403 schema not found), rather than a server's answer for a path it does not serve.
+   */
+  private static boolean isRegistryNotFound(String body) {
+    try {
+      int code = JSON.readTree(body).path("error_code").asInt(0);
+      return code / 100 == 404;
+    } catch (IOException e) {
+      return false;
     }
   }
 
