@@ -283,7 +283,7 @@ def print_event_schema(settings: Settings) -> None:
     try:
         held = subject_versions(settings)
     except RegistryError as exc:
-        print(f"\nEvent schema ({subject}): the registry did not answer ({exc})")
+        print(f"\nEvent schema ({subject}): {exc}")
         return
     versions = ", ".join(f"{r.version} (id {r.schema_id})" for r in held) or "none registered yet"
     print(
