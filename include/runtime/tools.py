@@ -29,6 +29,21 @@ def java_candidate() -> Path | None:
     return Path(found) if found else None
 
 
+def java_major(java: Path) -> int:
+    """The major version `java -version` reports ("1.8" is 8; 0 when it does not run)."""
+    try:
+        out = subprocess.run(
+            [str(java), "-version"], capture_output=True, text=True, check=False, timeout=30
+        ).stderr
+    except OSError:
+        return 0
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
 def java_binary() -> str:
     """The `java` to run Kafka and Spark with (:func:`java_candidate`), checked to be
     Java 17 or newer."""
@@ -38,13 +53,7 @@ def java_binary() -> str:
             f"Java {MIN_JAVA}+ is needed for Kafka and Spark but no `java` was found. "
             "Install a JDK (Debian: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME."
         )
-    out = subprocess.run(
-        [str(candidate), "-version"], capture_output=True, text=True, check=False
-    ).stderr
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    major = int(match.group(1)) if match else 0
-    if major == 1 and match and match.group(2):
-        major = int(match.group(2))
+    major = java_major(candidate)
     if major < MIN_JAVA:
         raise PlatformError(
             f"{candidate} is Java {major}; Kafka 4 and Spark 4 need Java {MIN_JAVA}+. "
