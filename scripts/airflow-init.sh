@@ -19,19 +19,14 @@ import os
 import psycopg2
 from sqlalchemy.engine import make_url
 
+from include.runtime.postgres import ensure_role_and_database
+
 url = make_url(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
 conn = psycopg2.connect(
     host=url.host, port=url.port or 5432, user=url.username, password=url.password,
     dbname=url.database,
 )
-conn.autocommit = True
-with conn.cursor() as cur:
-    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'registry'")
-    if cur.fetchone() is None:
-        cur.execute("CREATE ROLE registry LOGIN PASSWORD %s", (os.environ["REGISTRY_DB_PASSWORD"],))
-    cur.execute("SELECT 1 FROM pg_database WHERE datname = 'registry'")
-    if cur.fetchone() is None:
-        cur.execute("CREATE DATABASE registry OWNER registry")
+ensure_role_and_database(conn, "registry", "registry", os.environ["REGISTRY_DB_PASSWORD"])
 conn.close()
 PY
 airflow pools set streaming 1 "one streaming driver per set of checkpoints"

@@ -12,6 +12,7 @@ import pwd
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from include.runtime.procs import PlatformError, alive, spawn
 from include.runtime.secrets import platform_secrets
@@ -262,27 +263,11 @@ class Postgres(Service):
 
     def ensure_owned_database(self, role: str, database: str, password: str) -> None:
         """A login role (no superuser) and a database it owns, each created if missing."""
-        from psycopg2 import sql
-
         conn = self.connect("postgres", as_superuser=True)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-            if cur.fetchone() is None:
-                cur.execute(
-                    sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD %s").format(
-                        sql.Identifier(role)
-                    ),
-                    (password,),
-                )
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-            if cur.fetchone() is None:
-                cur.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(database), sql.Identifier(role)
-                    )
-                )
-        conn.close()
+        try:
+            ensure_role_and_database(conn, role, database, password)
+        finally:
+            conn.close()
 
     def sqlalchemy_url(self) -> str:
         """Airflow's connection string: its own role and database, with the password."""
@@ -300,3 +285,28 @@ class Postgres(Service):
         if pid and alive(pid):
             os.kill(pid, 2)
         return super().stop(timeout)
+
+
+def ensure_role_and_database(conn: Any, role: str, database: str, password: str) -> None:
+    """On a superuser's psycopg2 connection: a login role (no superuser) and a database it
+    owns, each created if missing.  The local platform's PostgreSQL calls it, and the
+    cluster's airflow-init for the schema registry's."""
+    from psycopg2 import sql
+
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if cur.fetchone() is None:
+            cur.execute(
+                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD %s").format(
+                    sql.Identifier(role)
+                ),
+                (password,),
+            )
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        if cur.fetchone() is None:
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(role)
+                )
+            )
