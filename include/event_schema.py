@@ -129,6 +129,12 @@ def subject(topic: str) -> str:
     return f"{topic}-value"
 
 
+def is_framed(value: bytes | None) -> bool:
+    """Whether a record value claims the Confluent wire format: its first byte is the magic
+    byte (a JSON text never starts with a zero byte)."""
+    return value is not None and value[:1] == bytes([MAGIC_BYTE])
+
+
 def frame(schema_id: int, body: bytes) -> bytes:
     """A record value in the Confluent wire format: magic byte, schema id, Avro body."""
     return HEADER.pack(MAGIC_BYTE, schema_id) + body

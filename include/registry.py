@@ -20,9 +20,9 @@ import requests
 from include.contract import parse_utc
 from include.event_schema import (
     HEADER,
-    MAGIC_BYTE,
     fields,
     frame,
+    is_framed,
     latest_version,
     schema_text,
     subject,
@@ -160,6 +160,21 @@ def subject_versions(settings: Settings) -> list[Registered]:
     return found
 
 
+def versions_in_words(settings: Settings) -> str:
+    """The event subject's versions and ids, where, and its rule; or why they are not known
+    (what `make status` and the health page say)."""
+    try:
+        held = subject_versions(settings)
+    except RegistryError as exc:
+        return str(exc)
+    versions = ", ".join(f"version {r.version} (id {r.schema_id})" for r in held)
+    return (
+        f"{versions or 'no version registered yet (provision_topics registers it)'} of "
+        f"{event_subject(settings)} at {settings.registry_url}; new versions must be "
+        f"{settings.registry.compatibility} compatible"
+    )
+
+
 def latest_schema(settings: Settings) -> dict[str, Any] | None:
     """The newest registered version of the event schema (parsed), None when there is none."""
     name = event_subject(settings)
@@ -197,7 +212,6 @@ def register_history(settings: Settings) -> Registered:
     """The schema file's versions the subject does not hold yet, oldest first, after the
     newest one it holds: on a fresh registry, versions 1..N under the file's own numbers.
     The newest version's registration (:class:`SchemaRefused` when the rule refuses one)."""
-    set_rule(settings)
     newest_held = 0
     for version in range(latest_version(), 0, -1):
         try:
@@ -206,8 +220,11 @@ def register_history(settings: Settings) -> Registered:
             continue
         newest_held = version
         break
-    for version in range(newest_held + 1, latest_version() + 1):
-        register(settings, schema_text(version))
+    missing = range(newest_held + 1, latest_version() + 1)
+    for version in missing:
+        register(settings, schema_text(version))  # each sets the rule first
+    if not missing:
+        set_rule(settings)  # a changed [registry] compatibility still applies
     return lookup(settings, schema_text())
 
 
@@ -302,7 +319,7 @@ class AvroDecoder:
     def __call__(self, value: bytes) -> dict[str, Any] | None:
         """The event of an Avro record value: times as ISO-8601 text, money as Decimal;
         None when it is no readable Avro record of a registered schema."""
-        if len(value) < HEADER.size or value[0] != MAGIC_BYTE:
+        if len(value) < HEADER.size or not is_framed(value):
             return None
         _, schema_id = HEADER.unpack_from(value)
         if schema_id not in self._writers:

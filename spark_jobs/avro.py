@@ -40,10 +40,11 @@ from __future__ import annotations
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from include.event_schema import MAGIC_BYTE
+
 AVRO_UDF = "ecom_avro_to_json"
 AVRO_UDF_CLASS = "io.github.ecom_platform.avro.ConfluentAvroToJson"
 AVRO_UDF_RETURN = "struct<json:string,error:string>"
-MAGIC_BYTE = 0
 
 
 def register_avro_udf(spark: SparkSession) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from include.contract import parse_utc
+from include.event_schema import is_framed
 from include.kafka.client import consumer, offsets_at, read_to_end
 
 
@@ -90,7 +91,7 @@ class KafkaInput:
 
     def _record(self, r: Any) -> SourceRecord:
         value = r.value
-        if self.avro and value and value[0] == 0:
+        if self.avro and is_framed(value):
             event = self.avro(value)
             value = value if event is None else json.dumps(event, default=str).encode()
         return SourceRecord(r.partition, r.offset, int(r.timestamp), value)

@@ -17,7 +17,7 @@ import psutil
 import requests
 from pydantic import ValidationError
 
-from include.registry import RegistryError, event_subject, subject_versions
+from include.registry import event_subject, versions_in_words
 from include.runtime.airflow import (
     AIRFLOW_COMPONENTS,
     AirflowComponent,
@@ -270,26 +270,11 @@ def status(settings: Settings) -> int:
     print_table(status_table(pipeline))
     for query in pipeline.alarms:
         print(f"ALARM {query.reason}")
-    print_event_schema(settings)
+    print(f"\nEvent schema: {versions_in_words(settings)}")
     share = recent_dead_letters(settings)
     if share.alarming:
         print(f"\nWARNING: MOST OF THE INPUT IS BEING REFUSED. {share.sentence()}")
     return 0 if unhealthy == 0 and not pipeline.alarms else 1
-
-
-def print_event_schema(settings: Settings) -> None:
-    """The event schema's versions in the registry and its compatibility rule."""
-    subject = event_subject(settings)
-    try:
-        held = subject_versions(settings)
-    except RegistryError as exc:
-        print(f"\nEvent schema ({subject}): {exc}")
-        return
-    versions = ", ".join(f"{r.version} (id {r.schema_id})" for r in held) or "none registered yet"
-    print(
-        f"\nEvent schema ({subject} at {settings.registry_url}, "
-        f"{settings.registry.compatibility}): versions {versions}"
-    )
 
 
 def print_table(rows: Sequence[tuple[str, ...]]) -> None:

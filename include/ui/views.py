@@ -21,7 +21,7 @@ import pandas as pd
 from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGORY
 from include.contract import parse_utc
 from include.quality.history import newest_run, read_history
-from include.registry import RegistryError, event_subject, subject_versions
+from include.registry import versions_in_words
 from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
 from include.streaming.dead_letter_share import recent_dead_letters
@@ -76,20 +76,6 @@ def dead_letter_alarm(settings: Settings) -> str | None:
     """The warning when most of the recent input went to the dead letters, else None."""
     share = recent_dead_letters(settings)
     return share.sentence() if share.alarming else None
-
-
-def event_schema_versions(settings: Settings) -> str:
-    """The event subject's versions and ids in the registry and its rule, in words."""
-    try:
-        held = subject_versions(settings)
-    except RegistryError as exc:
-        return f"the schema registry did not answer: {exc}"
-    versions = ", ".join(f"version {r.version} (id {r.schema_id})" for r in held)
-    return (
-        f"{versions or 'no version registered yet (provision_topics registers it)'} of "
-        f"{event_subject(settings)}; new versions must be {settings.registry.compatibility} "
-        "compatible"
-    )
 
 
 def query_health(settings: Settings, since: datetime) -> tuple[datetime | None, list[QueryHealth]]:
@@ -214,7 +200,7 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
         queries=queries,
         dead_letters=dead_letter_count(settings),
         dead_letter_alarm=dead_letter_alarm(settings),
-        event_schema=event_schema_versions(settings),
+        event_schema=versions_in_words(settings),
         last_quality=runs[0] if runs else None,
         revenue_by_category=revenue_totals(revenue),
         revenue_chart=line_chart(
