@@ -1,5 +1,8 @@
-# Airflow 3 with Java, the project, its pinned requirements and the Spark/Kafka jars.
-# Built by docker-compose.yaml; the same DAGs as local mode.
+# Airflow 3 with Java, the project, its pinned runtime requirements and the Spark/Kafka jars.
+# Built by docker-compose.yaml; the same DAGs as local mode.  The Airflow containers and the
+# Spark master, workers and History Server all run this image (one uid, one Spark version).
+# Only requirements.txt goes in: the test and tooling packages of requirements-dev.txt
+# (pytest, selenium, ruff, mypy, matplotlib, py-spy, ...) stay out of production.
 
 # ---- the Spark connector jars, fetched from Maven Central with the project's own pom
 FROM maven:3.9-eclipse-temurin-17 AS jars
@@ -17,10 +20,12 @@ USER 0
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jdk-headless curl \
     && apt-get clean \
-    && rm -rf /var/lib/apt/lists/*
-ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
-RUN mkdir -p /opt/ecom/state /opt/airflow/secrets \
-    && chown -R 50000:0 /opt/ecom /opt/airflow/secrets
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s "$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")" /usr/lib/jvm/java-17
+# The JDK under one name on every architecture (Debian's directory ends in -amd64, -arm64, ...).
+ENV JAVA_HOME=/usr/lib/jvm/java-17
+RUN mkdir -p /opt/ecom/state \
+    && chown -R 50000:0 /opt/ecom
 USER 50000
 COPY --chown=50000:0 requirements.txt constraints.txt /opt/ecom/
 RUN pip install --no-cache-dir -r /opt/ecom/requirements.txt -c /opt/ecom/constraints.txt

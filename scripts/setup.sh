@@ -19,14 +19,15 @@ java_major=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | h
 
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
-# ---- virtualenv
-want=$(stamp requirements.txt constraints.txt)
+# ---- virtualenv: the runtime (requirements.txt) and the development tools on top of it
+# (requirements-dev.txt: tests, linters, benchmarks); the production image takes the first only
+want=$(stamp requirements.txt requirements-dev.txt constraints.txt)
 if [ "$(cat .venv/.stamp 2>/dev/null)" != "$want" ]; then
-  say "creating the virtualenv in .venv and installing requirements.txt (first time: a few minutes)"
+  say "creating the virtualenv in .venv and installing requirements-dev.txt (first time: a few minutes)"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -r requirements.txt -c constraints.txt \
-    || die "pip could not install requirements.txt; see the error above (is PyPI reachable?)"
+  .venv/bin/pip install --quiet -r requirements-dev.txt -c constraints.txt \
+    || die "pip could not install requirements-dev.txt; see the error above (is PyPI reachable?)"
   echo "$want" > .venv/.stamp
 fi
 
