@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CLI := $(PY) -m include.runtime.cli
 
-.PHONY: setup up down status test check lint typecheck bench bench-short chaos airflow
+.PHONY: setup up down status test check lint typecheck bench bench-short chaos airflow user
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,11 @@ status:
 # make airflow ARGS="backfill create --dag-id backfill --from-date ... --to-date ..."
 airflow:
 	@$(CLI) airflow $(ARGS)
+
+# Airflow users and their roles (viewer, operator, admin); the password is asked for, or read
+# from stdin: make user ARGS="add alice --role viewer"; make user ARGS=list
+user:
+	@$(CLI) user $(ARGS)
 
 lint: setup
 	@.venv/bin/ruff check .

@@ -25,6 +25,7 @@ from include.settings import Settings
 from include.settings.base import PROJECT_ROOT
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
@@ -50,9 +51,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
         "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow.admin_user}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        # Logins with roles (viewer, operator, admin: include/runtime/users.py), users in
+        # the metadata database; the simple auth manager is for development only.
+        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": Postgres(settings).sqlalchemy_url(),
         "AIRFLOW__API__HOST": settings.bind_host,
         "AIRFLOW__API__PORT": str(settings.airflow.port),
@@ -119,21 +120,8 @@ class AirflowComponent(Service):
             self.url = f"http://{settings.bind_host}:{port}"
 
     def prepare(self) -> None:
-        """Create the Airflow home and, once, the admin's password file (mode 600)."""
-        home = self.settings.paths.airflow_home
-        home.mkdir(parents=True, exist_ok=True)
-        passwords = home / "passwords.json"
-        if not passwords.exists():
-            passwords.touch(mode=0o600)
-            passwords.write_text(
-                json.dumps(
-                    {
-                        self.settings.airflow.admin_user: platform_secrets(self.settings)[
-                            "airflow_admin_password"
-                        ],
-                    }
-                )
-            )
+        """Create the Airflow home."""
+        self.settings.paths.airflow_home.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
         """``airflow <component>``; the scheduler and triggerer without their log servers."""
@@ -182,9 +170,36 @@ def airflow_health(settings: Settings) -> dict[str, str]:
 
 
 def migrate_airflow_db(settings: Settings) -> None:
-    """Create or upgrade Airflow's metadata schema (`airflow db migrate`)."""
+    """Create or upgrade Airflow's metadata schema (`airflow db migrate`; the FAB auth
+    manager's users and roles tables with it), then make sure the platform's admin exists with
+    the password of the state dir's secrets.
+
+    A state dir from before the FAB auth manager had its admin in ``airflow/passwords.json``
+    (the simple auth manager): the same admin and password now live in the database, and the
+    old file is removed."""
     result = airflow_cli(settings, "db", "migrate", check=False)
     if result.returncode != 0:
         raise PlatformError(
             "`airflow db migrate` failed:\n" + "\n".join(result.stderr.splitlines()[-20:])
+        )
+    ensure_admin(settings)
+    (settings.paths.airflow_home / "passwords.json").unlink(missing_ok=True)
+
+
+def ensure_admin(settings: Settings) -> None:
+    """The platform's admin user (``[airflow] admin_user``) with the role admin and the
+    password of the state dir's secrets, which `make up` and the tests log in with."""
+    command = ["-m", "include.runtime.users", "add", settings.airflow.admin_user, "--role", "admin"]
+    result = subprocess.run(
+        [str(venv_bin() / "python"), *command],
+        input=platform_secrets(settings)["airflow_admin_password"] + "\n",
+        env=airflow_environment(settings),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    if result.returncode != 0:
+        raise PlatformError(
+            "could not create Airflow's admin user:\n"
+            + "\n".join((result.stderr or result.stdout).splitlines()[-20:])
         )

@@ -4,6 +4,10 @@ Every route, the static files and the GX Data Docs included, sits behind Airflow
 authentication: the user Airflow's login put in the ``_token`` cookie (or a bearer token,
 for scripts).  A plain ``StaticFiles`` mount would serve the reports to anyone who can reach
 the port; here an unauthenticated request gets 401 and a link to the login page.
+
+Then the role (include/ui/access.py): the health page is the ``streaming`` DAG's, the
+quality pages ``data_quality``'s, the backfill reports ``backfill``'s; the index and the
+pages' CSS and scripts need a role that may use the UI.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from include.contract import parse_utc
 from include.settings import get_settings
 from include.ui import backfill_views, views
+from include.ui.access import current_user, may_read
 from include.ui.metrics_route import metrics
 from include.ui.vendor import SERVED_VENDOR_PATHS, VENDOR_ROOT, localise
 
@@ -59,27 +64,6 @@ templates.filters["ago"] = _ago
 templates.filters["number"] = _number
 
 
-async def current_user(request: Request) -> Any:
-    """The logged-in Airflow user, or 401 with the way to the login page."""
-    from airflow.api_fastapi.core_api.security import get_user
-
-    authorization = request.headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    credentials = None
-    if scheme.lower() == "bearer" and token:
-        from fastapi.security import HTTPAuthorizationCredentials
-
-        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-    try:
-        return await get_user(request, None, credentials)
-    except HTTPException as exc:
-        raise HTTPException(
-            status_code=401,
-            detail=f"Log in to Airflow first ({exc.detail}).",
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from exc
-
-
 NOT_FOUND = "Not found."
 # Error bodies are plain text that browsers must not sniff into HTML or script.
 PLAIN_TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
@@ -114,6 +98,10 @@ def create_app() -> FastAPI:
         dependencies=[Depends(current_user)],
     )
 
+    # Who may see what: the DAG whose output a page shows (may_read).
+    UI, STREAMING = may_read(None), may_read("streaming")
+    QUALITY, BACKFILL = may_read("data_quality"), may_read("backfill")
+
     # Starlette's HTTPException: FastAPI's, and the router's own 404 and 405, alike.
     @app.exception_handler(StarletteHTTPException)
     async def _refused(request: Request, exc: StarletteHTTPException) -> Response:
@@ -142,21 +130,23 @@ def create_app() -> FastAPI:
             },
         )
 
-    @app.api_route("/", methods=READ, response_class=HTMLResponse)
+    @app.api_route("/", methods=READ, response_class=HTMLResponse, dependencies=[UI])
     def index() -> HTMLResponse:
         return render("index.html")
 
-    @app.api_route("/health", methods=READ, response_class=HTMLResponse)
+    @app.api_route("/health", methods=READ, response_class=HTMLResponse, dependencies=[STREAMING])
     def health(hours: float = Query(3, gt=0, le=48)) -> HTMLResponse:
         view = views.health_view(get_settings(), hours=hours)
         return render("health.html", view=view, active="health")
 
-    @app.api_route("/quality", methods=READ, response_class=HTMLResponse)
+    @app.api_route("/quality", methods=READ, response_class=HTMLResponse, dependencies=[QUALITY])
     def quality() -> HTMLResponse:
         view = views.quality_view(get_settings())
         return render("quality.html", view=view, active="quality")
 
-    @app.api_route("/quality/run", methods=READ, response_class=HTMLResponse)
+    @app.api_route(
+        "/quality/run", methods=READ, response_class=HTMLResponse, dependencies=[QUALITY]
+    )
     def quality_run(
         dag_id: str | None = None, run_id: str | None = None, id: str | None = None
     ) -> HTMLResponse:
@@ -169,12 +159,14 @@ def create_app() -> FastAPI:
             raise HTTPException(400, "give id=<quality run id>, or dag_id and run_id")
         return render("quality_run.html", run=run, dag_id=dag_id, run_id=run_id, active="quality")
 
-    @app.api_route("/backfill", methods=READ, response_class=HTMLResponse)
+    @app.api_route("/backfill", methods=READ, response_class=HTMLResponse, dependencies=[BACKFILL])
     def backfills() -> HTMLResponse:
         reports = backfill_views.recent_reports(get_settings())
         return render("backfills.html", reports=reports, active="backfill")
 
-    @app.api_route("/backfill/run", methods=READ, response_class=HTMLResponse)
+    @app.api_route(
+        "/backfill/run", methods=READ, response_class=HTMLResponse, dependencies=[BACKFILL]
+    )
     def backfill_run(dag_id: str | None = None, run_id: str | None = None) -> HTMLResponse:
         if not (dag_id and run_id):
             raise HTTPException(400, "give dag_id and run_id of a backfill DAG run")
@@ -183,14 +175,16 @@ def create_app() -> FastAPI:
             "backfill_report.html", report=report, dag_id=dag_id, run_id=run_id, active="backfill"
         )
 
-    @app.api_route("/backfill/{name}", methods=READ, response_class=HTMLResponse)
+    @app.api_route(
+        "/backfill/{name}", methods=READ, response_class=HTMLResponse, dependencies=[BACKFILL]
+    )
     def backfill_report(name: str) -> HTMLResponse:
         report = backfill_views.load_report(get_settings(), name)
         if report is None:
             raise HTTPException(404, NOT_FOUND)
         return render("backfill_report.html", report=report, active="backfill")
 
-    @app.api_route("/quality/docs/{path:path}", methods=READ)
+    @app.api_route("/quality/docs/{path:path}", methods=READ, dependencies=[QUALITY])
     def data_docs(path: str) -> Response:
         target = _inside(views.docs_root(get_settings()), path or "index.html")
         if target.suffix == ".html":
@@ -200,7 +194,7 @@ def create_app() -> FastAPI:
         media, _ = mimetypes.guess_type(target.name)
         return FileResponse(target, media_type=media or "application/octet-stream")
 
-    @app.api_route("/vendor/{path:path}", methods=READ)
+    @app.api_route("/vendor/{path:path}", methods=READ, dependencies=[UI])
     def vendor(path: str) -> FileResponse:
         # Only what the reports load, not the whole of node_modules.
         if not path.startswith(SERVED_VENDOR_PATHS):
@@ -213,7 +207,7 @@ def create_app() -> FastAPI:
             headers={"Cache-Control": "max-age=86400"},
         )
 
-    @app.api_route("/static/{name}", methods=READ)
+    @app.api_route("/static/{name}", methods=READ, dependencies=[UI])
     def static(name: str) -> FileResponse:
         if name not in STATIC_FILES:
             raise HTTPException(404, NOT_FOUND)

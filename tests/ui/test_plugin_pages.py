@@ -13,17 +13,13 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
-from include.runtime.airflow import AirflowComponent, migrate_airflow_db
 from include.runtime.postgres import PG_SYSTEM_USER, Postgres
-from include.runtime.procs import free_port
 from include.runtime.secrets import platform_secrets
 from include.settings import Settings
 from include.settings.base import PROJECT_ROOT
@@ -33,8 +29,6 @@ from tests.ui.pipeline_state import (
     DLQ_PER_BATCH,
     QUALITY_RUN_ID,
     QUERIES,
-    Crafted,
-    build,
 )
 
 pytestmark = pytest.mark.ui
@@ -51,30 +45,6 @@ PAGES = [
     "/ecom/static/ecom.css",
     "/ecom/vendor/jquery/dist/jquery.min.js",
 ]
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory) -> Iterator[tuple[Settings, Crafted, str]]:
-    env = {
-        "ECOM_STATE_DIR": str(tmp_path_factory.mktemp("ui_state")),
-        "ECOM_POSTGRES__PORT": str(free_port()),
-        "ECOM_AIRFLOW__PORT": str(free_port()),
-        "ECOM_KAFKA__PORT": str(free_port()),
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        settings = Settings()
-        crafted = build(settings, datetime.now(UTC))
-        services = [Postgres(settings), AirflowComponent("api-server", settings)]
-        try:
-            services[0].start()
-            migrate_airflow_db(settings)
-            services[1].start()
-            yield settings, crafted, f"http://{settings.bind_host}:{settings.airflow.port}"
-        finally:
-            for service in reversed(services):
-                service.stop(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +98,8 @@ def log_in(driver, base: str, settings: Settings) -> None:
     from selenium.webdriver.common.keys import Keys
 
     password = platform_secrets(settings)["airflow_admin_password"]
+    # A fresh login: FAB's login page sends a logged-in browser straight on, without a form.
+    driver.delete_all_cookies()
     driver.get(f"{base}/auth/login?next=%2F")
     wait(driver, lambda d: d.find_elements(By.NAME, "username"), "the login form")
     driver.find_element(By.NAME, "username").send_keys(settings.airflow.admin_user)

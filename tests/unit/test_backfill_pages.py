@@ -85,10 +85,14 @@ def settings(tmp_path, monkeypatch) -> Settings:
 
 @pytest.fixture
 def client(settings) -> TestClient:
-    from include.ui.app import create_app, current_user
+    from include.ui.access import current_user, role_check
+    from include.ui.app import create_app
 
     app = create_app()
+    # Logged in, with a role that reads every DAG (the roles are tested on a real Airflow:
+    # tests/ui/test_roles.py).
     app.dependency_overrides[current_user] = lambda: "admin"
+    app.dependency_overrides[role_check] = lambda: lambda user, dag_id: None
     return TestClient(app)
 
 
