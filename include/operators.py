@@ -54,6 +54,7 @@ class ProducerOperator(BaseOperator):
         """Produce with the task's parameters (None: the settings' value); returns the counts sent
         and acknowledged.  A bad parameter fails the task without retry; an event the broker
         did not acknowledge fails it with RuntimeError."""
+        from include.metrics import producer_totals_path
         from include.producer import ProducerParams, run_producer
 
         settings = get_settings()
@@ -98,6 +99,7 @@ class ProducerOperator(BaseOperator):
             params,
             stop=self._stop,
             value_encoder=encoder,
+            totals=producer_totals_path(settings),
         )
         if stats.failed:
             raise RuntimeError(f"{stats.failed} events were not acknowledged: {stats.last_error}")

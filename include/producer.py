@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from include.contract import now_utc
@@ -38,6 +39,8 @@ TUTORIAL_COMPRESSION = "snappy"
 FLUSH_SECONDS = 60.0
 # How long a send waits for room when librdkafka's local queue is full, before trying again.
 FULL_QUEUE_WAIT_SECONDS = 0.1
+# How often a run adds its events sent and failed to the totals file (and once at the end).
+TOTALS_EVERY_SECONDS = 2.0
 
 # One encoder each, made once: json.dumps with any argument builds a new encoder per call.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -120,6 +123,34 @@ class DeliveryStats:
         return self.sent - self.acknowledged - self.failed
 
 
+class TotalsRecorder:
+    """Adds a run's events sent and failed to the totals every producer run shares
+    (``<metrics>/producer_totals.json``: the counters ``ecom_producer_events_sent_total``
+    and ``..._failed_total``), what is new since its last record, so runs one after the
+    other or side by side add up and a run never counts an event twice."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.recorded = (0, 0)
+
+    def record(self, stats: DeliveryStats) -> None:
+        """Add what changed since the last call; a failure to write is logged, never raised
+        (the counters must not stop the events)."""
+        if self.path is None:
+            return
+        from include.metrics import add_totals
+
+        now = (stats.sent, stats.failed)
+        try:
+            add_totals(
+                self.path,
+                {"sent": now[0] - self.recorded[0], "failed": now[1] - self.recorded[1]},
+            )
+            self.recorded = now
+        except OSError as exc:
+            log.warning("could not add the producer's counts to %s: %s", self.path, exc)
+
+
 def json_value(event: dict[str, Any], compact: bool = True) -> bytes:
     """The event as JSON text.  `compact` drops the blanks of ``json.dumps``'s default
     separators (the tutorial keeps them)."""
@@ -158,10 +189,13 @@ def run_producer(
     stop: threading.Event | None = None,
     report_every: float = 10.0,
     value_encoder: ValueEncoder | None = None,
+    totals: Path | None = None,
 ) -> DeliveryStats:
     """Produce until duration elapses or `stop` is set; always flushes before returning.
     Record values are JSON unless `value_encoder` is given (e.g. an Avro encoder);
-    events the broker has not answered FLUSH_SECONDS after the end count as failed."""
+    events the broker has not answered FLUSH_SECONDS after the end count as failed.
+    With `totals` (include.metrics.producer_totals_path) the events sent and failed are
+    added to that file every TOTALS_EVERY_SECONDS and at the end."""
     params.validate()
     stop = stop or threading.Event()
     tutorial = params.event_format == "tutorial"
@@ -176,8 +210,11 @@ def run_producer(
         shape = f"visits of {params.users} users to {params.products} products"
     value = value_encoder or partial(json_value, compact=not tutorial)
     stats = DeliveryStats()
+    recorder = TotalsRecorder(totals)
+    recorder.record(stats)  # the counters show at 0 before the first event
     started = time.monotonic()
     next_report = started + report_every
+    next_totals = started + TOTALS_EVERY_SECONDS
     log.info(
         "producing %s to %s at %.0f events/s (%s), seed %d",
         shape,
@@ -204,6 +241,9 @@ def run_producer(
                     f" (last error: {stats.last_error})" if stats.last_error else "",
                 )
                 next_report += report_every
+            if time.monotonic() >= next_totals:
+                recorder.record(stats)
+                next_totals += TOTALS_EVERY_SECONDS
             # Wait for the schedule while serving delivery callbacks (poll may return sooner).
             client.poll(min(0.05, 1.0 / params.rate))
     finally:
@@ -218,6 +258,7 @@ def run_producer(
             client.purge()
             client.flush(0)
         client.close()
+        recorder.record(stats)
         log.info(
             "producer stopped: sent %d, acknowledged %d, failed %d",
             stats.sent,

@@ -6,6 +6,9 @@ The one streaming query writes every output, so each of its batches gives one re
 query (named after it) and one per output (named after the output), which carries the query's
 batch figures (rates, duration, offsets, watermark) and the output's own: the rows it wrote
 in the batch (``numOutputRows``) and the state and late rows of its branch's operators.
+It also advances the driver's running totals (``streaming_totals.json`` beside the progress
+file, :class:`include.streaming.progress.StreamTotals`), once per batch id: the counters
+Prometheus rates.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 from include.jsonlines import append_line
+from include.settings import get_settings
+from include.streaming.progress import TOTALS_FILE, StreamTotals
 from spark_jobs.lifecycle import error_summary
 
 # Every line the driver logs carries the application's name (tests and users grep it).
@@ -59,6 +64,8 @@ def progress_record(progress: dict[str, Any]) -> dict[str, Any]:
         "sources": [
             {
                 "description": source.get("description"),
+                # Where the batch started reading (None for a new query's first batch).
+                "startOffset": source.get("startOffset"),
                 "endOffset": source.get("endOffset"),
                 "latestOffset": source.get("latestOffset"),
                 "offsetsBehindLatest": _offsets_behind(
@@ -130,7 +137,9 @@ class ProgressRecorder(StreamingQueryListener):
     ``operators`` (output -> stateful operators of its branch, in order) and
     ``sink_report`` (batch id -> the sink's ``rows`` per output and step ``ms``) make the
     per-output records and the query record's ``sinkMs``; without them only the query's
-    record is written.
+    record is written.  The running totals live in ``streaming_totals.json`` beside
+    ``path``, loaded here (the driver's start) and replaced after every batch; their rows
+    in are the records of ``input_topic`` (default: the settings').
     """
 
     def __init__(
@@ -140,6 +149,7 @@ class ProgressRecorder(StreamingQueryListener):
         keep: int,
         operators: Mapping[str, int] | None = None,
         sink_report: Callable[[int], Mapping[str, Any] | None] | None = None,
+        input_topic: str | None = None,
     ) -> None:
         super().__init__()
         self.path = path
@@ -152,6 +162,14 @@ class ProgressRecorder(StreamingQueryListener):
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Rows in counts the input topic's records, not the idle rule's control records.
+        self.input_topic = input_topic or get_settings().kafka.input_topic
+        self.totals = StreamTotals(path.with_name(TOTALS_FILE), self.input_topic, self.operators)
+        try:
+            # Written at once, so every output's counter shows (at its total) from the start.
+            self.totals.save()
+        except OSError:
+            log.exception("could not write the streaming totals to %s", self.totals.path)
 
     def onQueryStarted(self, event: Any) -> None:
         """Log the start, and remember the query's name for its termination."""
@@ -166,13 +184,24 @@ class ProgressRecorder(StreamingQueryListener):
             report = None if self.sink_report is None else self.sink_report(record["batchId"])
             if report is not None:
                 record["sinkMs"] = report["ms"]
+            written = None if report is None else report["rows"]
             lines = [record]
+            late = None
             if self.operators:
-                written = None if report is None else report["rows"]
-                lines += output_records(record, self.operators, written)
+                outputs = output_records(record, self.operators, written)
+                lines += outputs
+                late = {o["name"]: o["rowsDroppedByWatermark"] for o in outputs}
             with self._lock:
                 for line in lines:
                     append_line(self.path, json.dumps(line), self.max_bytes, self.keep)
+                if self.totals.advance(record, written, late):
+                    self.totals.save()
+                    if written is None and self.sink_report is not None:
+                        log.warning(
+                            "batch %s: the sink's row counts were no longer known; its "
+                            "output rows are missing from the totals",
+                            record["batchId"],
+                        )
         except Exception:
             # A metrics hiccup (disk full, odd JSON) must not disturb the query.
             log.exception("could not record streaming progress in %s", self.path)

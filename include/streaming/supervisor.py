@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import psutil
 
 from include.alerts.callbacks import supervisor_alert
+from include.metrics import count_restart
 from include.settings import Settings
 from include.streaming.health import (
     Action,
@@ -31,6 +32,16 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- acting
+
+
+def record_restart(settings: Settings, by: str, restarts: int = 1) -> None:
+    """Count a driver restart in ``ecom_driver_restarts_total{by=...}`` (``restarts=0``:
+    only make the counters exist); a failure to write is logged, never raised: counting
+    must not stop a restart."""
+    try:
+        count_restart(settings, by, restarts)
+    except OSError as exc:
+        log.warning("could not count the driver restart: %s", exc)
 
 
 def stop_driver(holder: Holder, timeout: float) -> str:
@@ -68,6 +79,7 @@ def supervise_once(
     ``scheduled_restart`` (the restart DAG has an active run), a query without a driver is
     being restarted by it: starting, and left to it."""
     verdicts = assess(settings, queries, input_end_offsets(bootstrap_servers, settings))
+    record_restart(settings, "supervisor", 0)  # the counters show at 0 before a restart
     if streaming_runs(None) == 0:
         write_health(settings, [not_started(v) for v in verdicts])
         log.info("the streaming DAG has never run: nothing to supervise or restart yet")
@@ -117,6 +129,7 @@ def supervise_once(
             supervisor_alert(settings, acted, f"{stops}not starting another run: {outcome}")
         return False
     log.warning("starting a new streaming run")
+    record_restart(settings, "supervisor")
     supervisor_alert(settings, acted, f"{stops}a new streaming run is starting")
     return True
 
@@ -182,6 +195,7 @@ def restart_gracefully(
         log.warning("%s; not starting another", outcome)
         return False
     log.info("starting the streaming DAG again")
+    record_restart(settings, "restart_dag")
     return True
 
 

@@ -3,6 +3,7 @@
 Prometheus cannot log in to Airflow (a form, then a JWT cookie), so this one route is not
 behind Airflow's login like the pages: it asks for ``Authorization: Bearer <token>``, the
 token generated into ``<state>/run/metrics_token`` (mode 0600; `make up` prints where).
+A person logged in to Airflow may read it too, if their role may read the pipeline's DAGs.
 It shows figures only, never data rows.
 """
 
@@ -11,12 +12,14 @@ from __future__ import annotations
 import hmac
 
 from fastapi import HTTPException
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from include.metrics import CONTENT_TYPE, exposition, snapshot
 from include.runtime.secrets import metrics_token
-from include.settings import get_settings
+from include.settings import Settings, get_settings
+from include.ui.access import check_reader, current_user
 
 REFUSED = {"WWW-Authenticate": 'Bearer realm="ecom metrics"'}
 
@@ -31,16 +34,28 @@ def authorised(request: Request, token: str) -> bool:
     )
 
 
-def metrics(request: Request) -> Response:
-    """The metrics in Prometheus' text format; 401 without the right bearer token (a plain
-    function: Starlette runs it in a thread, so reading files never blocks the server)."""
+async def metrics(request: Request) -> Response:
+    """The metrics in Prometheus' text format, for the metrics token or an Airflow user whose
+    role may read the ``streaming`` DAG (403 for another role); 401 for anyone else.  The
+    files are read in a thread, so reading them never blocks the server."""
     settings = get_settings()
     if not authorised(request, metrics_token(settings)):
-        raise HTTPException(
-            401,
-            "Send the metrics token: Authorization: Bearer <the contents of "
-            "state/run/metrics_token> (Prometheus: authorization.credentials_file).",
-            headers=REFUSED,
-        )
+        try:
+            user = await current_user(request)
+        # RuntimeError: the app served outside Airflow's API server has no auth manager,
+        # hence no logins, only the token.
+        except (HTTPException, RuntimeError):
+            raise HTTPException(
+                401,
+                "Send the metrics token: Authorization: Bearer <the contents of "
+                "state/run/metrics_token> (Prometheus: authorization.credentials_file), "
+                "or log in to Airflow.",
+                headers=REFUSED,
+            ) from None
+        check_reader(user, "streaming")
+    return await run_in_threadpool(_render, settings)
+
+
+def _render(settings: Settings) -> Response:
     body = exposition(snapshot(settings))
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})

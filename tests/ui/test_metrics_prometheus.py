@@ -3,9 +3,10 @@ cache by include.runtime.tools), answering PromQL with the figures of known stat
 
 The plugin's app runs under uvicorn in this process on a state dir written here: progress
 records (several batches per query: only the last may count), the supervisor's verdicts,
-a quality history and a dead-letter table.  Prometheus scrapes it every second with the
-token file, as the README's prometheus.yml does; a second job with a wrong token must be
-refused.  The expected values are computed here from what was written.
+a quality history, a dead-letter table and the running totals behind the counters.
+Prometheus scrapes it every second with the token file, as the README's prometheus.yml
+does; a second job with a wrong token must be refused.  The expected values are computed
+here from what was written.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ STATES = {
     "dead_letters": "dead",
 }
 DEAD_LETTER_ROWS = 7
+# The running totals, as the driver, the producer and the supervisor leave them.
+STREAM_TOTALS = {
+    "last_batch_id": {"q": 4},
+    "input_rows": 5_000,
+    "batches": 5,
+    "late_rows_dropped": {"revenue_by_category": 3, "dead_letters": 0},
+    "output_rows": {q: 10 * (n + 1) for n, q in enumerate(analytics.QUERIES)},
+}
+PRODUCER_TOTALS = {"sent": 5_002, "failed": 2}
+RESTART_TOTALS = {"restarts": {"supervisor": 1, "restart_dag": 4}}
 
 
 def write_state(settings: Settings, now: datetime) -> dict[str, dict]:
@@ -67,6 +78,12 @@ def write_state(settings: Settings, now: datetime) -> dict[str, dict]:
         {"query": q, "state": s, "reason": "written by the test", "total_lag": 1000 * n}
         for n, (q, s) in enumerate(STATES.items())
     ]
+    for name, totals in (
+        ("streaming_totals.json", STREAM_TOTALS),
+        ("producer_totals.json", PRODUCER_TOTALS),
+        ("restart_totals.json", RESTART_TOTALS),
+    ):
+        (settings.paths.metrics_dir / name).write_text(json.dumps(totals))
     (settings.paths.metrics_dir / "health.json").write_text(
         json.dumps({"at": now.timestamp(), "queries": verdicts})
     )
@@ -220,6 +237,43 @@ def test_prometheus_scrapes_the_figures_of_the_state_files(served, prometheus) -
         == 1
     )
     assert scalar(prometheus, 'ecom_dead_letter_rows{job="ecom"}') == DEAD_LETTER_ROWS
+
+
+def test_prometheus_reads_the_running_totals_as_counters(served, prometheus) -> None:
+    assert scalar(prometheus, 'ecom_input_rows_total{job="ecom"}') == STREAM_TOTALS["input_rows"]
+    assert scalar(prometheus, 'ecom_batches_total{job="ecom"}') == STREAM_TOTALS["batches"]
+    assert scalar(prometheus, 'sum(ecom_late_rows_dropped_total{job="ecom"})') == 3
+    by_output = {
+        s["metric"]["output"]: float(s["value"][1])
+        for s in promql(prometheus, 'ecom_output_rows_total{job="ecom"}')
+    }
+    assert by_output == STREAM_TOTALS["output_rows"]
+    assert (
+        scalar(prometheus, 'ecom_dead_letters_total{job="ecom"}')
+        == STREAM_TOTALS["output_rows"]["dead_letters"]
+    )
+    assert scalar(prometheus, 'sum(ecom_driver_restarts_total{job="ecom"})') == 1 + 4
+    assert scalar(prometheus, 'ecom_driver_restarts_total{job="ecom",by="restart_dag"}') == 4
+    assert scalar(prometheus, 'ecom_producer_events_sent_total{job="ecom"}') == 5_002
+    assert scalar(prometheus, 'ecom_producer_events_failed_total{job="ecom"}') == 2
+    # Prometheus took them as counters (the TYPE lines), the per-batch gauges are gone.
+    metadata = requests.get(f"{prometheus}/api/v1/metadata", timeout=5).json()["data"]
+    assert {
+        name: entries[0]["type"] for name, entries in metadata.items() if name.endswith("_total")
+    } == {
+        name: "counter"
+        for name in (
+            "ecom_input_rows_total",
+            "ecom_output_rows_total",
+            "ecom_batches_total",
+            "ecom_late_rows_dropped_total",
+            "ecom_dead_letters_total",
+            "ecom_driver_restarts_total",
+            "ecom_producer_events_sent_total",
+            "ecom_producer_events_failed_total",
+        )
+    }
+    assert not {"ecom_query_batch_input_rows", "ecom_query_late_rows_dropped"} & set(metadata)
 
 
 def test_a_scrape_without_the_right_token_is_refused(served, prometheus) -> None:
