@@ -12,6 +12,8 @@ the bounds of `[maintenance]` in `config/platform.toml`, while the stream writes
 * **Files**: service logs beyond `service_log_max_bytes` are rotated; backfill reports,
   stored quality results and their report pages, and Airflow task logs older than
   `keep_days` are deleted.
+* **Spark event logs** (`<state>/spark-events`, what the Spark History Server shows): logs
+  not written to for `[spark_history] keep_days` are deleted, never a running driver's.
 * **Airflow's metadata database**: rows older than `keep_days` (`airflow db clean`).
 
 Each table and folder gets one plain sentence in the task log.  Safe to trigger at any time.
@@ -51,6 +53,13 @@ def table_maintenance() -> None:
         return care_for_files(get_settings()).sentence()
 
     @task
+    def prune_spark_event_logs() -> int:
+        """Delete the Spark event logs past their retention, not a running driver's."""
+        from include.maintenance.files import prune_event_logs
+
+        return prune_event_logs(get_settings())
+
+    @task
     def clean_airflow_db() -> None:
         """Delete Airflow's metadata rows past their retention."""
         from include.maintenance.files import clean_airflow_db
@@ -59,6 +68,7 @@ def table_maintenance() -> None:
 
     care_for_tables()
     care_for_files()
+    prune_spark_event_logs()
     clean_airflow_db()
 
 

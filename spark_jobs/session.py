@@ -13,6 +13,7 @@ import os
 from pyspark.sql import DataFrame, SparkSession
 
 from include.kafka.security import spark_kafka_options
+from include.runtime.spark_history import STREAMING_ROLE, event_log_conf, record_driver, script_role
 from include.runtime.spark_launch import SPARK_UMASK_CONF, connector_jars, driver_java_options
 from include.settings import Settings
 from spark_jobs.avro import register_avro_udf
@@ -66,14 +67,28 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         **PER_BATCH_COST_CONF,
+        # Its history outlives it: the event log the Spark History Server replays, also
+        # after a kill -9 (include.runtime.spark_history).
+        **event_log_conf(settings),
         **({"spark.sql.streaming.pollingDelay": AT_ONCE_POLL} if at_once else {}),
         **settings.spark.conf,
     }
 
 
+def app_name(role: str) -> str:
+    """The application's name, by the script the driver runs: the streaming app is
+    ``ecommerce-streaming``, the backfill ``ecommerce-backfill`` (so the History Server's list
+    tells them apart)."""
+    return APP_NAME if role == STREAMING_ROLE else f"ecommerce-{role.removesuffix('_app')}"
+
+
 def build_session(settings: Settings) -> SparkSession:
-    """The one SparkSession of a driver, configured by :func:`session_conf`."""
-    builder = SparkSession.builder.appName(APP_NAME)
+    """The one SparkSession of a driver, configured by :func:`session_conf`; the driver's
+    application id noted for the History Server's links (include.runtime.spark_history)."""
+    # Spark refuses to start when the event log's directory is missing.
+    settings.paths.spark_events_dir.mkdir(parents=True, exist_ok=True)
+    role = script_role()
+    builder = SparkSession.builder.appName(app_name(role))
     for key, value in session_conf(settings).items():
         builder = builder.config(key, value)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
@@ -89,6 +104,7 @@ def build_session(settings: Settings) -> SparkSession:
         builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    record_driver(settings, spark.sparkContext.applicationId, app_name(role), role)
     # The Avro decoder parse_events calls for Avro records (jvm/avro-json, on spark.jars).
     register_avro_udf(spark)
     return spark

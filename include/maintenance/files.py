@@ -8,6 +8,10 @@
   Expectations' stored results and their Data Docs pages, Airflow's task logs
   (``<state>/logs/airflow/``) and, through ``airflow db clean``, Airflow's metadata rows.
 
+* Spark event logs (``<state>/spark-events``) not written to for ``[spark_history]
+  keep_days``, but never the log of a driver still running (:func:`prune_event_logs`): the
+  History Server's cleaner does the same, and this keeps the folder bounded while it is down.
+
 ``progress.jsonl`` and ``quality/history.jsonl`` rotate as they are written
 (:mod:`include.jsonlines`); Kafka topics have ``retention.ms``; checkpoints keep
 ``spark.min_batches_to_retain`` batches and five backups.
@@ -21,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,6 +108,84 @@ def care_for_files(settings: Settings, now: float | None = None) -> FileCare:
     result = FileCare(rotated_logs=rotated, deleted=deleted)
     log.info(result.sentence())
     return result
+
+
+# What Spark appends to an event log's name: the codec, and while it is written ".inprogress".
+EVENT_LOG_SUFFIXES = (".inprogress", ".zstd", ".lz4", ".lzf", ".snappy")
+# A rolling event log is a folder of this prefix and the application id.
+ROLLING_PREFIX = "eventlog_v2_"
+
+
+def event_log_app_id(name: str) -> str:
+    """The application id of an event log (a file, or a rolling log's folder) from its name:
+    ``eventlog_v2_local-1765...`` and ``local-1765....zstd.inprogress`` are ``local-1765...``."""
+    name = name.removeprefix(ROLLING_PREFIX)
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in EVENT_LOG_SUFFIXES:
+            if name.endswith(suffix):
+                name, stripped = name.removesuffix(suffix), True
+    return name
+
+
+def stale_event_logs(
+    last_written: Mapping[str, float], keep_days: float, now: float, running: set[str]
+) -> list[str]:
+    """The event logs to delete, by name: not written to for ``keep_days`` (``last_written``:
+    each log's newest modification, epoch seconds) and not of a running application."""
+    cutoff = now - keep_days * 86400
+    return sorted(
+        name
+        for name, written in last_written.items()
+        if written < cutoff and event_log_app_id(name) not in running
+    )
+
+
+def _last_written(entry: Path) -> float:
+    """When an event log was last written to: a file's modification time, a rolling log's
+    newest file's (the folder's own time moves only when a file is added)."""
+    if not entry.is_dir():
+        return entry.stat().st_mtime
+    return max((f.stat().st_mtime for f in entry.iterdir()), default=entry.stat().st_mtime)
+
+
+def prune_event_logs(settings: Settings, now: float | None = None) -> int:
+    """Delete the Spark event logs past ``[spark_history] keep_days``, skipping those of the
+    drivers running now; how many went."""
+    from include.runtime.spark_history import live_app_ids
+
+    root = settings.paths.spark_events_dir
+    if not root.is_dir():
+        return 0
+    last_written = {}
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            continue  # Hadoop's checksum of a log, deleted with it
+        try:
+            last_written[entry.name] = _last_written(entry)
+        except FileNotFoundError:
+            continue
+    stale = stale_event_logs(
+        last_written,
+        settings.spark_history.keep_days,
+        now or time.time(),
+        live_app_ids(settings),
+    )
+    for name in stale:
+        entry = root / name
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+            (root / f".{name}.crc").unlink(missing_ok=True)
+    log.info(
+        "Spark event logs: %d older than %g days deleted from %s",
+        len(stale),
+        settings.spark_history.keep_days,
+        root,
+    )
+    return len(stale)
 
 
 # The tables a long run fills (each brings its dependents: a run's task instances, XComs).

@@ -32,6 +32,7 @@ from include.runtime.procs import PlatformError, kill_marked, session_members, w
 from include.runtime.registry import Registry
 from include.runtime.secrets import metrics_token, platform_secrets
 from include.runtime.service import Service
+from include.runtime.spark_history import SparkHistoryServer, history_url, streaming_driver_links
 from include.runtime.spark_launch import spark_ui_url
 from include.runtime.tools import jars, java_binary, venv_bin
 from include.settings import Settings, get_settings
@@ -49,12 +50,14 @@ AUTOSTART_ENV = "ECOM_AUTOSTART"
 def all_services(settings: Settings) -> list[Service]:
     """The local platform's services, in start order; stop runs in reverse.  No Kafka broker
     when `[kafka] bootstrap_servers` names your own, no schema registry when `[registry] url`
-    does."""
+    does.  The Spark History Server needs only the state dir: last, so the rest of the
+    platform is up even when it cannot start."""
     return [
         Postgres(settings),
         *([] if uses_own_kafka(settings) else [Kafka(settings)]),
         *([] if settings.registry.url else [Registry(settings)]),
         *(AirflowComponent(c, settings) for c in AIRFLOW_COMPONENTS),
+        SparkHistoryServer(settings),
     ]
 
 
@@ -159,12 +162,14 @@ def print_summary(settings: Settings) -> None:
 The platform is up.
   Airflow UI       http://{host}:{settings.airflow.port}
                    user: {settings.airflow.admin_user}   password: {sec["airflow_admin_password"]}
+                   more users, with roles: make user ARGS="add <name> --role viewer"
   Kafka            {settings.bootstrap_servers}  (input topic {settings.kafka.input_topic})
   Schema registry  {settings.registry_url}  (subject {event_subject(settings)})
   PostgreSQL       {host}:{settings.postgres.port} (Airflow metadata, the registry's storage)
   Pipeline health  http://{host}:{settings.airflow.port}/ecom/health  (Airflow UI: Browse)
   Data quality     http://{host}:{settings.airflow.port}/ecom/quality  (log in to Airflow first)
   Spark UI         {spark_ui_url(settings)}  (the streaming driver's, while it runs)
+  Spark history    {history_url(settings)}  (every driver's jobs, a killed one's too)
   Metrics          http://{host}:{settings.airflow.port}/ecom/metrics  (Prometheus text)
                    bearer token in {settings.paths.metrics_token_file}
   Sink tables      {settings.paths.table_root} (Delta Lake)
@@ -238,7 +243,8 @@ def down(settings: Settings) -> None:
 
 def status(settings: Settings) -> int:
     """`make status`: each service's PID, port, URL and health, then each streaming query's
-    state, lag and last batch from the supervisor's view; returns 1 when a service is not
+    state, lag and last batch from the supervisor's view, and the current and previous
+    streaming drivers' runs in the Spark History Server; returns 1 when a service is not
     healthy or a query is dead or stalled, else 0."""
     rows = [("service", "pid", "port", "url", "answers")]
     unhealthy = 0
@@ -271,6 +277,12 @@ def status(settings: Settings) -> int:
     for query in pipeline.alarms:
         print(f"ALARM {query.reason}")
     print(f"\nEvent schema: {versions_in_words(settings)}")
+    print(f"\nSpark history (jobs, stages, errors of past drivers): {history_url(settings)}")
+    links = streaming_driver_links(settings)
+    for link in links:
+        print(f"  {link.sentence()}")
+    if not links:
+        print("  no streaming driver has started yet")
     share = recent_dead_letters(settings)
     if share.alarming:
         print(f"\nWARNING: MOST OF THE INPUT IS BEING REFUSED. {share.sentence()}")
@@ -314,15 +326,25 @@ def main(argv: list[str] | None = None) -> int:
         help="the airflow command line on the platform's Airflow (its database, DAGs, config)",
     )
     airflow_cmd.add_argument("arguments", nargs=argparse.REMAINDER, help="e.g. dags list")
+    user_cmd = sub.add_parser(
+        "user", help="Airflow users and their roles (viewer, operator, admin): add, list, remove"
+    )
+    user_cmd.add_argument(
+        "arguments", nargs=argparse.REMAINDER, help="e.g. add alice --role viewer"
+    )
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
     except (ValidationError, KafkaSecurityError) as exc:
         print(f"[platform] ERROR: bad settings: {settings_problems(exc)}", file=sys.stderr)
         return 2
-    if args.command == "airflow":
+    if args.command in ("airflow", "user"):
         # Its environment names the platform's database: a bare `airflow` finds none.
-        command = [str(venv_bin() / "airflow"), *args.arguments]
+        command = (
+            [str(venv_bin() / "airflow"), *args.arguments]
+            if args.command == "airflow"
+            else [str(venv_bin() / "python"), "-m", "include.runtime.users", *args.arguments]
+        )
         os.execve(command[0], command, airflow_environment(settings))
     try:
         if args.command == "up":

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 
+from include.runtime.procs import PlatformError
 from include.settings import Settings
 
 
@@ -41,8 +42,24 @@ def platform_secrets(settings: Settings) -> dict[str, str]:
 
 def metrics_token(settings: Settings) -> str:
     """The bearer token of the metrics endpoint (``/ecom/metrics``), generated once into its
-    own file (mode 0600) so Prometheus can read it as a ``credentials_file``."""
+    own file (mode 0600) so Prometheus can read it as a ``credentials_file``.
+
+    A file named by ``[metrics] token_file`` (docker compose's secret) is the user's: read,
+    never generated, since Prometheus reads the same file and a token made here would not
+    be the one it sends; PlatformError when it is missing or empty."""
     path = settings.paths.metrics_token_file
+    if settings.metrics.token_file:
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise PlatformError(
+                f"cannot read the metrics token file {path} ([metrics] token_file): "
+                f"{exc.strerror}. Generate it as the README says (docker compose: "
+                "secrets/metrics_token)"
+            ) from None
+        if not token:
+            raise PlatformError(f"the metrics token file {path} ([metrics] token_file) is empty")
+        return token
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # Created 0600 before the token is written: never readable by others, not even briefly.

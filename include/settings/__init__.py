@@ -37,10 +37,12 @@ from include.settings.sections import (
     BackfillSettings,
     EventSettings,
     MaintenanceSettings,
+    MetricsSettings,
     PostgresSettings,
     ProducerSettings,
     QualitySettings,
     RegistrySettings,
+    SparkHistorySettings,
     SparkSettings,
     SupervisorSettings,
 )
@@ -63,6 +65,7 @@ class Settings(Section, BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings.shipped)
     airflow: AirflowSettings = Field(default_factory=AirflowSettings.shipped)
     spark: SparkSettings = Field(default_factory=SparkSettings.shipped)
+    spark_history: SparkHistorySettings = Field(default_factory=SparkHistorySettings.shipped)
     producer: ProducerSettings = Field(default_factory=ProducerSettings.shipped)
     events: EventSettings = Field(default_factory=EventSettings.shipped)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings.shipped)
@@ -71,6 +74,7 @@ class Settings(Section, BaseSettings):
     backfill: BackfillSettings = Field(default_factory=BackfillSettings.shipped)
     alerts: AlertSettings = Field(default_factory=AlertSettings.shipped)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings.shipped)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings.shipped)
 
     @classmethod
     def settings_customise_sources(
@@ -99,7 +103,8 @@ class Settings(Section, BaseSettings):
     @cached_property
     def paths(self) -> StateLayout:
         """The layout of the state dir: logs, tables, checkpoints, metrics, ..."""
-        return StateLayout(self.state)
+        token_file = self.metrics.token_file
+        return StateLayout(self.state, _under_project(Path(token_file)) if token_file else None)
 
     @property
     def jar_dir(self) -> Path:

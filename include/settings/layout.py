@@ -11,9 +11,11 @@ from include.analytics import PIPELINE
 
 @dataclass(frozen=True)
 class StateLayout:
-    """Everything under the state dir `state` (absolute)."""
+    """Everything under the state dir `state` (absolute), and the metrics token's file when
+    ``[metrics] token_file`` puts it elsewhere (`token_file`, absolute)."""
 
     state: Path
+    token_file: Path | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -27,8 +29,10 @@ class StateLayout:
 
     @property
     def metrics_token_file(self) -> Path:
-        """The bearer token Prometheus sends to the metrics endpoint (generated, mode 0600)."""
-        return self.run_dir / "metrics_token"
+        """The bearer token Prometheus sends to the metrics endpoint: ``[metrics] token_file``
+        (a file the user made, e.g. a docker compose secret), else one generated here (mode
+        0600)."""
+        return self.token_file or self.run_dir / "metrics_token"
 
     @property
     def kafka_data_dir(self) -> Path:
@@ -63,6 +67,17 @@ class StateLayout:
     def metrics_dir(self) -> Path:
         """The streaming progress records and the supervisor's and backfill's bookkeeping."""
         return self.state / "metrics"
+
+    @property
+    def spark_events_dir(self) -> Path:
+        """Every Spark driver's event log, which the Spark History Server reads."""
+        return self.state / "spark-events"
+
+    @property
+    def spark_drivers_file(self) -> Path:
+        """The last Spark drivers started: application id, script, pid (the History
+        Server's links to them)."""
+        return self.metrics_dir / "spark_drivers.jsonl"
 
     @property
     def quality_dir(self) -> Path:

@@ -1,6 +1,6 @@
 """The ``[section]`` models of config/platform.toml but Kafka's (:mod:`include.settings.kafka`):
-PostgreSQL, Airflow, Spark, the producer, the events, the analytics, the supervisor, the
-backfill, quality, alerts and maintenance."""
+PostgreSQL, Airflow, Spark and its History Server, the producer, the events, the analytics,
+the supervisor, the backfill, quality, alerts and maintenance."""
 
 from __future__ import annotations
 
@@ -78,6 +78,19 @@ class SparkSettings(Section, section="spark"):
     # Any further Spark setting for the streaming application, applied after the
     # platform's own (ECOM_SPARK__CONF='{"spark.sql.codegen.cache.maxEntries": "100"}').
     conf: dict[str, str] = {}
+
+
+class SparkHistorySettings(Section, section="spark_history"):
+    """``[spark_history]``: the Spark History Server's port and heap, and how the drivers'
+    event logs are bounded: rolled at ``rolling_file_mb``, compacted beyond
+    ``keep_rolled_files``, deleted after ``keep_days``."""
+
+    port: int = Field(ge=1, le=65535)
+    heap: str
+    keep_days: float = Field(gt=0)
+    # Spark refuses a rolling size under 10 MiB.
+    rolling_file_mb: int = Field(ge=10)
+    keep_rolled_files: int = Field(ge=1)
 
 
 class ProducerSettings(Section, section="producer"):
@@ -253,3 +266,12 @@ class MaintenanceSettings(Section, section="maintenance"):
     service_log_max_bytes: int = Field(ge=1024)
     # Backfill reports, Airflow task logs and Airflow's metadata rows older than this go.
     keep_days: float = Field(gt=0)
+
+
+class MetricsSettings(Section, section="metrics"):
+    """``[metrics]``: the metrics endpoint (``/ecom/metrics``) and its bearer token."""
+
+    # The file holding the endpoint's bearer token. Empty: ``<state>/run/metrics_token``,
+    # generated on first use; docker compose points it at its secret
+    # (/run/secrets/metrics_token), which the user generates and the platform only reads.
+    token_file: str

@@ -22,6 +22,7 @@ from include.analytics import CONVERSION_FUNNEL, DEAD_LETTERS, REVENUE_BY_CATEGO
 from include.contract import parse_utc
 from include.quality.history import newest_run, read_history
 from include.registry import versions_in_words
+from include.runtime.spark_history import DriverLink, history_url, streaming_driver_links
 from include.runtime.spark_launch import spark_ui_url
 from include.settings import Settings
 from include.streaming.dead_letter_share import recent_dead_letters
@@ -70,6 +71,9 @@ class HealthView:
     funnel_chart: str
     conversion_chart: str
     spark_ui: str  # the streaming driver's Spark UI (answers while a driver runs)
+    # The Spark History Server, and the current and previous streaming drivers' runs in it.
+    spark_history: str = ""
+    driver_runs: list[DriverLink] = field(default_factory=list)
 
 
 def dead_letter_alarm(settings: Settings) -> str | None:
@@ -213,6 +217,8 @@ def health_view(settings: Settings, hours: float = 3, now: datetime | None = Non
         ),
         conversion_chart=line_chart(rate_series, title="Conversion rates", unit="%"),
         spark_ui=spark_ui_url(settings),
+        spark_history=history_url(settings),
+        driver_runs=streaming_driver_links(settings),
     )
 
 

@@ -27,6 +27,7 @@ def platform_env(state: Path, supervisor_interval: int) -> dict[str, str]:
         "ECOM_REGISTRY__PORT": str(free_port()),
         "ECOM_REGISTRY__MANAGEMENT_PORT": str(free_port()),
         "ECOM_AIRFLOW__PORT": str(free_port()),
+        "ECOM_SPARK_HISTORY__PORT": str(free_port()),
         "ECOM_AUTOSTART": "0",
         "ECOM_SUPERVISOR__INTERVAL_SECONDS": str(supervisor_interval),
         "ECOM_SUPERVISOR__FROZEN_AFTER_SECONDS": str(FROZEN_AFTER_SECONDS),

@@ -276,5 +276,6 @@ def test_maintenance_runs_on_its_cron_and_cares_for_tables_files_and_airflow(par
     assert {t["id"] for t in maintenance["tasks"]} == {
         "care_for_tables",
         "care_for_files",
+        "prune_spark_event_logs",
         "clean_airflow_db",
     }

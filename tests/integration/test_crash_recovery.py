@@ -14,6 +14,10 @@ write, then SIGTERM it while it is still busy; the sinks still equal the oracle.
    nothing written twice), each malformed record is quarantined exactly once, and every
    output topic read with read_committed holds exactly its table's rows (the aborted
    transaction's records are not read; nothing is missing).
+7. The Spark History Server (the platform's `spark-history` service, on loopback only)
+   lists the kill -9'd drivers' runs, unfinished, with their jobs, and the gracefully
+   stopped one as finished; the links of `make status` and the health page name the
+   running driver as current and the stopped one as previous.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from collections import Counter
 from decimal import Decimal
 
 import pandas as pd
+import psutil
 import pytest
+import requests
 
 from include.analytics import ROW_KEYS
 from include.kafka.client import read_to_end
 from include.kafka.topics import provision
+from include.runtime.procs import free_port
+from include.runtime.spark_history import SparkHistoryServer, streaming_driver_links
 from include.runtime.spark_launch import STREAMING_APP, launch_app
 from include.settings import Settings
 from include.streaming.lease import read_holder
@@ -61,8 +69,19 @@ APP_ARGS = ("--max-offsets-per-trigger", str(BATCH), "--trigger-seconds", "2")
 
 @pytest.fixture(scope="module")
 def crash_settings(kafka, registry, platform_env, tmp_path_factory):
-    with isolated_settings(tmp_path_factory, "crash") as settings:
-        yield settings
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ECOM_SPARK_HISTORY__PORT", str(free_port()))
+        with isolated_settings(tmp_path_factory, "crash") as settings:
+            yield settings
+
+
+@pytest.fixture(scope="module")
+def history(crash_settings):
+    """The platform's Spark History Server on the test's state dir."""
+    server = SparkHistoryServer(crash_settings)
+    server.start()
+    yield server
+    server.stop(timeout=30)
 
 
 def committed_batches(settings: Settings) -> int:
@@ -201,7 +220,52 @@ def wait_for_oracle_rows(analytic: str, expected: pd.DataFrame, proc, settings, 
     )
 
 
-def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_settings):
+def started_apps(settings: Settings) -> list[str]:
+    """The drivers' application ids from their event logs' folders, oldest first (a local
+    driver's id is ``local-<start in ms>``)."""
+    folders = settings.paths.spark_events_dir.glob("eventlog_v2_local-*")
+    return sorted((f.name.removeprefix("eventlog_v2_") for f in folders), key=lambda a: int(a[6:]))
+
+
+def history_of(server: SparkHistoryServer, app_id: str) -> tuple[dict, list]:
+    """An application as the History Server's REST API lists it, and its jobs."""
+    apps = requests.get(f"{server.url}/api/v1/applications", timeout=10).json()
+    (app,) = [a for a in apps if a["id"] == app_id] or [{}]
+    jobs = requests.get(f"{server.url}/api/v1/applications/{app_id}/jobs", timeout=30)
+    return app, jobs.json() if jobs.ok else []
+
+
+def check_history(settings: Settings, server: SparkHistoryServer) -> None:
+    """Step 7: the killed drivers' runs survive them in the History Server."""
+    listening = {
+        c.laddr.ip
+        for c in psutil.Process(server.pid()).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+    apps = started_apps(settings)
+    assert len(apps) == 4, f"four drivers ran, event logs of {apps}"
+    killed, died_in_write, stopped, running = apps
+    for app_id, completed in ((killed, False), (died_in_write, False), (stopped, True)):
+        app, jobs = poll(
+            lambda a=app_id: history_of(server, a),
+            lambda found: bool(found[0]) and bool(found[1]),
+            f"{app_id} and its jobs in the History Server",
+            timeout=60,
+        )
+        assert app["name"] == "ecommerce-streaming", app
+        assert [attempt["completed"] for attempt in app["attempts"]] == [completed], app
+        assert all(job["status"] in {"SUCCEEDED", "RUNNING", "FAILED"} for job in jobs), jobs
+    links = streaming_driver_links(settings)
+    assert [(link.label, link.record.app_id) for link in links] == [
+        ("current", running),
+        ("previous", stopped),
+    ]
+    assert links[1].url == f"{server.url}/history/{stopped}/"
+    assert requests.get(links[1].url, timeout=30).ok
+
+
+def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_settings, history):
     settings = crash_settings
     provision(settings)
     sent, flush = seeded_events()
@@ -239,5 +303,6 @@ def test_hard_kills_and_a_stop_under_load_lose_and_duplicate_nothing(crash_setti
                 timeout=60,
             )
             assert got == wanted, f"{output}: topic and table differ"
+        check_history(settings, history)
     finally:
         kill_hard(proc)
