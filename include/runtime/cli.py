@@ -28,7 +28,13 @@ from include.runtime.airflow_api import AirflowApi
 from include.runtime.kafka import Kafka
 from include.runtime.own_kafka import check_own_kafka, describe, uses_own_kafka
 from include.runtime.postgres import Postgres
-from include.runtime.procs import PlatformError, kill_marked, session_members, wait_until
+from include.runtime.procs import (
+    PlatformError,
+    autostart_wanted,
+    kill_marked,
+    session_members,
+    wait_until,
+)
 from include.runtime.registry import Registry
 from include.runtime.secrets import metrics_token, platform_secrets
 from include.runtime.service import Service
@@ -44,7 +50,6 @@ from include.streaming.status import pipeline_status, status_table
 PIPELINE_DAGS = ("provision_topics", "producer", "streaming", "data_quality", "supervisor")
 LONG_RUNNING_DAGS = ("producer", "streaming")
 TASK_SUPERVISOR = re.compile(r"^airflow worker -- [0-9a-f-]{36}$")
-AUTOSTART_ENV = "ECOM_AUTOSTART"
 
 
 def all_services(settings: Settings) -> list[Service]:
@@ -348,8 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execve(command[0], command, airflow_environment(settings))
     try:
         if args.command == "up":
-            autostart = os.environ.get(AUTOSTART_ENV, "1") not in ("0", "false", "no")
-            up(settings, start_pipeline=autostart and not args.no_pipeline)
+            up(settings, start_pipeline=autostart_wanted() and not args.no_pipeline)
         elif args.command == "down":
             down(settings)
         else:

@@ -22,15 +22,12 @@ import sys
 import time
 
 from include.runtime.airflow_api import AirflowApi
-from include.runtime.procs import PlatformError
+from include.runtime.procs import AUTOSTART_ENV, PlatformError, autostart_wanted
 from include.runtime.spark_history import SparkHistoryServer
 from include.settings import Settings, get_settings
 from include.settings.base import STREAMING_POOL
 
 PASSWORD_ENV = "AIRFLOW_ADMIN_PASSWORD"
-# The same switch as `make up`'s (include.runtime.cli.AUTOSTART_ENV), named here so the
-# History Server's container does not import the CLI, and Airflow with it.
-AUTOSTART_ENV = "ECOM_AUTOSTART"
 # The API server is healthy before this runs (compose's depends_on), but its login may
 # still answer errors for a moment after its first start.
 LOGIN_TIMEOUT_SECONDS = 120.0
@@ -110,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         if args.command == "pipeline":
-            autostart = os.environ.get(AUTOSTART_ENV, "1") not in ("0", "false", "no")
-            start_pipeline(settings, args.api_url, autostart)
+            start_pipeline(settings, args.api_url, autostart_wanted())
         else:
             run_history_server(settings)
     except PlatformError as exc:

@@ -28,6 +28,15 @@ from include.settings.base import STATE_UMASK
 MARKER_ENV = "ECOM_PLATFORM_STATE"
 
 
+AUTOSTART_ENV = "ECOM_AUTOSTART"
+
+
+def autostart_wanted() -> bool:
+    """Whether `make up` (and compose's pipeline-init) start the pipeline's runs: yes unless
+    ``ECOM_AUTOSTART`` is 0, false or no."""
+    return os.environ.get(AUTOSTART_ENV, "1").lower() not in ("0", "false", "no")
+
+
 class PlatformError(RuntimeError):
     """A problem the user can fix; the message says how. The CLI prints it and exits 2."""
 

@@ -4,6 +4,7 @@ crafted by tests/ui/pipeline_state.py; the platform's DAGs serialized into its d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -31,9 +32,14 @@ def airflow(tmp_path_factory) -> Iterator[tuple[Settings, Crafted, str]]:
         settings = Settings()
         crafted = build(settings, datetime.now(UTC))
         services = [Postgres(settings), AirflowComponent("api-server", settings)]
+        # A state dir from before the FAB auth manager: the simple one's passwords file.
+        old_passwords = settings.paths.airflow_home / "passwords.json"
+        old_passwords.parent.mkdir(parents=True, exist_ok=True)
+        old_passwords.write_text(json.dumps({settings.airflow.admin_user: "an-old-password"}))
         try:
             services[0].start()
             migrate_airflow_db(settings)
+            assert not old_passwords.exists(), "the upgrade left the old passwords file"
             reserialized = airflow_cli(settings, "dags", "reserialize", check=False)
             assert reserialized.returncode == 0, reserialized.stderr[-2000:]
             services[1].start()

@@ -29,6 +29,7 @@ from include.runtime.procs import free_port
 from include.runtime.tools import prometheus_binary
 from include.settings import Settings
 from include.ui.app import create_app
+from tests.unit.test_metrics import COUNTERS
 
 pytestmark = pytest.mark.ui
 
@@ -260,19 +261,7 @@ def test_prometheus_reads_the_running_totals_as_counters(served, prometheus) -> 
     metadata = requests.get(f"{prometheus}/api/v1/metadata", timeout=5).json()["data"]
     assert {
         name: entries[0]["type"] for name, entries in metadata.items() if name.endswith("_total")
-    } == {
-        name: "counter"
-        for name in (
-            "ecom_input_rows_total",
-            "ecom_output_rows_total",
-            "ecom_batches_total",
-            "ecom_late_rows_dropped_total",
-            "ecom_dead_letters_total",
-            "ecom_driver_restarts_total",
-            "ecom_producer_events_sent_total",
-            "ecom_producer_events_failed_total",
-        )
-    }
+    } == dict.fromkeys(COUNTERS, "counter")
     assert not {"ecom_query_batch_input_rows", "ecom_query_late_rows_dropped"} & set(metadata)
 
 
