@@ -222,10 +222,11 @@ def test_platform_end_to_end(platform):
     # ...nor takes away what the running services need (PostgreSQL's user crosses the
     # state dir to its data: a second `make up` once locked it out).
     assert settings.state.stat().st_mode == state_mode
-    assert again.stdout.count("already running") == len(pids) == 7, again.stdout
+    # PostgreSQL, Kafka, the registry, Airflow's four components, the Spark History Server.
+    assert again.stdout.count("already running") == len(pids) == 8, again.stdout
     assert {f.name: f.read_text() for f in settings.paths.run_dir.glob("*.pid")} == pids
     status = make("status", env, 60)
-    assert status.stdout.count(" yes") == 7, status.stdout
+    assert status.stdout.count(" yes") == 8, status.stdout
 
     lap("4. producer and streaming")
 

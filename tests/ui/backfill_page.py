@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from html import unescape
+from typing import Any
 
 import pandas as pd
 
@@ -52,15 +53,22 @@ def as_rows(frame: pd.DataFrame) -> Counter:
     )
 
 
-def reconciliation_page(name: str) -> str:
-    """The plugin's page of the reconciliation report `name`, as a logged-in user sees it
-    (the app in-process; tests/ui/ checks the login itself)."""
-    from fastapi.testclient import TestClient
-
-    from include.ui.app import create_app, current_user
+def logged_in_app() -> Any:
+    """The plugin's app as a logged-in user with a role that reads every DAG sees it, without
+    Airflow's API server (tests/ui/ checks the login and the roles themselves)."""
+    from include.ui.access import current_user, role_check
+    from include.ui.app import create_app
 
     app = create_app()
     app.dependency_overrides[current_user] = lambda: "admin"
-    page = TestClient(app).get(f"/backfill/{name}")
+    app.dependency_overrides[role_check] = lambda: lambda user, dag_id: None
+    return app
+
+
+def reconciliation_page(name: str) -> str:
+    """The plugin's page of the reconciliation report `name`, as a logged-in user sees it."""
+    from fastapi.testclient import TestClient
+
+    page = TestClient(logged_in_app()).get(f"/backfill/{name}")
     assert page.status_code == 200, page.text
     return page.text

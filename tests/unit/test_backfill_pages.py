@@ -24,7 +24,7 @@ from include.backfill import Interval, report_path, scheduled_run_skip_reason, w
 from include.operators import ReconciliationLink
 from include.settings import Settings
 from include.streaming.progress import progress_path
-from tests.ui.backfill_page import analytic_cells, differing_rows
+from tests.ui.backfill_page import analytic_cells, differing_rows, logged_in_app
 
 START = datetime(2026, 11, 26, 10, tzinfo=UTC)
 INTERVAL = Interval(START, START + timedelta(hours=1))
@@ -85,15 +85,9 @@ def settings(tmp_path, monkeypatch) -> Settings:
 
 @pytest.fixture
 def client(settings) -> TestClient:
-    from include.ui.access import current_user, role_check
-    from include.ui.app import create_app
-
-    app = create_app()
     # Logged in, with a role that reads every DAG (the roles are tested on a real Airflow:
     # tests/ui/test_roles.py).
-    app.dependency_overrides[current_user] = lambda: "admin"
-    app.dependency_overrides[role_check] = lambda: lambda user, dag_id: None
-    return TestClient(app)
+    return TestClient(logged_in_app())
 
 
 def progress(settings: Settings, *records: tuple[datetime, str, int]) -> None:
