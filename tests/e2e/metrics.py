@@ -16,13 +16,14 @@ import requests
 
 from include.analytics import PIPELINE, REVENUE_BY_CATEGORY
 from include.runtime.airflow_api import AirflowApi
+from include.runtime.spark_history import history_url
 from include.settings import Settings
 
-SAMPLE = re.compile(r"^(ecom_[a-z_]+)\{([^}]*)\} (\S+)$", re.MULTILINE)
+SAMPLE = re.compile(r"^(ecom_[a-z_]+)(?:\{([^}]*)\})? (\S+)$", re.MULTILINE)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    """(name, labels) -> value of the exposition's labelled ``ecom_*`` samples."""
+    """(name, labels) -> value of the exposition's ``ecom_*`` samples."""
     return {
         (name, frozenset(re.findall(r'(\w+)="([^"]*)"', labels))): float(value)
         for name, labels, value in SAMPLE.findall(text)
@@ -33,8 +34,9 @@ def check_metrics(api: AirflowApi, settings: Settings, env: dict[str, str]) -> N
     """Assert the metrics endpoint and the Spark UI's metrics on the running platform."""
     url = f"{api.base_url}/ecom/metrics"
     assert requests.get(url, timeout=30).status_code == 401
-    # Airflow's login does not open it: Prometheus gets a token of its own.
-    assert api.page("/ecom/metrics").status_code == 401
+    # A login whose role reads the pipeline opens it (the roles: tests/ui/test_roles.py);
+    # Prometheus, which cannot log in, sends a token of its own.
+    assert api.page("/ecom/metrics").status_code == 200
     token = settings.paths.metrics_token_file.read_text().strip()
     assert settings.paths.metrics_token_file.stat().st_mode & 0o077 == 0
 
@@ -60,8 +62,17 @@ def check_metrics(api: AirflowApi, settings: Settings, env: dict[str, str]) -> N
     }
     assert sum(statuses.values()) == 1, statuses  # the quality run before this checked it
 
+    # The counters of every batch so far: rows in from the input topic, rows out of each.
+    assert found[("ecom_input_rows_total", frozenset())] > 0, answer.text[:2000]
+    assert found[("ecom_output_rows_total", frozenset({("output", query)}))] > 0
+
     spark_ui = f"http://{settings.bind_host}:{settings.spark.ui_port}"
-    assert spark_ui in api.page("/ecom/health").text
+    health = api.page("/ecom/health").text
+    assert spark_ui in health
+    # The History Server `make up` started, linked for the running driver.
+    assert f"{history_url(settings)}/history/" in health, "no Spark history link"
+    listed = requests.get(f"{history_url(settings)}/api/v1/applications", timeout=30).json()
+    assert any(app["name"] == "ecommerce-streaming" for app in listed), listed
     spark = requests.get(f"{spark_ui}/metrics/prometheus", timeout=30)
     assert spark.status_code == 200, f"Spark UI metrics at {spark_ui}: {spark.status_code}"
     # Spark's own streaming metrics are the one query's.
