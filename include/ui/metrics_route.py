@@ -10,6 +10,7 @@ It shows figures only, never data rows.
 from __future__ import annotations
 
 import hmac
+import logging
 
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
@@ -17,10 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from include.metrics import CONTENT_TYPE, exposition, snapshot
+from include.runtime.procs import PlatformError
 from include.runtime.secrets import metrics_token
 from include.settings import Settings, get_settings
 from include.ui.access import check_reader, current_user
 
+log = logging.getLogger(__name__)
 REFUSED = {"WWW-Authenticate": 'Bearer realm="ecom metrics"'}
 
 
@@ -39,7 +42,14 @@ async def metrics(request: Request) -> Response:
     role may read the ``streaming`` DAG (403 for another role); 401 for anyone else.  The
     files are read in a thread, so reading them never blocks the server."""
     settings = get_settings()
-    if not authorised(request, metrics_token(settings)):
+    try:
+        token = metrics_token(settings)
+    except PlatformError as exc:
+        # A token file named by [metrics] token_file that is missing: no token opens the
+        # route until it is there (said in the server's log, not to the caller).
+        log.error("/ecom/metrics: %s", exc)
+        token = ""
+    if not authorised(request, token):
         try:
             user = await current_user(request)
         # RuntimeError: the app served outside Airflow's API server has no auth manager,
@@ -47,9 +57,9 @@ async def metrics(request: Request) -> Response:
         except (HTTPException, RuntimeError):
             raise HTTPException(
                 401,
-                "Send the metrics token: Authorization: Bearer <the contents of "
-                "state/run/metrics_token> (Prometheus: authorization.credentials_file), "
-                "or log in to Airflow.",
+                "Send the metrics token: Authorization: Bearer <the contents of the token "
+                "file: state/run/metrics_token, or [metrics] token_file> (Prometheus: "
+                "authorization.credentials_file), or log in to Airflow.",
                 headers=REFUSED,
             ) from None
         check_reader(user, "streaming")

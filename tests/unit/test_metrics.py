@@ -309,6 +309,21 @@ def test_the_token_is_private_stable_and_required(tmp_path, monkeypatch) -> None
     assert not authorised(request("Bearer "), "")  # no token configured: nobody gets in
 
 
+def test_a_missing_token_file_refuses_every_token_and_does_not_fail(tmp_path, monkeypatch):
+    """[metrics] token_file (compose's secret) not there: 401 for any token, never a 500."""
+    from fastapi.testclient import TestClient
+
+    from include.ui.app import create_app
+
+    monkeypatch.setenv("ECOM_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("ECOM_METRICS__TOKEN_FILE", str(tmp_path / "no-such-secret"))
+    client = TestClient(create_app(), raise_server_exceptions=False)
+    for header in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
+        answer = client.get("/metrics", headers=header)
+        assert answer.status_code == 401, (header, answer.text)
+        assert "token file" in answer.text
+
+
 def _panels(panels: list[dict]) -> list[dict]:
     """Every panel, those inside collapsed rows too."""
     return [q for p in panels for q in (p, *_panels(p.get("panels", [])))]
