@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,8 +199,17 @@ def alert_exprs_of(r: dict[str, Any]) -> str:
     return " ".join(q["model"]["expr"] for q in r["data"] if q["datasourceUid"] != "__expr__")
 
 
-def promtool() -> Path:
-    return prometheus_binary(Settings()).with_name("promtool")
+def promtool(*args: str) -> str:
+    """Debian's promtool (beside its Prometheus) run with `args`; its output, asserted a
+    success."""
+    checked = subprocess.run(
+        [str(prometheus_binary(Settings()).with_name("promtool")), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    return checked.stdout
 
 
 @pytest.fixture
@@ -278,14 +286,7 @@ def test_every_expression_parses_as_promql(tmp_path) -> None:
         rules.append({"alert": f"expression_{n}", "expr": expr})
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "all", "rules": rules}]}))
-    checked = subprocess.run(
-        [str(promtool()), "check", "rules", "--lint=none", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert f"{len(rules)} rules found" in checked.stdout
+    assert f"{len(rules)} rules found" in promtool("check", "rules", "--lint=none", str(path))
 
 
 # ---------------------------------------------------------------- the dashboard
@@ -413,13 +414,7 @@ def test_alert_thresholds_are_the_platforms_settings(settings) -> None:
 
 
 def test_prometheus_config_is_valid_and_scrapes_what_compose_serves() -> None:
-    checked = subprocess.run(
-        [str(promtool()), "check", "config", "--syntax-only", str(PROMETHEUS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    promtool("check", "config", "--syntax-only", str(PROMETHEUS))
     config = yaml.safe_load(PROMETHEUS.read_text())
     assert config["global"]["scrape_interval"] == "15s"
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
