@@ -92,6 +92,12 @@ def _add(family: GaugeMetricFamily | CounterMetricFamily, labels: list[str], val
         family.add_metric(labels, number)
 
 
+def _add_labelled(family: GaugeMetricFamily | CounterMetricFamily, by_label: dict) -> None:
+    """One sample per entry of ``by_label`` (its one label's value -> the figure), sorted."""
+    for label, value in sorted(by_label.items()):
+        _add(family, [label], value)
+
+
 def _seconds(moment: Any) -> float | None:
     parsed = parse_utc(moment) if isinstance(moment, str) else None
     return parsed.timestamp() if parsed else None
@@ -120,10 +126,8 @@ def counter_families(snap: Snapshot) -> list[Metric]:
         "dead_letters).",
         ("output",),
     )
-    written = stream.get("output_rows")
-    written = written if isinstance(written, dict) else {}
-    for output, rows in sorted(written.items()):
-        _add(rows_out, [output], rows)
+    written = _object(stream.get("output_rows"))
+    _add_labelled(rows_out, written)
     batches = _counter("ecom_batches_total", "Micro-batches the streaming query completed.")
     _add(batches, [], stream.get("batches"))
     late = _counter(
@@ -132,9 +136,7 @@ def counter_families(snap: Snapshot) -> list[Metric]:
         "every analytic counts once per output; still in the input topic for a backfill).",
         ("output",),
     )
-    dropped = stream.get("late_rows_dropped")
-    for output, rows in sorted((dropped if isinstance(dropped, dict) else {}).items()):
-        _add(late, [output], rows)
+    _add_labelled(late, _object(stream.get("late_rows_dropped")))
     dead = _counter(
         "ecom_dead_letters_total",
         "Malformed events the streaming query quarantined as dead letters, with a reason.",
@@ -146,9 +148,7 @@ def counter_families(snap: Snapshot) -> list[Metric]:
         "lost driver) or the scheduled restart DAG.",
         ("by",),
     )
-    by = snap.restart_totals.get("restarts")
-    for who, count in sorted((by if isinstance(by, dict) else {}).items()):
-        _add(restarts, [who], count)
+    _add_labelled(restarts, _object(snap.restart_totals.get("restarts")))
     sent = _counter(
         "ecom_producer_events_sent_total", "Events the producer handed to Kafka for sending."
     )
@@ -296,12 +296,10 @@ def add_totals(path: Path, deltas: Mapping[str, Any]) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        found = read_json(path, {})
-        totals: dict[str, Any] = found if isinstance(found, dict) else {}
+        totals = _object(read_json(path, {}))
         for key, delta in deltas.items():
             if isinstance(delta, Mapping):
-                inner = totals.get(key)
-                inner = inner if isinstance(inner, dict) else {}
+                inner = _object(totals.get(key))
                 for label, n in delta.items():
                     inner[label] = _whole(inner.get(label)) + n
                 totals[key] = inner
@@ -373,4 +371,5 @@ def snapshot(settings: Settings) -> Snapshot:
 
 
 def _object(found: Any) -> dict[str, Any]:
+    """``found`` if a JSON object was read, else empty (a file written by hand or cut)."""
     return found if isinstance(found, dict) else {}
